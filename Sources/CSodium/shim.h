@@ -1,0 +1,4 @@
+#ifndef PIIVAULT_CSODIUM_SHIM_H
+#define PIIVAULT_CSODIUM_SHIM_H
+#include <sodium.h>
+#endif

@@ -1,0 +1,324 @@
+import CLibPQ
+import Foundation
+
+/// One libpq connection. Every libpq call runs on the connection's own thread, never on Swift's cooperative pool.
+///
+/// A connection runs one statement at a time; use it from one task at a time (a transaction in progress belongs to
+/// the task that opened it). Close it with `close()`; it is also closed when released.
+public final class PostgresConnection: @unchecked Sendable {
+    // Touched only on `executor`'s thread.
+    private var handle: OpaquePointer?
+    private let executor: BlockingExecutor
+
+    private init(handle: OpaquePointer, executor: BlockingExecutor) {
+        self.handle = handle
+        self.executor = executor
+    }
+
+    deinit {
+        if let handle { PQfinish(handle) }
+        executor.shutdown()
+    }
+
+    /// Connects with a libpq connection string (`host=... dbname=...`) or URI (`postgresql://...`).
+    /// An empty string uses libpq's defaults: the `PG*` environment variables, `~/.pgpass`, service files.
+    public static func connect(_ connectionString: String = "", applicationName: String = "piivault")
+        async throws -> PostgresConnection
+    {
+        let executor = BlockingExecutor(name: "postgres-connection")
+        do {
+            let handle = try await executor.run { () throws -> SendablePointer in
+                SendablePointer(try openConnection(connectionString, applicationName: applicationName))
+            }
+            return PostgresConnection(handle: handle.pointer, executor: executor)
+        } catch {
+            executor.shutdown()
+            throw error
+        }
+    }
+
+    /// Closes the connection. Later calls fail with `PostgresError.Kind.closed`.
+    public func close() async {
+        _ = try? await executor.run { [self] in
+            if let handle { PQfinish(handle) }
+            handle = nil
+        }
+        executor.shutdown()
+    }
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try await executor.run { [self] in try runQuery(query) }
+    }
+
+    /// Runs one statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) async throws -> Int {
+        try await self.query(query).affectedRows
+    }
+
+    /// Runs SQL text that may hold several statements and no parameters (migration files). Never pass it input.
+    public func executeScript(_ sql: String) async throws {
+        try await executor.run { [self] in
+            let handle = try liveHandle()
+            guard !sql.utf8.contains(0) else {
+                throw PostgresError(kind: .invalidParameter, message: "SQL text contains a NUL byte")
+            }
+            let result = PQexec(handle, sql)
+            defer { PQclear(result) }
+            try check(result, handle: handle)
+        }
+    }
+
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await execute("BEGIN")
+        let value: T
+        do {
+            value = try await body(self)
+        } catch {
+            _ = try? await execute("ROLLBACK")
+            throw error
+        }
+        try await execute("COMMIT")
+        return value
+    }
+
+    /// Sends `data` to a `COPY ... FROM STDIN` statement and returns the number of rows copied.
+    /// `data` is in the statement's format; `CopyTextWriter` produces the default text format.
+    @discardableResult
+    public func copyFromStdin(_ statement: PostgresQuery, data: [UInt8]) async throws -> Int {
+        try await executor.run { [self] in
+            let handle = try liveHandle()
+            let start = PQexec(handle, statement.sql)
+            let startStatus = PQresultStatus(start)
+            if startStatus != PGRES_COPY_IN {
+                defer { PQclear(start) }
+                try check(start, handle: handle)
+                throw PostgresError(kind: .decoding, message: "the statement is not a COPY ... FROM STDIN")
+            }
+            PQclear(start)
+            let chunkSize = 1 << 20
+            var offset = 0
+            var sendFailed = false
+            try data.withUnsafeBufferPointer { buffer in
+                while offset < buffer.count {
+                    let length = min(chunkSize, buffer.count - offset)
+                    let sent = buffer.baseAddress!.advanced(by: offset).withMemoryRebound(to: CChar.self, capacity: length) {
+                        PQputCopyData(handle, $0, Int32(length))
+                    }
+                    if sent != 1 { sendFailed = true; break }
+                    offset += length
+                }
+                if sendFailed { _ = PQputCopyEnd(handle, "piivault: sending COPY data failed") }
+                else if PQputCopyEnd(handle, nil) != 1 { throw connectionError(handle) }
+            }
+            var copied = 0
+            var firstError: Error?
+            while let result = PQgetResult(handle) {
+                do {
+                    try check(result, handle: handle)
+                    copied = Int(String(cString: PQcmdTuples(result))) ?? copied
+                } catch {
+                    if firstError == nil { firstError = error }
+                }
+                PQclear(result)
+            }
+            if let firstError { throw firstError }
+            if sendFailed { throw connectionError(handle) }
+            return copied
+        }
+    }
+
+    /// The server's version number (for example 150018).
+    public func serverVersion() async throws -> Int {
+        try await executor.run { [self] in Int(PQserverVersion(try liveHandle())) }
+    }
+
+    // MARK: - On the executor's thread
+
+    private func liveHandle() throws -> OpaquePointer {
+        guard let handle else { throw PostgresError.closed }
+        return handle
+    }
+
+    private func runQuery(_ query: PostgresQuery) throws -> PostgresRows {
+        let handle = try liveHandle()
+        let count = query.binds.count
+        var types = [Oid](repeating: 0, count: count)
+        var lengths = [Int32](repeating: 0, count: count)
+        var formats = [Int32](repeating: 0, count: count)
+        // Keep every parameter's bytes alive until PQexecParams returns.
+        var storage = [[CChar]?](repeating: nil, count: count)
+        for (index, bind) in query.binds.enumerated() {
+            switch bind {
+            case .null:
+                storage[index] = nil
+            case .text(let text):
+                guard !text.utf8.contains(0) else {
+                    throw PostgresError(
+                        kind: .invalidParameter,
+                        message: "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot store")
+                }
+                storage[index] = Array(text.utf8CString)
+            case .bytes(let bytes):
+                types[index] = 17  // bytea
+                formats[index] = 1
+                lengths[index] = Int32(bytes.count)
+                storage[index] = bytes.isEmpty ? [0] : bytes.map { CChar(bitPattern: $0) }
+            }
+        }
+        let result: OpaquePointer? = withParameterPointers(storage) { pointers in
+            PQexecParams(handle, query.sql, Int32(count), types, pointers, lengths, formats, 0)
+        }
+        defer { PQclear(result) }
+        try check(result, handle: handle)
+        return readRows(result!)
+    }
+
+    private func withParameterPointers<R>(
+        _ storage: [[CChar]?], _ body: ([UnsafePointer<CChar>?]) -> R
+    ) -> R {
+        var pointers: [UnsafePointer<CChar>?] = []
+        pointers.reserveCapacity(storage.count)
+        func recurse(_ index: Int) -> R {
+            if index == storage.count { return body(pointers) }
+            guard let bytes = storage[index] else {
+                pointers.append(nil)
+                return recurse(index + 1)
+            }
+            return bytes.withUnsafeBufferPointer { buffer in
+                pointers.append(buffer.baseAddress)
+                return recurse(index + 1)
+            }
+        }
+        return recurse(0)
+    }
+
+    private func readRows(_ result: OpaquePointer) -> PostgresRows {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        var columns: [String] = []
+        columns.reserveCapacity(columnCount)
+        for column in 0..<columnCount { columns.append(String(cString: PQfname(result, Int32(column)))) }
+        var values: [[[UInt8]?]] = []
+        values.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            var rowValues: [[UInt8]?] = []
+            rowValues.reserveCapacity(columnCount)
+            for column in 0..<columnCount {
+                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                    rowValues.append(nil)
+                } else {
+                    let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+                    let pointer = PQgetvalue(result, Int32(row), Int32(column))!
+                    rowValues.append(pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+                        Array(UnsafeBufferPointer(start: $0, count: length))
+                    })
+                }
+            }
+            values.append(rowValues)
+        }
+        let tuples = String(cString: PQcmdTuples(result))
+        return PostgresRows(columns: columns, values: values, affectedRows: Int(tuples) ?? rowCount)
+    }
+
+    private func check(_ result: OpaquePointer?, handle: OpaquePointer) throws {
+        guard let result else { throw connectionError(handle) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_COPY_IN, PGRES_COPY_OUT:
+            return
+        default:
+            throw serverError(result, handle: handle)
+        }
+    }
+}
+
+/// Wraps a libpq handle to move it between threads; only the executor's thread uses it.
+private struct SendablePointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+}
+
+private func openConnection(_ connectionString: String, applicationName: String) throws -> OpaquePointer {
+    guard !connectionString.utf8.contains(0) else {
+        throw PostgresError(kind: .connectionFailed, message: "the connection string contains a NUL byte")
+    }
+    // Keywords/values form lets us add fallback_application_name without editing the caller's string.
+    let keywords = ["dbname", "fallback_application_name", "client_encoding"]
+    let values = [connectionString, applicationName, "UTF8"]
+    let handle: OpaquePointer? = withCStrings(keywords) { keywordPointers in
+        withCStrings(values) { valuePointers in
+            PQconnectdbParams(keywordPointers, valuePointers, 1)
+        }
+    }
+    guard let handle else {
+        throw PostgresError(kind: .connectionFailed, message: "could not allocate a database connection")
+    }
+    guard PQstatus(handle) == CONNECTION_OK else {
+        let raw = String(cString: PQerrorMessage(handle))
+        PQfinish(handle)
+        let message = redactingSecrets(in: raw, connectionString: connectionString)
+        throw PostgresError(kind: .connectionFailed, message: "cannot connect to the database: \(message)")
+    }
+    PQsetNoticeProcessor(handle, { _, _ in }, nil)  // NOTICEs ("already exists, skipping") are not for users
+    return handle
+}
+
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    return body(copies.map { UnsafePointer($0) } + [nil])
+}
+
+/// Removes any password of `connectionString` from a libpq message, which can quote parts of a bad string.
+func redactingSecrets(in message: String, connectionString: String) -> String {
+    var secrets: [String] = []
+    // key=value form and URI query form: password=...
+    for pattern in [#"password\s*=\s*'((?:[^'\\]|\\.)*)'"#, #"password\s*=\s*([^\s&']+)"#, #"://[^:/@\s]*:([^@\s]*)@"#] {
+        if let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive]) {
+            let range = NSRange(connectionString.startIndex..., in: connectionString)
+            for match in regex.matches(in: connectionString, range: range) where match.numberOfRanges > 1 {
+                if let r = Range(match.range(at: 1), in: connectionString), !connectionString[r].isEmpty {
+                    secrets.append(String(connectionString[r]))
+                    secrets.append(String(connectionString[r]).removingPercentEncoding ?? "")
+                }
+            }
+        }
+    }
+    var text = message.trimmingCharacters(in: .whitespacesAndNewlines)
+    for secret in secrets where !secret.isEmpty {
+        text = text.replacingOccurrences(of: secret, with: "***")
+    }
+    return text.replacingOccurrences(of: "\n", with: "; ")
+}
+
+private func connectionError(_ handle: OpaquePointer) -> PostgresError {
+    let raw = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+    let lost = PQstatus(handle) != CONNECTION_OK
+    return PostgresError(
+        kind: lost ? .connectionLost : .server,
+        message: lost ? "the database connection was lost: \(firstLine(raw))" : firstLine(raw))
+}
+
+private func firstLine(_ text: String) -> String {
+    String(text.split(separator: "\n", omittingEmptySubsequences: true).first ?? "unknown libpq error")
+}
+
+private func serverError(_ result: OpaquePointer, handle: OpaquePointer) -> PostgresError {
+    func field(_ code: Character) -> String? {
+        guard let pointer = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+        return String(cString: pointer)
+    }
+    guard let sqlState = field("C") else { return connectionError(handle) }
+    let column = field("c")
+    var message = field("M") ?? "database error"
+    if sqlState.hasPrefix("22") {
+        // Data exceptions quote the offending value ("invalid input syntax for type integer: \"...\"").
+        message = "invalid data" + (column.map { " in column \"\($0)\"" } ?? "") + " (value withheld)"
+    }
+    return PostgresError(
+        kind: .server, sqlState: sqlState, message: message, schema: field("s"), table: field("t"),
+        column: column, constraint: field("n"))
+}

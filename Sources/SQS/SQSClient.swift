@@ -1,0 +1,4 @@
+import SigV4
+
+/// Amazon SQS client over AsyncHTTPClient.
+public enum SQS {}

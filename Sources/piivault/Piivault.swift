@@ -1,0 +1,24 @@
+import ArgumentParser
+import PIIVault
+
+/// The `piivault` command tree. Each subcommand parses its arguments, calls the core and prints; nothing more.
+@main
+struct Piivault: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "piivault",
+        abstract: "A reversible PII vault: keyed tokens for analysts, sealed originals for compliance.",
+        discussion: """
+            Exit status: 0 success; 1 failure (an audit chain that does not verify, a run that did not load \
+            everything); 64 usage error; 65 bad input data or key file; 69 a service (database, SQS) is \
+            unavailable; 70 not implemented yet; 77 permission refused (key file mode, database role).
+            """,
+        version: PIIVaultInfo.version,
+        subcommands: [
+            Keygen.self,
+            Migrate.self,
+            ETL.self,
+            Unmask.self,
+            Audit.self,
+        ]
+    )
+}

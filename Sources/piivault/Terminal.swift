@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import PIIVault
+
+/// Writes one line to standard error in piivault's terse voice.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("piivault: error: \(message)\n".utf8))
+}
+
+/// Writes one warning line to standard error.
+func printWarning(_ message: String) {
+    FileHandle.standardError.write(Data("piivault: warning: \(message)\n".utf8))
+}
+
+/// Runs a subcommand body, turning core errors into one line on stderr and a documented exit code.
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as any PIIVaultReportableError {
+        printError(error.message)
+        throw ExitCode(error.exitCode.rawValue)
+    } catch {
+        printError(String(describing: error))
+        throw ExitCode(PIIVaultExitCode.failure.rawValue)
+    }
+}
+
+/// Options every database-touching subcommand shares.
+struct DatabaseOptions: ParsableArguments {
+    @Option(
+        name: .customLong("database-url"),
+        help: ArgumentHelp(
+            "A libpq connection string or URI (also PIIVAULT_DATABASE_URL); default: libpq's own (PG* variables, ~/.pgpass).",
+            valueName: "URL"))
+    var databaseURL: String?
+
+    /// The connection string to hand libpq: the flag, then `PIIVAULT_DATABASE_URL`, else empty (libpq defaults).
+    var resolved: String {
+        databaseURL ?? ProcessInfo.processInfo.environment["PIIVAULT_DATABASE_URL"] ?? ""
+    }
+}
+
+/// Subcommands that are planned but not built yet say so and exit 70.
+func notImplemented(_ name: String) throws -> Never {
+    printError("'\(name)' is not implemented yet in this version")
+    throw ExitCode(PIIVaultExitCode.notImplemented.rawValue)
+}

@@ -1,0 +1,88 @@
+import Foundation
+
+/// What a finished child process left behind.
+public struct ProcessResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+    public let stdoutData: Data
+}
+
+/// Runs a program to completion, feeding it `input` and capturing both outputs.
+/// `environment` entries are added to (or, with a nil value, removed from) this process's environment.
+@discardableResult
+public func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String?] = [:], input: Data? = nil,
+    currentDirectory: URL? = nil
+) throws -> ProcessResult {
+    let process = Process()
+    if executable.contains("/") {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [executable] + arguments
+    }
+    var env = ProcessInfo.processInfo.environment
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+    let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
+    process.standardOutput = outPipe
+    process.standardError = errPipe
+    process.standardInput = inPipe
+    try process.run()
+    // Read both pipes concurrently so that neither can fill up and stall the child.
+    let errData = LockedData()
+    let errThread = Thread { errData.set(errPipe.fileHandleForReading.readDataToEndOfFile()) }
+    errThread.start()
+    if let input { inPipe.fileHandleForWriting.write(input) }
+    try? inPipe.fileHandleForWriting.close()
+    let outData = outPipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let err = errData.wait()
+    return ProcessResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: err, as: UTF8.self),
+        stdoutData: outData)
+}
+
+private final class LockedData: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var data: Data?
+    func set(_ value: Data) {
+        condition.lock(); data = value; condition.broadcast(); condition.unlock()
+    }
+    func wait() -> Data {
+        condition.lock(); defer { condition.unlock() }
+        while data == nil { condition.wait() }
+        return data!
+    }
+}
+
+/// The `piivault` binary built next to the test bundle (`swift build` before `swift test`).
+public func piivaultBinary() throws -> String {
+    let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = testBinary.deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("piivault")
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDir), !isDir.boolValue {
+            return candidate.path
+        }
+        dir.deleteLastPathComponent()
+    }
+    let fallback = TestServices.repositoryRoot.appendingPathComponent(".build/debug/piivault")
+    if FileManager.default.isExecutableFile(atPath: fallback.path) { return fallback.path }
+    throw TestSetupError("the piivault binary was not found next to the tests; run `swift build` before `swift test`")
+}
+
+/// Runs the real `piivault` binary.
+@discardableResult
+public func runPiivault(
+    _ arguments: [String], environment: [String: String?] = [:], input: Data? = nil, currentDirectory: URL? = nil
+) throws -> ProcessResult {
+    try runProcess(try piivaultBinary(), arguments, environment: environment, input: input,
+                   currentDirectory: currentDirectory)
+}

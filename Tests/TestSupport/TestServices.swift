@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+
+/// Finds the local services (started by `scripts/services start`) and the reference material in `../shared`.
+///
+/// Settings come from the environment first, then from `.local/services.env` in the checkout. When a service is
+/// missing, a test is skipped on a developer's machine but fails when `CI` or `PIIVAULT_REQUIRE_SERVICES=1` is set:
+/// in CI an integration test never skips.
+public enum TestServices {
+    /// The checkout's root folder.
+    public static let repositoryRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestSupport/TestServices.swift
+        return url
+    }()
+
+    /// `../shared` beside the checkout (or `PIIVAULT_SHARED_DIR`).
+    public static var sharedDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["PIIVAULT_SHARED_DIR"], !dir.isEmpty {
+            return URL(fileURLWithPath: dir)
+        }
+        return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    }
+
+    /// A file under `../shared`, or an error that says clearly that the reference material is absent.
+    public static func sharedFile(_ relativePath: String) throws -> URL {
+        let url = sharedDirectory.appendingPathComponent(relativePath)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TestSetupError(
+                "reference material missing: \(url.path) does not exist; these tests need ../shared beside the checkout (or PIIVAULT_SHARED_DIR)")
+        }
+        return url
+    }
+
+    /// Whether a missing service fails the test instead of skipping it.
+    public static var servicesRequired: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["PIIVAULT_REQUIRE_SERVICES"] == "1" || !(env["CI"] ?? "").isEmpty
+    }
+
+    /// The settings written by `scripts/services start`.
+    public static let servicesFile: [String: String] = {
+        let url = repositoryRoot.appendingPathComponent(".local/services.env")
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [:] }
+        var result: [String: String] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            var value = String(line[line.index(after: eq)...])
+            if value.hasPrefix("'") && value.hasSuffix("'") && value.count >= 2 {
+                value = String(value.dropFirst().dropLast())
+            }
+            result[String(line[..<eq])] = value
+        }
+        return result
+    }()
+
+    /// A setting from the environment, else from `.local/services.env`.
+    public static func setting(_ name: String) -> String? {
+        if let value = ProcessInfo.processInfo.environment[name], !value.isEmpty { return value }
+        return servicesFile[name]
+    }
+
+    /// The superuser connection URI of the throwaway PostgreSQL cluster.
+    public static func databaseURL() throws -> String {
+        try required("PIIVAULT_TEST_DATABASE_URL", service: "PostgreSQL")
+    }
+
+    /// The HTTP endpoint of the SQS emulator (`moto_server`).
+    public static func sqsEndpoint() throws -> String {
+        try required("PIIVAULT_TEST_SQS_ENDPOINT", service: "the SQS emulator")
+    }
+
+    private static func required(_ name: String, service: String) throws -> String {
+        if let value = setting(name) { return value }
+        let message = "\(service) is not available: \(name) is not set and .local/services.env has no entry; run `make services` (or `scripts/services start`) first"
+        if servicesRequired { throw TestSetupError(message) }
+        throw XCTSkip(message)
+    }
+}
+
+/// A test's environment is not what it needs; the message says what to do.
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
