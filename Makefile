@@ -1,0 +1,44 @@
+# piivault: the two-command Quick start is `make demo` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+SWIFT ?= swift
+BENCH_MESSAGES ?= 200000
+BENCH_DISTINCT ?= 1.0
+
+.PHONY: all deps build release test demo bench services services-stop services-status clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
+test: build
+	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test
+
+# The main job end to end on local defaults.
+demo: build
+	scripts/with-services scripts/demo
+
+# Benchmarks (measurements, not tests).
+bench: release
+	scripts/with-services scripts/bench "$(BENCH_MESSAGES)" "$(BENCH_DISTINCT)"
+
+# Long-lived local services for development (`swift test` then finds them through .local/services.env).
+services: deps
+	scripts/services start
+
+services-stop:
+	scripts/services stop
+
+services-status:
+	scripts/services status
+
+clean:
+	-scripts/services stop
+	rm -rf .build .local

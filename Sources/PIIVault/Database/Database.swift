@@ -1,0 +1,40 @@
+import Postgres
+
+/// Opening database connections for the subcommands.
+public enum Database {
+    /// Connects with a libpq connection string or URI; an empty string uses libpq's defaults
+    /// (`PG*` variables, `~/.pgpass`, service files).
+    public static func connect(_ connectionString: String) async throws -> PostgresConnection {
+        try await PostgresConnection.connect(connectionString, applicationName: "piivault")
+    }
+
+    /// Connects, runs `body`, and closes the connection whether `body` returns or throws.
+    public static func withConnection<T: Sendable>(
+        _ connectionString: String, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await connect(connectionString)
+        do {
+            let value = try await body(connection)
+            await connection.close()
+            return value
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+}
+
+extension PostgresError: PIIVaultReportableError {
+    public var message: String {
+        if isPermissionDenied {
+            return "the database refused: \(description); check that the login is a member of the right piivault_* role"
+        }
+        return description
+    }
+
+    public var exitCode: PIIVaultExitCode {
+        if isPermissionDenied { return .noPermission }
+        if isConnectionError { return .unavailable }
+        return .failure
+    }
+}
