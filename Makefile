@@ -19,7 +19,7 @@ release: deps
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
 test: build
-	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test
+	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
 
 # The main job end to end on local defaults.
 demo: build

@@ -72,6 +72,12 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
             sql += "$\(binds.count)"
         }
 
+        /// Binds an optional value as the next parameter; nil is SQL NULL.
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            binds.append(value?.postgresBind ?? .null)
+            sql += "$\(binds.count)"
+        }
+
         /// Binds an explicit `PostgresBind`.
         public mutating func appendInterpolation(bind: PostgresBind) {
             binds.append(bind)

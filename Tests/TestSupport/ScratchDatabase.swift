@@ -1,0 +1,73 @@
+import Foundation
+import Postgres
+
+/// A fresh database in the local cluster for one test, dropped by `drop()`, with logins made for it on request.
+public final class ScratchDatabase: @unchecked Sendable {
+    /// The database's name.
+    public let name: String
+    /// A superuser URI into this database.
+    public let url: String
+    /// The superuser URI of the cluster's `postgres` database.
+    public let adminURL: String
+    private var logins: [String] = []
+    private let lock = NSLock()
+
+    private init(name: String, url: String, adminURL: String) {
+        self.name = name
+        self.url = url
+        self.adminURL = adminURL
+    }
+
+    /// Creates an empty database with a unique name.
+    public static func create(prefix: String = "t") async throws -> ScratchDatabase {
+        let adminURL = try TestServices.databaseURL()
+        let name = "\(prefix)_\(randomHex(6))"
+        let admin = try await PostgresConnection.connect(adminURL)
+        try await admin.execute(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        await admin.close()
+        return ScratchDatabase(name: name, url: try replacingDatabase(in: adminURL, with: name), adminURL: adminURL)
+    }
+
+    /// A superuser connection to this database.
+    public func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(url)
+    }
+
+    /// Creates a login (with a random password) that is a member of `role`, and returns a URI for it.
+    public func createLogin(memberOf role: String?) async throws -> String {
+        let user = "\(name)_\(role.map { $0.replacingOccurrences(of: "piivault_", with: "") } ?? "nobody")_\(Self.randomHex(3))"
+        let password = Self.randomHex(12)
+        let admin = try await PostgresConnection.connect(adminURL)
+        let membership = role.map { " IN ROLE \($0)" } ?? ""
+        try await admin.execute(PostgresQuery(unsafeSQL: "CREATE ROLE \(user) LOGIN PASSWORD '\(password)'\(membership)"))
+        await admin.close()
+        lock.withLock { logins.append(user) }
+        var components = URLComponents(string: url)!
+        components.user = user
+        components.password = password
+        return components.string!
+    }
+
+    /// Drops the database and the logins made for it.
+    public func drop() async {
+        guard let admin = try? await PostgresConnection.connect(adminURL) else { return }
+        _ = try? await admin.execute(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+        for user in lock.withLock({ logins }) {
+            _ = try? await admin.execute(PostgresQuery(unsafeSQL: "DROP ROLE IF EXISTS \(user)"))
+        }
+        await admin.close()
+    }
+
+    /// Random lowercase hex of `bytes` bytes.
+    public static func randomHex(_ bytes: Int) -> String {
+        (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+
+    private static func replacingDatabase(in url: String, with name: String) throws -> String {
+        guard var components = URLComponents(string: url) else {
+            throw TestSetupError("PIIVAULT_TEST_DATABASE_URL is not a postgresql:// URI")
+        }
+        components.path = "/" + name
+        return components.string!
+    }
+}
