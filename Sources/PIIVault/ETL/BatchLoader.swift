@@ -1,0 +1,158 @@
+import Postgres
+
+/// What loading one batch did.
+struct LoadOutcome: Sendable {
+    var loaded = 0
+    var duplicates = 0
+    var quarantined = 0
+    var valuesSealed = 0
+    /// Tokens now in the vault (sealed by this batch or already there).
+    var tokens: [String] = []
+
+    mutating func add(_ other: LoadOutcome) {
+        loaded += other.loaded
+        duplicates += other.duplicates
+        quarantined += other.quarantined
+        valuesSealed += other.valuesSealed
+        tokens += other.tokens
+    }
+}
+
+/// Loads prepared batches: one transaction each, COPY into temporary tables, then idempotent inserts
+/// (`INSERT ... ON CONFLICT DO NOTHING`, which needs only INSERT privilege) into the real ones.
+final class BatchLoader: @unchecked Sendable {
+    let connection: PostgresConnection
+    private var stagingReady = false
+
+    init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// Which of `tokens` the vault already holds.
+    func vaultHolds(_ tokens: [String]) async throws -> Set<String> {
+        // Tokens are `ip.v1.<hex>`: an array literal of them needs no quoting, and is still a bound parameter.
+        let literal = "{" + tokens.joined(separator: ",") + "}"
+        let rows = try await connection.query("SELECT token FROM vault.secrets WHERE token = ANY(\(literal)::text[])")
+        var present = Set<String>()
+        for row in rows { present.insert(try row[0].requiredString()) }
+        return present
+    }
+
+    /// Loads `batch` in one transaction. On a row-specific database error the batch is split in halves until the
+    /// offending message is alone; it is then quarantined through `quarantine` and the rest loads.
+    func load(
+        _ batch: [PreparedMessage], dataKeyID: Int,
+        quarantine: (SourceMessage, String) throws -> PreparedMessage
+    ) async throws -> LoadOutcome {
+        do {
+            return try await loadOnce(batch, dataKeyID: dataKeyID)
+        } catch let error as PostgresError where error.isRowSpecific {
+            if batch.count == 1, case .login = batch[0].content {
+                let reason = "rejected by the database: \(error.sqlState ?? "unknown")"
+                    + (error.column.map { " in column \($0)" } ?? "")
+                return try await loadOnce([try quarantine(batch[0].source, reason)], dataKeyID: dataKeyID)
+            }
+            if batch.count == 1 { throw error }
+            let middle = batch.count / 2
+            var outcome = try await load(Array(batch[..<middle]), dataKeyID: dataKeyID, quarantine: quarantine)
+            outcome.add(try await load(Array(batch[middle...]), dataKeyID: dataKeyID, quarantine: quarantine))
+            return outcome
+        }
+    }
+
+    private func prepareStaging() async throws {
+        guard !stagingReady else { return }
+        try await connection.executeScript("""
+            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_logins (
+                message_id text, user_id text, device_type text, masked_ip text, masked_device_id text,
+                locale text, app_version integer, app_version_text text, create_date date
+            ) ON COMMIT DELETE ROWS;
+            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_secrets (
+                token text, field text, sealed bytea
+            ) ON COMMIT DELETE ROWS;
+            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_quarantine (
+                message_id text, reason text, sealed_body bytea
+            ) ON COMMIT DELETE ROWS;
+            """)
+        stagingReady = true
+    }
+
+    private func loadOnce(_ batch: [PreparedMessage], dataKeyID: Int) async throws -> LoadOutcome {
+        try await prepareStaging()
+        var logins = CopyTextWriter(reservingCapacity: batch.count * 240)
+        var secrets = CopyTextWriter(reservingCapacity: batch.count * 300)
+        var quarantine = CopyTextWriter()
+        var tokens: [String] = []
+        for message in batch {
+            switch message.content {
+            case .login(let login, let sealed):
+                logins.append(login.messageID)
+                logins.append(login.userID)
+                logins.append(login.deviceType)
+                logins.append(login.ipToken)
+                logins.append(login.deviceToken)
+                logins.append(login.locale)
+                logins.append(login.appVersion)
+                logins.append(login.appVersionText)
+                logins.append(login.createDate)
+                logins.endRow()
+                tokens.append(login.ipToken)
+                tokens.append(login.deviceToken)
+                for secret in sealed {
+                    secrets.append(secret.token)
+                    secrets.append(secret.field.rawValue)
+                    secrets.append(bytes: secret.sealed)
+                    secrets.endRow()
+                }
+            case .quarantine(let entry):
+                quarantine.append(entry.messageID)
+                quarantine.append(entry.reason)
+                quarantine.append(bytes: entry.sealedBody)
+                quarantine.endRow()
+            }
+        }
+        let (loginCount, secretCount, quarantineCount) = (logins.rowCount, secrets.rowCount, quarantine.rowCount)
+        let result = try await connection.transaction { connection in
+            var outcome = LoadOutcome()
+            if secretCount > 0 {
+                try await connection.copyFromStdin(
+                    "COPY piivault_stage_secrets (token, field, sealed) FROM STDIN", data: secrets.bytes)
+                outcome.valuesSealed = try await connection.execute("""
+                    INSERT INTO vault.secrets (token, field, data_key_id, sealed)
+                    SELECT token, field, \(dataKeyID), sealed FROM piivault_stage_secrets
+                    ON CONFLICT DO NOTHING
+                    """)
+            }
+            if loginCount > 0 {
+                try await connection.copyFromStdin("""
+                    COPY piivault_stage_logins (message_id, user_id, device_type, masked_ip, masked_device_id, locale,
+                                                app_version, app_version_text, create_date) FROM STDIN
+                    """, data: logins.bytes)
+                outcome.loaded = try await connection.execute("""
+                    INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
+                                                    app_version, create_date, message_id, app_version_text, loaded_at)
+                    SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
+                           message_id, app_version_text, now()
+                      FROM piivault_stage_logins
+                    ON CONFLICT DO NOTHING
+                    """)
+                outcome.duplicates = loginCount - outcome.loaded
+            }
+            if quarantineCount > 0 {
+                try await connection.copyFromStdin(
+                    "COPY piivault_stage_quarantine (message_id, reason, sealed_body) FROM STDIN",
+                    data: quarantine.bytes)
+                outcome.quarantined = try await connection.execute("""
+                    INSERT INTO vault.quarantine (message_id, reason, data_key_id, sealed_body)
+                    SELECT message_id, reason, \(dataKeyID), sealed_body FROM piivault_stage_quarantine
+                    ON CONFLICT DO NOTHING
+                    """)
+                outcome.duplicates += quarantineCount - outcome.quarantined
+            }
+            return outcome
+        }
+        var outcome = result
+        outcome.tokens = tokens
+        return outcome
+    }
+}

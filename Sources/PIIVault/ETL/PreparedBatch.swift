@@ -1,0 +1,143 @@
+import Foundation
+
+/// A login row ready for `user_logins`: tokens only, no plaintext PII.
+struct PreparedLogin: Sendable {
+    let messageID: String
+    let userID: String
+    let deviceType: String
+    let ipToken: String
+    let deviceToken: String
+    let locale: String?
+    let appVersion: Int?
+    let appVersionText: String?
+    let createDate: String
+}
+
+/// A sealed original for `vault.secrets`.
+struct PreparedSecret: Sendable {
+    let token: String
+    let field: PIIField
+    let sealed: [UInt8]
+}
+
+/// A message that goes to `vault.quarantine`, its body sealed.
+struct PreparedQuarantine: Sendable {
+    let messageID: String
+    let reason: String
+    let sealedBody: [UInt8]
+}
+
+/// One message's share of a batch, kept together so a failing batch can be split by message.
+struct PreparedMessage: Sendable {
+    enum Content: Sendable {
+        case login(PreparedLogin, secrets: [PreparedSecret])
+        case quarantine(PreparedQuarantine)
+    }
+
+    let source: SourceMessage
+    var content: Content
+}
+
+/// Turns received messages into prepared rows: validation, canonicalisation, tokens, and sealing of values the
+/// vault does not hold yet. Plaintext exists only inside `prepare`.
+final class MessagePreparer: @unchecked Sendable {
+    private let tokenizer: Tokenizer
+    private var sealer: DataKeySealer
+    private var dataKeyID: Int
+    /// Tokens known to be in the vault (sealed by this run or found there); bounded so memory stays flat.
+    private var knownTokens = Set<String>()
+    private let knownTokensLimit: Int
+
+    init(tokenizer: Tokenizer, sealer: DataKeySealer, dataKeyID: Int, knownTokensLimit: Int = 262_144) {
+        self.tokenizer = tokenizer
+        self.sealer = sealer
+        self.dataKeyID = dataKeyID
+        self.knownTokensLimit = knownTokensLimit
+    }
+
+    /// The data key id of the sealer in use.
+    var currentDataKeyID: Int { dataKeyID }
+
+    /// True when the data key has sealed its share and must be replaced before the next batch.
+    var needsNewDataKey: Bool { sealer.isExhausted || sealer.sealedCount > DataKeySealer.valueLimit - 100_000 }
+
+    /// Replaces the data key (after its sealed form was stored as `dataKeyID`).
+    func replaceDataKey(_ sealer: DataKeySealer, dataKeyID: Int) {
+        self.sealer = sealer
+        self.dataKeyID = dataKeyID
+    }
+
+    /// Marks tokens as present in the vault, after a batch committed.
+    func remember(_ tokens: some Sequence<String>) {
+        if knownTokens.count > knownTokensLimit { knownTokens.removeAll(keepingCapacity: true) }
+        knownTokens.formUnion(tokens)
+    }
+
+    /// Validates and tokenizes each message, then seals the values whose tokens are neither known to this run nor
+    /// reported present by `vaultHolds` (a query of the vault for a list of tokens).
+    func prepare(
+        _ messages: [SourceMessage], vaultHolds: ([String]) async throws -> Set<String>
+    ) async throws -> [PreparedMessage] {
+        struct Pending {
+            let index: Int
+            let field: PIIField
+            let value: TokenizedValue
+        }
+        var prepared: [PreparedMessage] = []
+        prepared.reserveCapacity(messages.count)
+        var pending: [Pending] = []
+        for message in messages {
+            do {
+                let event = try LoginEvent.parse(body: message.body)
+                let ip: TokenizedValue
+                let device: TokenizedValue
+                do { ip = try tokenizer.tokenize(event.ip, as: .ip) } catch {
+                    throw MessageRejection("field ip: not a valid IPv4 or IPv6 address")
+                }
+                do { device = try tokenizer.tokenize(event.deviceID, as: .deviceID) } catch {
+                    throw MessageRejection("field device_id: empty after trimming whitespace")
+                }
+                let login = PreparedLogin(
+                    messageID: message.messageID, userID: event.userID, deviceType: event.deviceType,
+                    ipToken: ip.token, deviceToken: device.token, locale: event.locale,
+                    appVersion: event.appVersion, appVersionText: event.appVersionText,
+                    createDate: event.createDate ?? Self.utcDate(message.sentAt ?? Date()))
+                pending.append(Pending(index: prepared.count, field: .ip, value: ip))
+                pending.append(Pending(index: prepared.count, field: .deviceID, value: device))
+                prepared.append(PreparedMessage(source: message, content: .login(login, secrets: [])))
+            } catch let rejection as MessageRejection {
+                prepared.append(try quarantine(message, reason: rejection.reason))
+            }
+        }
+        // Ask the vault only about tokens this run has not seen; seal each remaining value once.
+        let unknown = Array(Set(pending.map(\.value.token)).subtracting(knownTokens))
+        let present = unknown.isEmpty ? [] : try await vaultHolds(unknown)
+        var sealedNow = Set<String>()
+        for item in pending {
+            let token = item.value.token
+            if knownTokens.contains(token) || present.contains(token) || sealedNow.contains(token) { continue }
+            let sealed = try sealer.seal(item.value.canonical, token: token)
+            sealedNow.insert(token)
+            guard case .login(let login, var secrets) = prepared[item.index].content else { continue }
+            secrets.append(PreparedSecret(token: token, field: item.field, sealed: sealed))
+            prepared[item.index].content = .login(login, secrets: secrets)
+        }
+        remember(present)
+        return prepared
+    }
+
+    /// A quarantine entry for a message, its whole body sealed with the message id as additional data.
+    func quarantine(_ message: SourceMessage, reason: String) throws -> PreparedMessage {
+        let sealed = try sealer.sealQuarantined(body: message.body, messageID: message.messageID)
+        return PreparedMessage(
+            source: message,
+            content: .quarantine(PreparedQuarantine(messageID: message.messageID, reason: reason, sealedBody: sealed)))
+    }
+
+    static func utcDate(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+    }
+}

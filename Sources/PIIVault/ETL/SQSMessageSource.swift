@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import SQS
+
+/// An SQS queue as a message source: long-polling receives, deletion in batches of ten after commit.
+public struct SQSMessageSource: MessageSource {
+    public let client: SQSClient
+    public let queueURL: String
+    /// Long-polling wait of each receive, in seconds (0-20).
+    public let waitTimeSeconds: Int
+    /// Visibility timeout asked for on receive; nil keeps the queue's.
+    public let visibilityTimeout: Int?
+
+    public init(client: SQSClient, queueURL: String, waitTimeSeconds: Int, visibilityTimeout: Int?) {
+        self.client = client
+        self.queueURL = queueURL
+        self.waitTimeSeconds = waitTimeSeconds
+        self.visibilityTimeout = visibilityTimeout
+    }
+
+    public var label: String { "sqs:" + (URL(string: queueURL)?.lastPathComponent ?? "queue") }
+    public var endsWhenEmpty: Bool { false }
+
+    public func receive(maxMessages: Int) async throws -> [SourceMessage] {
+        let options = SQSReceiveOptions(
+            maxMessages: maxMessages, waitTimeSeconds: waitTimeSeconds, visibilityTimeout: visibilityTimeout)
+        return try await client.receiveMessages(queueURL: queueURL, options: options).map { message in
+            let sentAt = message.attributes["SentTimestamp"].flatMap(Double.init).map {
+                Date(timeIntervalSince1970: $0 / 1000)
+            }
+            return SourceMessage(
+                messageID: message.messageId, body: Array(message.body.utf8), sentAt: sentAt,
+                receiptHandle: message.receiptHandle)
+        }
+    }
+
+    public func acknowledge(_ messages: [SourceMessage]) async throws -> Int {
+        var failures = 0
+        var start = 0
+        while start < messages.count {
+            let chunk = messages[start..<min(start + 10, messages.count)]
+            let entries = chunk.enumerated().compactMap { offset, message in
+                message.receiptHandle.map { SQSReceiptEntry(id: "m\(offset)", receiptHandle: $0) }
+            }
+            if !entries.isEmpty {
+                failures += try await client.deleteMessageBatch(queueURL: queueURL, entries: entries).failed.count
+            }
+            start += 10
+        }
+        return failures
+    }
+
+    public func approximateDepth() async -> Int? {
+        guard let attributes = try? await client.getQueueAttributes(
+            queueURL: queueURL, names: ["ApproximateNumberOfMessages"]) else { return nil }
+        return attributes["ApproximateNumberOfMessages"].flatMap(Int.init)
+    }
+}
+
+extension SQSMessageSource {
+    /// Builds the source the AWS way (credentials, region and endpoint from the environment and `~/.aws`), finding
+    /// the queue's URL by name when no URL is given.
+    public static func resolve(
+        queueURL: String?, queueName: String?, endpointURL: String?, wireProtocol: SQSWireProtocol = .query,
+        waitTimeSeconds: Int, visibilityTimeout: Int?, logger: Logging.Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> SQSMessageSource {
+        guard queueURL != nil || queueName != nil else {
+            throw ETLError.configuration(
+                "no queue given; pass --queue-url URL or --queue-name NAME (or set PIIVAULT_QUEUE_URL), or --from-file FILE")
+        }
+        let configuration = try SQSConfiguration.resolve(
+            environment: environment, homeDirectory: environment["HOME"] ?? NSHomeDirectory(), queueURL: queueURL,
+            endpointURL: endpointURL, wireProtocol: wireProtocol)
+        let client = SQSClient(configuration: configuration, logger: logger)
+        let url: String
+        if let queueURL { url = queueURL } else { url = try await client.getQueueURL(queueName: queueName!) }
+        return SQSMessageSource(
+            client: client, queueURL: url, waitTimeSeconds: waitTimeSeconds, visibilityTimeout: visibilityTimeout)
+    }
+}

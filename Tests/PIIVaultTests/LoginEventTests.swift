@@ -1,0 +1,99 @@
+import PIIVault
+import XCTest
+
+/// DESIGN.md's message rules.
+final class LoginEventTests: XCTestCase {
+    private func parse(_ text: String) throws -> LoginEvent {
+        try LoginEvent.parse(body: Array(text.utf8))
+    }
+
+    private func rejection(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+        do {
+            _ = try LoginEvent.parse(body: Array(text.utf8))
+            XCTFail("expected a rejection", file: file, line: line)
+            return ""
+        } catch {
+            return error.reason
+        }
+    }
+
+    private let valid = #"{"user_id": "u-1", "device_type": "android", "ip": "192.0.2.1", "device_id": "123-45-6789", "locale": null, "app_version": "2.3.0"}"#
+
+    func testAValidMessage() throws {
+        let event = try parse(valid)
+        XCTAssertEqual(event.userID, "u-1")
+        XCTAssertEqual(event.deviceType, "android")
+        XCTAssertNil(event.locale)
+        XCTAssertEqual(event.appVersionText, "2.3.0")
+        XCTAssertEqual(event.appVersion, 2_003_000)
+        XCTAssertNil(event.createDate)
+    }
+
+    func testTheSeedsMalformedMessageNamesTheMissingFields() {
+        let reason = rejection(#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#)
+        XCTAssertEqual(reason, "missing required fields: user_id, device_type, ip, device_id")
+        XCTAssertFalse(reason.contains("oops"))
+    }
+
+    func testAppVersionNumbers() {
+        XCTAssertEqual(LoginEvent.appVersionNumber("0.96"), 96_000)
+        XCTAssertEqual(LoginEvent.appVersionNumber("0.9.6"), 9_006)
+        XCTAssertEqual(LoginEvent.appVersionNumber("2.3"), LoginEvent.appVersionNumber("2.3.0"))
+        XCTAssertEqual(LoginEvent.appVersionNumber("2.00"), 2_000_000)
+        XCTAssertEqual(LoginEvent.appVersionNumber("2"), 2_000_000)
+        XCTAssertEqual(LoginEvent.appVersionNumber("999.999.999"), 999_999_999)
+        for bad in ["1000.0", "1.2.3.4", "a.b", "1..2", "", "-1.0", "1.2.", " 1.2", "+1", "١.٢"] {
+            XCTAssertNil(LoginEvent.appVersionNumber(bad), bad)
+        }
+    }
+
+    func testAnUnfittingVersionStillLoads() throws {
+        let event = try parse(#"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d", "app_version": "1.2.3.4-beta"}"#)
+        XCTAssertEqual(event.appVersionText, "1.2.3.4-beta")
+        XCTAssertNil(event.appVersion)
+    }
+
+    func testCreateDate() throws {
+        XCTAssertEqual(try parse(#"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d", "create_date": "2024-02-29"}"#).createDate, "2024-02-29")
+        for bad in ["2023-02-29", "2024-13-01", "24-01-01", "2024-1-1", "yesterday"] {
+            XCTAssertTrue(rejection(#"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d", "create_date": "\#(bad)"}"#).hasPrefix("field create_date"), bad)
+        }
+    }
+
+    func testWrongTypesAndLengths() {
+        XCTAssertEqual(rejection(#"{"user_id": 12, "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field user_id: expected a string, got number")
+        XCTAssertEqual(rejection(#"{"user_id": "u", "device_type": {"a": 1}, "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field device_type: expected a string, got object")
+        XCTAssertEqual(rejection(#"{"user_id": "u", "device_type": "ios", "ip": ["192.0.2.1"], "device_id": "d"}"#),
+                       "field ip: expected a string, got array")
+        XCTAssertEqual(rejection(#"{"user_id": "\#(String(repeating: "é", count: 129))", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field user_id: longer than 128 characters")
+        XCTAssertNoThrow(try parse(#"{"user_id": "\#(String(repeating: "é", count: 128))", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#))
+        XCTAssertEqual(rejection(#"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d", "locale": 7}"#),
+                       "field locale: expected a string or null, got number")
+        XCTAssertEqual(rejection(#"{"user_id": "a\u0000b", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field user_id: contains a NUL character")
+    }
+
+    func testMalformedBodies() {
+        XCTAssertEqual(rejection(""), "empty body")
+        XCTAssertTrue(rejection("not json").hasPrefix("not valid JSON"))
+        XCTAssertTrue(rejection("[1, 2]").hasPrefix("not a JSON object"))
+        XCTAssertTrue(rejection(#"{"user_id": "\ud800", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#).contains("lone surrogate"))
+        XCTAssertTrue(rejection(#"{"ip": "192.0.2.1", "ip": "198.51.100.1"}"#).contains("duplicate member"))
+        XCTAssertTrue(rejection(String(repeating: "[", count: 10_000)).contains("nested deeper"))
+        XCTAssertTrue(rejection(#"{"user_id": "u"} trailing"#).contains("after the JSON value"))
+        do {
+            _ = try LoginEvent.parse(body: [0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D])
+            XCTFail("invalid UTF-8 must be refused")
+        } catch {
+            XCTAssertTrue(error.reason.contains("invalid UTF-8"), error.reason)
+        }
+    }
+
+    func testUnicodeEscapesDecode() throws {
+        let event = try parse(#"{"user_id": "Zo\u00eb \ud83d\ude80 \"q\" \\", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#)
+        XCTAssertEqual(event.userID, "Zoë 🚀 \"q\" \\")
+    }
+}
