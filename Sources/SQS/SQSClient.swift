@@ -299,7 +299,8 @@ public struct SQSClient: Sendable {
         let policy = configuration.retry
         let clock = ContinuousClock()
         let started = clock.now
-        let deadline = started + policy.totalDeadline
+        // A long poll's own wait does not eat into the retry budget.
+        let deadline = started + policy.totalDeadline + extraTimeout
         var attempt = 0
         while true {
             attempt += 1

@@ -152,6 +152,19 @@ public struct SQSConfiguration: Sendable {
                                 wireProtocol: wireProtocol, retry: retry, callTimeout: callTimeout)
     }
 
+    /// ``resolve(environment:homeDirectory:queueURL:endpointURL:profile:wireProtocol:retry:callTimeout:)`` with this
+    /// process's environment and the user's home directory (`HOME`, else the account's).
+    public static func fromProcessEnvironment(
+        queueURL: String? = nil, endpointURL: String? = nil, profile: String? = nil,
+        wireProtocol: SQSWireProtocol = .query, retry: SQSRetryPolicy = SQSRetryPolicy(),
+        callTimeout: Duration = .seconds(10)
+    ) throws -> SQSConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return try resolve(environment: environment, homeDirectory: home, queueURL: queueURL, endpointURL: endpointURL,
+                           profile: profile, wireProtocol: wireProtocol, retry: retry, callTimeout: callTimeout)
+    }
+
     /// Scheme, host and port of a URL, with the path `/`.
     static func originOf(_ url: URL) -> URL? {
         var components = URLComponents()

@@ -107,6 +107,7 @@ final class EmulatorTests: XCTestCase {
                 XCTFail("expected an error")
             } catch let error as SQSError {
                 XCTAssertEqual(error.kind, .noSuchQueue, "\(wireProtocol): \(error)")
+                print("nonexistent queue (\(wireProtocol)): \(error.message)")
                 XCTAssertTrue(error.message.hasPrefix("no such queue"), error.message)
                 XCTAssertFalse(error.isRetryable)
             }

@@ -29,6 +29,7 @@ final class FailureTests: XCTestCase {
             XCTFail("expected an error")
         } catch let error as SQSError {
             let elapsed = ContinuousClock.now - started
+            print("unreachable endpoint: \(error.message) [\(elapsed)]")
             XCTAssertTrue([.connection, .timeout].contains(error.kind), "\(error)")
             XCTAssertTrue(error.message.contains("127.0.0.1:\(port)"), error.message)
             XCTAssertTrue(error.message.contains("gave up after"), error.message)
