@@ -1,0 +1,65 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// A minimal XML element tree, enough for SQS's query-protocol answers. Element names are kept without a namespace
+/// prefix; the parser (Foundation's `XMLParser`, libxml2 underneath) decodes `&amp;`, `&lt;`, `&#...;` and the rest.
+final class XMLElementNode {
+    let name: String
+    var text = ""
+    var children: [XMLElementNode] = []
+
+    init(name: String) { self.name = name }
+
+    /// The first direct child with this name.
+    func child(_ name: String) -> XMLElementNode? { children.first { $0.name == name } }
+    /// The text of the first direct child with this name.
+    func childText(_ name: String) -> String? { child(name)?.text }
+    /// All direct children with this name.
+    func children(_ name: String) -> [XMLElementNode] { children.filter { $0.name == name } }
+
+    /// Every element with this name in the tree, depth first, this element included.
+    func descendants(_ name: String) -> [XMLElementNode] {
+        var found: [XMLElementNode] = []
+        if self.name == name { found.append(self) }
+        for child in children { found += child.descendants(name) }
+        return found
+    }
+
+    /// Parses a document; nil when it is not well-formed.
+    static func parse(_ data: [UInt8]) -> XMLElementNode? {
+        let parser = XMLParser(data: Data(data))
+        let builder = TreeBuilder()
+        parser.delegate = builder
+        parser.shouldResolveExternalEntities = false
+        guard parser.parse(), let root = builder.root else { return nil }
+        return root
+    }
+
+    private final class TreeBuilder: NSObject, XMLParserDelegate {
+        var root: XMLElementNode?
+        var stack: [XMLElementNode] = []
+
+        func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+                    qualifiedName: String?, attributes: [String: String] = [:]) {
+            let local = elementName.split(separator: ":").last.map(String.init) ?? elementName
+            let node = XMLElementNode(name: local)
+            if let parent = stack.last { parent.children.append(node) } else { root = node }
+            stack.append(node)
+        }
+
+        func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?,
+                    qualifiedName: String?) {
+            _ = stack.popLast()
+        }
+
+        func parser(_ parser: XMLParser, foundCharacters string: String) {
+            stack.last?.text += string
+        }
+
+        func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
+            stack.last?.text += String(decoding: CDATABlock, as: UTF8.self)
+        }
+    }
+}
