@@ -1,0 +1,118 @@
+import CSodium
+
+/// A token and the canonical value it was computed from (the value is what gets sealed).
+public struct TokenizedValue: Sendable, Equatable {
+    /// `ip.v1.<64 hex>` or `dev.v1.<64 hex>`.
+    public let token: String
+    /// The canonical value (PII: never log it).
+    public let canonical: String
+}
+
+/// Keyed, deterministic tokens:
+/// `token = "ip.v" + n + "." + hex(HMAC-SHA-256(subkey(ip, n), canonical(value)))` (and `dev.v...` for device_id),
+/// with `subkey(f, n) = crypto_kdf_derive_from_key(32, n, ctx(f), master)`.
+///
+/// The subkeys are derived once, and the HMAC is keyed once: each token then costs two SHA-256 compressions for a
+/// short value and one string allocation. Immutable, so one tokenizer can serve many threads.
+public final class Tokenizer: Sendable {
+    /// The key version `n` in `ip.v<n>.`.
+    public let version: Int
+    /// The token master key's id.
+    public let keyID: KeyID
+    // HMAC states already keyed with each field's subkey (inner and outer pads absorbed), in guarded memory:
+    // they are as secret as the subkeys themselves.
+    private let ipState: SecretBytes
+    private let deviceState: SecretBytes
+    private let ipPrefix: [UInt8]
+    private let devicePrefix: [UInt8]
+
+    /// The kdf context of each field (8 bytes, part of the contract).
+    public static func context(for field: PIIField) -> String {
+        switch field {
+        case .ip: return "PIIV-IP_"
+        case .deviceID: return "PIIV-DEV"
+        }
+    }
+
+    /// The token prefix of each field without the version (`ip`, `dev`).
+    public static func prefix(for field: PIIField) -> String {
+        switch field {
+        case .ip: return "ip"
+        case .deviceID: return "dev"
+        }
+    }
+
+    /// A tokenizer for key version `version` (1 or more).
+    public init(key: TokenKey, version: Int = 1) {
+        precondition(version >= 1, "token key versions start at 1")
+        Sodium.ensureInitialized()
+        self.version = version
+        self.keyID = key.keyID
+        func keyedState(_ field: PIIField) -> SecretBytes {
+            let subkey = SecretBytes(count: 32) { out in
+                let rc = key.bytes.withUInt8Pointer { master in
+                    crypto_kdf_derive_from_key(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, UInt64(version),
+                        Tokenizer.context(for: field), master)
+                }
+                precondition(rc == 0, "crypto_kdf_derive_from_key failed")
+            }
+            return SecretBytes(count: MemoryLayout<crypto_auth_hmacsha256_state>.size) { out in
+                let state = out.baseAddress!.assumingMemoryBound(to: crypto_auth_hmacsha256_state.self)
+                _ = subkey.withUInt8Pointer { crypto_auth_hmacsha256_init(state, $0, 32) }
+            }
+        }
+        ipState = keyedState(.ip)
+        deviceState = keyedState(.deviceID)
+        ipPrefix = Array("ip.v\(version).".utf8)
+        devicePrefix = Array("dev.v\(version).".utf8)
+    }
+
+    /// Canonicalises `value` as `field` and returns its token with the canonical value.
+    public func tokenize(_ value: String, as field: PIIField) throws -> TokenizedValue {
+        let canonical = try Canonical.canonicalize(value, as: field)
+        return TokenizedValue(token: token(forCanonical: canonical, field: field), canonical: canonical)
+    }
+
+    /// The token of a value that is already canonical.
+    public func token(forCanonical canonical: String, field: PIIField) -> String {
+        var canonical = canonical
+        return canonical.withUTF8 { token(forCanonicalBytes: UnsafeRawBufferPointer($0), field: field) }
+    }
+
+    /// The token of canonical UTF-8 bytes.
+    public func token(forCanonicalBytes bytes: UnsafeRawBufferPointer, field: PIIField) -> String {
+        let keyed = field == .ip ? ipState : deviceState
+        let prefix = field == .ip ? ipPrefix : devicePrefix
+        return withUnsafeTemporaryAllocation(of: crypto_auth_hmacsha256_state.self, capacity: 1) { statePtr in
+            let state = statePtr.baseAddress!
+            keyed.withUnsafeBytes { src in
+                UnsafeMutableRawPointer(state).copyMemory(from: src.baseAddress!, byteCount: src.count)
+            }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { macPtr in
+                let mac = macPtr.baseAddress!
+                _ = crypto_auth_hmacsha256_update(
+                    state, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+                _ = crypto_auth_hmacsha256_final(state, mac)
+                sodium_memzero(state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
+                // Prefix and hex written straight into the string's own storage: one allocation per token.
+                return String(unsafeUninitializedCapacity: prefix.count + 64) { out in
+                    var i = 0
+                    for byte in prefix { out[i] = byte; i += 1 }
+                    for j in 0..<32 {
+                        let byte = mac[j]
+                        out[i] = hexDigit(byte >> 4)
+                        out[i + 1] = hexDigit(byte & 0x0f)
+                        i += 2
+                    }
+                    return i
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func hexDigit(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble  // '0'..'9', 'a'..'f'
+}

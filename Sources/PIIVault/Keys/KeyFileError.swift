@@ -1,0 +1,80 @@
+/// Why a key file could not be written or loaded. `file` is the path as the user gave it; messages never contain
+/// key bytes or passphrases.
+public enum KeyFileError: PIIVaultReportableError, Equatable {
+    /// `keygen` found key files already there; nothing was written.
+    case alreadyExists(files: [String])
+    /// The file could not be opened or read.
+    case cannotRead(file: String, reason: String)
+    /// The file could not be created or written.
+    case cannotWrite(file: String, reason: String)
+    /// A secret key file is group- or world-accessible.
+    case accessibleByOthers(file: String, mode: UInt32)
+    /// A secret key file belongs to another user.
+    case wrongOwner(file: String, owner: UInt32, currentUser: UInt32)
+    /// The file ends before its key line is complete.
+    case truncated(file: String)
+    /// The key line carries another label than the one expected.
+    case wrongLabel(file: String, expected: String, found: String?)
+    /// The key line is not standard base64 with padding.
+    case badBase64(file: String)
+    /// The decoded key has the wrong length.
+    case wrongLength(file: String, expected: Int, found: Int)
+    /// More than one key line.
+    case extraContent(file: String)
+    /// The passphrase does not open the encrypted key (or the file was altered).
+    case wrongPassphrase(file: String)
+    /// The encrypted key asks for Argon2id limits outside the accepted range.
+    case unsafeParameters(file: String)
+    /// The passphrase could not be read.
+    case passphraseUnavailable(reason: String)
+    /// The two passphrase entries differ.
+    case passphraseMismatch
+    /// An empty passphrase.
+    case emptyPassphrase
+
+    public var message: String {
+        switch self {
+        case let .alreadyExists(files):
+            return "\(files.joined(separator: ", ")) already \(files.count == 1 ? "exists" : "exist"); keygen never overwrites keys: move them away or use another --dir"
+        case let .cannotRead(file, reason):
+            return "cannot read \(file): \(reason)"
+        case let .cannotWrite(file, reason):
+            return "cannot write \(file): \(reason)"
+        case let .accessibleByOthers(file, mode):
+            let what = mode & 0o044 != 0 ? "readable by others" : "accessible by others (mode \(String(mode & 0o777, radix: 8)))"
+            return "\(file) is \(what); run chmod 600 \(file)"
+        case let .wrongOwner(file, owner, currentUser):
+            return "\(file) is owned by uid \(owner), not by the current user (uid \(currentUser)); run chown \(currentUser) \(file), or load it as its owner"
+        case let .truncated(file):
+            return "\(file) is truncated: its key line is missing or incomplete; restore it from your copy"
+        case let .wrongLabel(file, expected, found):
+            let seen = found.map { "label \($0)" } ?? "an unknown label"
+            return "\(file) has \(seen), expected \(expected); is this the right key file?"
+        case let .badBase64(file):
+            return "\(file) is damaged: its key line is not valid base64"
+        case let .wrongLength(file, expected, found):
+            return "\(file) is damaged: the key is \(found) bytes long, expected \(expected)"
+        case let .extraContent(file):
+            return "\(file) has more than one key line"
+        case let .wrongPassphrase(file):
+            return "wrong passphrase for \(file) (or the file was altered)"
+        case let .unsafeParameters(file):
+            return "\(file) asks for password-hashing limits outside the accepted range; it is damaged or not from piivault"
+        case let .passphraseUnavailable(reason):
+            return "cannot read the passphrase: \(reason)"
+        case .passphraseMismatch:
+            return "the two passphrases differ; nothing was written"
+        case .emptyPassphrase:
+            return "the passphrase is empty"
+        }
+    }
+
+    public var exitCode: PIIVaultExitCode {
+        switch self {
+        case .accessibleByOthers, .wrongOwner, .wrongPassphrase: return .noPermission
+        case .truncated, .wrongLabel, .badBase64, .wrongLength, .extraContent, .unsafeParameters: return .dataError
+        case .passphraseMismatch, .emptyPassphrase, .passphraseUnavailable: return .usage
+        case .alreadyExists, .cannotRead, .cannotWrite: return .failure
+        }
+    }
+}

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CSodium
+import Foundation
+
+/// What `keygen` wrote.
+public struct GeneratedKeys: Sendable {
+    /// The token master key's id.
+    public let tokenKeyID: KeyID
+    /// The vault key's id (of its public key).
+    public let vaultKeyID: KeyID
+    /// Paths as written (relative to the current directory when the folder was).
+    public let tokenKeyPath: String
+    public let vaultPublicKeyPath: String
+    public let vaultSecretKeyPath: String
+    /// Whether `vault.key` is passphrase-protected.
+    public let passphraseProtected: Bool
+}
+
+/// Creates the three key files. Never overwrites: if any exists nothing is written, files are created with
+/// `O_EXCL`, and when a later file fails the ones this run created are removed again.
+public enum KeyGeneration {
+    public static let tokenKeyFileName = "token.key"
+    public static let vaultPublicKeyFileName = "vault.pub"
+    public static let vaultSecretKeyFileName = "vault.key"
+
+    /// The three paths in `directory`.
+    public static func paths(in directory: String) -> (token: String, publicKey: String, secretKey: String) {
+        func join(_ name: String) -> String {
+            directory == "." || directory.isEmpty ? name : (directory.hasSuffix("/") ? directory + name : directory + "/" + name)
+        }
+        return (join(tokenKeyFileName), join(vaultPublicKeyFileName), join(vaultSecretKeyFileName))
+    }
+
+    /// Throws `KeyFileError.alreadyExists` when any of the three files (or a symlink by that name) exists.
+    public static func checkNoneExist(in directory: String) throws {
+        let p = paths(in: directory)
+        let existing = [p.token, p.publicKey, p.secretKey].filter { path in
+            var info = stat()
+            return lstat(path, &info) == 0
+        }
+        if !existing.isEmpty { throw KeyFileError.alreadyExists(files: existing) }
+    }
+
+    /// Generates a token key and a vault key pair into `directory` (created with mode 0700 when missing).
+    /// `passphrase`, when given, is asked after the existence check and protects `vault.key`.
+    public static func generate(
+        in directory: String, passphrase: (() throws -> SecretBytes)? = nil, now: Date = Date()
+    ) throws -> GeneratedKeys {
+        Sodium.ensureInitialized()
+        let p = paths(in: directory)
+        var info = stat()
+        if !directory.isEmpty && stat(directory, &info) != 0 {
+            guard mkdir(directory, 0o700) == 0 else {
+                throw KeyFileError.cannotWrite(file: directory, reason: String(cString: strerror(errno)))
+            }
+        }
+        try checkNoneExist(in: directory)
+        let pass = try passphrase?()
+
+        let tokenKey = TokenKey.generate()
+        let vaultKey = VaultSecretKey.generate()
+        let created = ISO8601DateFormatter().string(from: now)
+        let publicBase64 = vaultKey.publicKey.bytes.withUnsafeBytes { Sodium.base64($0) }
+
+        var tokenText = tokenKey.bytes.withUnsafeBytes { payload in
+            KeyFile.render(
+                label: .tokenKey,
+                comments: [
+                    "piivault token key: SECRET; for the ETL (and compliance, for lookup)",
+                    "created: \(created)", "key id: \(tokenKey.keyID)",
+                ], payload: payload)
+        }
+        defer { sodium_memzero(&tokenText, tokenText.count) }
+        let publicText = vaultKey.publicKey.bytes.withUnsafeBytes { payload in
+            KeyFile.render(
+                label: .vaultPublicKey,
+                comments: [
+                    "piivault vault public key: not secret; for the ETL",
+                    "created: \(created)", "key id: \(vaultKey.keyID)",
+                ], payload: payload)
+        }
+        let secretComments = [
+            "piivault vault secret key: SECRET; for the compliance officer only, never the ETL",
+            "created: \(created)", "key id: \(vaultKey.keyID)", "public key: \(publicBase64)",
+        ]
+        var secretText: [UInt8]
+        if let pass {
+            let payload = try PassphraseKey.encrypt(vaultKey, passphrase: pass, file: p.secretKey)
+            secretText = payload.withUnsafeBytes {
+                KeyFile.render(
+                    label: .vaultEncryptedKey, comments: secretComments + ["passphrase-protected (Argon2id)"], payload: $0)
+            }
+        } else {
+            secretText = vaultKey.bytes.withUnsafeBytes {
+                KeyFile.render(label: .vaultSecretKey, comments: secretComments, payload: $0)
+            }
+        }
+        defer { sodium_memzero(&secretText, secretText.count) }
+
+        var createdPaths: [String] = []
+        do {
+            for (path, text, mode) in [
+                (p.token, tokenText, mode_t(0o600)), (p.publicKey, publicText, mode_t(0o644)),
+                (p.secretKey, secretText, mode_t(0o600)),
+            ] {
+                var text = text
+                defer { sodium_memzero(&text, text.count) }
+                try writeNew(path: path, contents: text, mode: mode) { createdPaths.append(path) }
+            }
+        } catch {
+            for path in createdPaths { unlink(path) }
+            throw error
+        }
+        return GeneratedKeys(
+            tokenKeyID: tokenKey.keyID, vaultKeyID: vaultKey.keyID, tokenKeyPath: p.token,
+            vaultPublicKeyPath: p.publicKey, vaultSecretKeyPath: p.secretKey, passphraseProtected: pass != nil)
+    }
+
+    /// Creates `path` with `O_EXCL` (never replacing anything, not even through a symlink), sets the exact mode
+    /// (the umask could only narrow it, but 0644 must stay 0644), writes and syncs.
+    static func writeNew(path: String, contents: [UInt8], mode: mode_t, created: () -> Void) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else {
+            if errno == EEXIST { throw KeyFileError.alreadyExists(files: [path]) }
+            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
+        }
+        created()
+        defer { close(fd) }
+        guard fchmod(fd, mode) == 0 else {
+            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
+        }
+        var offset = 0
+        while offset < contents.count {
+            let n = contents.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
+            }
+            offset += n
+        }
+        guard fsync(fd) == 0 else {
+            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
+        }
+    }
+}

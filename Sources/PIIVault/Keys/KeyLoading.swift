@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CSodium
+
+/// Loads key files. Secret key files (`token.key`, `vault.key`) must be private to their owner: a file that is
+/// group- or world-accessible, or owned by another user, is refused before it is read, with the command that fixes it.
+public enum KeyLoading {
+    /// Key files are a few hundred bytes; anything much larger is not one.
+    static let maxFileBytes = 64 * 1024
+
+    /// Loads the token master key (`PIIVAULT-TOKEN-KEY-1`).
+    public static func loadTokenKey(path: String) throws -> TokenKey {
+        var text = try readKeyFile(path: path, secret: true)
+        defer { sodium_memzero(&text, text.count) }
+        let (_, payload) = try KeyFile.parse(text, file: path, expected: [.tokenKey])
+        guard payload.count == TokenKey.byteCount else {
+            throw KeyFileError.wrongLength(file: path, expected: TokenKey.byteCount, found: payload.count)
+        }
+        return try TokenKey(bytes: payload)
+    }
+
+    /// Loads the vault public key (`PIIVAULT-VAULT-PUBLIC-KEY-1`). Public: no mode check.
+    public static func loadVaultPublicKey(path: String) throws -> VaultPublicKey {
+        let text = try readKeyFile(path: path, secret: false)
+        let (_, payload) = try KeyFile.parse(text, file: path, expected: [.vaultPublicKey])
+        guard payload.count == VaultPublicKey.byteCount else {
+            throw KeyFileError.wrongLength(file: path, expected: VaultPublicKey.byteCount, found: payload.count)
+        }
+        return try VaultPublicKey(bytes: payload.withUnsafeBytes { Array($0) })
+    }
+
+    /// Loads the vault secret key, plain (`PIIVAULT-VAULT-SECRET-KEY-1`) or passphrase-protected
+    /// (`PIIVAULT-VAULT-ENCRYPTED-KEY-1`); `passphrase` is asked only for the latter.
+    public static func loadVaultSecretKey(path: String, passphrase: () throws -> SecretBytes) throws -> VaultSecretKey {
+        var text = try readKeyFile(path: path, secret: true)
+        defer { sodium_memzero(&text, text.count) }
+        let (label, payload) = try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey])
+        switch label {
+        case .vaultEncryptedKey:
+            guard payload.count == PassphraseKey.payloadBytes else {
+                throw KeyFileError.wrongLength(file: path, expected: PassphraseKey.payloadBytes, found: payload.count)
+            }
+            return try VaultSecretKey(bytes: try PassphraseKey.decrypt(payload, passphrase: try passphrase(), file: path))
+        default:
+            guard payload.count == VaultSecretKey.byteCount else {
+                throw KeyFileError.wrongLength(file: path, expected: VaultSecretKey.byteCount, found: payload.count)
+            }
+            return try VaultSecretKey(bytes: payload)
+        }
+    }
+
+    /// Whether a vault secret key file is passphrase-protected (so that a caller can ask for the passphrase up front).
+    public static func isPassphraseProtected(path: String) throws -> Bool {
+        var text = try readKeyFile(path: path, secret: true)
+        defer { sodium_memzero(&text, text.count) }
+        return try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey]).0 == .vaultEncryptedKey
+    }
+
+    /// Reads a key file, checking owner and mode on the opened descriptor (no window between check and read).
+    static func readKeyFile(path: String, secret: Bool) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno)))
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw KeyFileError.cannotRead(file: path, reason: "not a regular file")
+        }
+        if secret {
+            let mode = UInt32(info.st_mode)
+            if mode & 0o077 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode & 0o7777) }
+            let me = UInt32(geteuid())
+            if UInt32(info.st_uid) != me {
+                throw KeyFileError.wrongOwner(file: path, owner: UInt32(info.st_uid), currentUser: me)
+            }
+        }
+        var data = [UInt8](repeating: 0, count: maxFileBytes + 1)
+        var used = 0
+        while used < data.count {
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + used, $0.count - used) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                sodium_memzero(&data, data.count)
+                throw KeyFileError.cannotRead(file: path, reason: reason)
+            }
+            if n == 0 { break }
+            used += n
+        }
+        guard used <= maxFileBytes else {
+            sodium_memzero(&data, data.count)
+            throw KeyFileError.extraContent(file: path)
+        }
+        let text = Array(data[0..<used])
+        sodium_memzero(&data, data.count)
+        return text
+    }
+}

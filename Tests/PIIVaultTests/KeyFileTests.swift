@@ -1,0 +1,133 @@
+import Foundation
+import PIIVault
+import TestSupport
+import XCTest
+
+final class KeyFileTests: XCTestCase {
+    private func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+    }
+
+    private func generated() throws -> (dir: URL, keys: GeneratedKeys) {
+        let dir = try makeTemporaryDirectory(self)
+        return (dir, try KeyGeneration.generate(in: dir.path))
+    }
+
+    /// The key line's base64 of a file, to check that no message repeats it.
+    private func keyLine(_ path: String) throws -> String {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first { !$0.hasPrefix("#") }
+            .map { String($0.split(separator: " ")[1]) } ?? ""
+    }
+
+    private func assertLoadFails(
+        _ path: String, _ expected: KeyFileError, code: PIIVaultExitCode, secretBase64: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: path), file: file, line: line) { error in
+            XCTAssertEqual(error as? KeyFileError, expected, "\(error)", file: file, line: line)
+            guard let reportable = error as? any PIIVaultReportableError else { return XCTFail("not reportable") }
+            XCTAssertEqual(reportable.exitCode, code, file: file, line: line)
+            XCTAssertFalse(reportable.message.contains(secretBase64), "message holds key bytes", file: file, line: line)
+            XCTAssertFalse(reportable.message.contains(secretBase64.prefix(12)), file: file, line: line)
+        }
+    }
+
+    func testGeneratedFilesHaveModesAndLoad() throws {
+        let (_, keys) = try generated()
+        XCTAssertEqual(try mode(keys.tokenKeyPath), 0o600)
+        XCTAssertEqual(try mode(keys.vaultPublicKeyPath), 0o644)
+        XCTAssertEqual(try mode(keys.vaultSecretKeyPath), 0o600)
+        XCTAssertEqual(try KeyLoading.loadTokenKey(path: keys.tokenKeyPath).keyID, keys.tokenKeyID)
+        let pub = try KeyLoading.loadVaultPublicKey(path: keys.vaultPublicKeyPath)
+        XCTAssertEqual(pub.keyID, keys.vaultKeyID)
+        let secret = try KeyLoading.loadVaultSecretKey(path: keys.vaultSecretKeyPath) { XCTFail("no passphrase"); throw KeyFileError.emptyPassphrase }
+        XCTAssertEqual(secret.publicKey, pub)
+        let text = try String(contentsOfFile: keys.vaultSecretKeyPath, encoding: .utf8)
+        XCTAssertTrue(text.contains("# key id: \(keys.vaultKeyID)"))
+        XCTAssertTrue(text.contains("# public key: \(try keyLine(keys.vaultPublicKeyPath))"))
+        XCTAssertTrue(text.contains("# created: "))
+    }
+
+    func testGroupOrWorldAccessibleSecretFileIsRefused() throws {
+        let (_, keys) = try generated()
+        let path = keys.tokenKeyPath, secret = try keyLine(path)
+        for bad in [0o640, 0o604, 0o644, 0o620] {
+            chmod(path, mode_t(bad))
+            assertLoadFails(path, .accessibleByOthers(file: path, mode: UInt32(bad)), code: .noPermission, secretBase64: secret)
+        }
+        chmod(path, 0o644)
+        XCTAssertEqual(
+            KeyFileError.accessibleByOthers(file: "token.key", mode: 0o644).message,
+            "token.key is readable by others; run chmod 600 token.key")
+        XCTAssertTrue(KeyFileError.accessibleByOthers(file: "token.key", mode: 0o620).message.hasSuffix("run chmod 600 token.key"))
+        chmod(path, 0o400)
+        XCTAssertNoThrow(try KeyLoading.loadTokenKey(path: path))
+        // vault.key too; vault.pub is public and loads at 0644.
+        chmod(keys.vaultSecretKeyPath, 0o660)
+        XCTAssertThrowsError(try KeyLoading.loadVaultSecretKey(path: keys.vaultSecretKeyPath) { throw KeyFileError.emptyPassphrase }) {
+            XCTAssertEqual($0 as? KeyFileError, .accessibleByOthers(file: keys.vaultSecretKeyPath, mode: 0o660))
+        }
+        XCTAssertNoThrow(try KeyLoading.loadVaultPublicKey(path: keys.vaultPublicKeyPath))
+    }
+
+    func testSecretFileOwnedByAnotherUserIsRefused() throws {
+        guard geteuid() == 0 else { throw XCTSkip("changing a file's owner needs root (CI runs as root)") }
+        let (_, keys) = try generated()
+        let path = keys.tokenKeyPath
+        XCTAssertEqual(chown(path, 65534, 65534), 0)
+        assertLoadFails(path, .wrongOwner(file: path, owner: 65534, currentUser: 0), code: .noPermission, secretBase64: try keyLine(path))
+        XCTAssertTrue(KeyFileError.wrongOwner(file: "token.key", owner: 65534, currentUser: 0).message.contains("chown 0 token.key"))
+    }
+
+    func testMalformedFilesEachGiveTheirOwnError() throws {
+        let (dir, keys) = try generated()
+        let original = try String(contentsOfFile: keys.tokenKeyPath, encoding: .utf8)
+        let secret = try keyLine(keys.tokenKeyPath)
+        let path = dir.appendingPathComponent("bad.key").path
+        func write(_ text: String) throws {
+            unlink(path)
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]))
+        }
+        // Truncated: cut in the comments, cut inside the base64, label only.
+        try write(String(original.prefix(original.utf8.count / 2)))
+        assertLoadFails(path, .truncated(file: path), code: .dataError, secretBase64: secret)
+        try write(String(original.dropLast(4)))
+        assertLoadFails(path, .truncated(file: path), code: .dataError, secretBase64: secret)
+        try write("PIIVAULT-TOKEN-KEY-1\n")
+        assertLoadFails(path, .truncated(file: path), code: .dataError, secretBase64: secret)
+        try write("")
+        assertLoadFails(path, .truncated(file: path), code: .dataError, secretBase64: secret)
+        // Wrong label: a public key file given as the token key.
+        try write(try String(contentsOfFile: keys.vaultPublicKeyPath, encoding: .utf8))
+        assertLoadFails(
+            path, .wrongLabel(file: path, expected: "PIIVAULT-TOKEN-KEY-1", found: "PIIVAULT-VAULT-PUBLIC-KEY-1"),
+            code: .dataError, secretBase64: secret)
+        // A bare base64 key with no label: the "label" is not echoed.
+        try write(secret + "\n")
+        assertLoadFails(path, .wrongLabel(file: path, expected: "PIIVAULT-TOKEN-KEY-1", found: nil), code: .dataError, secretBase64: secret)
+        // Bad base64: a character outside the alphabet, and padding in the middle.
+        try write(original.replacingOccurrences(of: secret, with: "*" + secret.dropFirst()))
+        assertLoadFails(path, .badBase64(file: path), code: .dataError, secretBase64: secret)
+        try write(original.replacingOccurrences(of: secret, with: "AA==" + secret.dropFirst(4)))
+        assertLoadFails(path, .badBase64(file: path), code: .dataError, secretBase64: secret)
+        // Wrong length: 16 bytes.
+        try write("PIIVAULT-TOKEN-KEY-1 AAAAAAAAAAAAAAAAAAAAAA==\n")
+        assertLoadFails(path, .wrongLength(file: path, expected: 32, found: 16), code: .dataError, secretBase64: secret)
+        // Two key lines.
+        try write(original + original)
+        assertLoadFails(path, .extraContent(file: path), code: .dataError, secretBase64: secret)
+        // CRLF line ends and no final newline still load.
+        try write(original.replacingOccurrences(of: "\n", with: "\r\n").trimmingCharacters(in: .newlines))
+        XCTAssertEqual(try KeyLoading.loadTokenKey(path: path).keyID, keys.tokenKeyID)
+        // Missing file.
+        XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: dir.appendingPathComponent("none.key").path))
+    }
+
+    func testKeyIDIsBlake2bOfKey() throws {
+        let (_, keys) = try generated()
+        XCTAssertEqual(keys.tokenKeyID.hex.count, 16)
+        XCTAssertEqual(try KeyLoading.loadTokenKey(path: keys.tokenKeyPath).keyID, keys.tokenKeyID)
+        XCTAssertNil(KeyID(hex: "xyz"))
+        XCTAssertEqual(KeyID(hex: "0123456789ABCDEF")?.hex, "0123456789abcdef")
+    }
+}

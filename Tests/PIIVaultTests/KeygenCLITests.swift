@@ -1,0 +1,79 @@
+import Foundation
+import PIIVault
+import TestSupport
+import XCTest
+
+/// Runs the real `piivault keygen` binary.
+final class KeygenCLITests: XCTestCase {
+    private func mode(_ url: URL) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: url.path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+    }
+
+    func testKeygenWritesThreeFilesWithModes() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let result = try runPiivault(["keygen", "--dir", dir.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let token = dir.appendingPathComponent("token.key"), pub = dir.appendingPathComponent("vault.pub")
+        let secret = dir.appendingPathComponent("vault.key")
+        XCTAssertEqual(try mode(token), 0o600)
+        XCTAssertEqual(try mode(pub), 0o644)
+        XCTAssertEqual(try mode(secret), 0o600)
+        let tokenKey = try KeyLoading.loadTokenKey(path: token.path)
+        let vaultKey = try KeyLoading.loadVaultPublicKey(path: pub.path)
+        XCTAssertTrue(result.stdout.contains("token key id \(tokenKey.keyID)"))
+        XCTAssertTrue(result.stdout.contains("vault key id \(vaultKey.keyID)"))
+        XCTAssertTrue(result.stdout.contains("ETL") && result.stdout.contains("compliance officer"))
+        // No key material on the terminal.
+        for file in [token, secret] {
+            let line = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").last!.split(separator: " ")[1]
+            XCTAssertFalse(result.stdout.contains(line) || result.stderr.contains(line))
+        }
+    }
+
+    func testKeygenNeverOverwrites() throws {
+        let dir = try makeTemporaryDirectory(self)
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", dir.path]).status, 0)
+        let names = ["token.key", "vault.pub", "vault.key"]
+        let before = try names.map { try Data(contentsOf: dir.appendingPathComponent($0)) }
+        let second = try runPiivault(["keygen", "--dir", dir.path])
+        XCTAssertEqual(second.status, PIIVaultExitCode.failure.rawValue)
+        XCTAssertTrue(second.stderr.contains("already exist"), second.stderr)
+        XCTAssertEqual(try names.map { try Data(contentsOf: dir.appendingPathComponent($0)) }, before)
+    }
+
+    func testKeygenWritesNothingWhenOneFileExists() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let pub = dir.appendingPathComponent("vault.pub")
+        try Data("keep me\n".utf8).write(to: pub)
+        let result = try runPiivault(["keygen", "--dir", dir.path])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("vault.pub already exists"), result.stderr)
+        XCTAssertEqual(try String(contentsOf: pub, encoding: .utf8), "keep me\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("token.key").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("vault.key").path))
+    }
+
+    func testPassphraseProtectedKeyOpensOnlyWithItsPassphrase() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let passFile = dir.appendingPathComponent("pass.txt"), wrongFile = dir.appendingPathComponent("wrong.txt")
+        try Data("correct horse battery staple\n".utf8).write(to: passFile)
+        try Data("Correct horse battery staple\n".utf8).write(to: wrongFile)
+        let keysDir = dir.appendingPathComponent("keys")
+        let result = try runPiivault(
+            ["keygen", "--dir", keysDir.path, "--passphrase"], environment: ["PIIVAULT_PASSPHRASE_FILE": passFile.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let secretPath = keysDir.appendingPathComponent("vault.key").path
+        let text = try String(contentsOfFile: secretPath, encoding: .utf8)
+        XCTAssertTrue(text.contains("PIIVAULT-VAULT-ENCRYPTED-KEY-1 "))
+        XCTAssertFalse(text.contains("PIIVAULT-VAULT-SECRET-KEY-1"))
+        XCTAssertTrue(try KeyLoading.isPassphraseProtected(path: secretPath))
+        let pub = try KeyLoading.loadVaultPublicKey(path: keysDir.appendingPathComponent("vault.pub").path)
+
+        let opened = try KeyLoading.loadVaultSecretKey(path: secretPath) { try Passphrase.fromFile(path: passFile.path) }
+        XCTAssertEqual(opened.publicKey, pub)
+        XCTAssertThrowsError(try KeyLoading.loadVaultSecretKey(path: secretPath) { try Passphrase.fromFile(path: wrongFile.path) }) {
+            XCTAssertEqual($0 as? KeyFileError, .wrongPassphrase(file: secretPath))
+            XCTAssertEqual(($0 as? KeyFileError)?.exitCode, .noPermission)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Independent implementations of piivault's key ids, tokens, canonical IPs and sealed format, for XCTest.
+
+Usage: crosscheck.py COMMAND < request.json > answer.json
+  tokens     {"master": hex, "version": n, "values": [{"field": "ip"|"device_id", "canonical": str}]}
+             -> {"key_id": hex, "tokens": [str], "vault_key_ids": {hex: hex}}
+  canonical  {"values": [str]} -> {"ip": [str or null]}   (Python's ipaddress module)
+  open       {"vault_sk": hex, "sealed_key": hex, "values": [{"ad": str, "sealed": hex}]} -> {"plain": [hex]}
+  seal       {"vault_pk": hex, "values": [{"ad": str, "plain": hex}]} -> {"sealed_key": hex, "sealed": [hex]}
+
+Only the standard library for tokens (hashlib's BLAKE2b with salt and personal reproduces crypto_kdf_derive_from_key);
+PyNaCl for sealing. Never run on real keys or values.
+"""
+import hashlib
+import hmac
+import ipaddress
+import json
+import struct
+import sys
+
+
+def kdf(master: bytes, subkey_id: int, ctx: bytes) -> bytes:
+    # crypto_kdf_derive_from_key: BLAKE2b(key=master, salt=LE64(id) || 0^8, personal=ctx || 0^8), 32 bytes.
+    assert len(ctx) == 8 and len(master) == 32
+    return hashlib.blake2b(digest_size=32, key=master, salt=struct.pack('<Q', subkey_id) + b'\0' * 8,
+                           person=ctx + b'\0' * 8).digest()
+
+
+def key_id(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def tokens(req):
+    master = bytes.fromhex(req["master"])
+    n = req.get("version", 1)
+    sub = {"ip": (b"PIIV-IP_", "ip"), "device_id": (b"PIIV-DEV", "dev")}
+    out = []
+    for item in req["values"]:
+        ctx, prefix = sub[item["field"]]
+        mac = hmac.new(kdf(master, n, ctx), item["canonical"].encode("utf-8"), hashlib.sha256).hexdigest()
+        out.append(f"{prefix}.v{n}.{mac}")
+    ids = {pk: key_id(bytes.fromhex(pk)) for pk in req.get("public_keys", [])}
+    return {"key_id": key_id(master), "tokens": out, "vault_key_ids": ids}
+
+
+def canonical(req):
+    result = []
+    for value in req["values"]:
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            result.append(None)
+            continue
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if addr.version == 6 and addr.scope_id:
+            result.append(None)
+            continue
+        result.append(addr.compressed)
+    return {"ip": result}
+
+
+def need_nacl():
+    try:
+        import nacl.bindings  # noqa: F401
+        import nacl.public  # noqa: F401
+    except ImportError:
+        sys.stderr.write("PyNaCl is missing: pip install pynacl (the Makefile installs it)\n")
+        sys.exit(3)
+
+
+def open_values(req):
+    need_nacl()
+    from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
+    from nacl.public import PrivateKey, SealedBox
+    data_key = SealedBox(PrivateKey(bytes.fromhex(req["vault_sk"]))).decrypt(bytes.fromhex(req["sealed_key"]))
+    plain = []
+    for item in req["values"]:
+        sealed = bytes.fromhex(item["sealed"])
+        nonce, ciphertext = sealed[:24], sealed[24:]
+        plain.append(crypto_aead_xchacha20poly1305_ietf_decrypt(
+            ciphertext, item["ad"].encode("utf-8"), nonce, data_key).hex())
+    return {"plain": plain}
+
+
+def seal_values(req):
+    need_nacl()
+    from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
+    from nacl.public import PublicKey, SealedBox
+    from nacl.utils import random
+    data_key = random(32)
+    sealed_key = SealedBox(PublicKey(bytes.fromhex(req["vault_pk"]))).encrypt(data_key)
+    sealed = []
+    for item in req["values"]:
+        nonce = random(24)
+        sealed.append((nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(
+            bytes.fromhex(item["plain"]), item["ad"].encode("utf-8"), nonce, data_key)).hex())
+    return {"sealed_key": sealed_key.hex(), "sealed": sealed}
+
+
+COMMANDS = {"tokens": tokens, "canonical": canonical, "open": open_values, "seal": seal_values,
+            "check-nacl": lambda req: (need_nacl(), {"ok": True})[1]}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
+        sys.stderr.write(__doc__)
+        sys.exit(64)
+    json.dump(COMMANDS[sys.argv[1]](json.load(sys.stdin)), sys.stdout)
