@@ -161,6 +161,9 @@ public struct ETLRun: Sendable {
         do {
             var lastMessageAt = Date()
             var exhausted = false
+            var committedBatches = 0
+            let faultExitAfterCommits = ProcessInfo.processInfo.environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"]
+                .flatMap(Int.init)
             while !exhausted && !stop.isRequested {
                 if let max = configuration.maxMessages, summary.received >= max { break }
                 let collected = try await collectBatch(summary: summary, stop: stop, lastMessageAt: &lastMessageAt)
@@ -185,6 +188,12 @@ public struct ETLRun: Sendable {
                 summary.duplicates += outcome.duplicates
                 summary.quarantined += outcome.quarantined
                 summary.valuesSealed += outcome.valuesSealed
+                committedBatches += 1
+                if let crashAfter = faultExitAfterCommits, committedBatches >= crashAfter {
+                    // Test hook: simulate a crash between commit and delete (redelivery).
+                    logger.warning("exiting after commit, before delete (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)")
+                    exit(75)
+                }
                 // Only now, with the batch committed, may the messages leave the queue.
                 summary.deleteFailures += try await source.acknowledge(batch)
                 logger.debug("batch committed", metadata: [

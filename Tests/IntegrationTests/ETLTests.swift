@@ -1,0 +1,308 @@
+import Foundation
+import PIIVault
+import Postgres
+import TestSupport
+import XCTest
+
+/// `piivault etl`, the real binary, against the real Postgres and the real SQS emulator.
+final class ETLTests: XCTestCase {
+    var database: ScratchDatabase!
+    var keys: URL!
+
+    override func setUp() async throws {
+        database = try await ScratchDatabase.migrated(prefix: "etl")
+        keys = FileManager.default.temporaryDirectory.appendingPathComponent("etl-keys-\(ScratchDatabase.randomHex(4))")
+        let keygen = try runPiivault(["keygen", "--dir", keys.path])
+        XCTAssertEqual(keygen.status, 0, keygen.stderr)
+    }
+
+    override func tearDown() async throws {
+        await database?.drop()
+        if let keys { try? FileManager.default.removeItem(at: keys) }
+    }
+
+    // MARK: Helpers
+
+    private var sqsEnvironment: [String: String?] {
+        get throws {
+            ["AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+             "AWS_ENDPOINT_URL_SQS": try TestServices.sqsEndpoint(), "AWS_SESSION_TOKEN": nil, "AWS_PROFILE": nil]
+        }
+    }
+
+    /// Sends records with botocore (an independent client), each body `json.dumps(record)`; returns the queue URL.
+    private func send(_ recordsFile: URL, queue: String, repeat count: Int = 1) throws -> String {
+        let script = TestServices.repositoryRoot.appendingPathComponent("scripts/send-messages.py").path
+        let result = try runProcess("python3", [script, "--endpoint-url", try TestServices.sqsEndpoint(),
+                                                "--queue-name", queue, "--file", recordsFile.path,
+                                                "--repeat", String(count)])
+        guard result.status == 0 else { throw TestSetupError("send-messages.py failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private func etlInvocation(_ arguments: [String], environment: [String: String?] = [:]) throws
+        -> (arguments: [String], environment: [String: String?])
+    {
+        var env = try sqsEnvironment
+        env["PIIVAULT_LOG_LEVEL"] = "debug"
+        for (key, value) in environment { env[key] = value }
+        return (["etl", "--database-url", database.url,
+                 "--token-key", keys.appendingPathComponent("token.key").path,
+                 "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
+                 "--idle-exit", "2", "--wait-time", "1"] + arguments, env)
+    }
+
+    private func etl(_ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {
+        let invocation = try etlInvocation(arguments, environment: environment)
+        return try runPiivault(invocation.arguments, environment: invocation.environment)
+    }
+
+    private func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        let connection = try await database.connect()
+        defer { Task { await connection.close() } }
+        return try await connection.query(query)
+    }
+
+    private func count(_ table: String) async throws -> Int {
+        try await query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)")).first![0].requiredInt()
+    }
+
+    private func queueDepth(_ queueURL: String) throws -> Int {
+        let result = try runProcess("aws", ["--endpoint-url", try TestServices.sqsEndpoint(),
+                                            "sqs", "get-queue-attributes", "--queue-url", queueURL,
+                                            "--attribute-names", "ApproximateNumberOfMessages",
+                                            "ApproximateNumberOfMessagesNotVisible", "--output", "json"],
+                                    environment: try sqsEnvironment.merging(["AWS_DEFAULT_REGION": "us-east-1"]) { $1 })
+        guard result.status == 0,
+              let json = try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any],
+              let attributes = json["Attributes"] as? [String: String] else {
+            throw TestSetupError("aws sqs get-queue-attributes failed: \(result.stderr)")
+        }
+        return (Int(attributes["ApproximateNumberOfMessages"] ?? "") ?? -1)
+            + (Int(attributes["ApproximateNumberOfMessagesNotVisible"] ?? "") ?? -1)
+    }
+
+    private func sampleRecords() throws -> [[String: Any]] {
+        let url = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [[String: Any]]
+    }
+
+    private func tokenizer() throws -> Tokenizer {
+        Tokenizer(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
+    }
+
+    private func writeLines(_ lines: [String]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("etl-\(ScratchDatabase.randomHex(4)).ndjson")
+        try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    // MARK: Acceptance
+
+    func testTheRealSampleThroughSQS() async throws {
+        let queue = "sample-\(ScratchDatabase.randomHex(4))"
+        let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let summaryFile = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(queue).json")
+        let result = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("loaded 99"), result.stdout)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: summaryFile)) as! [String: Any]
+        XCTAssertEqual(summary["loaded"] as? Int, 99)
+        XCTAssertEqual(summary["quarantined"] as? Int, 1)
+        XCTAssertEqual(summary["outcome"] as? String, "completed")
+
+        let loaded = try await count("user_logins")
+        XCTAssertEqual(loaded, 99)
+        let quarantine = try await query("SELECT reason FROM vault.quarantine")
+        XCTAssertEqual(quarantine.count, 1)
+        XCTAssertEqual(try quarantine.first?["reason"].string(),
+                       "missing required fields: user_id, device_type, ip, device_id")
+        XCTAssertEqual(try queueDepth(queueURL), 0, "the queue is empty afterwards")
+
+        let nullLocales = try await query("SELECT count(*) FROM user_logins WHERE locale IS NULL").first![0].requiredInt()
+        XCTAssertEqual(nullLocales, 29)
+        let today = MessagePreparerDate.utcToday()
+        let dates = try await query("SELECT DISTINCT create_date::text FROM user_logins")
+        XCTAssertEqual(dates.count, 1)
+        XCTAssertEqual(try dates.first?[0].string(), today, "create_date is the send date")
+
+        // Every row against its original record: tokens, app_version rules.
+        let tokenizer = try tokenizer()
+        let rows = try await query("SELECT user_id, masked_ip, masked_device_id, app_version, app_version_text FROM user_logins")
+        var byUser: [String: PostgresRow] = [:]
+        for row in rows { byUser[try row["user_id"].requiredString()] = row }
+        var checked = 0
+        for record in try sampleRecords() {
+            guard let userID = record["user_id"] as? String else { continue }
+            let row = try XCTUnwrap(byUser[userID])
+            XCTAssertEqual(try row["masked_ip"].string(), try tokenizer.tokenize(record["ip"] as! String, as: .ip).token)
+            XCTAssertEqual(try row["masked_device_id"].string(),
+                           try tokenizer.tokenize(record["device_id"] as! String, as: .deviceID).token)
+            let version = record["app_version"] as! String
+            XCTAssertEqual(try row["app_version_text"].string(), version)
+            XCTAssertEqual(try row["app_version"].int(), LoginEvent.appVersionNumber(version))
+            if version == "0.96" { XCTAssertEqual(try row["app_version"].int(), 96_000) }
+            if version == "2.3.0" { XCTAssertEqual(try row["app_version"].int(), 2_003_000) }
+            checked += 1
+        }
+        XCTAssertEqual(checked, 99)
+
+        // No plaintext anywhere: every column of every table, as text (bytea shows as hex), and the logs.
+        try await assertNoPlaintext(in: try sampleRecords(), logs: result.stdout + result.stderr)
+    }
+
+    private func assertNoPlaintext(in records: [[String: Any]], logs: String) async throws {
+        let tables = try await query("""
+            SELECT table_schema || '.' || table_name FROM information_schema.tables
+             WHERE table_schema IN ('public', 'vault', 'audit') AND table_type = 'BASE TABLE'
+            """)
+        var dump = ""
+        for table in tables {
+            let name = try table[0].requiredString()
+            for row in try await query(PostgresQuery(unsafeSQL: "SELECT t::text FROM \(name) t")) {
+                dump += (try row[0].string() ?? "") + "\n"
+            }
+        }
+        XCTAssertGreaterThan(tables.count, 5)
+        var needles: [String] = []
+        for record in records {
+            for field in ["ip", "device_id"] {
+                guard let value = record[field] as? String else { continue }
+                needles.append(value)
+                needles.append(value.utf8.map { String(format: "%02x", $0) }.joined())
+            }
+        }
+        XCTAssertGreaterThan(needles.count, 100)
+        let leaks = needles.filter { dump.contains($0) || logs.contains($0) }
+        XCTAssertEqual(leaks.count, 0, "\(leaks.count) original values found in the database or logs")
+    }
+
+    func testFromFileTwiceAddsNothing() async throws {
+        let records = try sampleRecords()
+        let file = try writeLines(try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) })
+        defer { try? FileManager.default.removeItem(at: file) }
+        let first = try etl(["--from-file", file.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("received 100, loaded 99, duplicates 0, quarantined 1"), first.stdout)
+        let second = try etl(["--from-file", file.path])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("received 100, loaded 0, duplicates 100, quarantined 0, values sealed 0"), second.stdout)
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 99)
+        let quarantined = try await count("vault.quarantine")
+        XCTAssertEqual(quarantined, 1)
+        try await assertNoPlaintext(in: records, logs: first.stderr + second.stderr)
+    }
+
+    func testRedeliveryAfterCommitAddsNoRows() async throws {
+        let queue = "redeliver-\(ScratchDatabase.randomHex(4))"
+        let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        // Load everything in one batch, then die before deleting: every message comes back.
+        let crashed = try etl(["--queue-url", queueURL, "--visibility-timeout", "3", "--batch-size", "200"],
+                              environment: ["PIIVAULT_FAULT_EXIT_AFTER_COMMITS": "1"])
+        XCTAssertEqual(crashed.status, 75, crashed.stderr)
+        let afterCrash = try await count("user_logins")
+        XCTAssertGreaterThan(afterCrash, 0)
+        try await Task.sleep(for: .milliseconds(3500))
+        let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "30"])
+        XCTAssertEqual(rerun.status, 0, rerun.stderr)
+        XCTAssertTrue(rerun.stdout.contains("duplicates"), rerun.stdout)
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 99, "redelivered messages add no row")
+        let quarantined = try await count("vault.quarantine")
+        XCTAssertEqual(quarantined, 1)
+        XCTAssertEqual(try queueDepth(queueURL), 0)
+    }
+
+    func testHostileMessagesAreQuarantinedAndUnsealExactly() async throws {
+        let valid = #"{"user_id": "u-ok", "device_type": "ios", "ip": "192.0.2.1", "device_id": "111-11-1111"}"#
+        let hostile: [String] = [
+            "not json at all",
+            #"{"user_id": 1, "device_type": "ios", "ip": "192.0.2.2", "device_id": "d"}"#,
+            #"{"user_id": "u", "device_type": {"nested": {"deep": [1, 2]}}, "ip": "192.0.2.3", "device_id": "d"}"#,
+            #"{"user_id": "u", "device_type": "ios", "ip": "999.1.1.1", "device_id": "d"}"#,
+            #"{"user_id": "u", "device_type": "ios", "ip": "localhost", "device_id": "d"}"#,
+            #"{"user_id": "\#(String(repeating: "x", count: 129))", "device_type": "ios", "ip": "192.0.2.4", "device_id": "d"}"#,
+            #"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.5", "device_id": "d", "locale": "\#(String(repeating: "l", count: 33))"}"#,
+            #"{"user_id": "\ud800", "device_type": "ios", "ip": "192.0.2.6", "device_id": "d"}"#,
+            #"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.7", "device_id": "   "}"#,
+            #"{"user_id": "u'; DROP TABLE user_logins; --", "device_type": "ios", "ip": "192.0.2.8", "device_id": "d"}"#,
+            #"{"user_id": "big", "device_type": "ios", "ip": "192.0.2.9", "device_id": "d", "pad": "\#(String(repeating: "p", count: 256 * 1024))"}"#,
+            "[]", "null", #"{"user_id": "u"}"#, "{",
+        ]
+        let file = try writeLines([valid] + hostile)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try etl(["--from-file", file.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let loaded = try await query("SELECT user_id FROM user_logins ORDER BY user_id")
+        XCTAssertEqual(try loaded.map { try $0[0].requiredString() },
+                       ["big", "u'; DROP TABLE user_logins; --", "u-ok"], "SQL-looking strings are just data")
+        let quarantine = try await query("""
+            SELECT q.message_id, q.reason, q.sealed_body, k.key_id, k.sealed_key
+              FROM vault.quarantine q JOIN vault.data_keys k ON k.id = q.data_key_id
+            """)
+        XCTAssertEqual(quarantine.count, hostile.count - 2)
+        let secretKey = try KeyLoading.loadVaultSecretKey(path: keys.appendingPathComponent("vault.key").path) {
+            throw TestSetupError("the test key has no passphrase")
+        }
+        let lines = [valid] + hostile
+        for row in quarantine {
+            let messageID = try row["message_id"].requiredString()
+            let opener = try DataKeyOpener(
+                sealedDataKey: SealedDataKey(keyID: KeyID(hex: try row["key_id"].requiredString())!,
+                                             sealed: try row["sealed_key"].requiredBytes()),
+                secretKey: secretKey)
+            let body = try opener.openQuarantined(try row["sealed_body"].requiredBytes(), messageID: messageID)
+            // message ids are line-<n>-<hash>: the body must be exactly line n as written.
+            let lineNumber = Int(messageID.split(separator: "-")[1])!
+            XCTAssertEqual(body, Array(lines[lineNumber - 1].utf8), "quarantined body of line \(lineNumber) unseals exactly")
+            let reason = try row["reason"].requiredString()
+            XCTAssertFalse(reason.contains("192.0.2"), reason)
+            XCTAssertFalse(reason.contains("999.1.1.1"), reason)
+        }
+    }
+
+    func testTwoProcessesDrainingOneQueueLoadEachMessageOnce() async throws {
+        let records = try sampleRecords()
+        let queue = "two-\(ScratchDatabase.randomHex(4))"
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(queue).json")
+        try JSONSerialization.data(withJSONObject: records).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let queueURL = try send(file, queue: queue, repeat: 2)  // 200 messages: every valid record twice
+        let invocation = try etlInvocation(["--queue-url", queueURL, "--batch-size", "20", "--concurrency", "2"])
+        let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
+            for _ in 0..<2 {
+                group.addTask { try runPiivault(invocation.arguments, environment: invocation.environment) }
+            }
+            var all: [ProcessResult] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        for result in results { XCTAssertEqual(result.status, 0, result.stderr) }
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 198, "each of the 198 valid messages exactly once")
+        let distinct = try await query("SELECT count(DISTINCT message_id) FROM user_logins").first![0].requiredInt()
+        XCTAssertEqual(distinct, 198)
+        let secrets = try await count("vault.secrets")
+        XCTAssertEqual(secrets, 198, "99 ips and 99 device ids, each sealed once")
+        XCTAssertEqual(try queueDepth(queueURL), 0)
+    }
+
+    func testMissingKeyFileIsAClearError() throws {
+        let result = try runPiivault(["etl", "--from-file", "/dev/null", "--token-key", "/nonexistent/token.key",
+                                      "--database-url", database.url])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.hasPrefix("piivault: error:"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("token.key"), result.stderr)
+    }
+}
+
+/// Today's date in UTC, as `create_date` shows it.
+enum MessagePreparerDate {
+    static func utcToday() -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: Date())
+        return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+    }
+}
