@@ -1,4 +1,5 @@
 import Foundation
+import PIIVault
 import Postgres
 import TestSupport
 import XCTest
@@ -112,6 +113,12 @@ final class AuditTests: XCTestCase {
         assertBroken(try verify(), entry: 17, kind: "modified")
         let independent = try await crosscheck()
         XCTAssertEqual(independent, "broken 17 modified")
+        let checkpoint = try runPiivault(["audit", "checkpoint", "--database-url", auditorURL])
+        XCTAssertEqual(checkpoint.status, 1, "a broken log is not anchored")
+        XCTAssertEqual(checkpoint.stdout, "")
+        XCTAssertTrue(checkpoint.stderr.contains("entry 17: modified") && checkpoint.stderr.contains("no checkpoint taken"),
+                      checkpoint.stderr)
+        XCTAssertFalse(checkpoint.stderr.contains("routine check"), "errors quote no logged text")
     }
 
     func testADeletedEntryIsReportedAsMissing() async throws {
@@ -334,7 +341,7 @@ final class AuditTests: XCTestCase {
             try await compliance.query("SELECT * FROM vault.unmask_user('u1', '  ', 'alice', 'ws1', 5)")
             XCTFail("an access without a reason must be refused")
         } catch let error as PostgresError {
-            XCTAssertTrue(error.message.contains("reason is required"), error.message)
+            XCTAssertTrue(error.description.contains("reason is required"), error.description)
         }
         await compliance.close()
 
@@ -355,6 +362,44 @@ final class AuditTests: XCTestCase {
             "54|\(loginUser)|alice|ws1|unmask|case 4|message_id:mq|1|ok",
             "55|\(loginUser)|alice|ws1|unmask|SAR 1|tokens:ip.v1.aa|0|refused: sealed to another vault key",
         ])
+        XCTAssertEqual(try verify().status, 0)
+    }
+
+    func testTheCoreReaderCommitsBeforeReturningAndReportsRefusals() async throws {
+        let owner = try await database.connect()
+        try await owner.executeScript("""
+            INSERT INTO vault.data_keys (key_id, sealed_key) VALUES ('0011223344556677', '\\xaa');
+            INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES ('ip.v1.aa', 'ip', 1, '\\x01');
+            INSERT INTO user_logins (user_id, masked_ip, message_id) VALUES ('u9', 'ip.v1.aa', 'm9');
+            """)
+        let compliance = try await PostgresConnection.connect(
+            try await database.createLogin(memberOf: "piivault_compliance"))
+        let reader = LoggedVaultReader(connection: compliance, caller: AccessLogCaller(osUser: "alice", clientHost: "ws1"))
+
+        guard case .granted(let secrets) = try await reader.unmaskTokens(["ip.v1.aa", "ip.v1.aa"], reason: "SAR 9", maxRows: 1)
+        else { return XCTFail("expected rows") }
+        XCTAssertEqual(secrets, [SealedSecret(token: "ip.v1.aa", field: "ip", dataKeyID: 1, keyID: "0011223344556677",
+                                              sealedDataKey: [0xaa], sealed: [0x01])])
+        guard case .refused(let outcome) = try await reader.unmaskTokens(["a", "b"], reason: "SAR 9", maxRows: 1)
+        else { return XCTFail("expected a refusal") }
+        XCTAssertEqual(outcome, "refused: over row cap (2 tokens asked, cap 1)")
+        guard case .granted(let logins) = try await reader.unmaskUser("u9", reason: "SAR 9", maxRows: 5)
+        else { return XCTFail("expected rows") }
+        XCTAssertEqual(try logins.first?["ip_sealed"].bytes(), [0x01])
+        let seq = try await reader.recordRefusal(action: "unmask", reason: "SAR 9", subject: "tokens:ip.v1.aa",
+                                                 outcome: "does not open under its token")
+        XCTAssertEqual(seq, 54)
+        do {
+            _ = try await reader.unmaskUser("u9", reason: " ", maxRows: 5)
+            XCTFail("a blank reason must be refused")
+        } catch let error as AccessLogError {
+            XCTAssertEqual(error, .reasonRequired)
+        }
+        await compliance.close()
+        // Each call committed its entry: visible from another session.
+        let count = try await owner.query("SELECT count(*) AS n FROM audit.access_log")
+        await owner.close()
+        XCTAssertEqual(try count.first?["n"].int(), 54)
         XCTAssertEqual(try verify().status, 0)
     }
 }

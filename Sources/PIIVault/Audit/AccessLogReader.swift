@@ -24,15 +24,28 @@ public struct AccessLogFilter: Sendable, Equatable {
 public enum AccessLogError: PIIVaultReportableError, Equatable {
     /// `--since` or `--until` is not a time Postgres understands.
     case invalidTime(option: String)
+    /// `audit checkpoint` found the chain broken and took no checkpoint.
+    case brokenChain(AccessLogBreak)
+    /// An access was asked for without a reason; every access-log entry needs one.
+    case reasonRequired
 
     public var message: String {
         switch self {
         case .invalidTime(let option):
             return "\(option) is not a time; give a date or time such as 2024-05-01 or 2024-05-01T12:00:00Z"
+        case .reasonRequired:
+            return "a reason is required for every access to sealed values; pass --reason with the case or request number"
+        case .brokenChain(let damage):
+            return "\(damage.message); no checkpoint taken: investigate with `piivault audit log` and restore the log from a backup"
         }
     }
 
-    public var exitCode: PIIVaultExitCode { .usage }
+    public var exitCode: PIIVaultExitCode {
+        switch self {
+        case .invalidTime, .reasonRequired: return .usage
+        case .brokenChain: return .failure
+        }
+    }
 }
 
 /// Reads `audit.access_log` (role `piivault_auditor`).
@@ -86,12 +99,12 @@ public struct AccessLogReader: Sendable {
         return AccessLogVerifier.verify(entries, anchor: anchor)
     }
 
-    /// The head of a verified chain, to keep elsewhere as an anchor (`audit checkpoint`). A broken chain is thrown
-    /// as its `AccessLogBreak`: anchoring a damaged log would vouch for the damage.
+    /// The head of a verified chain, to keep elsewhere as an anchor (`audit checkpoint`). A broken chain throws
+    /// `AccessLogError.brokenChain`: anchoring a damaged log would vouch for the damage.
     public func checkpoint() async throws -> AccessLogAnchor {
         switch try await verify() {
         case .intact(_, let head): return head
-        case .broken(let damage): throw damage
+        case .broken(let damage): throw AccessLogError.brokenChain(damage)
         }
     }
 }
