@@ -1,0 +1,110 @@
+import Postgres
+
+/// Which entries `audit log` lists. Every filter is optional; together they must all match.
+public struct AccessLogFilter: Sendable, Equatable {
+    /// Entries at or after this time (any form Postgres accepts for `timestamptz`, e.g. `2024-05-01` or
+    /// `2024-05-01T12:00:00Z`; without a zone, the session's time zone).
+    public var since: String?
+    /// Entries before this time (exclusive), same forms as `since`.
+    public var until: String?
+    /// Entries whose database user or operating-system user is this.
+    public var actor: String?
+    /// Entries with this action (`unmask`, ...).
+    public var action: String?
+
+    public init(since: String? = nil, until: String? = nil, actor: String? = nil, action: String? = nil) {
+        self.since = since
+        self.until = until
+        self.actor = actor
+        self.action = action
+    }
+}
+
+/// Why reading the access log failed, beyond a plain database error.
+public enum AccessLogError: PIIVaultReportableError, Equatable {
+    /// `--since` or `--until` is not a time Postgres understands.
+    case invalidTime(option: String)
+    /// `audit checkpoint` found the chain broken and took no checkpoint.
+    case brokenChain(AccessLogBreak)
+    /// An access was asked for without a reason; every access-log entry needs one.
+    case reasonRequired
+
+    public var message: String {
+        switch self {
+        case .invalidTime(let option):
+            return "\(option) is not a time; give a date or time such as 2024-05-01 or 2024-05-01T12:00:00Z"
+        case .reasonRequired:
+            return "a reason is required for every access to sealed values; pass --reason with the case or request number"
+        case .brokenChain(let damage):
+            return "\(damage.message); no checkpoint taken: investigate with `piivault audit log` and restore the log from a backup"
+        }
+    }
+
+    public var exitCode: PIIVaultExitCode {
+        switch self {
+        case .invalidTime, .reasonRequired: return .usage
+        case .brokenChain: return .failure
+        }
+    }
+}
+
+/// Reads `audit.access_log` (role `piivault_auditor`).
+public struct AccessLogReader: Sendable {
+    public let connection: PostgresConnection
+
+    public init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// The entries matching `filter`, in sequence order.
+    public func entries(matching filter: AccessLogFilter = AccessLogFilter()) async throws -> [AccessLogEntry] {
+        // Validate the times first so that a typo gets a message naming the option, not a bare data error.
+        for (option, value) in [("--since", filter.since), ("--until", filter.until)] {
+            guard let value else { continue }
+            do {
+                try await connection.query("SELECT \(value)::timestamptz")
+            } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true {
+                throw AccessLogError.invalidTime(option: option)
+            }
+        }
+        let rows = try await connection.query("""
+            SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, db_user, os_user,
+                   client_host, action, reason, subject, row_count, outcome, prev_hash, hash
+              FROM audit.access_log
+             WHERE (\(filter.since)::timestamptz IS NULL OR at >= \(filter.since)::timestamptz)
+               AND (\(filter.until)::timestamptz IS NULL OR at < \(filter.until)::timestamptz)
+               AND (\(filter.actor)::text IS NULL OR db_user = \(filter.actor)::text OR os_user = \(filter.actor)::text)
+               AND (\(filter.action)::text IS NULL OR action = \(filter.action)::text)
+             ORDER BY seq
+            """)
+        return try rows.map { row in
+            AccessLogEntry(
+                seq: try row["seq"].requiredInt(), at: try row["at"].requiredString(),
+                dbUser: try row["db_user"].requiredString(), osUser: try row["os_user"].requiredString(),
+                clientHost: try row["client_host"].requiredString(), action: try row["action"].requiredString(),
+                reason: try row["reason"].requiredString(), subject: try row["subject"].requiredString(),
+                rowCount: try row["row_count"].requiredInt(), outcome: try row["outcome"].requiredString(),
+                prevHash: try row["prev_hash"].requiredBytes(), hash: try row["hash"].requiredBytes())
+        }
+    }
+
+    /// Reads the whole log and recomputes its chain (`audit verify`).
+    ///
+    /// Reads in one REPEATABLE READ, READ ONLY transaction so that appends made meanwhile cannot show up half-read.
+    public func verify(anchor: AccessLogAnchor? = nil) async throws -> AccessLogVerdict {
+        let entries = try await connection.transaction { connection in
+            try await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return try await AccessLogReader(connection: connection).entries()
+        }
+        return AccessLogVerifier.verify(entries, anchor: anchor)
+    }
+
+    /// The head of a verified chain, to keep elsewhere as an anchor (`audit checkpoint`). A broken chain throws
+    /// `AccessLogError.brokenChain`: anchoring a damaged log would vouch for the damage.
+    public func checkpoint() async throws -> AccessLogAnchor {
+        switch try await verify() {
+        case .intact(_, let head): return head
+        case .broken(let damage): throw AccessLogError.brokenChain(damage)
+        }
+    }
+}
