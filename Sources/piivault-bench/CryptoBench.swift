@@ -51,6 +51,7 @@ enum CryptoBench {
     static func report(_ what: String, _ n: Int, since start: DispatchTime) {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         let rate = Double(n) / seconds
-        print(String(format: "%-46@ %10d in %7.3f s  %12.0f /s", what as NSString, n, seconds, rate))
+        let label = what.padding(toLength: 46, withPad: " ", startingAt: 0)
+        print(label + String(format: " %10d in %7.3f s  %12.0f /s", n, seconds, rate))
     }
 }
