@@ -209,8 +209,4 @@ public struct Migrator: Sendable {
 }
 
 /// Lowercase hex SHA-256.
-func sha256Hex(_ bytes: [UInt8]) -> String {
-    var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
-    _ = crypto_hash_sha256(&digest, bytes, UInt64(bytes.count))
-    return digest.map { String(format: "%02x", $0) }.joined()
-}
+func sha256Hex(_ bytes: [UInt8]) -> String { hexString(sha256(bytes)) }
