@@ -18,6 +18,10 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
         return try await body()
     } catch let error as ExitCode {
         throw error
+    } catch let error as ValidationError {
+        // Found while running (a setting from the environment, a file of arguments): still a usage error.
+        printError(error.message)
+        throw ExitCode(PIIVaultExitCode.usage.rawValue)
     } catch let error as any PIIVaultReportableError {
         printError(error.message)
         throw ExitCode(error.exitCode.rawValue)
@@ -47,3 +51,6 @@ func notImplemented(_ name: String) throws -> Never {
     printError("'\(name)' is not implemented yet in this version")
     throw ExitCode(PIIVaultExitCode.notImplemented.rawValue)
 }
+
+/// `--format table|json|csv` for `audit log` and `unmask`.
+extension OutputFormat: ExpressibleByArgument {}

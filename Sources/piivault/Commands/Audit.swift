@@ -12,19 +12,6 @@ struct Audit: AsyncParsableCommand {
         subcommands: [Log.self, Verify.self, Checkpoint.self]
     )
 
-    /// `audit log --format`.
-    enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-        case table, json, csv
-
-        var format: AccessLogFormat {
-            switch self {
-            case .table: return .table
-            case .json: return .json
-            case .csv: return .csv
-            }
-        }
-    }
-
     struct Log: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "log", abstract: "List access-log entries, oldest first.")
@@ -54,7 +41,7 @@ struct Audit: AsyncParsableCommand {
                 let entries = try await Database.withConnection(database.resolved) { connection in
                     try await AccessLogReader(connection: connection).entries(matching: filter)
                 }
-                print(format.format.render(entries), terminator: "")
+                print(format.render(entries), terminator: "")
             }
         }
     }

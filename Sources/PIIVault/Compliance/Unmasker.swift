@@ -1,0 +1,202 @@
+import Foundation
+import Postgres
+
+/// Who is asking, as written into the access log's `os_user` and `client_host`. The database records its own
+/// authenticated login (`db_user`) beside these, which are the client's claim.
+public struct AccessLogCaller: Sendable, Equatable {
+    public var osUser: String
+    public var clientHost: String
+
+    public init(osUser: String, clientHost: String) {
+        self.osUser = osUser
+        self.clientHost = clientHost
+    }
+
+    /// This process's user (`USER`/`LOGNAME`, else the uid) and host name.
+    public static var current: AccessLogCaller {
+        let environment = ProcessInfo.processInfo.environment
+        let user = environment["USER"] ?? environment["LOGNAME"] ?? "uid \(getuid())"
+        return AccessLogCaller(osUser: user, clientHost: ProcessInfo.processInfo.hostName)
+    }
+}
+
+/// Recovers original values for a compliance officer (role `piivault_compliance`), logging every access.
+///
+/// Each call is one transaction: the `vault.unmask_*` function appends the access-log entry and returns the sealed
+/// rows; the values are opened with the vault secret key while the transaction is open; only when all of them open
+/// is it committed, and only after the commit does the call return values. So:
+/// - nothing is returned without a committed entry (fail closed: if the append or the commit fails, the caller
+///   gets an error and no value);
+/// - a value that cannot be opened (another vault's key, a value moved between rows, damaged bytes) rolls the
+///   access back and is logged instead as a refusal with its own outcome: one entry per call either way;
+/// - a login outside `piivault_compliance` is refused by Postgres, and the attempt is logged through
+///   `audit.record_denied`.
+public struct Unmasker: Sendable {
+    public let connection: PostgresConnection
+    public let secretKey: VaultSecretKey
+    public let caller: AccessLogCaller
+
+    public init(connection: PostgresConnection, secretKey: VaultSecretKey, caller: AccessLogCaller = .current) {
+        self.connection = connection
+        self.secretKey = secretKey
+        self.caller = caller
+    }
+
+    /// The original values of `tokens` (`vault.unmask_tokens`). Refused when more than `maxRows` distinct tokens are
+    /// asked for.
+    public func unmask(tokens: [String], reason: String, maxRows: Int) async throws -> Unmasked<UnmaskedTokens> {
+        var seen = Set<String>()
+        let wanted = tokens.filter { seen.insert($0).inserted }
+        let subject = "tokens:" + wanted.sorted().joined(separator: ",")
+        let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: wanted), as: UTF8.self)
+        let query: PostgresQuery = """
+            SELECT * FROM vault.unmask_tokens(
+                ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(reason), \(caller.osUser),
+                \(caller.clientHost), \(maxRows))
+            """
+        return try await access(subject: subject, reason: reason, query: query, dataColumn: "token") { rows, keys in
+            var opened: [String: UnmaskedValue] = [:]
+            for row in rows {
+                let token = try row["token"].requiredString()
+                let value = try keys.openValue(
+                    try row["sealed"].requiredBytes(), token: token,
+                    dataKey: try DataKeyReference(row, id: "data_key_id", keyID: "key_id", sealed: "sealed_key"))
+                opened[token] = UnmaskedValue(token: token, field: try row["field"].requiredString(), value: value)
+            }
+            return UnmaskedTokens(values: wanted.compactMap { opened[$0] },
+                                  unknownTokens: wanted.filter { opened[$0] == nil })
+        }
+    }
+
+    /// Every login of `userID` with its original ip and device_id (`vault.unmask_user`). Refused when the user has
+    /// more than `maxRows` logins.
+    public func unmask(userID: String, reason: String, maxRows: Int) async throws -> Unmasked<[UnmaskedLogin]> {
+        let query: PostgresQuery = """
+            SELECT *, create_date::text AS create_date_text
+              FROM vault.unmask_user(\(userID), \(reason), \(caller.osUser), \(caller.clientHost), \(maxRows))
+            """
+        return try await access(subject: "user_id:" + userID, reason: reason, query: query, dataColumn: "user_id") {
+            rows, keys in
+            try rows.map { row in
+                let maskedIP = try row["masked_ip"].string()
+                let maskedDeviceID = try row["masked_device_id"].string()
+                var ip: String?
+                if let maskedIP, let sealed = try row["ip_sealed"].bytes() {
+                    ip = try keys.openValue(sealed, token: maskedIP, dataKey: try DataKeyReference(
+                        row, id: "ip_data_key_id", keyID: "ip_key_id", sealed: "ip_sealed_key"))
+                }
+                var deviceID: String?
+                if let maskedDeviceID, let sealed = try row["device_sealed"].bytes() {
+                    deviceID = try keys.openValue(sealed, token: maskedDeviceID, dataKey: try DataKeyReference(
+                        row, id: "device_data_key_id", keyID: "device_key_id", sealed: "device_sealed_key"))
+                }
+                return UnmaskedLogin(
+                    userID: try row["user_id"].requiredString(), deviceType: try row["device_type"].string(),
+                    maskedIP: maskedIP, ip: ip, maskedDeviceID: maskedDeviceID, deviceID: deviceID,
+                    locale: try row["locale"].string(), appVersion: try row["app_version"].int(),
+                    appVersionText: try row["app_version_text"].string(),
+                    createDate: try row["create_date_text"].string(), messageID: try row["message_id"].string())
+            }
+        }
+    }
+
+    /// The body of a quarantined message, exactly as received (`vault.unmask_quarantined`); nil when there is no
+    /// quarantined message with that id (the access is logged all the same).
+    public func unmask(quarantinedMessageID messageID: String, reason: String) async throws
+        -> Unmasked<UnmaskedMessage?>
+    {
+        let query: PostgresQuery = """
+            SELECT *, received_at::text AS received_at_text
+              FROM vault.unmask_quarantined(\(messageID), \(reason), \(caller.osUser), \(caller.clientHost))
+            """
+        return try await access(subject: "message_id:" + messageID, reason: reason, query: query,
+                                dataColumn: "message_id") { rows, keys in
+            guard let row = rows.first else { return nil }
+            let body = try keys.openBody(
+                try row["sealed_body"].requiredBytes(), messageID: messageID,
+                dataKey: try DataKeyReference(row, id: "data_key_id", keyID: "key_id", sealed: "sealed_key"))
+            return UnmaskedMessage(
+                messageID: messageID, receivedAt: try row["received_at_text"].requiredString(),
+                reason: try row["quarantine_reason"].requiredString(), body: body)
+        }
+    }
+
+    // MARK: - One logged access
+
+    /// Runs `query` (a `vault.unmask_*` call) and `open` over its data rows (those where `dataColumn` is not NULL) in
+    /// one transaction, and returns only after COMMIT.
+    private func access<Rows: Sendable>(
+        subject: String, reason: String, query: PostgresQuery, dataColumn: String,
+        open: ([PostgresRow], DataKeyRing) throws -> Rows
+    ) async throws -> Unmasked<Rows> {
+        guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
+        let keys = DataKeyRing(secretKey: secretKey)
+        let result: AccessResult<Rows>
+        do {
+            result = try await connection.transaction { connection in
+                let rows = try await connection.query(query)
+                guard let first = rows.first else { throw UnmaskProtocolError() }
+                let seq = try first["log_seq"].requiredInt()
+                let outcome = try first["outcome"].requiredString()
+                if outcome.hasPrefix("refused") {
+                    return .refused(outcome: outcome, logSeq: seq)  // committed: the refusal stays on the log
+                }
+                let dataRows = rows.filter { !$0[dataColumn].isNull }
+                return .granted(Unmasked(rows: try open(dataRows, keys), logSeq: seq, outcome: outcome))
+            }
+        } catch let error as PostgresError where error.isPermissionDenied {
+            throw UnmaskError.notPermitted(logSeq: try? await recordDenied(subject: subject, reason: reason))
+        } catch let failure as OpenFailure {
+            // The access was rolled back: log why instead, then report it.
+            let refusal = try await diagnose(failure)
+            let seq = try await recordRefusal(subject: subject, reason: reason, outcome: refusal.loggedOutcome ?? "")
+            throw refusal.logged(as: seq)
+        }
+        switch result {
+        case .granted(let unmasked): return unmasked
+        case let .refused(outcome, seq): throw UnmaskError.overRowCap(outcome: outcome, logSeq: seq)
+        }
+    }
+
+    /// Tells a value moved from another row from a damaged one, by trying the tokens sealed under the same data key.
+    private func diagnose(_ failure: OpenFailure) async throws -> UnmaskError {
+        switch failure {
+        case .refused(let error):
+            return error
+        case let .value(token, dataKeyID, sealed, opener):
+            let candidates = try await connection.query(
+                "SELECT t FROM vault.tokens_sealed_with(\(dataKeyID)) AS t").map { try $0["t"].requiredString() }
+            if case .moved(let original) = opener.diagnose(sealed, expectedToken: token, candidates: candidates) {
+                return .valueMoved(token: token, originalToken: original, logSeq: 0)
+            }
+            return .valueDamaged(subject: "token \(token)", logSeq: 0)
+        }
+    }
+
+    private func recordRefusal(subject: String, reason: String, outcome: String) async throws -> Int {
+        let rows = try await connection.query("""
+            SELECT audit.record_refusal('unmask', \(reason), \(subject), \(outcome), \(caller.osUser),
+                                        \(caller.clientHost)) AS seq
+            """)
+        return try rows.first?["seq"].requiredInt() ?? 0
+    }
+
+    private func recordDenied(subject: String, reason: String) async throws -> Int {
+        let rows = try await connection.query("""
+            SELECT audit.record_denied('unmask', \(reason), \(subject), \(caller.osUser), \(caller.clientHost)) AS seq
+            """)
+        return try rows.first?["seq"].requiredInt() ?? 0
+    }
+}
+
+/// What the transaction gave: opened rows, or a refusal the database logged (over the row cap).
+private enum AccessResult<Rows: Sendable>: Sendable {
+    case granted(Unmasked<Rows>)
+    case refused(outcome: String, logSeq: Int)
+}
+
+/// A `vault.unmask_*` call that returned no row at all: the functions always return at least one.
+struct UnmaskProtocolError: PIIVaultReportableError {
+    var message: String { "the vault's unmask function returned no row; run `piivault migrate` to bring the database up to date" }
+    var exitCode: PIIVaultExitCode { .failure }
+}

@@ -1,0 +1,439 @@
+import Foundation
+import PIIVault
+import Postgres
+import TestSupport
+import XCTest
+
+/// `piivault unmask`, the real binary, after a real `piivault etl` run of the 100-message sample into Postgres: what a
+/// compliance officer gets back, what everyone else gets (nothing, and an entry saying so), and that nothing is
+/// printed unless the access-log entry is committed.
+///
+/// Outputs are checked for the sample's original values with `assertNoPlaintext`, which names how many leaked, never
+/// which.
+final class UnmaskTests: XCTestCase {
+    var database: ScratchDatabase!
+    var keys: URL!
+    var compliance: String!
+    var records: [[String: Any]] = []
+    var lines: [String] = []
+
+    override func setUp() async throws {
+        database = try await ScratchDatabase.migrated(prefix: "unmask")
+        keys = FileManager.default.temporaryDirectory.appendingPathComponent("unmask-keys-\(ScratchDatabase.randomHex(4))")
+        let keygen = try runPiivault(["keygen", "--dir", keys.path])
+        XCTAssertEqual(keygen.status, 0, keygen.stderr)
+        let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as! [[String: Any]]
+        lines = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
+        let input = keys.appendingPathComponent("sample.ndjson")
+        try (lines.joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
+        try load(input)
+        compliance = try await database.createLogin(memberOf: "piivault_compliance")
+    }
+
+    override func tearDown() async throws {
+        await database?.drop()
+        if let keys { try? FileManager.default.removeItem(at: keys) }
+    }
+
+    // MARK: Helpers
+
+    private var secretKeyPath: String { keys.appendingPathComponent("vault.key").path }
+
+    private func load(_ file: URL) throws {
+        let etl = try runPiivault([
+            "etl", "--from-file", file.path, "--database-url", database.url,
+            "--token-key", keys.appendingPathComponent("token.key").path,
+            "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
+        ])
+        XCTAssertEqual(etl.status, 0, etl.stderr)
+    }
+
+    /// Runs `piivault unmask` as `login` (default: the compliance officer) with the right key file unless told
+    /// otherwise; the operating-system user is pinned so the log can be checked.
+    private func unmask(_ arguments: [String], login: String? = nil, keyFile: String?? = .none,
+                        environment: [String: String?] = [:]) throws -> ProcessResult {
+        var base = ["unmask", "--database-url", login ?? compliance!]
+        switch keyFile {
+        case .none: base += ["--key-file", secretKeyPath]
+        case .some(.some(let path)): base += ["--key-file", path]
+        case .some(.none): break
+        }
+        var env: [String: String?] = ["USER": "officer-on-duty", "PIIVAULT_VAULT_KEY": nil]
+        for (key, value) in environment { env[key] = value }
+        return try runPiivault(base + arguments, environment: env)
+    }
+
+    private func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        let owner = try await database.connect()
+        do {
+            let rows = try await owner.query(query)
+            await owner.close()
+            return rows
+        } catch {
+            await owner.close()
+            throw error
+        }
+    }
+
+    private func execute(_ sql: String) async throws {
+        let owner = try await database.connect()
+        defer { Task { await owner.close() } }
+        try await owner.executeScript(sql)
+    }
+
+    /// Access-log entries after `seq`, as `db_user|os_user|action|reason|subject|row_count|outcome`.
+    private func entries(after seq: Int = 0) async throws -> [String] {
+        let rows = try await query("""
+            SELECT db_user, os_user, action, reason, subject, row_count::text AS row_count, outcome
+              FROM audit.access_log WHERE seq > \(seq) ORDER BY seq
+            """)
+        return try rows.map { row in
+            try ["db_user", "os_user", "action", "reason", "subject", "row_count", "outcome"]
+                .map { try row[$0].requiredString() }.joined(separator: "|")
+        }
+    }
+
+    private func logLength() async throws -> Int {
+        try await query("SELECT count(*) AS n FROM audit.access_log").first!["n"].requiredInt()
+    }
+
+    private func user(of url: String) -> String { URLComponents(string: url)!.user! }
+
+    /// The sample's original ip and device_id values (as sent and canonical).
+    private var originals: [String] {
+        var values: Set<String> = []
+        for record in records {
+            for field in ["ip", "device_id"] { if let value = record[field] as? String { values.insert(value) } }
+        }
+        return values.sorted()
+    }
+
+    /// Fails when any original value of the sample appears in `output` (says how many, never which).
+    private func assertNoPlaintext(_ output: String, _ context: String, line: UInt = #line) {
+        let leaks = originals.filter { output.contains($0) }.count
+        XCTAssertEqual(leaks, 0, "\(context): \(leaks) original values in the output", line: line)
+    }
+
+    private func tokenizer() throws -> Tokenizer {
+        Tokenizer(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
+    }
+
+    /// A sample user with a complete record, and that record.
+    private func completeRecord() throws -> [String: Any] {
+        try XCTUnwrap(records.first { ($0["ip"] as? String) != nil && ($0["device_id"] as? String) != nil
+                                      && ($0["user_id"] as? String) != nil })
+    }
+
+    // MARK: Acceptance 1: the originals, one entry per call
+
+    func testByUserIDAndByTokenTheOfficerGetsTheOriginalsAndEachCallIsOneEntry() async throws {
+        let record = try completeRecord()
+        let userID = record["user_id"] as! String
+        let tokenizer = try tokenizer()
+        let userRecords = records.filter { ($0["user_id"] as? String) == userID }
+        let expected = try Set(userRecords.map { record in
+            [try tokenizer.tokenize(record["ip"] as! String, as: .ip).canonical,
+             try tokenizer.tokenize(record["device_id"] as! String, as: .deviceID).canonical]
+        })
+        let before = try await logLength()
+
+        let byUser = try unmask(["--reason", "SAR-2026-001", "--user-id", userID, "--format", "json"])
+        XCTAssertEqual(byUser.status, 0, byUser.stderr)
+        let logins = try XCTUnwrap(try JSONSerialization.jsonObject(with: byUser.stdoutData) as? [[String: Any]])
+        XCTAssertEqual(logins.count, userRecords.count)
+        XCTAssertEqual(Set(logins.map { [$0["ip"] as? String ?? "", $0["device_id"] as? String ?? ""] }), expected)
+        for login in logins {
+            XCTAssertEqual(login["user_id"] as? String, userID)
+            XCTAssertEqual(login["masked_ip"] as? String,
+                           try tokenizer.tokenize(login["ip"] as! String, as: .ip).token, "the token beside its value")
+        }
+        XCTAssertTrue(byUser.stderr.contains("access logged as entry \(before + 1)"), byUser.stderr)
+
+        let ipToken = try tokenizer.tokenize(record["ip"] as! String, as: .ip)
+        let deviceToken = try tokenizer.tokenize(record["device_id"] as! String, as: .deviceID)
+        let byToken = try unmask(["--reason", "SAR-2026-002", "--format", "csv",
+                                  "--token", deviceToken.token, ipToken.token])
+        XCTAssertEqual(byToken.status, 0, byToken.stderr)
+        XCTAssertEqual(byToken.stdout, "token,field,value\r\n\(deviceToken.token),device_id,\(deviceToken.canonical)\r\n"
+                                       + "\(ipToken.token),ip,\(ipToken.canonical)\r\n")
+
+        let table = try unmask(["--reason", "SAR-2026-003", "--token", ipToken.token])
+        XCTAssertEqual(table.status, 0, table.stderr)
+        XCTAssertTrue(table.stdout.contains("\(ipToken.token)  ip     \(ipToken.canonical)"), table.stdout)
+
+        let officer = user(of: compliance)
+        let subject = "tokens:" + [deviceToken.token, ipToken.token].sorted().joined(separator: ",")
+        let logged = try await entries(after: before)
+        XCTAssertEqual(logged, [
+            "\(officer)|officer-on-duty|unmask|SAR-2026-001|user_id:\(userID)|\(userRecords.count)|ok",
+            "\(officer)|officer-on-duty|unmask|SAR-2026-002|\(subject)|2|ok",
+            "\(officer)|officer-on-duty|unmask|SAR-2026-003|tokens:\(ipToken.token)|1|ok",
+        ])
+        assertNoPlaintext(logged.joined(separator: "\n"), "the access log")
+    }
+
+    func testAQuarantinedBodyComesBackExactly() async throws {
+        let id = try await query("SELECT message_id FROM vault.quarantine").first!["message_id"].requiredString()
+        let index = try XCTUnwrap(Int(id.split(separator: "-")[1])) - 1  // line-N-...
+        let result = try unmask(["--reason", "INC-7", "--quarantined", id, "--format", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any])
+        XCTAssertEqual(object["body"] as? String, lines[index])
+        XCTAssertEqual((object["body_base64"] as? String).flatMap { Data(base64Encoded: $0) }, Data(lines[index].utf8))
+        XCTAssertTrue((object["reason"] as? String ?? "").hasPrefix("missing required fields"), "\(object)")
+        let logged = try await entries(after: try await logLength() - 1)
+        XCTAssertEqual(logged, ["\(user(of: compliance))|officer-on-duty|unmask|INC-7|message_id:\(id)|1|ok"])
+    }
+
+    // MARK: Acceptance 2: fail closed
+
+    func testNothingIsPrintedWhenTheEntryCannotBeWrittenOrCommitted() async throws {
+        let token = try tokenizer().tokenize(try completeRecord()["ip"] as! String, as: .ip).token
+        let before = try await logLength()
+        // The append itself fails.
+        try await execute("""
+            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
+            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
+            """)
+        let appendFails = try unmask(["--reason", "case 1", "--token", token])
+        XCTAssertNotEqual(appendFails.status, 0)
+        XCTAssertEqual(appendFails.stdout, "", "no value without an entry")
+        XCTAssertTrue(appendFails.stderr.contains("read-only for this test"), appendFails.stderr)
+        assertNoPlaintext(appendFails.stdout + appendFails.stderr, "append fails")
+
+        // The append succeeds and the values open, but COMMIT fails: still nothing printed.
+        try await execute("""
+            DROP TRIGGER refuse_append ON audit.access_log;
+            CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON audit.access_log
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
+            """)
+        let commitFails = try unmask(["--reason", "case 2", "--token", token])
+        XCTAssertNotEqual(commitFails.status, 0)
+        XCTAssertEqual(commitFails.stdout, "", "no value when the commit fails")
+        assertNoPlaintext(commitFails.stdout + commitFails.stderr, "commit fails")
+        let stillBefore = try await logLength()
+        XCTAssertEqual(stillBefore, before, "nothing was committed")
+
+        // The same call with the log writable again prints the value: the failures above were the log's.
+        try await execute("DROP TRIGGER refuse_commit ON audit.access_log")
+        let works = try unmask(["--reason", "case 3", "--token", token])
+        XCTAssertEqual(works.status, 0, works.stderr)
+        XCTAssertTrue(works.stdout.contains(token), works.stdout)
+        let after = try await logLength()
+        XCTAssertEqual(after, before + 1)
+    }
+
+    // MARK: Acceptance 3: gating
+
+    func testEveryoneElseGetsNoPlaintextAClearErrorAndARefusalOnTheLog() async throws {
+        let record = try completeRecord()
+        let token = try tokenizer().tokenize(record["ip"] as! String, as: .ip).token
+        let userID = record["user_id"] as! String
+
+        // Refused before the database is reached: no entry.
+        let exposed = keys.appendingPathComponent("exposed.key")
+        try FileManager.default.copyItem(atPath: secretKeyPath, toPath: exposed.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: exposed.path)
+        let locked = keys.appendingPathComponent("locked")
+        let passphrase = keys.appendingPathComponent("passphrase")
+        let wrongPassphrase = keys.appendingPathComponent("wrong-passphrase")
+        try "correct horse battery staple\n".write(to: passphrase, atomically: true, encoding: .utf8)
+        try "incorrect horse\n".write(to: wrongPassphrase, atomically: true, encoding: .utf8)
+        let lockedKeygen = try runPiivault(["keygen", "--dir", locked.path, "--passphrase"],
+                                           environment: ["PIIVAULT_PASSPHRASE_FILE": passphrase.path])
+        XCTAssertEqual(lockedKeygen.status, 0, lockedKeygen.stderr)
+        let before = try await logLength()
+        let offline: [(String, ProcessResult, Int32, String)] = [
+            ("no reason", try unmask(["--token", token]), 64, "--reason is required"),
+            ("blank reason", try unmask(["--reason", "  ", "--token", token]), 64, "--reason is required"),
+            ("no key file", try unmask(["--reason", "r", "--token", token], keyFile: .some(nil)), 64, "--key-file is required"),
+            ("missing key file", try unmask(["--reason", "r", "--token", token],
+                                            keyFile: keys.appendingPathComponent("nope.key").path), 1, "cannot read"),
+            ("mode 0644", try unmask(["--reason", "r", "--token", token], keyFile: exposed.path), 77, "chmod 600"),
+            ("wrong passphrase", try unmask(["--reason", "r", "--token", token],
+                                            keyFile: locked.appendingPathComponent("vault.key").path,
+                                            environment: ["PIIVAULT_PASSPHRASE_FILE": wrongPassphrase.path]),
+             77, "passphrase"),
+        ]
+        for (name, result, status, message) in offline {
+            XCTAssertEqual(result.status, status, "\(name): \(result.stderr)")
+            XCTAssertEqual(result.stdout, "", name)
+            XCTAssertTrue(result.stderr.contains(message), "\(name): \(result.stderr)")
+            assertNoPlaintext(result.stdout + result.stderr, name)
+        }
+        let afterOffline = try await logLength()
+        XCTAssertEqual(afterOffline, before, "refused before the database was reached: nothing logged")
+
+        // The right passphrase opens the locked key, which is another vault's key: refused by key id, and logged.
+        let otherVault = try unmask(["--reason", "wrong key case", "--user-id", userID],
+                                    keyFile: locked.appendingPathComponent("vault.key").path,
+                                    environment: ["PIIVAULT_PASSPHRASE_FILE": passphrase.path])
+        XCTAssertEqual(otherVault.status, 77, otherVault.stderr)
+        XCTAssertEqual(otherVault.stdout, "")
+        XCTAssertTrue(otherVault.stderr.contains("use the vault.key with key id"), otherVault.stderr)
+        assertNoPlaintext(otherVault.stdout + otherVault.stderr, "another vault's key")
+
+        // Other roles: the database refuses, and the attempt is logged under their own login.
+        var expected = try await entries(after: before)
+        XCTAssertEqual(expected.count, 1)
+        XCTAssertTrue(expected[0].hasPrefix("\(user(of: compliance))|officer-on-duty|unmask|wrong key case|user_id:\(userID)|0|refused: vault key mismatch (sealed to "), expected[0])
+        for role in ["piivault_analyst", "piivault_etl", "piivault_auditor"] {
+            let login = try await database.createLogin(memberOf: role)
+            let result = try unmask(["--reason", "curious", "--token", token], login: login)
+            XCTAssertEqual(result.status, 77, "\(role): \(result.stderr)")
+            XCTAssertEqual(result.stdout, "", role)
+            XCTAssertTrue(result.stderr.contains("not a member of piivault_compliance"), "\(role): \(result.stderr)")
+            assertNoPlaintext(result.stdout + result.stderr, role)
+            expected.append("\(user(of: login))|officer-on-duty|unmask|curious|tokens:\(token)|0|"
+                            + "refused: not permitted (login is not a member of piivault_compliance)")
+        }
+        let logged = try await entries(after: before)
+        XCTAssertEqual(logged, expected)
+
+        // The compliance role itself cannot read the vault's tables directly.
+        let officer = try await PostgresConnection.connect(compliance)
+        for table in ["vault.secrets", "vault.data_keys", "vault.quarantine", "audit.access_log"] {
+            do {
+                try await officer.query(PostgresQuery(unsafeSQL: "SELECT * FROM \(table)"))
+                XCTFail("compliance may select \(table) directly")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "42501", "\(table): \(error)")
+            }
+        }
+        await officer.close()
+    }
+
+    // MARK: Unknown token, wrong key, moved value: each its own outcome
+
+    func testUnknownTokensMovedAndDamagedValuesAreToldApart() async throws {
+        let tokenizer = try tokenizer()
+        let first = try completeRecord()
+        let second = try XCTUnwrap(records.first { ($0["ip"] as? String).map { $0 != first["ip"] as! String } ?? false })
+        let victim = try tokenizer.tokenize(first["ip"] as! String, as: .ip).token
+        let source = try tokenizer.tokenize(second["ip"] as! String, as: .ip).token
+        let before = try await logLength()
+
+        let unknown = try unmask(["--reason", "r1", "--token", victim, "ip.v1.0000"])
+        XCTAssertEqual(unknown.status, 1, unknown.stderr)
+        XCTAssertTrue(unknown.stdout.contains(victim), "the known token is still printed")
+        XCTAssertTrue(unknown.stderr.contains("1 of 2 tokens are not in the vault: ip.v1.0000"), unknown.stderr)
+
+        // As a superuser could: copy another row's sealed value over this one.
+        try await execute("""
+            UPDATE vault.secrets SET sealed = (SELECT sealed FROM vault.secrets WHERE token = '\(source)')
+             WHERE token = '\(victim)'
+            """)
+        let moved = try unmask(["--reason", "r2", "--token", victim])
+        XCTAssertEqual(moved.status, 65, moved.stderr)
+        XCTAssertEqual(moved.stdout, "")
+        XCTAssertTrue(moved.stderr.contains("belongs to token \(source)"), moved.stderr)
+        assertNoPlaintext(moved.stdout + moved.stderr, "moved")
+
+        try await execute("""
+            UPDATE vault.secrets SET sealed = overlay(sealed placing '\\xff'::bytea from 30) WHERE token = '\(victim)'
+            """)
+        let damaged = try unmask(["--reason", "r3", "--user-id", first["user_id"] as! String])
+        XCTAssertEqual(damaged.status, 65, damaged.stderr)
+        XCTAssertEqual(damaged.stdout, "")
+        XCTAssertTrue(damaged.stderr.contains("is damaged"), damaged.stderr)
+
+        let outcomes = try await entries(after: before).map { $0.split(separator: "|").suffix(2).joined(separator: "|") }
+        XCTAssertEqual(outcomes, [
+            "1|unknown tokens: 1 of 2 not in the vault",
+            "0|refused: value moved (\(victim) holds the value of \(source))",
+            "0|refused: value damaged (token \(victim))",
+        ])
+        let verify = try runPiivault(["audit", "verify", "--database-url",
+                                      try await database.createLogin(memberOf: "piivault_auditor")])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
+
+    func testOverTheRowCapIsRefusedAndLoggedUntilRaised() async throws {
+        let tokens = try records.prefix(5).compactMap { $0["ip"] as? String }.map { try tokenizer().tokenize($0, as: .ip).token }
+        let before = try await logLength()
+        let capped = try unmask(["--reason", "bulk", "--max-rows", "2", "--token"] + tokens)
+        XCTAssertEqual(capped.status, 1, capped.stderr)
+        XCTAssertEqual(capped.stdout, "")
+        XCTAssertTrue(capped.stderr.contains("raise --max-rows"), capped.stderr)
+        let raised = try unmask(["--reason", "bulk", "--max-rows", "5", "--format", "json", "--token"] + tokens)
+        XCTAssertEqual(raised.status, 0, raised.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: raised.stdoutData) as? [Any])?.count, Set(tokens).count)
+        let outcomes = try await entries(after: before).map { $0.split(separator: "|").last.map(String.init) ?? "" }
+        XCTAssertEqual(outcomes, ["refused: over row cap (\(Set(tokens).count) tokens asked, cap 2)", "ok"])
+    }
+
+    // MARK: Acceptance 5: concurrency, with the real binary
+
+    func testEightProcessesUnmaskingAtOnceLeaveOneUnbrokenChain() async throws {
+        let tokenizer = try tokenizer()
+        let tokens = try records.compactMap { $0["ip"] as? String }.prefix(8).map { try tokenizer.tokenize($0, as: .ip).token }
+        let before = try await logLength()
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("unmask-8-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: output) }
+        // Eight processes started together, each unmasking three times in a row.
+        var processes: [Process] = []
+        for (index, token) in tokens.enumerated() {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            let binary = try piivaultBinary()
+            process.arguments = ["-c", """
+                for i in 1 2 3; do "$0" unmask --database-url "$1" --key-file "$2" --reason "parallel $3" --token "$4" || exit 1; done
+                """, binary, compliance, secretKeyPath, String(index), token]
+            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            process.standardError = try FileHandle(forWritingTo: {
+                let url = output.appendingPathComponent("\(index).err")
+                FileManager.default.createFile(atPath: url.path, contents: nil)
+                return url
+            }())
+            processes.append(process)
+        }
+        for process in processes { try process.run() }
+        for process in processes { process.waitUntilExit() }
+        for (index, process) in processes.enumerated() {
+            let stderr = (try? String(contentsOf: output.appendingPathComponent("\(index).err"), encoding: .utf8)) ?? ""
+            XCTAssertEqual(process.terminationStatus, 0, "process \(index): \(stderr)")
+        }
+        let after = try await logLength()
+        XCTAssertEqual(after, before + 24)
+        let auditor = try await database.createLogin(memberOf: "piivault_auditor")
+        let verify = try runPiivault(["audit", "verify", "--database-url", auditor])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        XCTAssertTrue(verify.stdout.hasPrefix("access log intact: \(after) entries"), verify.stdout)
+    }
+
+    // MARK: Scale: 10,000 tokens in one call (the timing is `make bench`'s)
+
+    func testTenThousandTokensInOneCall() async throws {
+        // 5,000 more messages with distinct values: 10,000 more tokens.
+        let file = keys.appendingPathComponent("bulk.ndjson")
+        var text = ""
+        for i in 0..<5000 {
+            text += #"{"user_id": "bulk-\#(i)", "app_version": "1.0", "device_type": "ios", "ip": "10.9.\#(i / 256).\#(i % 256)", "locale": null, "device_id": "bulk-device-\#(i)"}"# + "\n"
+        }
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        try load(file)
+        let tokens = try await query("""
+            SELECT token FROM vault.secrets WHERE token IN (SELECT masked_ip FROM user_logins WHERE user_id LIKE 'bulk-%'
+                                                         UNION SELECT masked_device_id FROM user_logins WHERE user_id LIKE 'bulk-%')
+            """).map { try $0["token"].requiredString() }
+        XCTAssertEqual(tokens.count, 10_000)
+        let started = Date()
+        let result = try runPiivault(
+            ["unmask", "--database-url", compliance, "--key-file", secretKeyPath, "--reason", "bulk export",
+             "--max-rows", "10000", "--token-file", "-", "--format", "csv"],
+            input: Data((tokens.joined(separator: "\n") + "\n").utf8))
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = result.stdout.split(separator: "\r\n")
+        XCTAssertEqual(rows.count, 10_001, "a header and 10,000 values")
+        XCTAssertTrue(rows.contains("\(try tokenizer().tokenize("10.9.19.135", as: .ip).token),ip,10.9.19.135"))
+        print("unmask of 10,000 tokens (debug build, whole process): \(String(format: "%.2f", seconds)) s")
+        let logged = try await query("SELECT row_count, outcome FROM audit.access_log ORDER BY seq DESC LIMIT 1")
+        XCTAssertEqual(try logged.first?["row_count"].int(), 10_000)
+        XCTAssertEqual(try logged.first?["outcome"].string(), "ok")
+    }
+}
