@@ -28,6 +28,7 @@ demo: build
 # Benchmarks (measurements, not tests).
 bench: release
 	scripts/with-services scripts/bench "$(BENCH_MESSAGES)" "$(BENCH_DISTINCT)"
+	scripts/with-services scripts/bench-unmask
 
 # Long-lived local services for development (`swift test` then finds them through .local/services.env).
 services: deps

@@ -9,8 +9,6 @@ public enum PIIVaultExitCode: Int32, Sendable {
     case dataError = 65
     /// A service (database, SQS) could not be reached.
     case unavailable = 69
-    /// A subcommand that is not built yet.
-    case notImplemented = 70
     /// A permission was refused: key file mode or owner, database privilege.
     case noPermission = 77
 }

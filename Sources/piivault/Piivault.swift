@@ -10,7 +10,8 @@ struct Piivault: AsyncParsableCommand {
         discussion: """
             Exit status: 0 success; 1 failure (an audit chain that does not verify, a run that did not load \
             everything); 64 usage error; 65 bad input data or key file; 69 a service (database, SQS) is \
-            unavailable; 70 not implemented yet; 77 permission refused (key file mode, database role).
+            unavailable; 77 permission refused (key file mode, wrong passphrase, another vault's key, database role). \
+            `piivault unmask --help` details its own.
             """,
         version: PIIVaultInfo.version,
         subcommands: [

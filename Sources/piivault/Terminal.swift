@@ -46,11 +46,5 @@ struct DatabaseOptions: ParsableArguments {
     }
 }
 
-/// Subcommands that are planned but not built yet say so and exit 70.
-func notImplemented(_ name: String) throws -> Never {
-    printError("'\(name)' is not implemented yet in this version")
-    throw ExitCode(PIIVaultExitCode.notImplemented.rawValue)
-}
-
 /// `--format table|json|csv` for `audit log` and `unmask`.
 extension OutputFormat: ExpressibleByArgument {}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Recompute piivault's access-log hash chain independently of piivault (docs/ACCESS-LOG.md).
+"""Recompute piivault's access-log hash chain independently of piivault (SECURITY.md, "The access log").
 
 Reads the log either from a database with psql (--database-url URL; psql from PIIVAULT_PG_BINDIR or PATH) or as a
 JSON array of rows on standard input: objects with seq, at, db_user, os_user, client_host, action, reason, subject,

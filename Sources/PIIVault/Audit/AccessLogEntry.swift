@@ -52,7 +52,7 @@ public struct AccessLogEntry: Sendable, Equatable {
     /// The hash of the entry before the first one: 32 zero bytes.
     public static let genesisHash = [UInt8](repeating: 0, count: 32)
 
-    /// bytes(entry), the serialisation the chain hashes (docs/ACCESS-LOG.md): the fields seq, at, db_user, os_user,
+    /// bytes(entry), the serialisation the chain hashes (SECURITY.md, "The access log"): the fields seq, at, db_user, os_user,
     /// client_host, action, reason, subject, row_count, outcome in this order, each as UTF-8 text (numbers in
     /// decimal) prefixed by its byte length as a 4-byte big-endian integer. The length prefixes make it
     /// unambiguous: no two different entries give the same bytes.

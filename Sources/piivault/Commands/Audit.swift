@@ -6,7 +6,7 @@ struct Audit: AsyncParsableCommand {
         commandName: "audit",
         abstract: "Review and verify the access log (auditor).",
         discussion: """
-            Run as a login in role piivault_auditor. The log is hash-chained; see docs/ACCESS-LOG.md for the \
+            Run as a login in role piivault_auditor. The log is hash-chained; see SECURITY.md ("The access log") for the \
             chain, its serialisation, and how to check it with other tools.
             """,
         subcommands: [Log.self, Verify.self, Checkpoint.self]
