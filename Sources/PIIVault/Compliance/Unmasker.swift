@@ -12,10 +12,12 @@ public struct AccessLogCaller: Sendable, Equatable {
         self.clientHost = clientHost
     }
 
-    /// This process's user (`USER`/`LOGNAME`, else the uid) and host name.
+    /// This process's user (`USER`/`LOGNAME`, else the password database's name for the uid, else the uid) and
+    /// host name.
     public static var current: AccessLogCaller {
         let environment = ProcessInfo.processInfo.environment
-        let user = environment["USER"] ?? environment["LOGNAME"] ?? "uid \(getuid())"
+        let account = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
+        let user = environment["USER"] ?? environment["LOGNAME"] ?? account ?? "uid \(getuid())"
         return AccessLogCaller(osUser: user, clientHost: ProcessInfo.processInfo.hostName)
     }
 }

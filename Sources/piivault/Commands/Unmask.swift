@@ -99,6 +99,7 @@ struct Unmask: AsyncParsableCommand {
     }
 
     private func logged(_ seq: Int) {
+        fflush(nil)  // stdout first (the values), then the note, also when both go to one file
         FileHandle.standardError.write(Data("piivault: access logged as entry \(seq)\n".utf8))
     }
 
