@@ -24,8 +24,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public let kind: Kind
     /// The five-character SQLSTATE code, for server errors.
     public let sqlState: String?
-    /// A message safe to print: it holds no parameter values and no password.
-    public let message: String
+    /// The error's text, safe to print: it holds no parameter values and no password. (Named `text`, not
+    /// `message`, so that modules adding their own `message` to this type stay unambiguous.)
+    public let text: String
     /// Schema, table, column and constraint names the server reported, if any.
     public let schema: String?
     public let table: String?
@@ -38,7 +39,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     ) {
         self.kind = kind
         self.sqlState = sqlState
-        self.message = message
+        self.text = message
         self.schema = schema
         self.table = table
         self.column = column
@@ -65,7 +66,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        if let sqlState { return "\(message) (SQLSTATE \(sqlState))" }
-        return message
+        if let sqlState { return "\(text) (SQLSTATE \(sqlState))" }
+        return text
     }
 }
