@@ -64,7 +64,7 @@ let package = Package(
         // Benchmarks (`make bench`): measurements, not tests.
         .executableTarget(
             name: "piivault-bench",
-            dependencies: ["PIIVault", "Postgres", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PIIVault", "Postgres", "SQS", .product(name: "Logging", package: "swift-log")]
         ),
 
         // Shared helpers for tests: service discovery, scratch databases, running the binary.

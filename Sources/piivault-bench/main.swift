@@ -3,7 +3,8 @@ import Foundation
 
 /// The suites, by name. Add a suite here (for example `etl`) with a function taking its own arguments.
 let suites: [String: ([String]) throws -> Void] = [
-    "crypto": CryptoBench.run
+    "crypto": CryptoBench.run,
+    "sqs-loop": SQSLoopBench.run,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
