@@ -21,9 +21,9 @@ final class ETLTests: XCTestCase {
         if let keys { try? FileManager.default.removeItem(at: keys) }
     }
 
-    // MARK: Helpers
+    // MARK: Helpers (also used by ETLCrashTests.swift)
 
-    private var sqsEnvironment: [String: String?] {
+    var sqsEnvironment: [String: String?] {
         get throws {
             ["AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
              "AWS_ENDPOINT_URL_SQS": try TestServices.sqsEndpoint(), "AWS_SESSION_TOKEN": nil, "AWS_PROFILE": nil]
@@ -31,7 +31,7 @@ final class ETLTests: XCTestCase {
     }
 
     /// Sends records with botocore (an independent client), each body `json.dumps(record)`; returns the queue URL.
-    private func send(_ recordsFile: URL, queue: String, repeat count: Int = 1) throws -> String {
+    func send(_ recordsFile: URL, queue: String, repeat count: Int = 1) throws -> String {
         let script = TestServices.repositoryRoot.appendingPathComponent("scripts/send-messages.py").path
         let result = try runProcess("python3", [script, "--endpoint-url", try TestServices.sqsEndpoint(),
                                                 "--queue-name", queue, "--file", recordsFile.path,
@@ -40,7 +40,7 @@ final class ETLTests: XCTestCase {
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private func etlInvocation(_ arguments: [String], environment: [String: String?] = [:]) throws
+    func etlInvocation(_ arguments: [String], environment: [String: String?] = [:]) throws
         -> (arguments: [String], environment: [String: String?])
     {
         var env = try sqsEnvironment
@@ -52,22 +52,22 @@ final class ETLTests: XCTestCase {
                  "--idle-exit", "2", "--wait-time", "1"] + arguments, env)
     }
 
-    private func etl(_ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {
+    func etl(_ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {
         let invocation = try etlInvocation(arguments, environment: environment)
         return try runPiivault(invocation.arguments, environment: invocation.environment)
     }
 
-    private func query(_ query: PostgresQuery) async throws -> PostgresRows {
+    func query(_ query: PostgresQuery) async throws -> PostgresRows {
         let connection = try await database.connect()
         defer { Task { await connection.close() } }
         return try await connection.query(query)
     }
 
-    private func count(_ table: String) async throws -> Int {
+    func count(_ table: String) async throws -> Int {
         try await query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)")).first![0].requiredInt()
     }
 
-    private func queueDepth(_ queueURL: String) throws -> Int {
+    func queueDepth(_ queueURL: String) throws -> Int {
         let result = try runProcess("aws", ["--endpoint-url", try TestServices.sqsEndpoint(),
                                             "sqs", "get-queue-attributes", "--queue-url", queueURL,
                                             "--attribute-names", "ApproximateNumberOfMessages",
@@ -151,7 +151,7 @@ final class ETLTests: XCTestCase {
         try await assertNoPlaintext(in: try sampleRecords(), logs: result.stdout + result.stderr)
     }
 
-    private func assertNoPlaintext(in records: [[String: Any]], logs: String) async throws {
+    func assertNoPlaintext(in records: [[String: Any]], logs: String) async throws {
         let tables = try await query("""
             SELECT table_schema || '.' || table_name FROM information_schema.tables
              WHERE table_schema IN ('public', 'vault', 'audit') AND table_type = 'BASE TABLE'

@@ -86,3 +86,65 @@ public func runPiivault(
     try runProcess(try piivaultBinary(), arguments, environment: environment, input: input,
                    currentDirectory: currentDirectory)
 }
+
+/// A child process left running in the background, for tests that act on it mid-run (a signal, a dropped
+/// database). Its output goes to temporary files rather than pipes, so it can never stall on a full pipe.
+public final class BackgroundProcess: @unchecked Sendable {
+    private let process = Process()
+    private let stdoutURL: URL
+    private let stderrURL: URL
+
+    /// Starts `executable` with `arguments`; `environment` works as for `runProcess`.
+    public init(_ executable: String, _ arguments: [String], environment: [String: String?] = [:]) throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("bg-\(UUID().uuidString)")
+        stdoutURL = base.appendingPathExtension("out")
+        stderrURL = base.appendingPathExtension("err")
+        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(at: stdoutURL)
+        try? FileManager.default.removeItem(at: stderrURL)
+    }
+
+    /// Whether the process has not exited yet.
+    public var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` (for example `SIGKILL`) to the process.
+    public func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits up to `timeout` seconds for the process to exit; returns false when it is still running.
+    public func waitForExit(timeout: Double) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() >= deadline { return false }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
+
+    /// The exit status, or the signal number when a signal ended it (see `killedBySignal`). Only after exit.
+    public var status: Int32 { process.terminationStatus }
+
+    /// True when a signal ended the process. Only after exit.
+    public var killedBySignal: Bool { process.terminationReason == .uncaughtSignal }
+
+    /// Everything written to standard output so far.
+    public var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+
+    /// Everything written to standard error so far.
+    public var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+}

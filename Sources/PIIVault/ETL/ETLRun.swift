@@ -158,12 +158,39 @@ public struct ETLRun: Sendable {
                 """)
         }
 
+        // Vault look-ups get their own connection: they run while the loader's transaction is open, and must see
+        // only committed rows (a batch that rolls back must not hide a value from the next one).
+        let lookupConnection = try await Database.connect(databaseURL)
+        defer { Task { await lookupConnection.close() } }
+        let lookup = BatchLoader(connection: lookupConnection)
+        let faultExitAfterCommits = ProcessInfo.processInfo.environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"]
+            .flatMap(Int.init)
+        var committedBatches = 0
+        // The batch being loaded and then deleted from the source, while the next one is received and prepared:
+        // the database and this process work at the same time. At most one batch is in flight, so batches commit
+        // and leave the queue in order, each only after its own commit.
+        var inFlight: Task<(LoadOutcome, deleteFailures: Int), any Error>?
+
+        /// Waits for the batch in flight and counts it.
+        func settle() async throws {
+            guard let task = inFlight else { return }
+            inFlight = nil
+            let (outcome, deleteFailures) = try await task.value
+            preparer?.remember(outcome.tokens)
+            summary.loaded += outcome.loaded
+            summary.duplicates += outcome.duplicates
+            summary.quarantined += outcome.quarantined
+            summary.valuesSealed += outcome.valuesSealed
+            summary.deleteFailures += deleteFailures
+            committedBatches += 1
+            summary.seconds = Date().timeIntervalSince(started)
+            summary.messagesPerSecond = summary.seconds > 0 ? Double(summary.received) / summary.seconds : 0
+            progress(ETLProgress(summary: summary, queueDepth: await source.approximateDepth()))
+        }
+
         do {
             var lastMessageAt = Date()
             var exhausted = false
-            var committedBatches = 0
-            let faultExitAfterCommits = ProcessInfo.processInfo.environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"]
-                .flatMap(Int.init)
             while !exhausted && !stop.isRequested {
                 if let max = configuration.maxMessages, summary.received >= max { break }
                 let collected = try await collectBatch(summary: summary, stop: stop, lastMessageAt: &lastMessageAt)
@@ -172,6 +199,8 @@ public struct ETLRun: Sendable {
                 if batch.isEmpty { continue }
                 summary.received += batch.count
                 if preparer == nil || preparer!.needsNewDataKey {
+                    // The batch in flight names the current data key; let it finish before the key changes.
+                    try await settle()
                     let sealer = try DataKeySealer(vaultPublicKey: vaultPublicKey)
                     let dataKeyID = try await storeDataKey(sealer.sealedDataKey, connection: connection)
                     if let preparer { preparer.replaceDataKey(sealer, dataKeyID: dataKeyID) } else {
@@ -179,32 +208,33 @@ public struct ETLRun: Sendable {
                     }
                 }
                 let activePreparer = preparer!
-                let prepared = try await activePreparer.prepare(batch) { try await loader.vaultHolds($0) }
-                let outcome = try await loader.load(prepared, dataKeyID: activePreparer.currentDataKeyID) {
-                    try activePreparer.quarantine($0, reason: $1)
+                let prepared = try await activePreparer.prepare(batch) { try await lookup.vaultHolds($0) }
+                try await settle()
+                let dataKeyID = activePreparer.currentDataKeyID
+                let ordinal = committedBatches + 1
+                let source = self.source, logger = self.logger
+                inFlight = Task {
+                    let outcome = try await loader.load(prepared, dataKeyID: dataKeyID) {
+                        try activePreparer.quarantine($0, reason: $1)
+                    }
+                    if let crashAfter = faultExitAfterCommits, ordinal >= crashAfter {
+                        // Test hook: simulate a crash between commit and delete (redelivery).
+                        logger.warning("exiting after commit, before delete (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)")
+                        exit(75)
+                    }
+                    // Only now, with the batch committed, may the messages leave the queue.
+                    let deleteFailures = try await source.acknowledge(batch)
+                    logger.debug("batch committed", metadata: [
+                        "messages": "\(batch.count)", "loaded": "\(outcome.loaded)",
+                        "quarantined": "\(outcome.quarantined)", "sealed": "\(outcome.valuesSealed)",
+                    ])
+                    return (outcome, deleteFailures)
                 }
-                activePreparer.remember(outcome.tokens)
-                summary.loaded += outcome.loaded
-                summary.duplicates += outcome.duplicates
-                summary.quarantined += outcome.quarantined
-                summary.valuesSealed += outcome.valuesSealed
-                committedBatches += 1
-                if let crashAfter = faultExitAfterCommits, committedBatches >= crashAfter {
-                    // Test hook: simulate a crash between commit and delete (redelivery).
-                    logger.warning("exiting after commit, before delete (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)")
-                    exit(75)
-                }
-                // Only now, with the batch committed, may the messages leave the queue.
-                summary.deleteFailures += try await source.acknowledge(batch)
-                logger.debug("batch committed", metadata: [
-                    "messages": "\(batch.count)", "loaded": "\(outcome.loaded)",
-                    "quarantined": "\(outcome.quarantined)", "sealed": "\(outcome.valuesSealed)",
-                ])
-                summary.seconds = Date().timeIntervalSince(started)
-                summary.messagesPerSecond = summary.seconds > 0 ? Double(summary.received) / summary.seconds : 0
-                progress(ETLProgress(summary: summary, queueDepth: await source.approximateDepth()))
             }
+            try await settle()
         } catch {
+            // A batch still in flight either commits and is deleted, or deletes nothing; wait for it either way.
+            try? await settle()
             let reason = (error as? any PIIVaultReportableError)?.message ?? String(describing: error)
             await finish("failed", error: reason)
             logger.error("run failed", metadata: ["reason": "\(reason)"])

@@ -188,6 +188,14 @@ public struct StrictJSONParser {
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
+                if scalars.isEmpty {
+                    // No escape seen (the usual case): validate the bytes once, with no scalar-by-scalar copy.
+                    guard let text = String(validating: bytes[runStart..<index], as: UTF8.self) else {
+                        throw error("invalid UTF-8")
+                    }
+                    index += 1
+                    return text
+                }
                 try flushRun(self, upTo: index)
                 index += 1
                 return String(scalars)

@@ -101,7 +101,7 @@ final class MessagePreparer: @unchecked Sendable {
                     messageID: message.messageID, userID: event.userID, deviceType: event.deviceType,
                     ipToken: ip.token, deviceToken: device.token, locale: event.locale,
                     appVersion: event.appVersion, appVersionText: event.appVersionText,
-                    createDate: event.createDate ?? Self.utcDate(message.sentAt ?? Date()))
+                    createDate: event.createDate ?? sentDate(message.sentAt ?? Date()))
                 pending.append(Pending(index: prepared.count, field: .ip, value: ip))
                 pending.append(Pending(index: prepared.count, field: .deviceID, value: device))
                 prepared.append(PreparedMessage(source: message, content: .login(login, secrets: [])))
@@ -110,7 +110,8 @@ final class MessagePreparer: @unchecked Sendable {
             }
         }
         // Ask the vault only about tokens this run has not seen; seal each remaining value once.
-        let unknown = Array(Set(pending.map(\.value.token)).subtracting(knownTokens))
+        // (Filter by lookup: `Set.subtracting` walks the whole of `knownTokens`, up to its limit, for every batch.)
+        let unknown = Array(Set(pending.lazy.map(\.value.token).filter { !self.knownTokens.contains($0) }))
         let present = unknown.isEmpty ? [] : try await vaultHolds(unknown)
         var sealedNow = Set<String>()
         for item in pending {
@@ -132,6 +133,18 @@ final class MessagePreparer: @unchecked Sendable {
         return PreparedMessage(
             source: message,
             content: .quarantine(PreparedQuarantine(messageID: message.messageID, reason: reason, sealedBody: sealed)))
+    }
+
+    /// The last send date formatted, and its UTC day: messages of a run share a few days, and formatting a date
+    /// per message cost more than the rest of its preparation.
+    private var lastSentDay: (day: Double, text: String)?
+
+    private func sentDate(_ date: Date) -> String {
+        let day = (date.timeIntervalSince1970 / 86_400).rounded(.down)
+        if let lastSentDay, lastSentDay.day == day { return lastSentDay.text }
+        let text = Self.utcDate(date)
+        lastSentDay = (day, text)
+        return text
     }
 
     static func utcDate(_ date: Date) -> String {
