@@ -194,6 +194,33 @@ final class ETLTests: XCTestCase {
         try await assertNoPlaintext(in: records, logs: first.stderr + second.stderr)
     }
 
+    func testAFileOverlappingAnEarlierRunLoadsOnlyTheNewMessages() async throws {
+        // The loader COPies straight into user_logins and falls back to the idempotent path when a row is already
+        // there; half old, half new exercises the fallback with real work to do.
+        let lines = try sampleRecords().map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
+        let firstHalf = try writeLines(Array(lines.prefix(50)))
+        let all = try writeLines(lines)
+        defer { for file in [firstHalf, all] { try? FileManager.default.removeItem(at: file) } }
+        let first = try etl(["--from-file", firstHalf.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let firstRows = try await count("user_logins")
+        let firstQuarantined = try await count("vault.quarantine")
+        XCTAssertEqual(firstRows + firstQuarantined, 50)
+        let second = try etl(["--from-file", all.path])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("received 100, loaded \(99 - firstRows), duplicates 50"), second.stdout)
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 99)
+        let distinct = try await query("SELECT count(DISTINCT message_id) AS n FROM user_logins").first!["n"].requiredInt()
+        XCTAssertEqual(distinct, 99)
+        let rowsMissingASealedValue = try await query("""
+            SELECT count(*) AS n FROM user_logins l
+             WHERE NOT EXISTS (SELECT 1 FROM vault.secrets s WHERE s.token = l.masked_ip)
+                OR NOT EXISTS (SELECT 1 FROM vault.secrets s WHERE s.token = l.masked_device_id)
+            """).first!["n"].requiredInt()
+        XCTAssertEqual(rowsMissingASealedValue, 0, "every token of every row has its sealed value")
+    }
+
     func testRedeliveryAfterCommitAddsNoRows() async throws {
         let queue = "redeliver-\(ScratchDatabase.randomHex(4))"
         let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)

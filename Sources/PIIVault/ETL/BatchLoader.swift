@@ -18,8 +18,11 @@ struct LoadOutcome: Sendable {
     }
 }
 
-/// Loads prepared batches: one transaction each, COPY into temporary tables, then idempotent inserts
-/// (`INSERT ... ON CONFLICT DO NOTHING`, which needs only INSERT privilege) into the real ones.
+/// Loads prepared batches, one transaction each. Logins and sealed values are first COPied straight into their
+/// tables (the fast path: a nightly run rarely meets a row that is already there); when that COPY meets one (a
+/// redelivered message, a value another batch or run sealed meanwhile), it is rolled back to a savepoint and the rows
+/// go the idempotent way: COPY into a temporary table, then `INSERT ... ON CONFLICT DO NOTHING` (which needs only
+/// INSERT privilege). Quarantined messages always take the idempotent way; they are few.
 final class BatchLoader: @unchecked Sendable {
     let connection: PostgresConnection
     private var stagingReady = false
@@ -68,7 +71,7 @@ final class BatchLoader: @unchecked Sendable {
                 locale text, app_version integer, app_version_text text, create_date date
             ) ON COMMIT DELETE ROWS;
             CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_secrets (
-                token text, field text, sealed bytea
+                token text, field text, data_key_id bigint, sealed bytea
             ) ON COMMIT DELETE ROWS;
             CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_quarantine (
                 message_id text, reason text, sealed_body bytea
@@ -101,6 +104,7 @@ final class BatchLoader: @unchecked Sendable {
                 for secret in sealed {
                     secrets.append(secret.token)
                     secrets.append(secret.field.rawValue)
+                    secrets.append(dataKeyID)
                     secrets.append(bytes: secret.sealed)
                     secrets.endRow()
                 }
@@ -115,27 +119,44 @@ final class BatchLoader: @unchecked Sendable {
         let result = try await connection.transaction { connection in
             var outcome = LoadOutcome()
             if secretCount > 0 {
-                try await connection.copyFromStdin(
-                    "COPY piivault_stage_secrets (token, field, sealed) FROM STDIN", data: secrets.bytes)
-                outcome.valuesSealed = try await connection.execute("""
-                    INSERT INTO vault.secrets (token, field, data_key_id, sealed)
-                    SELECT token, field, \(dataKeyID), sealed FROM piivault_stage_secrets
-                    ON CONFLICT DO NOTHING
-                    """)
+                if try await Self.copyUnlessPresent(
+                    "COPY vault.secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes,
+                    connection: connection)
+                {
+                    outcome.valuesSealed = secretCount
+                } else {
+                    try await connection.copyFromStdin(
+                        "COPY piivault_stage_secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes)
+                    outcome.valuesSealed = try await connection.execute("""
+                        INSERT INTO vault.secrets (token, field, data_key_id, sealed)
+                        SELECT token, field, data_key_id, sealed FROM piivault_stage_secrets
+                        ON CONFLICT DO NOTHING
+                        """)
+                }
             }
             if loginCount > 0 {
-                try await connection.copyFromStdin("""
-                    COPY piivault_stage_logins (message_id, user_id, device_type, masked_ip, masked_device_id, locale,
-                                                app_version, app_version_text, create_date) FROM STDIN
-                    """, data: logins.bytes)
-                outcome.loaded = try await connection.execute("""
-                    INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
-                                                    app_version, create_date, message_id, app_version_text, loaded_at)
-                    SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
-                           message_id, app_version_text, now()
-                      FROM piivault_stage_logins
-                    ON CONFLICT DO NOTHING
-                    """)
+                let columns = """
+                    (message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version,
+                     app_version_text, create_date)
+                    """
+                if try await Self.copyUnlessPresent(
+                    PostgresQuery(unsafeSQL: "COPY public.user_logins \(columns) FROM STDIN"), data: logins.bytes,
+                    connection: connection)
+                {
+                    outcome.loaded = loginCount
+                } else {
+                    try await connection.copyFromStdin(
+                        PostgresQuery(unsafeSQL: "COPY piivault_stage_logins \(columns) FROM STDIN"), data: logins.bytes)
+                    outcome.loaded = try await connection.execute("""
+                        INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
+                                                        app_version, create_date, message_id, app_version_text,
+                                                        loaded_at)
+                        SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
+                               message_id, app_version_text, now()
+                          FROM piivault_stage_logins
+                        ON CONFLICT DO NOTHING
+                        """)
+                }
                 outcome.duplicates = loginCount - outcome.loaded
             }
             if quarantineCount > 0 {
@@ -154,5 +175,21 @@ final class BatchLoader: @unchecked Sendable {
         var outcome = result
         outcome.tokens = tokens
         return outcome
+    }
+
+    /// COPYs `data` straight into its table under a savepoint. Returns false, with the transaction as it was before,
+    /// when a row is already there (unique violation); other errors go up as they are.
+    private static func copyUnlessPresent(
+        _ statement: PostgresQuery, data: [UInt8], connection: PostgresConnection
+    ) async throws -> Bool {
+        try await connection.execute("SAVEPOINT piivault_direct_copy")
+        do {
+            try await connection.copyFromStdin(statement, data: data)
+        } catch let error as PostgresError where error.sqlState == "23505" {
+            try await connection.execute("ROLLBACK TO SAVEPOINT piivault_direct_copy")
+            return false
+        }
+        try await connection.execute("RELEASE SAVEPOINT piivault_direct_copy")
+        return true
     }
 }
