@@ -162,6 +162,10 @@ public struct ETLRun: Sendable {
         // only committed rows (a batch that rolls back must not hide a value from the next one).
         let lookupConnection = try await Database.connect(databaseURL)
         defer { Task { await lookupConnection.close() } }
+        // Its one query asks for a few thousand tokens at a time; as vault.secrets grows, the planner would rather
+        // scan the whole table with a hashed ANY than probe the primary key, which makes a run quadratic (measured:
+        // most of the database's time at 400k sealed values). This session does nothing else.
+        try await lookupConnection.execute("SET enable_seqscan = off")
         let lookup = BatchLoader(connection: lookupConnection)
         let faultExitAfterCommits = ProcessInfo.processInfo.environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"]
             .flatMap(Int.init)
