@@ -92,6 +92,20 @@ final class LoginEventTests: XCTestCase {
         }
     }
 
+    func testLargeObjectsFindDuplicatesAndFieldsToo() throws {
+        // Past 16 members the parser and the field lookup switch from scanning to hashing; both ways must agree.
+        let padding = (0..<20).map { #""extra\#($0)": \#($0)"# }
+        let base = [#""user_id": "u""#, #""device_type": "ios""#, #""ip": "192.0.2.1""#, #""device_id": "d""#]
+        let large = "{" + (padding + base).joined(separator: ", ") + "}"
+        XCTAssertEqual(try parse(large).deviceID, "d")
+        for duplicate in [#""extra3": 0"#, #""ip": "198.51.100.1""#, #""extra19": 1"#] {
+            XCTAssertTrue(rejection("{" + (padding + base + [duplicate]).joined(separator: ", ") + "}")
+                .contains("duplicate member"), duplicate)
+        }
+        XCTAssertTrue(rejection("{" + (padding.prefix(10) + [#""extra3": 0"#] + padding.suffix(10)).joined(separator: ", ") + "}")
+            .contains("duplicate member"), "a duplicate found while still scanning")
+    }
+
     func testUnicodeEscapesDecode() throws {
         let event = try parse(#"{"user_id": "Zo\u00eb \ud83d\ude80 \"q\" \\", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#)
         XCTAssertEqual(event.userID, "Zoë 🚀 \"q\" \\")

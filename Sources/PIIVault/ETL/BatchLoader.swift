@@ -6,7 +6,7 @@ struct LoadOutcome: Sendable {
     var duplicates = 0
     var quarantined = 0
     var valuesSealed = 0
-    /// Tokens now in the vault (sealed by this batch or already there).
+    /// Tokens whose values this batch sealed (now in the vault once it committed).
     var tokens: [String] = []
 
     mutating func add(_ other: LoadOutcome) {
@@ -99,9 +99,8 @@ final class BatchLoader: @unchecked Sendable {
                 logins.append(login.appVersionText)
                 logins.append(login.createDate)
                 logins.endRow()
-                tokens.append(login.ipToken)
-                tokens.append(login.deviceToken)
                 for secret in sealed {
+                    tokens.append(secret.token)
                     secrets.append(secret.token)
                     secrets.append(secret.field.rawValue)
                     secrets.append(dataKeyID)

@@ -101,7 +101,9 @@ public struct StrictJSONParser {
         guard depth <= maxDepth else { throw error("nested deeper than \(maxDepth) levels") }
         index += 1
         var members: [(String, JSONValue)] = []
-        var keys = Set<String>()
+        // Duplicate names: a scan of the few members a login event has is cheaper than hashing; a set takes over
+        // once an object is large (a hostile body with thousands of members stays linear).
+        var keys: Set<String>?
         skipWhitespace()
         if index < bytes.count && bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -111,7 +113,10 @@ public struct StrictJSONParser {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
             let key = try parseString()
-            guard keys.insert(key).inserted else { throw error("duplicate member name") }
+            if keys == nil && members.count >= 16 { keys = Set(members.map(\.0)) }
+            let duplicate = if let keys { keys.contains(key) } else { members.contains { $0.0 == key } }
+            guard !duplicate else { throw error("duplicate member name") }
+            keys?.insert(key)
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1

@@ -34,8 +34,7 @@ public struct LoginEvent: Sendable, Equatable {
         guard case .object(let members) = value else {
             throw MessageRejection("not a JSON object (got \(value.typeName))")
         }
-        var fields: [String: JSONValue] = [:]
-        for (key, value) in members { fields[key] = value }
+        let fields = Fields(members)
 
         let missing = ["user_id", "device_type", "ip", "device_id"].filter { fields[$0] == nil }
         if !missing.isEmpty { throw MessageRejection("missing required fields: \(missing.joined(separator: ", "))") }
@@ -101,7 +100,7 @@ public struct LoginEvent: Sendable, Equatable {
         return day <= days
     }
 
-    private static func requiredString(_ fields: [String: JSONValue], _ name: String, maxLength: Int)
+    private static func requiredString(_ fields: Fields, _ name: String, maxLength: Int)
         throws(MessageRejection) -> String
     {
         guard case .string(let text)? = fields[name] else {
@@ -112,7 +111,7 @@ public struct LoginEvent: Sendable, Equatable {
         return text
     }
 
-    private static func optionalString(_ fields: [String: JSONValue], _ name: String, maxLength: Int)
+    private static func optionalString(_ fields: Fields, _ name: String, maxLength: Int)
         throws(MessageRejection) -> String?
     {
         switch fields[name] {
@@ -139,4 +138,20 @@ public struct MessageRejection: Error, Sendable, Equatable, CustomStringConverti
     public let reason: String
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
+}
+
+/// The members of a parsed object, by name: a scan for the handful a login event has, a dictionary for more.
+private struct Fields {
+    private let members: [(String, JSONValue)]
+    private let byName: [String: JSONValue]?
+
+    init(_ members: [(String, JSONValue)]) {
+        self.members = members
+        byName = members.count > 16 ? Dictionary(members, uniquingKeysWith: { first, _ in first }) : nil
+    }
+
+    subscript(name: String) -> JSONValue? {
+        if let byName { return byName[name] }
+        return members.first { $0.0 == name }?.1
+    }
 }

@@ -111,14 +111,14 @@ final class MessagePreparer: @unchecked Sendable {
         }
         // Ask the vault only about tokens this run has not seen; seal each remaining value once.
         // (Filter by lookup: `Set.subtracting` walks the whole of `knownTokens`, up to its limit, for every batch.)
-        let unknown = Array(Set(pending.lazy.map(\.value.token).filter { !self.knownTokens.contains($0) }))
-        let present = unknown.isEmpty ? [] : try await vaultHolds(unknown)
-        var sealedNow = Set<String>()
+        var unknown = Set<String>()
+        for item in pending where !knownTokens.contains(item.value.token) { unknown.insert(item.value.token) }
+        let present = unknown.isEmpty ? [] : try await vaultHolds(Array(unknown))
         for item in pending {
             let token = item.value.token
-            if knownTokens.contains(token) || present.contains(token) || sealedNow.contains(token) { continue }
+            // Removing the token from `unknown` both tests and marks it: each value is sealed once per batch.
+            guard unknown.remove(token) != nil, !present.contains(token) else { continue }
             let sealed = try sealer.seal(item.value.canonical, token: token)
-            sealedNow.insert(token)
             guard case .login(let login, var secrets) = prepared[item.index].content else { continue }
             secrets.append(PreparedSecret(token: token, field: item.field, sealed: sealed))
             prepared[item.index].content = .login(login, secrets: secrets)
