@@ -205,10 +205,10 @@ final class AuditTests: XCTestCase {
                 group.addTask {
                     let connection = try await PostgresConnection.connect(login)
                     for call in 0..<20 {
-                        let token = "ip.v1.\(index)-\(call)"
+                        let token = "ip.v1." + String(format: "%064x", index * 100 + call)
                         try await connection.query("""
-                            SELECT * FROM vault.unmask_tokens(ARRAY[\(token)], \("concurrency test \(index)"),
-                                                              'officer', 'host', 10)
+                            SELECT * FROM vault.request_unmask_tokens(ARRAY[\(token)], \("concurrency test \(index)"),
+                                                                      'officer', 'host', 10, '0011223344556677')
                             """)
                     }
                     await connection.close()
@@ -268,16 +268,20 @@ final class AuditTests: XCTestCase {
 
     func testOnlyComplianceMayCallTheReadingFunctions() async throws {
         let calls: [PostgresQuery] = [
-            "SELECT * FROM vault.unmask_tokens(ARRAY['ip.v1.00'], 'case', 'o', 'h', 10)",
-            "SELECT * FROM vault.unmask_user('u1', 'case', 'o', 'h', 10)",
-            "SELECT * FROM vault.unmask_quarantined('m1', 'case', 'o', 'h')",
+            "SELECT * FROM vault.request_unmask_tokens(ARRAY['ip.v1.' || repeat('0', 64)], 'case', 'o', 'h', 10, '0011223344556677')",
+            "SELECT * FROM vault.request_unmask_user('u1', 'case', 'o', 'h', 10, '0011223344556677')",
+            "SELECT * FROM vault.request_unmask_quarantined('m1', 'case', 'o', 'h', '0011223344556677')",
             "SELECT audit.record_refusal('unmask', 'case', 'tokens:x', 'wrong key', 'o', 'h')",
             "SELECT * FROM vault.tokens_sealed_with(1)",
             "SELECT audit.append_entry('unmask', 'case', 'x', 0, 'ok', 'o', 'h')",
         ]
+        let releases: [PostgresQuery] = [
+            "SELECT * FROM vault.release_unmask_tokens(1)", "SELECT * FROM vault.release_unmask_user(1)",
+            "SELECT * FROM vault.release_unmask_quarantined(1)",
+        ]
         for role in ["piivault_analyst", "piivault_etl", "piivault_auditor", nil] {
             let connection = try await PostgresConnection.connect(try await database.createLogin(memberOf: role))
-            for call in calls {
+            for call in calls + releases {
                 do {
                     try await connection.query(call)
                     XCTFail("\(role ?? "no role") may call \(call.sql)")
@@ -299,50 +303,82 @@ final class AuditTests: XCTestCase {
         XCTAssertEqual(try verify().status, 0)
     }
 
-    func testUnmaskFunctionsReturnSealedRowsAndLogEveryAccessIncludingRefusals() async throws {
+    func testSealedRowsAreReleasedOnlyAfterTheirEntryIsCommittedOnceToTheLoginThatAsked() async throws {
+        let (a, b, none, zz) = ("ip.v1." + String(repeating: "a", count: 64), "dev.v1." + String(repeating: "b", count: 64),
+                                "ip.v1." + String(repeating: "c", count: 64), "dev.v1." + String(repeating: "d", count: 64))
+        let key = "0011223344556677"
         let owner = try await database.connect()
         try await owner.executeScript("""
-            INSERT INTO vault.data_keys (key_id, sealed_key) VALUES ('0011223344556677', '\\xaa');
+            INSERT INTO vault.data_keys (key_id, sealed_key) VALUES ('\(key)', '\\xaa');
             INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES
-                ('ip.v1.aa', 'ip', 1, '\\x01'), ('dev.v1.bb', 'device_id', 1, '\\x02');
+                ('\(a)', 'ip', 1, '\\x01'), ('\(b)', 'device_id', 1, '\\x02');
             INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, message_id)
-                VALUES ('u1', 'ios', 'ip.v1.aa', 'dev.v1.bb', 'm1'), ('u1', 'ios', 'ip.v1.aa', 'dev.v1.zz', 'm2');
+                VALUES ('u1', 'ios', '\(a)', '\(b)', 'm1'), ('u1', 'ios', '\(a)', '\(zz)', 'm2');
             INSERT INTO vault.quarantine (message_id, reason, data_key_id, sealed_body) VALUES ('mq', 'not JSON', 1, '\\x03');
             """)
         let login = try await database.createLogin(memberOf: "piivault_compliance")
         let compliance = try await PostgresConnection.connect(login)
 
-        let tokens = try await compliance.query(
-            "SELECT * FROM vault.unmask_tokens(ARRAY['ip.v1.aa', 'dev.v1.bb', 'ip.v1.none'], 'SAR 1', 'alice', 'ws1', 10)")
-        XCTAssertEqual(try tokens.map { try $0["token"].requiredString() }, ["dev.v1.bb", "ip.v1.aa"])
+        // The bypass the two steps close: ask and release in one transaction, then roll back the entry.
+        try await compliance.execute("BEGIN")
+        let inside = try await compliance.query(
+            "SELECT * FROM vault.request_unmask_tokens(ARRAY[\(a)], 'SAR 0', 'alice', 'ws1', 10, \(key))")
+        let insideSeq = try inside.first!["log_seq"].requiredInt()
+        do {
+            try await compliance.query("SELECT * FROM vault.release_unmask_tokens(\(insideSeq))")
+            XCTFail("rows released before their entry was committed")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "42501", error.description)
+            XCTAssertTrue(error.description.contains("must be committed"), error.description)
+        }
+        try await compliance.execute("ROLLBACK")
+
+        let asked = try await compliance.query(
+            "SELECT * FROM vault.request_unmask_tokens(ARRAY[\(a), \(b), \(none)], 'SAR 1', 'alice', 'ws1', 10, \(key))")
+        XCTAssertEqual(try asked.first?["log_seq"].int(), 51)
+        XCTAssertEqual(try asked.first?["row_count"].int(), 2)
+        let tokens = try await compliance.query("SELECT * FROM vault.release_unmask_tokens(51)")
+        XCTAssertEqual(try tokens.map { try $0["token"].requiredString() }, [b, a])
         XCTAssertEqual(try tokens.first?["sealed"].bytes(), [0x02])
         XCTAssertEqual(try tokens.first?["sealed_key"].bytes(), [0xaa])
-        XCTAssertEqual(try tokens.first?["key_id"].string(), "0011223344556677")
-        XCTAssertEqual(try tokens.first?["log_seq"].int(), 51)
+        for (connection, why) in [(compliance, "already released"),
+                                  (try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_compliance")),
+                                   "no unmask grant")] {
+            do {
+                try await connection.query("SELECT * FROM vault.release_unmask_tokens(51)")
+                XCTFail("a grant is released once, to the login that asked")
+            } catch let error as PostgresError {
+                XCTAssertTrue(error.description.contains(why), error.description)
+            }
+        }
 
-        let user = try await compliance.query("SELECT * FROM vault.unmask_user('u1', 'SAR 2', 'alice', 'ws1', 5)")
-        XCTAssertEqual(user.count, 2)
-        XCTAssertEqual(try user[0]["ip_sealed"].bytes(), [0x01])
-        XCTAssertEqual(try user[0]["device_sealed"].bytes(), [0x02])
-        XCTAssertTrue(user[1]["device_sealed"].isNull, "a token without a sealed value")
+        let user = try await compliance.query("SELECT * FROM vault.request_unmask_user('u1', 'SAR 2', 'alice', 'ws1', 5, \(key))")
+        // A login added after the request is not released under it.
+        try await owner.execute("INSERT INTO user_logins (user_id, masked_ip, message_id) VALUES ('u1', \(a), 'm3')")
+        let logins = try await compliance.query(
+            "SELECT * FROM vault.release_unmask_user(\(try user.first!["log_seq"].requiredInt()))")
+        XCTAssertEqual(try logins.map { try $0["message_id"].requiredString() }, ["m1", "m2"])
+        XCTAssertEqual(try logins[0]["ip_sealed"].bytes(), [0x01])
+        XCTAssertTrue(logins[1]["device_sealed"].isNull, "a token without a sealed value")
 
-        let capped = try await compliance.query("SELECT * FROM vault.unmask_user('u1', 'SAR 3', 'alice', 'ws1', 1)")
-        XCTAssertEqual(capped.count, 1)
-        XCTAssertTrue(capped[0]["user_id"].isNull)
-        XCTAssertEqual(try capped[0]["outcome"].string(), "refused: over row cap (2 rows, cap 1)")
-
-        let body = try await compliance.query("SELECT * FROM vault.unmask_quarantined('mq', 'case 4', 'alice', 'ws1')")
-        XCTAssertEqual(try body.first?["sealed_body"].bytes(), [0x03])
-
+        let capped = try await compliance.query("SELECT * FROM vault.request_unmask_user('u1', 'SAR 3', 'alice', 'ws1', 1, \(key))")
+        XCTAssertEqual(try capped.first?["outcome"].string(), "refused: over row cap (3 rows, cap 1)")
+        let body = try await compliance.query("SELECT * FROM vault.request_unmask_quarantined('mq', 'case 4', 'alice', 'ws1', \(key))")
+        let released = try await compliance.query(
+            "SELECT * FROM vault.release_unmask_quarantined(\(try body.first!["log_seq"].requiredInt()))")
+        XCTAssertEqual(try released.first?["sealed_body"].bytes(), [0x03])
+        let otherKey = try await compliance.query(
+            "SELECT * FROM vault.request_unmask_tokens(ARRAY[\(a)], 'SAR 5', 'alice', 'ws1', 10, 'ffffffffffffffff')")
+        XCTAssertEqual(try otherKey.first?["other_key_id"].string(), key)
         let refusal = try await compliance.query(
-            "SELECT audit.record_refusal('unmask', 'SAR 1', 'tokens:ip.v1.aa', 'sealed to another vault key', 'alice', 'ws1') AS seq")
-        XCTAssertEqual(try refusal.first?["seq"].int(), 55)
-
-        do {
-            try await compliance.query("SELECT * FROM vault.unmask_user('u1', '  ', 'alice', 'ws1', 5)")
-            XCTFail("an access without a reason must be refused")
-        } catch let error as PostgresError {
-            XCTAssertTrue(error.description.contains("reason is required"), error.description)
+            "SELECT audit.record_refusal('unmask', 'SAR 1', \("tokens:" + a), 'value damaged', 'alice', 'ws1') AS seq")
+        XCTAssertEqual(try refusal.first?["seq"].int(), 56)
+        for call: PostgresQuery in ["SELECT * FROM vault.request_unmask_user('u1', '  ', 'alice', 'ws1', 5, '0011223344556677')",
+                                    "SELECT * FROM vault.request_unmask_tokens(ARRAY['192.0.2.1'], 'r', 'alice', 'ws1', 5, '0011223344556677')"] {
+            do {
+                try await compliance.query(call)
+                XCTFail("no reason, or not a token: nothing may be logged or returned")
+            } catch is PostgresError {}
         }
         await compliance.close()
 
@@ -357,11 +393,12 @@ final class AuditTests: XCTestCase {
                 .map { try row[$0].requiredString() }.joined(separator: "|")
         }
         XCTAssertEqual(lines, [
-            "51|\(loginUser)|alice|ws1|unmask|SAR 1|tokens:dev.v1.bb,ip.v1.aa,ip.v1.none|2|unknown tokens: 1 of 3 not in the vault",
+            "51|\(loginUser)|alice|ws1|unmask|SAR 1|tokens:\(b),\(a),\(none)|2|unknown tokens: 1 of 3 not in the vault",
             "52|\(loginUser)|alice|ws1|unmask|SAR 2|user_id:u1|2|ok",
-            "53|\(loginUser)|alice|ws1|unmask|SAR 3|user_id:u1|0|refused: over row cap (2 rows, cap 1)",
+            "53|\(loginUser)|alice|ws1|unmask|SAR 3|user_id:u1|0|refused: over row cap (3 rows, cap 1)",
             "54|\(loginUser)|alice|ws1|unmask|case 4|message_id:mq|1|ok",
-            "55|\(loginUser)|alice|ws1|unmask|SAR 1|tokens:ip.v1.aa|0|refused: sealed to another vault key",
+            "55|\(loginUser)|alice|ws1|unmask|SAR 5|tokens:\(a)|0|refused: vault key mismatch (sealed to \(key), key file is ffffffffffffffff)",
+            "56|\(loginUser)|alice|ws1|unmask|SAR 1|tokens:\(a)|0|refused: value damaged",
         ])
         XCTAssertEqual(try verify().status, 0)
     }

@@ -24,13 +24,13 @@ public struct AccessLogCaller: Sendable, Equatable {
 
 /// Recovers original values for a compliance officer (role `piivault_compliance`), logging every access.
 ///
-/// Each call is one transaction: the `vault.unmask_*` function appends the access-log entry and returns the sealed
-/// rows; the values are opened with the vault secret key while the transaction is open; only when all of them open
-/// is it committed, and only after the commit does the call return values. So:
-/// - nothing is returned without a committed entry (fail closed: if the append or the commit fails, the caller
-///   gets an error and no value);
-/// - a value that cannot be opened (another vault's key, a value moved between rows, damaged bytes) rolls the
-///   access back and is logged instead as a refusal with its own outcome: one entry per call either way;
+/// Two steps (migration 0010): `vault.request_unmask_*` appends the access-log entry and records which rows it
+/// grants, in a transaction of its own that is committed before the call returns; only then does
+/// `vault.release_unmask_*` hand out the sealed rows of that grant, once. So:
+/// - no sealed value leaves the database before its entry is committed, whatever the client does (a rolled-back
+///   read is impossible, not merely avoided by this client); if the append or its commit fails, nothing is released;
+/// - another vault's key is refused at step 1 (the data keys' key ids are compared there): one entry, no rows;
+/// - a value that does not open (moved between rows, damaged) is logged as a refusal after the grant's entry;
 /// - a login outside `piivault_compliance` is refused by Postgres, and the attempt is logged through
 ///   `audit.record_denied`.
 public struct Unmasker: Sendable {
@@ -44,19 +44,21 @@ public struct Unmasker: Sendable {
         self.caller = caller
     }
 
-    /// The original values of `tokens` (`vault.unmask_tokens`). Refused when more than `maxRows` distinct tokens are
+    /// The original values of `tokens` (`vault.request_unmask_tokens`, then `release_unmask_tokens`). Refused when more than `maxRows` distinct tokens are
     /// asked for.
     public func unmask(tokens: [String], reason: String, maxRows: Int) async throws -> Unmasked<UnmaskedTokens> {
         var seen = Set<String>()
         let wanted = tokens.filter { seen.insert($0).inserted }
         let subject = "tokens:" + wanted.sorted().joined(separator: ",")
         let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: wanted), as: UTF8.self)
-        let query: PostgresQuery = """
-            SELECT * FROM vault.unmask_tokens(
+        let request: PostgresQuery = """
+            SELECT * FROM vault.request_unmask_tokens(
                 ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(reason), \(caller.osUser),
-                \(caller.clientHost), \(maxRows))
+                \(caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
             """
-        return try await access(subject: subject, reason: reason, query: query, dataColumn: "token") { rows, keys in
+        return try await access(subject: subject, reason: reason, request: request, release: { seq in
+            "SELECT * FROM vault.release_unmask_tokens(\(seq))"
+        }) { rows, keys in
             var opened: [String: UnmaskedValue] = [:]
             for row in rows {
                 let token = try row["token"].requiredString()
@@ -70,14 +72,17 @@ public struct Unmasker: Sendable {
         }
     }
 
-    /// Every login of `userID` with its original ip and device_id (`vault.unmask_user`). Refused when the user has
+    /// Every login of `userID` with its original ip and device_id (`vault.request_unmask_user`, then
+    /// `release_unmask_user`). Refused when the user has
     /// more than `maxRows` logins.
     public func unmask(userID: String, reason: String, maxRows: Int) async throws -> Unmasked<[UnmaskedLogin]> {
-        let query: PostgresQuery = """
-            SELECT *, create_date::text AS create_date_text
-              FROM vault.unmask_user(\(userID), \(reason), \(caller.osUser), \(caller.clientHost), \(maxRows))
+        let request: PostgresQuery = """
+            SELECT * FROM vault.request_unmask_user(\(userID), \(reason), \(caller.osUser), \(caller.clientHost),
+                                                    \(maxRows), \(secretKey.keyID.hex))
             """
-        return try await access(subject: "user_id:" + userID, reason: reason, query: query, dataColumn: "user_id") {
+        return try await access(subject: "user_id:" + userID, reason: reason, request: request, release: { seq in
+            "SELECT *, create_date::text AS create_date_text FROM vault.release_unmask_user(\(seq))"
+        }) {
             rows, keys in
             try rows.map { row in
                 let maskedIP = try row["masked_ip"].string()
@@ -102,17 +107,18 @@ public struct Unmasker: Sendable {
         }
     }
 
-    /// The body of a quarantined message, exactly as received (`vault.unmask_quarantined`); nil when there is no
+    /// The body of a quarantined message, exactly as received (`vault.request_unmask_quarantined`, then `release_unmask_quarantined`); nil when there is no
     /// quarantined message with that id (the access is logged all the same).
     public func unmask(quarantinedMessageID messageID: String, reason: String) async throws
         -> Unmasked<UnmaskedMessage?>
     {
-        let query: PostgresQuery = """
-            SELECT *, received_at::text AS received_at_text
-              FROM vault.unmask_quarantined(\(messageID), \(reason), \(caller.osUser), \(caller.clientHost))
+        let request: PostgresQuery = """
+            SELECT * FROM vault.request_unmask_quarantined(\(messageID), \(reason), \(caller.osUser),
+                                                           \(caller.clientHost), \(secretKey.keyID.hex))
             """
-        return try await access(subject: "message_id:" + messageID, reason: reason, query: query,
-                                dataColumn: "message_id") { rows, keys in
+        return try await access(subject: "message_id:" + messageID, reason: reason, request: request, release: { seq in
+            "SELECT *, received_at::text AS received_at_text FROM vault.release_unmask_quarantined(\(seq))"
+        }) { rows, keys in
             guard let row = rows.first else { return nil }
             let body = try keys.openBody(
                 try row["sealed_body"].requiredBytes(), messageID: messageID,
@@ -125,38 +131,42 @@ public struct Unmasker: Sendable {
 
     // MARK: - One logged access
 
-    /// Runs `query` (a `vault.unmask_*` call) and `open` over its data rows (those where `dataColumn` is not NULL) in
-    /// one transaction, and returns only after COMMIT.
+    /// Step 1: `request` appends the access-log entry and records which rows it grants; it runs on its own and is
+    /// committed before anything else happens. Step 2: `release(seq)` returns the granted sealed rows, which `open`
+    /// opens inside that transaction; a value that does not open rolls it back and is logged as a refusal.
     private func access<Rows: Sendable>(
-        subject: String, reason: String, query: PostgresQuery, dataColumn: String,
+        subject: String, reason: String, request: PostgresQuery, release: (Int) -> PostgresQuery,
         open: ([PostgresRow], DataKeyRing) throws -> Rows
     ) async throws -> Unmasked<Rows> {
         guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
-        let keys = DataKeyRing(secretKey: secretKey)
-        let result: AccessResult<Rows>
+        let granted: PostgresRows
         do {
-            result = try await connection.transaction { connection in
-                let rows = try await connection.query(query)
-                guard let first = rows.first else { throw UnmaskProtocolError() }
-                let seq = try first["log_seq"].requiredInt()
-                let outcome = try first["outcome"].requiredString()
-                if outcome.hasPrefix("refused") {
-                    return .refused(outcome: outcome, logSeq: seq)  // committed: the refusal stays on the log
-                }
-                let dataRows = rows.filter { !$0[dataColumn].isNull }
-                return .granted(Unmasked(rows: try open(dataRows, keys), logSeq: seq, outcome: outcome))
-            }
+            granted = try await connection.query(request)  // its own transaction: committed when it returns
         } catch let error as PostgresError where error.isPermissionDenied {
             throw UnmaskError.notPermitted(logSeq: try? await recordDenied(subject: subject, reason: reason))
-        } catch let failure as OpenFailure {
-            // The access was rolled back: log why instead, then report it.
-            let refusal = try await diagnose(failure)
-            let seq = try await recordRefusal(subject: subject, reason: reason, outcome: refusal.loggedOutcome ?? "")
-            throw refusal.logged(as: seq)
         }
-        switch result {
-        case .granted(let unmasked): return unmasked
-        case let .refused(outcome, seq): throw UnmaskError.overRowCap(outcome: outcome, logSeq: seq)
+        guard let entry = granted.first else { throw UnmaskProtocolError() }
+        let seq = try entry["log_seq"].requiredInt()
+        let outcome = try entry["outcome"].requiredString()
+        if let otherKey = try entry["other_key_id"].string() {
+            throw UnmaskError.wrongVaultKey(recorded: otherKey, given: secretKey.keyID, logSeq: seq)
+        }
+        if outcome.hasPrefix("refused") { throw UnmaskError.overRowCap(outcome: outcome, logSeq: seq) }
+
+        let keys = DataKeyRing(secretKey: secretKey)
+        if try entry["row_count"].requiredInt() == 0 {
+            return Unmasked(rows: try open([], keys), logSeq: seq, outcome: outcome)
+        }
+        do {
+            let rows = try await connection.transaction { connection in
+                try open(Array(try await connection.query(release(seq))), keys)
+            }
+            return Unmasked(rows: rows, logSeq: seq, outcome: outcome)
+        } catch let failure as OpenFailure {
+            // The values were released under entry `seq` but do not open: log why, then report it.
+            let refusal = try await diagnose(failure)
+            let refusalSeq = try await recordRefusal(subject: subject, reason: reason, outcome: refusal.loggedOutcome ?? "")
+            throw refusal.logged(as: refusalSeq)
         }
     }
 
@@ -191,14 +201,8 @@ public struct Unmasker: Sendable {
     }
 }
 
-/// What the transaction gave: opened rows, or a refusal the database logged (over the row cap).
-private enum AccessResult<Rows: Sendable>: Sendable {
-    case granted(Unmasked<Rows>)
-    case refused(outcome: String, logSeq: Int)
-}
-
-/// A `vault.unmask_*` call that returned no row at all: the functions always return at least one.
+/// A `vault.request_unmask_*` call that returned no row: they always return one.
 struct UnmaskProtocolError: PIIVaultReportableError {
-    var message: String { "the vault's unmask function returned no row; run `piivault migrate` to bring the database up to date" }
+    var message: String { "the vault's unmask request returned no row; run `piivault migrate` to bring the database up to date" }
     var exitCode: PIIVaultExitCode { .failure }
 }

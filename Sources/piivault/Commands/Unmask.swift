@@ -55,6 +55,25 @@ struct Unmask: AsyncParsableCommand {
             throw ValidationError("give exactly one of --token (or --token-file), --user-id, --quarantined")
         }
         guard maxRows >= 1 else { throw ValidationError("--max-rows must be 1 or more") }
+        try Self.checkTokens(tokens, source: "--token")
+    }
+
+    /// Refuses anything that is not shaped like a token, without echoing it: a value typed or pasted by mistake
+    /// must not reach the terminal's scrollback or the access log.
+    static func checkTokens(_ tokens: [String], source: String) throws {
+        let bad = tokens.filter { !Self.isToken($0) }.count
+        guard bad == 0 else {
+            throw ValidationError("\(source): \(bad) of \(tokens.count) arguments are not tokens (ip.v1.<64 hex digits> or dev.v1.<64 hex digits>); not shown, in case they are values")
+        }
+    }
+
+    private static func isToken(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "ip" || parts[0] == "dev", parts[1].count >= 2, parts[1].first == "v",
+              parts[1].dropFirst().allSatisfy(\.isASCII), parts[1].dropFirst().allSatisfy(\.isNumber),
+              parts[2].utf8.count == 64
+        else { return false }
+        return parts[2].utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     func run() async throws {
@@ -118,6 +137,7 @@ struct Unmask: AsyncParsableCommand {
         let tokens = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !tokens.isEmpty else { throw ValidationError("--token-file \(tokenFile) holds no tokens") }
+        try Self.checkTokens(tokens, source: "--token-file")
         return tokens
     }
 }
