@@ -24,7 +24,7 @@ public struct AccessLogCaller: Sendable, Equatable {
 
 /// Recovers original values for a compliance officer (role `piivault_compliance`), logging every access.
 ///
-/// Two steps (migration 0010): `vault.request_unmask_*` appends the access-log entry and records which rows it
+/// Two steps (migration 0008): `vault.request_unmask_*` appends the access-log entry and records which rows it
 /// grants, in a transaction of its own that is committed before the call returns; only then does
 /// `vault.release_unmask_*` hand out the sealed rows of that grant, once. So:
 /// - no sealed value leaves the database before its entry is committed, whatever the client does (a rolled-back

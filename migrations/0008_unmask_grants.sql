@@ -1,13 +1,17 @@
 -- Unmasking in two steps, so that no sealed value leaves the database before its access-log entry is committed.
 --
--- 0007/0008 returned the sealed rows from the same call that appended the entry, in the caller's transaction: a
--- compliance login in psql could BEGIN, call the function, read the rows and ROLLBACK, and the entry was gone. Now:
+-- 0007's vault.unmask_* functions returned the sealed rows from the same call that appended the entry, in the
+-- caller's transaction: a compliance login in psql could BEGIN, call one, read the rows and ROLLBACK, and the entry
+-- was gone. They are replaced here by two steps:
 --   1. vault.request_unmask_*  appends the entry (its row count and outcome decided here, from the rows found) and
 --      records a grant naming exactly those rows; it returns no sealed bytes. The caller COMMITs.
 --   2. vault.release_unmask_*  returns the sealed rows of a grant, only to the login that asked, only once, only
 --      within five minutes, and only if the grant was committed by an earlier transaction.
 -- The rows are fixed at step 1, so rows the ETL adds in between are never released under an entry that did not
--- count them. A data key sealed to another vault key than the caller's is refused at step 1 (one entry).
+-- count them. A data key sealed to another vault key than the caller's is refused at step 1 (one entry). What was not
+-- found has an outcome of its own ('unknown tokens: ...', 'not found: ...'). Also here: the tokens sealed under a
+-- data key (to tell a value moved between rows from a damaged one) and a logged refusal for callers who are not
+-- compliance officers.
 
 CREATE TABLE audit.unmask_grants (
     seq         bigint      PRIMARY KEY,  -- the entry's seq (no foreign key: TRUNCATE of the log must meet its own trigger)
@@ -74,6 +78,30 @@ BEGIN
 END
 $$;
 
+-- Raises unless `vault_key_id` looks like a key id: the request functions compare it with the data keys' key ids.
+CREATE FUNCTION audit.require_key_id(vault_key_id text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF vault_key_id IS NULL OR vault_key_id !~ '^[0-9a-f]{16}$' THEN
+        RAISE EXCEPTION 'vault_key_id must be the key file''s key id (16 hex digits)';
+    END IF;
+END
+$$;
+
+-- Appends the refusal of a request whose rows are sealed to `sealed_to`, not to the caller's `vault_key_id`.
+CREATE FUNCTION audit.refuse_key_mismatch(
+    reason text, subject text, sealed_to text, vault_key_id text, os_user text, client_host text
+) RETURNS audit.access_log
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT audit.append_entry('unmask', reason, subject, 0,
+        format('refused: vault key mismatch (sealed to %s, key file is %s)', sealed_to, vault_key_id),
+        os_user, client_host)
+$$;
+
 -- Step 1 for tokens. Returns the entry's seq, outcome and row count, and (for a key mismatch) the other key id.
 CREATE FUNCTION vault.request_unmask_tokens(
     tokens text[], reason text, os_user text, client_host text, max_rows integer, vault_key_id text
@@ -95,9 +123,7 @@ BEGIN
     IF max_rows IS NULL OR max_rows < 1 THEN
         RAISE EXCEPTION 'max_rows must be 1 or more';
     END IF;
-    IF vault_key_id IS NULL OR vault_key_id !~ '^[0-9a-f]{16}$' THEN
-        RAISE EXCEPTION 'vault_key_id must be the key file''s key id (16 hex digits)';
-    END IF;
+    PERFORM audit.require_key_id(vault_key_id);
     SELECT coalesce(array_agg(DISTINCT t COLLATE "C" ORDER BY t COLLATE "C"), '{}') INTO wanted
       FROM unnest(tokens) AS t WHERE t IS NOT NULL;
     IF cardinality(wanted) = 0 THEN
@@ -121,9 +147,7 @@ BEGIN
       FROM vault.secrets AS s JOIN vault.data_keys AS k ON k.id = s.data_key_id
      WHERE s.token = ANY (wanted);
     IF other_key IS NOT NULL THEN
-        entry := audit.append_entry('unmask', reason, subject, 0,
-            format('refused: vault key mismatch (sealed to %s, key file is %s)', other_key, vault_key_id),
-            os_user, client_host);
+        entry := audit.refuse_key_mismatch(reason, subject, other_key, vault_key_id, os_user, client_host);
         RETURN QUERY SELECT entry.seq, entry.outcome, 0, other_key;
         RETURN;
     END IF;
@@ -178,9 +202,7 @@ BEGIN
     IF wanted_user IS NULL THEN
         RAISE EXCEPTION 'a user id is required';
     END IF;
-    IF vault_key_id IS NULL OR vault_key_id !~ '^[0-9a-f]{16}$' THEN
-        RAISE EXCEPTION 'vault_key_id must be the key file''s key id (16 hex digits)';
-    END IF;
+    PERFORM audit.require_key_id(vault_key_id);
     subject := 'user_id:' || wanted_user;
     SELECT count(*), coalesce(array_agg(l.message_id) FILTER (WHERE l.message_id IS NOT NULL), '{}')
       INTO n_found, ids
@@ -197,9 +219,7 @@ BEGIN
       JOIN vault.data_keys AS k ON k.id = s.data_key_id
      WHERE l.user_id = wanted_user AND k.key_id <> vault_key_id;
     IF other_key IS NOT NULL THEN
-        entry := audit.append_entry('unmask', reason, subject, 0,
-            format('refused: vault key mismatch (sealed to %s, key file is %s)', other_key, vault_key_id),
-            os_user, client_host);
+        entry := audit.refuse_key_mismatch(reason, subject, other_key, vault_key_id, os_user, client_host);
         RETURN QUERY SELECT entry.seq, entry.outcome, 0, other_key;
         RETURN;
     END IF;
@@ -260,17 +280,13 @@ BEGIN
     IF wanted_message IS NULL THEN
         RAISE EXCEPTION 'a message id is required';
     END IF;
-    IF vault_key_id IS NULL OR vault_key_id !~ '^[0-9a-f]{16}$' THEN
-        RAISE EXCEPTION 'vault_key_id must be the key file''s key id (16 hex digits)';
-    END IF;
+    PERFORM audit.require_key_id(vault_key_id);
     subject := 'message_id:' || wanted_message;
     SELECT count(*), min(k.key_id) INTO n_found, sealed_to
       FROM vault.quarantine AS q JOIN vault.data_keys AS k ON k.id = q.data_key_id
      WHERE q.message_id = wanted_message;
     IF sealed_to IS NOT NULL AND sealed_to <> vault_key_id THEN
-        entry := audit.append_entry('unmask', reason, subject, 0,
-            format('refused: vault key mismatch (sealed to %s, key file is %s)', sealed_to, vault_key_id),
-            os_user, client_host);
+        entry := audit.refuse_key_mismatch(reason, subject, sealed_to, vault_key_id, os_user, client_host);
         RETURN QUERY SELECT entry.seq, entry.outcome, 0, sealed_to;
         RETURN;
     END IF;
@@ -303,7 +319,35 @@ BEGIN
 END
 $$;
 
--- The one-step functions are gone: they are what made a rolled-back read possible.
+-- The tokens whose values were sealed under one data key: the candidates `unmask` tries when a value does not open
+-- under its own token, to tell a value moved from another row (it opens under that row's token) from a damaged one.
+-- Tokens are what analysts see anyway; no sealed bytes leave, so this is not an access to log.
+CREATE FUNCTION vault.tokens_sealed_with(wanted_data_key_id bigint) RETURNS SETOF text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.token FROM vault.secrets AS s WHERE s.data_key_id = wanted_data_key_id ORDER BY s.token
+$$;
+
+-- Records that a login outside piivault_compliance tried to read sealed values (the database refused it), so that
+-- the attempt is on the log under the login's own name. It can only ever write a refusal with no rows.
+CREATE FUNCTION audit.record_denied(
+    action text, reason text, subject text, os_user text, client_host text
+) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    entry audit.access_log;
+BEGIN
+    entry := audit.append_entry(action, coalesce(nullif(btrim(reason), ''), '(no reason given)'), subject, 0,
+        'refused: not permitted (login is not a member of piivault_compliance)', os_user, client_host);
+    RETURN entry.seq;
+END
+$$;
+
+-- 0007's one-step functions are gone: they are what made a rolled-back read possible.
 DROP FUNCTION vault.unmask_tokens(text[], text, text, text, integer);
 DROP FUNCTION vault.unmask_user(text, text, text, text, integer);
 DROP FUNCTION vault.unmask_quarantined(text, text, text, text);
@@ -312,6 +356,8 @@ DROP FUNCTION vault.unmask_quarantined(text, text, text, text);
 ALTER FUNCTION audit.record_refusal(text, text, text, text, text, text) SET lock_timeout = '10s';
 ALTER FUNCTION audit.record_denied(text, text, text, text, text) SET lock_timeout = '10s';
 
+REVOKE ALL ON FUNCTION audit.require_key_id(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit.refuse_key_mismatch(text, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit.grant_access(text, text, text[], text, text, integer, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit.redeem_grant(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.request_unmask_tokens(text[], text, text, text, integer, text) FROM PUBLIC;
@@ -326,3 +372,10 @@ GRANT EXECUTE ON FUNCTION vault.request_unmask_user(text, text, text, text, inte
 GRANT EXECUTE ON FUNCTION vault.release_unmask_user(bigint) TO piivault_compliance;
 GRANT EXECUTE ON FUNCTION vault.request_unmask_quarantined(text, text, text, text, text) TO piivault_compliance;
 GRANT EXECUTE ON FUNCTION vault.release_unmask_quarantined(bigint) TO piivault_compliance;
+
+REVOKE ALL ON FUNCTION vault.tokens_sealed_with(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit.record_denied(text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.tokens_sealed_with(bigint) TO piivault_compliance;
+GRANT USAGE ON SCHEMA audit TO piivault_etl, piivault_analyst;
+GRANT EXECUTE ON FUNCTION audit.record_denied(text, text, text, text, text)
+    TO piivault_etl, piivault_analyst, piivault_auditor;
