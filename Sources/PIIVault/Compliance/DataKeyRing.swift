@@ -1,7 +1,6 @@
-import CSodium
 import Postgres
 
-/// A sealed data key as a `vault.unmask_*` row carries it.
+/// A sealed data key as a `vault.release_unmask_*` row carries it.
 struct DataKeyReference {
     let id: Int
     let keyID: String
@@ -37,9 +36,7 @@ final class DataKeyRing {
     func openValue(_ sealed: [UInt8], token: String, dataKey: DataKeyReference) throws -> String {
         let opener = try self.opener(for: dataKey)
         do {
-            var bytes = try opener.open(sealed, token: token)
-            defer { sodium_memzero(&bytes, bytes.count) }
-            return String(decoding: bytes, as: UTF8.self)
+            return try opener.openString(sealed, token: token)
         } catch {
             throw OpenFailure.value(token: token, dataKeyID: dataKey.id, sealed: sealed, opener: opener)
         }

@@ -42,6 +42,12 @@ public struct ETLSummary: Sendable, Codable, Equatable {
         case messagesPerSecond = "messages_per_second"
     }
 
+    /// Sets `seconds` to the time since `started` and `messagesPerSecond` to the messages received per second.
+    mutating func updateRate(since started: Date) {
+        seconds = Date().timeIntervalSince(started)
+        messagesPerSecond = seconds > 0 ? Double(received) / seconds : 0
+    }
+
     /// The one-line summary that ends every run.
     public var line: String {
         String(format: "%@: received %d, loaded %d, duplicates %d, quarantined %d, values sealed %d, %.2f s, %.0f messages/s",
@@ -147,8 +153,7 @@ public struct ETLRun: Sendable {
         func finish(_ outcome: String, error: String?) async {
             summary.outcome = outcome
             summary.error = error
-            summary.seconds = Date().timeIntervalSince(started)
-            summary.messagesPerSecond = summary.seconds > 0 ? Double(summary.received) / summary.seconds : 0
+            summary.updateRate(since: started)
             _ = try? await connection.execute("""
                 UPDATE public.etl_runs SET finished_at = now(), received = \(summary.received),
                        loaded = \(summary.loaded), duplicates = \(summary.duplicates),
@@ -187,8 +192,7 @@ public struct ETLRun: Sendable {
             summary.valuesSealed += outcome.valuesSealed
             summary.deleteFailures += deleteFailures
             committedBatches += 1
-            summary.seconds = Date().timeIntervalSince(started)
-            summary.messagesPerSecond = summary.seconds > 0 ? Double(summary.received) / summary.seconds : 0
+            summary.updateRate(since: started)
             progress(ETLProgress(summary: summary, queueDepth: await source.approximateDepth()))
         }
 
