@@ -34,17 +34,12 @@ public final class Tokenizer: Sendable {
         }
     }
 
-    /// The token prefix of each field without the version (`ip`, `dev`).
-    public static func prefix(for field: PIIField) -> String {
-        switch field {
-        case .ip: return "ip"
-        case .deviceID: return "dev"
-        }
-    }
+    /// The token prefix of each field without the version (`ip`, `dev`): `Token`'s.
+    public static func prefix(for field: PIIField) -> String { Token.prefix(for: field) }
 
     /// A tokenizer for key version `version` (1 or more).
     public init(key: TokenKey, version: Int = 1) {
-        precondition(version >= 1, "token key versions start at 1")
+        precondition((1...Token.maximumVersion).contains(version), "token key versions are 1 to \(Token.maximumVersion)")
         Sodium.ensureInitialized()
         self.version = version
         self.keyID = key.keyID
@@ -64,14 +59,22 @@ public final class Tokenizer: Sendable {
         }
         ipState = keyedState(.ip)
         deviceState = keyedState(.deviceID)
-        ipPrefix = Array("ip.v\(version).".utf8)
-        devicePrefix = Array("dev.v\(version).".utf8)
+        // The printed form is `Token.description`'s; written here byte by byte for speed (the ETL's hot path), and
+        // checked against `Token(parsing:)` by TokenTests.
+        ipPrefix = Array("\(Token.prefix(for: .ip)).v\(version).".utf8)
+        devicePrefix = Array("\(Token.prefix(for: .deviceID)).v\(version).".utf8)
     }
 
     /// Canonicalises `value` as `field` and returns its token with the canonical value.
     public func tokenize(_ value: String, as field: PIIField) throws -> TokenizedValue {
         let canonical = try Canonical.canonicalize(value, as: field)
         return TokenizedValue(token: token(forCanonical: canonical, field: field), canonical: canonical)
+    }
+
+    /// The token of a value that is already canonical, as a `Token`.
+    public func tokenValue(forCanonical canonical: String, field: PIIField) -> Token {
+        // The string is built from a valid prefix and 64 hex digits, so it always parses.
+        Token(parsing: token(forCanonical: canonical, field: field))!
     }
 
     /// The token of a value that is already canonical.
