@@ -49,17 +49,25 @@ final class UnmaskTests: XCTestCase {
         XCTAssertEqual(etl.status, 0, etl.stderr)
     }
 
-    /// Runs `piivault unmask` as `login` (default: the compliance officer) with the right key file unless told
-    /// otherwise; the operating-system user is pinned so the log can be checked.
+    private var tokenKeyPath: String { keys.appendingPathComponent("token.key").path }
+
+    /// Runs `piivault unmask` as `login` (default: the compliance officer) with the right key file and the token key
+    /// (to check values against their tokens) unless told otherwise; the operating-system user is pinned so the log
+    /// can be checked.
     private func unmask(_ arguments: [String], login: String? = nil, keyFile: String?? = .none,
-                        environment: [String: String?] = [:]) throws -> ProcessResult {
+                        tokenKey: String?? = .none, environment: [String: String?] = [:]) throws -> ProcessResult {
         var base = ["unmask", "--database-url", login ?? compliance!]
+        switch tokenKey {
+        case .none: base += ["--token-key", tokenKeyPath]
+        case .some(.some(let path)): base += ["--token-key", path]
+        case .some(.none): break
+        }
         switch keyFile {
         case .none: base += ["--key-file", secretKeyPath]
         case .some(.some(let path)): base += ["--key-file", path]
         case .some(.none): break
         }
-        var env: [String: String?] = ["USER": "officer-on-duty", "PIIVAULT_VAULT_KEY": nil]
+        var env: [String: String?] = ["USER": "officer-on-duty", "PIIVAULT_VAULT_KEY": nil, "PIIVAULT_TOKEN_KEY": nil]
         for (key, value) in environment { env[key] = value }
         return try runPiivault(base + arguments, environment: env)
     }
@@ -372,6 +380,192 @@ final class UnmaskTests: XCTestCase {
         XCTAssertEqual(outcomes, ["refused: over row cap (\(Set(tokens).count) tokens asked, cap 2)", "ok"])
     }
 
+    // MARK: Issue 14, item 2: a release is exactly the rows its entry counted
+
+    func testAReleaseReturnsExactlyTheRowsItsEntryCountedAndTheETLCannotAddRowsWithoutAMessageID() async throws {
+        let userID = try completeRecord()["user_id"] as! String
+        let token = try tokenizer().tokenize(try completeRecord()["ip"] as! String, as: .ip).token
+        let etl = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
+        do {
+            try await etl.execute("INSERT INTO user_logins (user_id, masked_ip) VALUES (\(userID), \(token))")
+            XCTFail("the ETL login added a login without a message id")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "23514", error.description)
+        }
+        await etl.close()
+
+        // A seed row (adopted from an existing table, without a message id) is released under the entry that counted
+        // it; rows without a message id that appear after the request are not. Only the owner can add them, and only
+        // by dropping the check first; the release must not depend on the check.
+        try await execute("""
+            ALTER TABLE user_logins DROP CONSTRAINT IF EXISTS user_logins_message_id_required;
+            INSERT INTO user_logins (user_id, masked_ip) VALUES ('\(userID)', '\(token)');
+            """)
+        let officer = try await PostgresConnection.connect(compliance)
+        let keyID = try KeyLoading.loadVaultSecretKey(path: secretKeyPath) { throw CancellationError() }.keyID.hex
+        let asked = try await officer.query(
+            "SELECT * FROM vault.request_unmask_user(\(userID), 'SAR-14', 'o', 'h', 100, \(keyID))")
+        let counted = try XCTUnwrap(try asked.first?["row_count"].int())
+        let seq = try XCTUnwrap(try asked.first?["log_seq"].int())
+        try await execute("""
+            INSERT INTO user_logins (user_id, masked_ip) SELECT '\(userID)', '\(token)' FROM generate_series(1, 5);
+            """)
+        let released = try await officer.query("SELECT * FROM vault.release_unmask_user(\(seq))")
+        await officer.close()
+        XCTAssertEqual(released.count, counted, "released \(released.count) rows under an entry that counted \(counted)")
+        XCTAssertEqual(released.filter { $0["message_id"].isNull }.count, 1, "the seed row counted, not the later ones")
+    }
+
+    // MARK: Issue 14, item 3: no login outside compliance holds the log's lock
+
+    func testNoLoginOutsideComplianceCanHoldTheLogsLockOrWriteFreeText() async throws {
+        let token = try tokenizer().tokenize(try completeRecord()["ip"] as! String, as: .ip).token
+        let before = try await logLength()
+        var open: [PostgresConnection] = []
+        for role in ["piivault_analyst", "piivault_etl", "piivault_auditor"] {
+            let login = try await database.createLogin(memberOf: role)
+            // Inside an explicit transaction, which would keep the lock until it ends: the append is rolled back.
+            let held = try await PostgresConnection.connect(login)
+            open.append(held)
+            try await held.execute("BEGIN")
+            do {
+                try await held.query("CALL audit.record_denied('unmask', 'r', 'tokens', 'o', 'h', NULL)")
+                XCTFail("\(role) appended inside a transaction block")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "2D000", "\(role): \(error)")
+            }
+            // Several statements in one query string run in one transaction: the same.
+            let other = try await PostgresConnection.connect(login)
+            do {
+                try await other.executeScript("CALL audit.record_denied('unmask', 'r', 'tokens', 'o', 'h', NULL); SELECT 1")
+                XCTFail("\(role) appended in a multi-statement transaction")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "2D000", "\(role): \(error)")
+            }
+            // The appending function on its own, in a transaction: refused.
+            try await other.execute("BEGIN")
+            do {
+                try await other.query("SELECT audit.append_denied('unmask', 'r', 'tokens', 'o', 'h')")
+                XCTFail("\(role) appended without the procedure")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "42501", "\(role): \(error)")
+            }
+            try await other.execute("ROLLBACK")
+            // Fixed values only: no text of the caller's choosing in action or subject.
+            for (action, subject) in [("unmask", "user_id:192.0.2.1"), ("export 192.0.2.1", "tokens"),
+                                      ("unmask", "tokens:192.0.2.1"), ("unmask", "message_id:x")] {
+                do {
+                    try await other.query("CALL audit.record_denied(\(action), 'r', \(subject), 'o', 'h', NULL)")
+                    XCTFail("\(role) wrote \(action) / \(subject)")
+                } catch let error as PostgresError {
+                    XCTAssertEqual(error.sqlState, "22023", "\(role): \(error)")
+                }
+            }
+            // On its own, with fixed values, the refusal is recorded and committed.
+            let seq = try await other.query("CALL audit.record_denied('unmask', 'r', \("tokens:" + token), 'o', 'h', NULL)")
+            XCTAssertNotNil(try seq.first?["seq"].int())
+            await other.close()
+        }
+        let recorded = try await logLength()
+        XCTAssertEqual(recorded, before + 3, "one refusal per role, nothing from the refused calls")
+        // With those transactions still open, the officer's unmask goes through.
+        let result = try unmask(["--reason", "while others wait", "--token", token])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains(token), result.stdout)
+        for connection in open { await connection.close() }
+    }
+
+    func testAnUnmaskThatTimesOutOnTheLogsLockSaysWhoHoldsItAndWhatToDo() async throws {
+        let token = try tokenizer().tokenize(try completeRecord()["ip"] as! String, as: .ip).token
+        let other = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_compliance"))
+        let pid = try await other.query("SELECT pg_backend_pid() AS pid").first!["pid"].requiredInt()
+        let keyID = try KeyLoading.loadVaultSecretKey(path: secretKeyPath) { throw CancellationError() }.keyID.hex
+        try await other.execute("BEGIN")
+        try await other.query(
+            "SELECT * FROM vault.request_unmask_tokens(ARRAY[\(token)], 'held open', 'o', 'h', 10, \(keyID))")
+        let result = try unmask(["--reason", "blocked", "--token", token])  // waits out the 10-second lock timeout
+        try await other.execute("ROLLBACK")
+        await other.close()
+        XCTAssertEqual(result.status, 69, result.stderr)
+        XCTAssertEqual(result.stdout, "")
+        XCTAssertTrue(result.stderr.contains("the access log is locked by pid \(pid) (login "), result.stderr)
+        XCTAssertTrue(result.stderr.contains("pg_terminate_backend"), result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+    }
+
+    // MARK: Issue 14, item 5: values the ETL login plants
+
+    func testAValuePlantedByTheETLLoginIsReportedAsForgedAndAForeignKeyOnlyWithholdsItsOwnRows() async throws {
+        let etl = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
+        let sealer = try DataKeySealer(vaultPublicKey: try KeyLoading.loadVaultPublicKey(
+            path: keys.appendingPathComponent("vault.pub").path))
+        let plantedToken = "ip.v1." + String(repeating: "7", count: 64)
+        let plantedValue = "203.0.113.66"
+        let dataKey = try await etl.query("""
+            INSERT INTO vault.data_keys (key_id, sealed_key)
+            VALUES (\(sealer.sealedDataKey.keyID.hex), decode(\(hex(sealer.sealedDataKey.sealed)), 'hex')) RETURNING id
+            """).first!["id"].requiredInt()
+        try await etl.execute("""
+            INSERT INTO vault.secrets (token, field, data_key_id, sealed)
+            VALUES (\(plantedToken), 'ip', \(dataKey), decode(\(hex(try sealer.seal(plantedValue, token: plantedToken))), 'hex'))
+            """)
+        try await etl.execute("""
+            INSERT INTO user_logins (user_id, device_type, masked_ip, message_id) VALUES ('planted-user', 'ios', \(plantedToken), 'planted-1')
+            """)
+        // A data key under a key id no vault has, holding a value for a row added to a real user.
+        let record = try completeRecord()
+        let userID = record["user_id"] as! String
+        let foreignToken = "ip.v1." + String(repeating: "8", count: 64)
+        let foreignKey = try await etl.query("""
+            INSERT INTO vault.data_keys (key_id, sealed_key) VALUES ('ffffffffffffffff', '\\x00') RETURNING id
+            """).first!["id"].requiredInt()
+        try await etl.execute("""
+            INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES (\(foreignToken), 'ip', \(foreignKey), '\\x00');
+            """)
+        try await etl.execute("""
+            INSERT INTO user_logins (user_id, device_type, masked_ip, message_id) VALUES (\(userID), 'ios', \(foreignToken), 'planted-2')
+            """)
+        await etl.close()
+        let before = try await logLength()
+
+        let forged = try unmask(["--reason", "SAR-forged", "--user-id", "planted-user"])
+        XCTAssertEqual(forged.status, 65, forged.stderr)
+        XCTAssertFalse(forged.stdout.contains(plantedValue), forged.stdout)
+        XCTAssertTrue(forged.stdout.contains("(withheld)"), forged.stdout)
+        XCTAssertTrue(forged.stderr.contains("1 values are forged"), forged.stderr)
+        XCTAssertTrue(forged.stderr.contains(plantedToken), forged.stderr)
+        let byToken = try unmask(["--reason", "SAR-forged-2", "--token", plantedToken])
+        XCTAssertEqual(byToken.status, 65, byToken.stderr)
+        XCTAssertEqual(byToken.stdout, "")
+
+        // The real user's own rows are printed; the row sealed to an unknown key is withheld and named.
+        let mixed = try unmask(["--reason", "SAR-mixed", "--user-id", userID, "--format", "json"])
+        XCTAssertEqual(mixed.status, 77, mixed.stderr)
+        let logins = try XCTUnwrap(try JSONSerialization.jsonObject(with: mixed.stdoutData) as? [[String: Any]])
+        let ip = try tokenizer().tokenize(record["ip"] as! String, as: .ip).canonical
+        XCTAssertTrue(logins.contains { $0["ip"] as? String == ip }, mixed.stdout)
+        XCTAssertEqual(logins.filter { $0["ip_withheld"] as? Bool == true }.map { $0["masked_ip"] as? String }, [foreignToken])
+        XCTAssertTrue(mixed.stderr.contains("sealed to another vault key (ffffffffffffffff): \(foreignToken)"), mixed.stderr)
+
+        let outcomes = try await entries(after: before).map { $0.split(separator: "|").suffix(2).joined(separator: "|") }
+        let logins2 = records.filter { ($0["user_id"] as? String) == userID }.count + 1
+        XCTAssertEqual(outcomes, [
+            "1|ok", "0|refused: forged value (\(plantedToken) not the value of its token)",
+            "1|ok", "0|refused: forged value (\(plantedToken) not the value of its token)",
+            "\(logins2)|ok", "0|refused: vault key mismatch (1 values sealed to ffffffffffffffff, key file is \(try KeyLoading.loadVaultSecretKey(path: secretKeyPath) { throw CancellationError() }.keyID))",
+        ])
+
+        // Without the token key the check cannot be made: refused unless skipped on purpose.
+        let noKey = try unmask(["--reason", "r", "--user-id", "planted-user"], tokenKey: .some(nil))
+        XCTAssertEqual(noKey.status, 64, noKey.stderr)
+        XCTAssertTrue(noKey.stderr.contains("--token-key is required"), noKey.stderr)
+        let unchecked = try unmask(["--reason", "r", "--user-id", "planted-user", "--no-verify-tokens"], tokenKey: .some(nil))
+        XCTAssertEqual(unchecked.status, 0, unchecked.stderr)
+        XCTAssertTrue(unchecked.stdout.contains(plantedValue), "unchecked, the planted value passes as genuine")
+    }
+
+    private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
     // MARK: Acceptance 5: concurrency, with the real binary
 
     func testEightProcessesUnmaskingAtOnceLeaveOneUnbrokenChain() async throws {
@@ -388,8 +582,8 @@ final class UnmaskTests: XCTestCase {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             let binary = try piivaultBinary()
             process.arguments = ["-c", """
-                for i in 1 2 3; do "$0" unmask --database-url "$1" --key-file "$2" --reason "parallel $3" --token "$4" || exit 1; done
-                """, binary, compliance, secretKeyPath, String(index), token]
+                for i in 1 2 3; do "$0" unmask --database-url "$1" --key-file "$2" --token-key "$5" --reason "parallel $3" --token "$4" || exit 1; done
+                """, binary, compliance, secretKeyPath, String(index), token, tokenKeyPath]
             process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
             process.standardError = try FileHandle(forWritingTo: {
                 let url = output.appendingPathComponent("\(index).err")
@@ -430,7 +624,8 @@ final class UnmaskTests: XCTestCase {
         XCTAssertEqual(tokens.count, 10_000)
         let started = Date()
         let result = try runPiivault(
-            ["unmask", "--database-url", compliance, "--key-file", secretKeyPath, "--reason", "bulk export",
+            ["unmask", "--database-url", compliance, "--key-file", secretKeyPath, "--token-key", tokenKeyPath,
+             "--reason", "bulk export",
              "--max-rows", "10000", "--token-file", "-", "--format", "csv"],
             input: Data((tokens.joined(separator: "\n") + "\n").utf8))
         let seconds = Date().timeIntervalSince(started)

@@ -1,6 +1,16 @@
 import Foundation
 
 extension OutputFormat {
+    /// What an unmask printed: its rows in this format, or "" when there are none.
+    public func render(_ report: UnmaskReport) -> String {
+        switch report.rows {
+        case .tokens(let tokens): return render(tokens)
+        case .logins(let logins): return render(logins)
+        case .message(let message): return render(message)
+        case nil: return ""
+        }
+    }
+
     /// `unmask --token`: token, field and original value, one per token found.
     public func render(_ tokens: UnmaskedTokens) -> String {
         let header = ["token", "field", "value"]
@@ -27,15 +37,20 @@ extension OutputFormat {
                 var object: [String: Any] = [:]
                 for (name, value) in zip(header, fields(login)) { object[name] = value ?? NSNull() }
                 object["app_version"] = login.appVersion ?? NSNull()
+                if login.ipWithheld { object["ip_withheld"] = true }
+                if login.deviceIDWithheld { object["device_id_withheld"] = true }
                 return object
             })
         case .table, .csv:
             // In a table, a token without a sealed value says so; in CSV it is an empty field.
             let missing = self == .table ? "(not in vault)" : ""
+            let withheld = self == .table ? "(withheld)" : ""
             let rows = logins.map { login -> [String] in
                 var cells = fields(login).map { $0 ?? "" }
-                if login.maskedIP != nil && login.ip == nil { cells[3] = missing }
-                if login.maskedDeviceID != nil && login.deviceID == nil { cells[4] = missing }
+                if login.maskedIP != nil && login.ip == nil { cells[3] = login.ipWithheld ? withheld : missing }
+                if login.maskedDeviceID != nil && login.deviceID == nil {
+                    cells[4] = login.deviceIDWithheld ? withheld : missing
+                }
                 return cells
             }
             return self == .table ? TextOutput.table(header: header, rows: rows) : TextOutput.csv(header: header, rows: rows)

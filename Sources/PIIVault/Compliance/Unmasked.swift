@@ -26,17 +26,40 @@ public struct UnmaskedLogin: Sendable, Equatable {
     public let userID: String
     public let deviceType: String?
     public let maskedIP: String?
-    /// nil when the token has no sealed value (a row adopted from the seed table, for instance).
+    /// nil when the token has no sealed value (a row adopted from the seed table, for instance) or the value was
+    /// withheld.
     public let ip: String?
+    /// The value was withheld (forged, or sealed to another vault key; the report says which).
+    public let ipWithheld: Bool
     public let maskedDeviceID: String?
-    /// nil when the token has no sealed value.
+    /// nil when the token has no sealed value or the value was withheld.
     public let deviceID: String?
+    /// The value was withheld (forged, or sealed to another vault key).
+    public let deviceIDWithheld: Bool
     public let locale: String?
     public let appVersion: Int?
     public let appVersionText: String?
     /// `YYYY-MM-DD`.
     public let createDate: String?
     public let messageID: String?
+
+    init(userID: String, deviceType: String?, maskedIP: String?, ip: String?, ipWithheld: Bool = false,
+         maskedDeviceID: String?, deviceID: String?, deviceIDWithheld: Bool = false, locale: String?,
+         appVersion: Int?, appVersionText: String?, createDate: String?, messageID: String?) {
+        self.userID = userID
+        self.deviceType = deviceType
+        self.maskedIP = maskedIP
+        self.ip = ip
+        self.ipWithheld = ipWithheld
+        self.maskedDeviceID = maskedDeviceID
+        self.deviceID = deviceID
+        self.deviceIDWithheld = deviceIDWithheld
+        self.locale = locale
+        self.appVersion = appVersion
+        self.appVersionText = appVersionText
+        self.createDate = createDate
+        self.messageID = messageID
+    }
 }
 
 /// A quarantined message recovered by `unmask --quarantined`: its body exactly as it was received.

@@ -1,173 +1,185 @@
 import Foundation
 import Postgres
 
-/// Who is asking, as written into the access log's `os_user` and `client_host`. The database records its own
-/// authenticated login (`db_user`) beside these, which are the client's claim.
-public struct AccessLogCaller: Sendable, Equatable {
-    public var osUser: String
-    public var clientHost: String
-
-    public init(osUser: String, clientHost: String) {
-        self.osUser = osUser
-        self.clientHost = clientHost
-    }
-
-    /// This process's user (`USER`/`LOGNAME`, else the password database's name for the uid, else the uid) and
-    /// host name.
-    public static var current: AccessLogCaller {
-        let environment = ProcessInfo.processInfo.environment
-        let account = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
-        let user = environment["USER"] ?? environment["LOGNAME"] ?? account ?? "uid \(getuid())"
-        return AccessLogCaller(osUser: user, clientHost: ProcessInfo.processInfo.hostName)
-    }
-}
-
-/// Recovers original values for a compliance officer (role `piivault_compliance`), logging every access.
-///
-/// Two steps (migration 0008): `vault.request_unmask_*` appends the access-log entry and records which rows it
-/// grants, in a transaction of its own that is committed before the call returns; only then does
-/// `vault.release_unmask_*` hand out the sealed rows of that grant, once. So:
-/// - no sealed value leaves the database before its entry is committed, whatever the client does (a rolled-back
-///   read is impossible, not merely avoided by this client); if the append or its commit fails, nothing is released;
-/// - another vault's key is refused at step 1 (the data keys' key ids are compared there): one entry, no rows;
+/// Recovers original values for a compliance officer (role `piivault_compliance`) through the `LoggedAccessGate`:
+/// `vault.request_unmask_*` appends the access-log entry and records which rows it grants, committed before
+/// `vault.release_unmask_*` hands out the sealed rows of that grant, once. So:
+/// - no sealed value leaves the database before its entry is committed, whatever the client does; if the append or
+///   its commit fails, nothing is released;
+/// - a request whose rows are all sealed to another vault key is refused at step 1 (one entry, no rows); rows sealed
+///   to another key beside rows sealed to the caller's are withheld row by row and logged as a refusal;
 /// - a value that does not open (moved between rows, damaged) is logged as a refusal after the grant's entry;
-/// - a login outside `piivault_compliance` is refused by Postgres, and the attempt is logged through
-///   `audit.record_denied`.
-public struct Unmasker: Sendable {
-    public let connection: PostgresConnection
-    public let secretKey: VaultSecretKey
-    public let caller: AccessLogCaller
+/// - with a token key, each opened value is checked against its token: one that does not match is `forged`,
+///   withheld, and logged as a refusal;
+/// - a login outside `piivault_compliance` is refused by Postgres, and the attempt is logged.
+struct Unmasker {
+    let gate: LoggedAccessGate
+    let secretKey: VaultSecretKey
+    /// Checks values against their tokens; nil when the caller chose not to verify.
+    let tokenKey: TokenKey?
 
-    public init(connection: PostgresConnection, secretKey: VaultSecretKey, caller: AccessLogCaller = .current) {
-        self.connection = connection
+    init(connection: PostgresConnection, secretKey: VaultSecretKey, tokenKey: TokenKey?, caller: AccessLogCaller) {
+        self.gate = LoggedAccessGate(connection: connection, caller: caller, action: "unmask")
         self.secretKey = secretKey
-        self.caller = caller
+        self.tokenKey = tokenKey
     }
 
-    /// The original values of `tokens` (`vault.request_unmask_tokens`, then `release_unmask_tokens`). Refused when more than `maxRows` distinct tokens are
-    /// asked for.
-    public func unmask(tokens: [String], reason: String, maxRows: Int) async throws -> Unmasked<UnmaskedTokens> {
-        var seen = Set<String>()
-        let wanted = tokens.filter { seen.insert($0).inserted }
-        let subject = "tokens:" + wanted.sorted().joined(separator: ",")
-        let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: wanted), as: UTF8.self)
-        let request: PostgresQuery = """
-            SELECT * FROM vault.request_unmask_tokens(
-                ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(reason), \(caller.osUser),
-                \(caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
-            """
-        return try await access(subject: subject, reason: reason, request: request, release: { seq in
-            "SELECT * FROM vault.release_unmask_tokens(\(seq))"
-        }) { rows, keys in
-            var opened: [String: UnmaskedValue] = [:]
-            for row in rows {
-                let token = try row["token"].requiredString()
-                let value = try keys.openValue(
-                    try row["sealed"].requiredBytes(), token: token,
-                    dataKey: try DataKeyReference(row, id: "data_key_id", keyID: "key_id", sealed: "sealed_key"))
-                opened[token] = UnmaskedValue(token: token, field: try row["field"].requiredString(), value: value)
-            }
-            return UnmaskedTokens(values: wanted.compactMap { opened[$0] },
-                                  unknownTokens: wanted.filter { opened[$0] == nil })
+    func run(_ request: UnmaskRequest) async throws -> UnmaskReport {
+        switch request.target {
+        case .tokens(let tokens): return try await unmask(tokens: tokens, reason: request.reason, maxRows: request.maxRows)
+        case .userID(let userID): return try await unmask(userID: userID, reason: request.reason, maxRows: request.maxRows)
+        case .quarantined(let messageID): return try await unmask(quarantinedMessageID: messageID, reason: request.reason)
         }
     }
 
-    /// Every login of `userID` with its original ip and device_id (`vault.request_unmask_user`, then
-    /// `release_unmask_user`). Refused when the user has
-    /// more than `maxRows` logins.
-    public func unmask(userID: String, reason: String, maxRows: Int) async throws -> Unmasked<[UnmaskedLogin]> {
-        let request: PostgresQuery = """
-            SELECT * FROM vault.request_unmask_user(\(userID), \(reason), \(caller.osUser), \(caller.clientHost),
-                                                    \(maxRows), \(secretKey.keyID.hex))
-            """
-        return try await access(subject: "user_id:" + userID, reason: reason, request: request, release: { seq in
-            "SELECT *, create_date::text AS create_date_text FROM vault.release_unmask_user(\(seq))"
-        }) {
-            rows, keys in
+    // MARK: - The three requests
+
+    private func unmask(tokens: [Token], reason: String, maxRows: Int) async throws -> UnmaskReport {
+        var seen = Set<String>()
+        let wanted = tokens.map(\.description).filter { seen.insert($0).inserted }
+        let subject = "tokens:" + wanted.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.joined(separator: ",")
+        let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: wanted), as: UTF8.self)
+        let grant = try await gate.request("""
+            SELECT * FROM vault.request_unmask_tokens(
+                ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(reason), \(gate.caller.osUser),
+                \(gate.caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
+            """, reason: reason, deniedSubject: subject)
+        try refuseIfRefused(grant)
+        let opened = try await release(grant, "SELECT * FROM vault.release_unmask_tokens(\(grant.seq))",
+                                       subject: subject, reason: reason) { rows, opener in
+            var values: [String: UnmaskedValue] = [:]
+            var withheld: [String] = []
+            for row in rows {
+                let token = try row["token"].requiredString()
+                if let value = try opener.value(row, token: token, sealed: "sealed", dataKeyID: "data_key_id",
+                                                keyID: "key_id", sealedKey: "sealed_key") {
+                    values[token] = UnmaskedValue(token: token, field: try row["field"].requiredString(), value: value)
+                } else {
+                    withheld.append(token)
+                }
+            }
+            return (values, withheld)
+        }
+        let (values, withheldTokens) = opened.rows
+        let unknown = wanted.filter { values[$0] == nil && !withheldTokens.contains($0) }
+        let result = UnmaskedTokens(values: wanted.compactMap { values[$0] }, unknownTokens: unknown)
+        let shortfall = opened.shortfall
+            ?? (unknown.isEmpty ? nil : .unknownTokens(unknown, asked: wanted.count, logSeq: grant.seq))
+        return UnmaskReport(rows: result.values.isEmpty ? nil : .tokens(result), logSeq: grant.seq,
+                            outcome: grant.outcome, shortfall: shortfall)
+    }
+
+    private func unmask(userID: String, reason: String, maxRows: Int) async throws -> UnmaskReport {
+        let grant = try await gate.request("""
+            SELECT * FROM vault.request_unmask_user(\(userID), \(reason), \(gate.caller.osUser),
+                                                    \(gate.caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
+            """, reason: reason, deniedSubject: "user_id")
+        try refuseIfRefused(grant)
+        let subject = "user_id:" + userID
+        let opened = try await release(
+            grant, "SELECT *, create_date::text AS create_date_text FROM vault.release_unmask_user(\(grant.seq))",
+            subject: subject, reason: reason
+        ) { rows, opener in
             try rows.map { row in
                 let maskedIP = try row["masked_ip"].string()
                 let maskedDeviceID = try row["masked_device_id"].string()
                 var ip: String?
-                if let maskedIP, let sealed = try row["ip_sealed"].bytes() {
-                    ip = try keys.openValue(sealed, token: maskedIP, dataKey: try DataKeyReference(
-                        row, id: "ip_data_key_id", keyID: "ip_key_id", sealed: "ip_sealed_key"))
+                var ipWithheld = false
+                if let maskedIP, !row["ip_sealed"].isNull {
+                    ip = try opener.value(row, token: maskedIP, sealed: "ip_sealed", dataKeyID: "ip_data_key_id",
+                                          keyID: "ip_key_id", sealedKey: "ip_sealed_key")
+                    ipWithheld = ip == nil
                 }
                 var deviceID: String?
-                if let maskedDeviceID, let sealed = try row["device_sealed"].bytes() {
-                    deviceID = try keys.openValue(sealed, token: maskedDeviceID, dataKey: try DataKeyReference(
-                        row, id: "device_data_key_id", keyID: "device_key_id", sealed: "device_sealed_key"))
+                var deviceIDWithheld = false
+                if let maskedDeviceID, !row["device_sealed"].isNull {
+                    deviceID = try opener.value(
+                        row, token: maskedDeviceID, sealed: "device_sealed", dataKeyID: "device_data_key_id",
+                        keyID: "device_key_id", sealedKey: "device_sealed_key")
+                    deviceIDWithheld = deviceID == nil
                 }
                 return UnmaskedLogin(
                     userID: try row["user_id"].requiredString(), deviceType: try row["device_type"].string(),
-                    maskedIP: maskedIP, ip: ip, maskedDeviceID: maskedDeviceID, deviceID: deviceID,
-                    locale: try row["locale"].string(), appVersion: try row["app_version"].int(),
-                    appVersionText: try row["app_version_text"].string(),
+                    maskedIP: maskedIP, ip: ip, ipWithheld: ipWithheld, maskedDeviceID: maskedDeviceID,
+                    deviceID: deviceID, deviceIDWithheld: deviceIDWithheld, locale: try row["locale"].string(),
+                    appVersion: try row["app_version"].int(), appVersionText: try row["app_version_text"].string(),
                     createDate: try row["create_date_text"].string(), messageID: try row["message_id"].string())
             }
         }
+        let logins = opened.rows
+        return UnmaskReport(
+            rows: logins.isEmpty ? nil : .logins(logins), logSeq: grant.seq, outcome: grant.outcome,
+            shortfall: opened.shortfall ?? (logins.isEmpty ? .noLogins(userID: userID, logSeq: grant.seq) : nil))
     }
 
-    /// The body of a quarantined message, exactly as received (`vault.request_unmask_quarantined`, then `release_unmask_quarantined`); nil when there is no
-    /// quarantined message with that id (the access is logged all the same).
-    public func unmask(quarantinedMessageID messageID: String, reason: String) async throws
-        -> Unmasked<UnmaskedMessage?>
-    {
-        let request: PostgresQuery = """
-            SELECT * FROM vault.request_unmask_quarantined(\(messageID), \(reason), \(caller.osUser),
-                                                           \(caller.clientHost), \(secretKey.keyID.hex))
-            """
-        return try await access(subject: "message_id:" + messageID, reason: reason, request: request, release: { seq in
-            "SELECT *, received_at::text AS received_at_text FROM vault.release_unmask_quarantined(\(seq))"
-        }) { rows, keys in
+    private func unmask(quarantinedMessageID messageID: String, reason: String) async throws -> UnmaskReport {
+        let grant = try await gate.request("""
+            SELECT * FROM vault.request_unmask_quarantined(\(messageID), \(reason), \(gate.caller.osUser),
+                                                           \(gate.caller.clientHost), \(secretKey.keyID.hex))
+            """, reason: reason, deniedSubject: "message_id")
+        try refuseIfRefused(grant)
+        let opened = try await release(
+            grant, "SELECT *, received_at::text AS received_at_text FROM vault.release_unmask_quarantined(\(grant.seq))",
+            subject: "message_id:" + messageID, reason: reason
+        ) { rows, opener -> UnmaskedMessage? in
             guard let row = rows.first else { return nil }
-            let body = try keys.openBody(
+            let body = try opener.ring.openBody(
                 try row["sealed_body"].requiredBytes(), messageID: messageID,
                 dataKey: try DataKeyReference(row, id: "data_key_id", keyID: "key_id", sealed: "sealed_key"))
             return UnmaskedMessage(
                 messageID: messageID, receivedAt: try row["received_at_text"].requiredString(),
                 reason: try row["quarantine_reason"].requiredString(), body: body)
         }
+        guard let message = opened.rows else {
+            return UnmaskReport(rows: nil, logSeq: grant.seq, outcome: grant.outcome,
+                                shortfall: .noQuarantinedMessage(messageID: messageID, logSeq: grant.seq))
+        }
+        return UnmaskReport(rows: .message(message), logSeq: grant.seq, outcome: grant.outcome, shortfall: nil)
     }
 
-    // MARK: - One logged access
+    // MARK: - Through the gate
 
-    /// Step 1: `request` appends the access-log entry and records which rows it grants; it runs on its own and is
-    /// committed before anything else happens. Step 2: `release(seq)` returns the granted sealed rows, which `open`
-    /// opens inside that transaction; a value that does not open rolls it back and is logged as a refusal.
-    private func access<Rows: Sendable>(
-        subject: String, reason: String, request: PostgresQuery, release: (Int) -> PostgresQuery,
-        open: ([PostgresRow], DataKeyRing) throws -> Rows
-    ) async throws -> Unmasked<Rows> {
-        guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
-        let granted: PostgresRows
-        do {
-            granted = try await connection.query(request)  // its own transaction: committed when it returns
-        } catch let error as PostgresError where error.isPermissionDenied {
-            throw UnmaskError.notPermitted(logSeq: try? await recordDenied(subject: subject, reason: reason))
+    /// A refusal decided at step 1 (over the row cap, every row sealed to another vault key) prints nothing.
+    private func refuseIfRefused(_ grant: AccessGrant) throws {
+        if let otherKey = grant.otherKeyID {
+            throw UnmaskError.wrongVaultKey(recorded: otherKey, given: secretKey.keyID, logSeq: grant.seq)
         }
-        guard let entry = granted.first else { throw UnmaskProtocolError() }
-        let seq = try entry["log_seq"].requiredInt()
-        let outcome = try entry["outcome"].requiredString()
-        if let otherKey = try entry["other_key_id"].string() {
-            throw UnmaskError.wrongVaultKey(recorded: otherKey, given: secretKey.keyID, logSeq: seq)
-        }
-        if outcome.hasPrefix("refused") { throw UnmaskError.overRowCap(outcome: outcome, logSeq: seq) }
+        if grant.isRefused { throw UnmaskError.overRowCap(outcome: grant.outcome, logSeq: grant.seq) }
+    }
 
-        let keys = DataKeyRing(secretKey: secretKey)
-        if try entry["row_count"].requiredInt() == 0 {
-            return Unmasked(rows: try open([], keys), logSeq: seq, outcome: outcome)
-        }
-        do {
-            let rows = try await connection.transaction { connection in
-                try open(Array(try await connection.query(release(seq))), keys)
+    /// Step 2: releases the grant's rows and opens them inside that transaction with `open`. A value that does not
+    /// open rolls the release back and is logged as a refusal (and thrown); values withheld row by row (forged,
+    /// sealed to another vault key) are logged as one refusal and returned as the shortfall.
+    private func release<Rows: Sendable>(
+        _ grant: AccessGrant, _ call: PostgresQuery, subject: String, reason: String,
+        open: ([PostgresRow], ValueOpener) throws -> Rows
+    ) async throws -> (rows: Rows, shortfall: UnmaskShortfall?) {
+        let opener = ValueOpener(secretKey: secretKey, tokenKey: tokenKey)
+        let rows: Rows
+        if grant.rowCount == 0 {
+            rows = try open([], opener)
+        } else {
+            do {
+                rows = try await gate.release(grant, call) { try open(Array($0), opener) }
+            } catch let failure as OpenFailure {
+                // The values were released under entry `seq` but do not open: log why, then report it.
+                let refusal = try await diagnose(failure)
+                let refusalSeq = try await gate.recordRefusal(subject: subject, reason: reason,
+                                                              outcome: refusal.loggedOutcome ?? "")
+                throw refusal.logged(as: refusalSeq)
             }
-            return Unmasked(rows: rows, logSeq: seq, outcome: outcome)
-        } catch let failure as OpenFailure {
-            // The values were released under entry `seq` but do not open: log why, then report it.
-            let refusal = try await diagnose(failure)
-            let refusalSeq = try await recordRefusal(subject: subject, reason: reason, outcome: refusal.loggedOutcome ?? "")
-            throw refusal.logged(as: refusalSeq)
         }
+        guard !opener.forged.isEmpty || !opener.otherKey.isEmpty else { return (rows, nil) }
+        var outcomes: [String] = []
+        if !opener.forged.isEmpty {
+            outcomes.append("forged value (\(opener.forged.joined(separator: ", ")) not the value of its token)")
+        }
+        if !opener.otherKey.isEmpty {
+            let keys = Set(opener.otherKey.map(\.keyID)).sorted().joined(separator: ", ")
+            outcomes.append("vault key mismatch (\(opener.otherKey.count) values sealed to \(keys), key file is \(secretKey.keyID))")
+        }
+        let seq = try await gate.recordRefusal(subject: subject, reason: reason, outcome: outcomes.joined(separator: "; "))
+        return (rows, .withheld(forged: opener.forged, otherKey: opener.otherKey, refusalSeq: seq))
     }
 
     /// Tells a value moved from another row from a damaged one, by trying the tokens sealed under the same data key.
@@ -176,7 +188,7 @@ public struct Unmasker: Sendable {
         case .refused(let error):
             return error
         case let .value(token, dataKeyID, sealed, opener):
-            let candidates = try await connection.query(
+            let candidates = try await gate.connection.query(
                 "SELECT t FROM vault.tokens_sealed_with(\(dataKeyID)) AS t").map { try $0["t"].requiredString() }
             if case .moved(let original) = opener.diagnose(sealed, expectedToken: token, candidates: candidates) {
                 return .valueMoved(token: token, originalToken: original, logSeq: 0)
@@ -184,25 +196,47 @@ public struct Unmasker: Sendable {
             return .valueDamaged(subject: "token \(token)", logSeq: 0)
         }
     }
-
-    private func recordRefusal(subject: String, reason: String, outcome: String) async throws -> Int {
-        let rows = try await connection.query("""
-            SELECT audit.record_refusal('unmask', \(reason), \(subject), \(outcome), \(caller.osUser),
-                                        \(caller.clientHost)) AS seq
-            """)
-        return try rows.first?["seq"].requiredInt() ?? 0
-    }
-
-    private func recordDenied(subject: String, reason: String) async throws -> Int {
-        let rows = try await connection.query("""
-            SELECT audit.record_denied('unmask', \(reason), \(subject), \(caller.osUser), \(caller.clientHost)) AS seq
-            """)
-        return try rows.first?["seq"].requiredInt() ?? 0
-    }
 }
 
-/// A `vault.request_unmask_*` call that returned no row: they always return one.
-struct UnmaskProtocolError: PIIVaultReportableError {
-    var message: String { "the vault's unmask request returned no row; run `piivault migrate` to bring the database up to date" }
-    var exitCode: PIIVaultExitCode { .failure }
+/// Opens released values for one access and keeps what it withheld: values sealed to another vault key than the
+/// caller's (not opened) and values that open but are not the values of their tokens (forged). Used inside one
+/// access only, by one task (not Sendable: its state is owned by that access).
+final class ValueOpener {
+    let ring: DataKeyRing
+    private let secretKeyID: String
+    private let tokenKey: TokenKey?
+    private var tokenizers: [Int: Tokenizer] = [:]
+    private(set) var forged: [String] = []
+    private(set) var otherKey: [UnmaskShortfall.OtherKeyRow] = []
+
+    init(secretKey: VaultSecretKey, tokenKey: TokenKey?) {
+        ring = DataKeyRing(secretKey: secretKey)
+        secretKeyID = secretKey.keyID.hex
+        self.tokenKey = tokenKey
+    }
+
+    /// The value sealed for `token` in `row`, or nil when it is withheld (another vault key, forged).
+    func value(_ row: PostgresRow, token: String, sealed: String, dataKeyID: String, keyID: String,
+               sealedKey: String) throws -> String? {
+        let reference = try DataKeyReference(row, id: dataKeyID, keyID: keyID, sealed: sealedKey)
+        guard reference.keyID == secretKeyID else {
+            otherKey.append(.init(token: token, keyID: reference.keyID))
+            return nil
+        }
+        let value = try ring.openValue(try row[sealed].requiredBytes(), token: token, dataKey: reference)
+        guard let tokenKey else { return value }
+        // The token is the HMAC of the canonical value under the token key (of the token's version): a value that
+        // does not give its own token back was not sealed by an ETL run that held token.key.
+        guard let parsed = Token(parsing: token) else {
+            forged.append(token)
+            return nil
+        }
+        let tokenizer = tokenizers[parsed.version] ?? Tokenizer(key: tokenKey, version: parsed.version)
+        tokenizers[parsed.version] = tokenizer
+        guard tokenizer.token(forCanonical: value, field: parsed.field) == token else {
+            forged.append(token)
+            return nil
+        }
+        return value
+    }
 }

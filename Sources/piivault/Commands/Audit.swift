@@ -38,9 +38,7 @@ struct Audit: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let filter = AccessLogFilter(since: since, until: until, actor: actor, action: action)
-                let entries = try await Database.withConnection(database.resolved) { connection in
-                    try await AccessLogReader(connection: connection).entries(matching: filter)
-                }
+                let entries = try await AccessLogService(databaseURL: database.resolved).entries(matching: filter)
                 print(format.render(entries), terminator: "")
             }
         }
@@ -70,9 +68,7 @@ struct Audit: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let anchor = self.anchor.flatMap(AccessLogAnchor.init(parsing:))
-                let verdict = try await Database.withConnection(database.resolved) { connection in
-                    try await AccessLogReader(connection: connection).verify(anchor: anchor)
-                }
+                let verdict = try await AccessLogService(databaseURL: database.resolved).verify(anchor: anchor)
                 switch verdict {
                 case .intact(let count, let head):
                     print("access log intact: \(count) entries, head \(head)"
@@ -99,9 +95,7 @@ struct Audit: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let head = try await Database.withConnection(database.resolved) { connection in
-                    try await AccessLogReader(connection: connection).checkpoint()
-                }
+                let head = try await AccessLogService(databaseURL: database.resolved).checkpoint()
                 print(head)
             }
         }

@@ -23,11 +23,8 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let directory = try MigrationFiles.locate(explicit: migrationsDir)
-            let migrator = Migrator(migrations: try MigrationFiles.load(from: directory))
-            let report = try await Database.withConnection(database.resolved) { connection in
-                try await migrator.run(on: connection, dryRun: dryRun)
-            }
+            let report = try await MigrationService(databaseURL: database.resolved, migrationsDirectory: migrationsDir)
+                .run(dryRun: dryRun)
             for migration in report.applied {
                 print("\(report.dryRun ? "would apply" : "applied") \(migration.fileName)")
             }

@@ -13,16 +13,29 @@ struct Unmask: AsyncParsableCommand {
             and printed only once that entry is committed. A refusal (no permission, another vault's key, a value \
             moved between rows or damaged, over --max-rows) prints no value and is logged with its own outcome.
 
+            Every value is checked against its token with the token key (--token-key, or PIIVAULT_TOKEN_KEY): a value \
+            that is not the value of its token was planted by someone who could write to the vault; it is reported \
+            as forged, withheld, and logged. --no-verify-tokens skips the check (for an officer without token.key). \
+            Values sealed to another vault key than the key file's are withheld row by row; the rest are printed.
+
             Exit status: 0 all found and printed; 1 some tokens unknown (the others are printed), no such user or \
-            message, or over --max-rows; 64 usage (no --reason, not exactly one of --token/--user-id/--quarantined); \
-            65 key file malformed, or a value moved or damaged; 69 database unavailable; 77 key file mode/owner, \
-            wrong passphrase, another vault's key, or a login outside piivault_compliance.
+            message, or over --max-rows; 64 usage (no --reason, not exactly one of --token/--user-id/--quarantined, \
+            no --token-key without --no-verify-tokens); 65 key file malformed, or a value moved, damaged or forged; \
+            69 database unavailable, or the access log locked by another session; 77 key file mode/owner, wrong \
+            passphrase, another vault's key, or a login outside piivault_compliance.
             """)
 
     @OptionGroup var database: DatabaseOptions
 
     @Option(help: ArgumentHelp("The vault secret key file (also PIIVAULT_VAULT_KEY).", valueName: "FILE"))
     var keyFile: String?
+
+    @Option(help: ArgumentHelp("The token key file, to check each value against its token (also PIIVAULT_TOKEN_KEY).",
+                               valueName: "FILE"))
+    var tokenKey: String?
+
+    @Flag(help: "Do not check values against their tokens (no token key needed; a forged value goes unnoticed).")
+    var noVerifyTokens = false
 
     @Option(help: ArgumentHelp("Why this access is needed (case or request number); logged.", valueName: "TEXT"))
     var reason: String?
@@ -55,25 +68,17 @@ struct Unmask: AsyncParsableCommand {
             throw ValidationError("give exactly one of --token (or --token-file), --user-id, --quarantined")
         }
         guard maxRows >= 1 else { throw ValidationError("--max-rows must be 1 or more") }
-        try Self.checkTokens(tokens, source: "--token")
+        _ = try Self.checkTokens(tokens, source: "--token")
     }
 
-    /// Refuses anything that is not shaped like a token, without echoing it: a value typed or pasted by mistake
-    /// must not reach the terminal's scrollback or the access log.
-    static func checkTokens(_ tokens: [String], source: String) throws {
-        let bad = tokens.filter { !Self.isToken($0) }.count
-        guard bad == 0 else {
-            throw ValidationError("\(source): \(bad) of \(tokens.count) arguments are not tokens (ip.v1.<64 hex digits> or dev.v1.<64 hex digits>); not shown, in case they are values")
+    /// Parses tokens, refusing anything that is not shaped like a token without echoing it: a value typed or
+    /// pasted by mistake must not reach the terminal's scrollback or the access log.
+    static func checkTokens(_ tokens: [String], source: String) throws -> [Token] {
+        let parsed = tokens.compactMap(Token.init(parsing:))
+        guard parsed.count == tokens.count else {
+            throw ValidationError("\(source): \(tokens.count - parsed.count) of \(tokens.count) arguments are not tokens (ip.v1.<64 hex digits> or dev.v1.<64 hex digits>); not shown, in case they are values")
         }
-    }
-
-    private static func isToken(_ text: String) -> Bool {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "ip" || parts[0] == "dev", parts[1].count >= 2, parts[1].first == "v",
-              parts[1].dropFirst().allSatisfy(\.isASCII), parts[1].dropFirst().allSatisfy(\.isNumber),
-              parts[2].utf8.count == 64
-        else { return false }
-        return parts[2].utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        return parsed
     }
 
     func run() async throws {
@@ -87,33 +92,29 @@ struct Unmask: AsyncParsableCommand {
             let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath) {
                 try Passphrase.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
-            let wanted = try tokens + readTokenFile()
-            try await Database.withConnection(database.resolved) { connection in
-                let unmasker = Unmasker(connection: connection, secretKey: secretKey)
-                if let userID {
-                    let result = try await unmasker.unmask(userID: userID, reason: reason, maxRows: maxRows)
-                    guard !result.rows.isEmpty else {
-                        throw NotFound("no logins for user id \(userID) (access logged as entry \(result.logSeq))")
-                    }
-                    print(format.render(result.rows), terminator: "")
-                    logged(result.logSeq)
-                } else if let quarantined {
-                    let result = try await unmasker.unmask(quarantinedMessageID: quarantined, reason: reason)
-                    guard let message = result.rows else {
-                        throw NotFound("no quarantined message with id \(quarantined) (access logged as entry \(result.logSeq))")
-                    }
-                    print(format.render(message), terminator: "")
-                    logged(result.logSeq)
-                } else {
-                    let result = try await unmasker.unmask(tokens: wanted, reason: reason, maxRows: maxRows)
-                    if !result.rows.values.isEmpty { print(format.render(result.rows), terminator: "") }
-                    logged(result.logSeq)
-                    let unknown = result.rows.unknownTokens
-                    if !unknown.isEmpty {
-                        throw NotFound("\(unknown.count) of \(Set(wanted).count) tokens are not in the vault: \(unknown.joined(separator: " ")); check them (a value that was never loaded has no token)")
-                    }
+            let environment = ProcessInfo.processInfo.environment
+            var tokenKeyFile: TokenKey?
+            if !noVerifyTokens {
+                guard let path = tokenKey ?? environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
+                    throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
                 }
+                tokenKeyFile = try KeyLoading.loadTokenKey(path: path)
             }
+            let target: UnmaskRequest.Target
+            if let userID {
+                target = .userID(userID)
+            } else if let quarantined {
+                target = .quarantined(messageID: quarantined)
+            } else {
+                target = .tokens(try Self.checkTokens(tokens, source: "--token") + readTokenFile())
+            }
+            let service = UnmaskService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: tokenKeyFile)
+            let report = try await service.run(UnmaskRequest(target, reason: reason, maxRows: maxRows))
+            if report.rows != nil {
+                print(format.render(report), terminator: "")
+                logged(report.logSeq)
+            }
+            if let shortfall = report.shortfall { throw shortfall }
         }
     }
 
@@ -123,7 +124,7 @@ struct Unmask: AsyncParsableCommand {
     }
 
     /// Tokens from `--token-file`, one per line; blank lines and surrounding spaces ignored.
-    private func readTokenFile() throws -> [String] {
+    private func readTokenFile() throws -> [Token] {
         guard let tokenFile else { return [] }
         let data: Data
         if tokenFile == "-" {
@@ -137,14 +138,6 @@ struct Unmask: AsyncParsableCommand {
         let tokens = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !tokens.isEmpty else { throw ValidationError("--token-file \(tokenFile) holds no tokens") }
-        try Self.checkTokens(tokens, source: "--token-file")
-        return tokens
+        return try Self.checkTokens(tokens, source: "--token-file")
     }
-}
-
-/// Nothing matched what was asked for; the access is logged all the same.
-private struct NotFound: PIIVaultReportableError {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var exitCode: PIIVaultExitCode { .failure }
 }
