@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Declared because the AWS module's HTTP transport uses NIO's byte buffers, headers and connection errors.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.
@@ -28,15 +30,23 @@ let package = Package(
 
         // Pure AWS Signature Version 4 signing; no I/O.
         .target(name: "SigV4", dependencies: ["CSodium"]),
-        // Amazon SQS client (query/XML and JSON protocols) over AsyncHTTPClient.
+        // AWS plumbing shared by every AWS client: shared config and credentials files, profiles, region and
+        // endpoint resolution, credentials providers (refreshing), STS, and the HTTP transport seam.
         .target(
-            name: "SQS",
+            name: "AWS",
             dependencies: [
                 "SigV4",
-                "CSodium",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // Amazon SQS client (query/XML and JSON protocols) over the AWS module's HTTP transport.
+        .target(
+            name: "SQS",
+            dependencies: ["AWS", "SigV4", .product(name: "Logging", package: "swift-log")]
         ),
         // Thin, safe libpq wrapper.
         .target(
@@ -47,7 +57,7 @@ let package = Package(
         .target(
             name: "PIIVault",
             dependencies: [
-                "CSodium", "Postgres", "SQS",
+                "CSodium", "Postgres", "AWS", "SQS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -74,9 +84,11 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
-        .testTarget(name: "SQSTests", dependencies: ["SQS", "TestSupport"]),
+        .testTarget(name: "SQSTests", dependencies: ["AWS", "SQS", "SigV4", "TestSupport"]),
+        // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "SQS", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "AWS", "SQS", "SigV4", "TestSupport"]),
     ]
 )
