@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// `any` for every existential, and an import for every module whose declarations a file uses.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
 let package = Package(
     name: "piivault",
     platforms: [.macOS(.v13)],
@@ -41,12 +47,14 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         // Amazon SQS client (query/XML and JSON protocols) over the AWS module's HTTP transport.
         .target(
             name: "SQS",
-            dependencies: ["AWS", "SigV4", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AWS", "SigV4", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
         ),
         // Thin, safe libpq wrapper.
         .target(
@@ -86,7 +94,8 @@ let package = Package(
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
         .testTarget(name: "SQSTests", dependencies: ["AWS", "SQS", "SigV4", "TestSupport"]),
         // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: strictSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "AWS", "SQS", "SigV4", "TestSupport"]),
