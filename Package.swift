@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// The project's own targets: every existential spelled `any`, and every module a file uses imported by that file.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
 let package = Package(
     name: "piivault",
     platforms: [.macOS(.v13)],
@@ -12,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.
@@ -27,21 +34,24 @@ let package = Package(
         ),
 
         // Pure AWS Signature Version 4 signing; no I/O.
-        .target(name: "SigV4", dependencies: ["CSodium"]),
+        .target(name: "SigV4", dependencies: ["CSodium"], swiftSettings: strictSettings),
         // Amazon SQS client (query/XML and JSON protocols) over AsyncHTTPClient.
         .target(
             name: "SQS",
             dependencies: [
                 "SigV4",
-                "CSodium",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
         ),
         // Thin, safe libpq wrapper.
         .target(
             name: "Postgres",
-            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLibPQ"],
+            swiftSettings: strictSettings
         ),
         // The core: events, tokens, sealing, key files, vault store, audit, ETL pipeline.
         .target(
@@ -49,7 +59,8 @@ let package = Package(
             dependencies: [
                 "CSodium", "Postgres", "SQS",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
         // The command line: parses arguments, prints, bootstraps logging. No behaviour of its own.
         .executableTarget(
@@ -58,13 +69,15 @@ let package = Package(
                 "PIIVault",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
 
         // Benchmarks (`make bench`): measurements, not tests.
         .executableTarget(
             name: "piivault-bench",
-            dependencies: ["PIIVault", "Postgres", "SQS", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PIIVault", "SQS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
         ),
 
         // Shared helpers for tests: service discovery, scratch databases, running the binary.

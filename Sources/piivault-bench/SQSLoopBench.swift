@@ -72,8 +72,8 @@ private final class LastMessage: @unchecked Sendable {
 
 private final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
-    private var result: Result<(Int, Double), Error> = .failure(BenchUsage("not run"))
-    func set(_ value: Result<(Int, Double), Error>) { lock.withLock { result = value } }
+    private var result: Result<(Int, Double), any Error> = .failure(BenchUsage("not run"))
+    func set(_ value: Result<(Int, Double), any Error>) { lock.withLock { result = value } }
     func get() throws -> (Int, Double) { try lock.withLock { result }.get() }
 }
 

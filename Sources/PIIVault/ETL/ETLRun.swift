@@ -88,7 +88,7 @@ public enum ETLError: PIIVaultReportableError {
 public final class StopSignal: @unchecked Sendable {
     private let lock = NSLock()
     private var requested = false
-    private var sources: [DispatchSourceSignal] = []
+    private var sources: [any DispatchSourceSignal] = []
 
     public init() {}
 

@@ -89,7 +89,7 @@ struct ETL: AsyncParsableCommand {
         let format = logFormat ?? LogFormat(rawValue: environment["PIIVAULT_LOG_FORMAT"] ?? "") ?? .text
         let level = Logger.Level(rawValue: setting(logLevel, "PIIVAULT_LOG_LEVEL") ?? "warning") ?? .warning
         LoggingSystem.bootstrap { label in
-            var handler: LogHandler = format == .json ? JSONLogHandler(label: label) : TerseLogHandler(label: label)
+            var handler: any LogHandler = format == .json ? JSONLogHandler(label: label) : TerseLogHandler(label: label)
             handler.logLevel = level
             return handler
         }
