@@ -118,6 +118,7 @@ public enum SummaryFile {
     /// FIFO, a device such as `/dev/stdout`) is opened and written in place, never replaced.
     public static func write(_ bytes: [UInt8], to path: String) throws {
         if path == "-" {
+            fflush(nil)  // after whatever the command already printed, such as the summary line
             FileHandle.standardOutput.write(Data(bytes))
             return
         }
