@@ -1,7 +1,7 @@
 import PIIVault
 import XCTest
 
-/// DESIGN.md's message rules.
+/// The message rules (docs/ARCHITECTURE.md, "The ETL").
 final class LoginEventTests: XCTestCase {
     private func parse(_ text: String) throws -> LoginEvent {
         try LoginEvent.parse(body: Array(text.utf8))

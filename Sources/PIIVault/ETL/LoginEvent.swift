@@ -1,4 +1,4 @@
-/// A login event as sent to the queue, validated against DESIGN.md's message rules but not yet tokenized.
+/// A login event as sent to the queue, validated against the message rules (docs/ARCHITECTURE.md, "The ETL") but not yet tokenized.
 ///
 /// `ip` and `deviceID` are plaintext PII: they live only in memory, long enough to be tokenized and sealed.
 public struct LoginEvent: Sendable, Equatable {
