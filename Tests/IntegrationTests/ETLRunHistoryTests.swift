@@ -125,3 +125,45 @@ extension ETLTests {
         XCTAssertEqual(replaced?["outcome"] as? String, "completed")
     }
 }
+
+extension ETLTests {
+    func testTheRunHistoryRecordsTheKeysAndAChangedVaultKeyIsReportedOrRefused() async throws {
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(ScratchDatabase.randomHex(4)).ndjson")
+        try (#"{"user_id": "u1", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d-1"}"# + "\n")
+            .write(to: input, atomically: true, encoding: .utf8)
+        let otherKeys = FileManager.default.temporaryDirectory.appendingPathComponent("etl-keys-\(ScratchDatabase.randomHex(4))")
+        defer {
+            try? FileManager.default.removeItem(at: input)
+            try? FileManager.default.removeItem(at: otherKeys)
+        }
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", otherKeys.path]).status, 0)
+        let vaultKeyID = try KeyLoading.loadVaultPublicKey(path: keys.appendingPathComponent("vault.pub").path).keyID.description
+        let otherKeyID = try KeyLoading.loadVaultPublicKey(path: otherKeys.appendingPathComponent("vault.pub").path).keyID.description
+        let tokenKeyID = try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path).keyID.description
+
+        var result = try etl(["--from-file", input.path, "--vault-key-id", vaultKeyID],
+                             environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stderr, "")
+        let row = try await query("SELECT vault_key_id, token_key_id, token_key_version FROM public.etl_runs").first!
+        XCTAssertEqual(try row["vault_key_id"].requiredString(), vaultKeyID)
+        XCTAssertEqual(try row["token_key_id"].requiredString(), tokenKeyID)
+        XCTAssertEqual(try row["token_key_version"].requiredInt(), 1)
+
+        // Another vault.pub, pinned to the first key: refused before anything is loaded or recorded.
+        let otherPub = otherKeys.appendingPathComponent("vault.pub").path
+        result = try etl(["--from-file", input.path, "--vault-public-key", otherPub, "--vault-key-id", vaultKeyID],
+                         environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 77, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.hasPrefix("piivault: error: the vault public key has key id \(otherKeyID), not \(vaultKeyID)"), result.stderr)
+        let runs = try await count("public.etl_runs")
+        XCTAssertEqual(runs, 1)
+
+        // Not pinned: the change is reported, and the run goes ahead.
+        result = try etl(["--from-file", input.path, "--vault-public-key", otherPub],
+                         environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("piivault: warning: vault.pub has key id \(otherKeyID), but the last run sealed to \(vaultKeyID)"), result.stderr)
+    }
+}

@@ -17,6 +17,8 @@ public struct ETLRun: Sendable {
     /// Called after batch N (1, 2, ...) has committed and before its messages are deleted from the source. Tests
     /// use it to simulate a crash between commit and delete; it does nothing by default.
     public var afterCommit: @Sendable (_ batchNumber: Int) async throws -> Void = { _ in }
+    /// The vault key id `vault.pub` must have (`--vault-key-id`); nil to compare with earlier runs and only warn.
+    public var expectedVaultKeyID: String?
 
     public init(
         source: any MessageSource, databaseURL: String, tokenKey: TokenKey, vaultPublicKey: VaultPublicKey,
@@ -43,11 +45,15 @@ public struct ETLRun: Sendable {
             throw error
         }
         defer { Task { await store.close(); await lookup.close() } }
-        let runID = try await store.beginRun(source: source.label)
+        try await checkVaultKey(store: store)
+        let tokenizer = Tokenizer(key: tokenKey)
+        let runID = try await store.beginRun(source: source.label, keys: RunKeys(
+            vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
+            tokenKeyVersion: tokenizer.version))
 
         var summary = ETLSummary()
         do {
-            try await drain(store: store, lookup: lookup, stop: stop, summary: &summary) {
+            try await drain(store: store, lookup: lookup, tokenizer: tokenizer, stop: stop, summary: &summary) {
                 summary in
                 var summary = summary
                 summary.updateRate(since: started)
@@ -68,6 +74,21 @@ public struct ETLRun: Sendable {
         return summary
     }
 
+    /// Whoever can write `vault.pub` decides whose key the night's values are sealed to: with `--vault-key-id` a
+    /// different key is refused; without it, a key that differs from the last run's is reported.
+    private func checkVaultKey(store: ETLStore) async throws {
+        let actual = vaultPublicKey.keyID.description
+        if let expected = expectedVaultKeyID {
+            guard expected.lowercased() == actual else {
+                throw ETLError.vaultKeyMismatch(expected: expected, actual: actual)
+            }
+            return
+        }
+        if let last = try await store.lastVaultKeyID(), last != actual {
+            logger.warning("vault.pub has key id \(actual), but the last run sealed to \(last); if the vault key was rotated on purpose, pass --vault-key-id \(actual) (or set PIIVAULT_VAULT_KEY_ID) to confirm it")
+        }
+    }
+
     /// What a batch in flight did once committed and deleted.
     private struct Settled: Sendable {
         let outcome: LoadOutcome
@@ -76,11 +97,11 @@ public struct ETLRun: Sendable {
 
     /// Receives, prepares and loads batches until the collector ends; counts into `summary`.
     private func drain(
-        store: ETLStore, lookup: VaultLookup, stop: StopSignal, summary: inout ETLSummary,
+        store: ETLStore, lookup: VaultLookup, tokenizer: Tokenizer, stop: StopSignal, summary: inout ETLSummary,
         progress: (ETLSummary) async -> Void
     ) async throws {
         var collector = BatchCollector(source: source, configuration: configuration)
-        let preparer = MessagePreparer(tokenizer: Tokenizer(key: tokenKey))
+        let preparer = MessagePreparer(tokenizer: tokenizer)
         let loader = BatchLoader(store: store)
         // The batch being loaded and then deleted from the source, while the next one is received and prepared: the
         // database and this process work at the same time. At most one batch is in flight, so batches commit and

@@ -19,6 +19,7 @@ public struct ETLFlags: Sendable {
     public var logFormat: String?
     public var logLevel: String?
     public var databaseURL: String?
+    public var vaultKeyID: String?
 
     public init() {}
 }
@@ -47,6 +48,8 @@ public struct ETLSettings: Sendable, Equatable {
     public var summaryPath: String?
     public var logFormat: LogFormat
     public var logLevel: LogLevel
+    /// The key id `vault.pub` must have; nil to only compare with the last run's.
+    public var expectedVaultKeyID: String?
 
     /// The log line format.
     public enum LogFormat: String, Sendable, CaseIterable {
@@ -113,7 +116,8 @@ public struct ETLSettings: Sendable, Equatable {
             databaseURL: DatabaseSettings.connectionString(flag: flags.databaseURL, environment: environment),
             configuration: configuration, waitTimeSeconds: wait, visibilityTimeout: visibility,
             summaryPath: lookup.text(flags.summaryJSON, "PIIVAULT_SUMMARY_JSON"),
-            logFormat: logFormat, logLevel: logLevel)
+            logFormat: logFormat, logLevel: logLevel,
+            expectedVaultKeyID: lookup.text(flags.vaultKeyID, "PIIVAULT_VAULT_KEY_ID"))
     }
 }
 
@@ -167,7 +171,9 @@ extension ETLRun {
                 waitTimeSeconds: settings.waitTimeSeconds, visibilityTimeout: settings.visibilityTimeout,
                 logger: logger)
         }
-        return ETLRun(source: source, databaseURL: settings.databaseURL, tokenKey: tokenKey,
-                      vaultPublicKey: publicKey, configuration: settings.configuration, logger: logger)
+        var run = ETLRun(source: source, databaseURL: settings.databaseURL, tokenKey: tokenKey,
+                         vaultPublicKey: publicKey, configuration: settings.configuration, logger: logger)
+        run.expectedVaultKeyID = settings.expectedVaultKeyID
+        return run
     }
 }

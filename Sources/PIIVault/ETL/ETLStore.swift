@@ -1,6 +1,13 @@
 import Foundation
 import Postgres
 
+/// The keys a run uses, as its history row records them.
+struct RunKeys: Sendable {
+    let vaultKeyID: String
+    let tokenKeyID: String
+    let tokenKeyVersion: Int
+}
+
 /// All of an ETL run's SQL on its write session: the run history (`public.etl_runs`), data keys, and the load of
 /// each batch in one transaction. An actor: the run's loop and the batch in flight share it, one call at a time.
 ///
@@ -36,7 +43,7 @@ actor ETLStore {
 
     /// Marks runs left `running` by processes that died as `abandoned`, then records a new run and holds its lock.
     /// Returns the run's id.
-    func beginRun(source: String) async throws -> Int {
+    func beginRun(source: String, keys: RunKeys) async throws -> Int {
         do {
             _ = try await connection.execute("""
                 UPDATE public.etl_runs AS r
@@ -52,10 +59,23 @@ actor ETLStore {
                 """)
             // One statement: the row becomes visible to others only after its lock is held.
             return try await connection.query("""
-                WITH run AS (INSERT INTO public.etl_runs (source) VALUES (\(source)) RETURNING id)
+                WITH run AS (
+                    INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version)
+                    VALUES (\(source), \(keys.vaultKeyID), \(keys.tokenKeyID), \(keys.tokenKeyVersion)) RETURNING id)
                 SELECT id, pg_advisory_lock(\(Int(Self.runLockNamespace))::int4, id::int4) FROM run
                 """).first!["id"].requiredInt()
         } catch let error as PostgresError where error.sqlState == "42P01" {
+            throw ETLError.notMigrated
+        }
+    }
+
+    /// The vault key id of the latest run that sealed to a recorded key, if any.
+    func lastVaultKeyID() async throws -> String? {
+        do {
+            return try await connection.query("""
+                SELECT vault_key_id FROM public.etl_runs WHERE vault_key_id IS NOT NULL ORDER BY id DESC LIMIT 1
+                """).first?["vault_key_id"].string()
+        } catch let error as PostgresError where error.sqlState == "42P01" || error.sqlState == "42703" {
             throw ETLError.notMigrated
         }
     }
@@ -68,7 +88,8 @@ actor ETLStore {
             UPDATE public.etl_runs SET finished_at = now(), received = \(summary.received),
                    loaded = \(summary.loaded), duplicates = \(summary.duplicates),
                    quarantined = \(summary.quarantined), values_sealed = \(summary.valuesSealed),
-                   outcome = \(summary.outcome), error = \(summary.error)
+                   delete_failures = \(summary.deleteFailures), outcome = \(summary.outcome),
+                   error = \(summary.error)
              WHERE id = \(id)
             """
         do {

@@ -86,6 +86,8 @@ public enum ETLError: PIIVaultReportableError {
     case configuration(String)
     /// The database has no piivault schema (or an older one).
     case notMigrated
+    /// `vault.pub` is not the key `--vault-key-id` names.
+    case vaultKeyMismatch(expected: String, actual: String)
     case failed(String, ETLSummary)
 
     public var message: String {
@@ -93,6 +95,8 @@ public enum ETLError: PIIVaultReportableError {
         case .inputFile(let text), .configuration(let text): return text
         case .notMigrated:
             return "the database has no piivault tables (public.etl_runs is missing); run `piivault migrate` first"
+        case let .vaultKeyMismatch(expected, actual):
+            return "the vault public key has key id \(actual), not \(expected) as --vault-key-id says; check which vault.pub this job was given (someone who can write it decides who can read tonight's values)"
         case .failed(let text, _): return text
         }
     }
@@ -101,6 +105,7 @@ public enum ETLError: PIIVaultReportableError {
         switch self {
         case .inputFile, .configuration, .notMigrated: return .dataError
         case .failed: return .failure
+        case .vaultKeyMismatch: return .noPermission
         }
     }
 

@@ -16,7 +16,8 @@ struct ETL: AsyncParsableCommand {
 
             Exit status: 0 when every received message was loaded or quarantined; 1 when the run stopped early \
             (messages not committed stay in the queue for the next run); 64 usage; 65 bad key file or input file; \
-            69 database or SQS unavailable; 77 permission refused.
+            69 database or SQS unavailable; 77 permission refused (a key file's mode or owner, a vault public key other than \
+            --vault-key-id, a database privilege).
             """
     )
 
@@ -37,6 +38,9 @@ struct ETL: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("The vault public key file (also PIIVAULT_VAULT_PUBLIC_KEY; default vault.pub).", valueName: "FILE"))
     var vaultPublicKey: String?
+
+    @Option(help: ArgumentHelp("Refuse to run unless the vault public key has this key id (also PIIVAULT_VAULT_KEY_ID); without it, a key that differs from the last run's is reported.", valueName: "KEY_ID"))
+    var vaultKeyID: String?
 
     @Option(help: "Stop after this many messages (also PIIVAULT_MAX_MESSAGES).")
     var maxMessages: Int?
@@ -119,6 +123,7 @@ struct ETL: AsyncParsableCommand {
         flags.logFormat = logFormat
         flags.logLevel = logLevel
         flags.databaseURL = database.databaseURL
+        flags.vaultKeyID = vaultKeyID
         return flags
     }
 
