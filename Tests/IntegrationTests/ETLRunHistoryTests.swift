@@ -167,3 +167,33 @@ extension ETLTests {
         XCTAssertTrue(result.stderr.contains("piivault: warning: vault.pub has key id \(otherKeyID), but the last run sealed to \(vaultKeyID)"), result.stderr)
     }
 }
+
+extension ETLTests {
+    func testFileMessageIdsComeFromContentAndOccurrenceNotPosition() async throws {
+        let lines = (1...4).map { #"{"user_id": "u\#($0)", "device_type": "ios", "ip": "192.0.2.\#($0)", "device_id": "d-\#($0)"}"# }
+        let first = FileManager.default.temporaryDirectory.appendingPathComponent("ids-\(ScratchDatabase.randomHex(4)).ndjson")
+        let second = FileManager.default.temporaryDirectory.appendingPathComponent("ids-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer {
+            try? FileManager.default.removeItem(at: first)
+            try? FileManager.default.removeItem(at: second)
+        }
+        // Lines 1-3, then the same lines with a blank line before them, in another order, line 1 twice and line 4.
+        try (lines[0..<3].joined(separator: "\n") + "\n").write(to: first, atomically: true, encoding: .utf8)
+        try ("\n" + [lines[2], lines[0], lines[1], lines[0], lines[3]].joined(separator: "\n") + "\n")
+            .write(to: second, atomically: true, encoding: .utf8)
+        var result = try etl(["--from-file", first.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 3, loaded 3, duplicates 0"), result.stdout)
+        result = try etl(["--from-file", second.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // Only the second copy of line 1 and line 4 are new.
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 5, loaded 2, duplicates 3"), result.stdout)
+        let ids = try await query("SELECT message_id FROM public.user_logins ORDER BY message_id").map { try $0["message_id"].requiredString() }
+        let line1 = Array(lines[0].utf8)
+        XCTAssertEqual(Set(ids), Set([
+            FileMessageSource.messageID(body: line1, occurrence: 1), FileMessageSource.messageID(body: line1, occurrence: 2),
+            FileMessageSource.messageID(body: Array(lines[1].utf8)), FileMessageSource.messageID(body: Array(lines[2].utf8)),
+            FileMessageSource.messageID(body: Array(lines[3].utf8)),
+        ]))
+    }
+}
