@@ -10,3 +10,7 @@ COMMENT ON COLUMN public.etl_runs.vault_key_id IS 'key id of the vault public ke
 COMMENT ON COLUMN public.etl_runs.token_key_id IS 'key id of the token key the run tokenized with';
 COMMENT ON COLUMN public.etl_runs.token_key_version IS 'the n of ip.vn. / dev.vn. tokens the run wrote';
 COMMENT ON COLUMN public.etl_runs.delete_failures IS 'committed messages the queue refused to delete (redelivered, then skipped)';
+
+-- The run history is the operator's (the ETL role) and the auditor's: it names key ids and failure reasons, which an
+-- analyst does not need.
+REVOKE SELECT ON public.etl_runs FROM piivault_analyst;
