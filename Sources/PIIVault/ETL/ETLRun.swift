@@ -19,6 +19,8 @@ public struct ETLRun: Sendable {
     public var afterCommit: @Sendable (_ batchNumber: Int) async throws -> Void = { _ in }
     /// The vault key id `vault.pub` must have (`--vault-key-id`); nil to compare with earlier runs and only warn.
     public var expectedVaultKeyID: String?
+    /// Where the run records its metrics; nil for none.
+    public var metrics: ETLMetrics?
 
     public init(
         source: any MessageSource, databaseURL: String, tokenKey: TokenKey, vaultPublicKey: VaultPublicKey,
@@ -51,6 +53,7 @@ public struct ETLRun: Sendable {
             vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
             tokenKeyVersion: tokenizer.version))
 
+        metrics?.recordQueueDepthAtStart(await source.approximateDepth())
         var summary = ETLSummary()
         do {
             try await drain(store: store, lookup: lookup, tokenizer: tokenizer, stop: stop, summary: &summary) {
@@ -65,13 +68,20 @@ public struct ETLRun: Sendable {
             summary.error = reason
             summary.updateRate(since: started)
             await store.finishRun(runID, summary: summary)
+            await recordEnd(summary)
             logger.debug("run failed", metadata: ["reason": "\(reason)"])
             throw ETLError.failed("the run stopped before loading everything it received: \(reason); messages not committed stay in the queue and a later run will load them", summary)
         }
         summary.outcome = stop.isRequested ? "interrupted" : "completed"
         summary.updateRate(since: started)
         await store.finishRun(runID, summary: summary)
+        await recordEnd(summary)
         return summary
+    }
+
+    private func recordEnd(_ summary: ETLSummary) async {
+        guard let metrics else { return }
+        metrics.recordEnd(summary, queueDepth: await source.approximateDepth())
     }
 
     /// Whoever can write `vault.pub` decides whose key the night's values are sealed to: with `--vault-key-id` a
@@ -133,8 +143,12 @@ public struct ETLRun: Sendable {
                 let quarantiner = preparer.quarantiner
                 let batchNumber = committedBatches + 1
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
+                let metrics = self.metrics
                 inFlight = Task {
+                    let clock = ContinuousClock()
+                    let loadStarted = clock.now
                     let outcome = try await loader.load(prepared, quarantiner: quarantiner)
+                    metrics?.recordBatchCommit(clock.now - loadStarted)
                     try await afterCommit(batchNumber)
                     // Only now, with the batch committed, may the messages leave the queue.
                     let deleteFailures = try await source.acknowledge(batch)

@@ -20,6 +20,8 @@ public struct ETLFlags: Sendable {
     public var logLevel: String?
     public var databaseURL: String?
     public var vaultKeyID: String?
+    public var metricsFile: String?
+    public var metricsPushURL: String?
 
     public init() {}
 }
@@ -50,6 +52,8 @@ public struct ETLSettings: Sendable, Equatable {
     public var logLevel: LogLevel
     /// The key id `vault.pub` must have; nil to only compare with the last run's.
     public var expectedVaultKeyID: String?
+    /// Where the run's metrics go, if anywhere.
+    public var metrics: MetricsPublisher
 
     /// The log line format.
     public enum LogFormat: String, Sendable, CaseIterable {
@@ -117,7 +121,9 @@ public struct ETLSettings: Sendable, Equatable {
             configuration: configuration, waitTimeSeconds: wait, visibilityTimeout: visibility,
             summaryPath: lookup.text(flags.summaryJSON, "PIIVAULT_SUMMARY_JSON"),
             logFormat: logFormat, logLevel: logLevel,
-            expectedVaultKeyID: lookup.text(flags.vaultKeyID, "PIIVAULT_VAULT_KEY_ID"))
+            expectedVaultKeyID: lookup.text(flags.vaultKeyID, "PIIVAULT_VAULT_KEY_ID"),
+            metrics: MetricsPublisher(filePath: lookup.text(flags.metricsFile, "PIIVAULT_METRICS_FILE"),
+                                      pushURL: lookup.text(flags.metricsPushURL, "PIIVAULT_METRICS_PUSH_URL")))
     }
 }
 

@@ -42,6 +42,12 @@ struct ETL: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Refuse to run unless the vault public key has this key id (also PIIVAULT_VAULT_KEY_ID); without it, a key that differs from the last run's is reported.", valueName: "KEY_ID"))
     var vaultKeyID: String?
 
+    @Option(help: ArgumentHelp("Write the run's metrics in the Prometheus text format to FILE, atomically, for node_exporter's textfile collector (also PIIVAULT_METRICS_FILE).", valueName: "FILE"))
+    var metricsFile: String?
+
+    @Option(help: ArgumentHelp("Push the run's metrics to this Pushgateway, job piivault_etl (also PIIVAULT_METRICS_PUSH_URL).", valueName: "URL"))
+    var metricsPushURL: String?
+
     @Option(help: "Stop after this many messages (also PIIVAULT_MAX_MESSAGES).")
     var maxMessages: Int?
 
@@ -80,28 +86,47 @@ struct ETL: AsyncParsableCommand {
         let stop = StopSignal()
         SignalHandlers.install(stop: stop)
         let progressLine = ProgressLine()
-        let summary = try await reportingErrors {
-                var run = try await ETLRun.open(settings: settings, logger: logger)
-                run.afterCommit = Self.faultHook(environment: environment, logger: logger)
-                do {
-                    return try await run.run(stop: stop) { progressLine.show($0) }
-                } catch let error as ETLError {
-                    // The counts so far still end the run: the summary line, and the JSON when asked for.
-                    if let partial = error.partialSummary {
-                        progressLine.clear()
-                        print(partial.line)
-                        if let path = settings.summaryPath { try? SummaryFile.write(partial.json, to: path) }
-                    }
-                    throw error
-                }
+        let metrics = settings.metrics.isEnabled ? ETLMetrics() : nil
+        let result: Result<ETLSummary, any Error>
+        do {
+            var run = try await ETLRun.open(settings: settings, logger: logger)
+            run.afterCommit = Self.faultHook(environment: environment, logger: logger)
+            run.metrics = metrics
+            result = .success(try await run.run(stop: stop) { progressLine.show($0) })
+        } catch {
+            result = .failure(error)
         }
         progressLine.clear()
-        print(summary.line)
-        if let path = settings.summaryPath {
-            try await reportingErrors { try SummaryFile.write(summary.json, to: path) }
+
+        // The counts end the run whatever happened: the summary line, the JSON, the metrics.
+        var summary: ETLSummary?
+        switch result {
+        case .success(let completed): summary = completed
+        case .failure(let error): summary = (error as? ETLError)?.partialSummary
         }
-        if summary.deleteFailures > 0 {
-            printWarning("\(summary.deleteFailures) committed messages could not be deleted from the queue; they will be redelivered and skipped as duplicates")
+        if let summary { print(summary.line) }
+        var summaryFileError: (any Error)?
+        if let summary, let path = settings.summaryPath {
+            do { try SummaryFile.write(summary.json, to: path) } catch { summaryFileError = error }
+        }
+        if let metrics {
+            if summary == nil {
+                // It failed before it started (keys, queue, database): still visible to monitoring.
+                var failed = ETLSummary()
+                failed.outcome = "failed"
+                metrics.recordEnd(failed, queueDepth: nil)
+            }
+            do { try await settings.metrics.publish(metrics) } catch {
+                printWarning((error as? any PIIVaultReportableError)?.message ?? "\(error)")
+            }
+        }
+        let completed = try await reportingErrors {
+            let completed = try result.get()
+            if let summaryFileError { throw summaryFileError }
+            return completed
+        }
+        if completed.deleteFailures > 0 {
+            printWarning("\(completed.deleteFailures) committed messages could not be deleted from the queue; they will be redelivered and skipped as duplicates")
         }
     }
 
@@ -124,6 +149,8 @@ struct ETL: AsyncParsableCommand {
         flags.logLevel = logLevel
         flags.databaseURL = database.databaseURL
         flags.vaultKeyID = vaultKeyID
+        flags.metricsFile = metricsFile
+        flags.metricsPushURL = metricsPushURL
         return flags
     }
 
