@@ -36,16 +36,24 @@ let package = Package(
 
         // Pure AWS Signature Version 4 signing; no I/O.
         .target(name: "SigV4", dependencies: ["CSodium"], swiftSettings: strictSettings),
-        // Amazon SQS client (query/XML and JSON protocols) over AsyncHTTPClient.
+        // AWS plumbing shared by every AWS client: shared config and credentials files, profiles, region and
+        // endpoint resolution, credentials providers (refreshing), STS, and the HTTP transport seam.
         .target(
-            name: "SQS",
+            name: "AWS",
             dependencies: [
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        // Amazon SQS client (query/XML and JSON protocols) over the AWS module's HTTP transport.
+        .target(
+            name: "SQS",
+            dependencies: ["AWS", "SigV4", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         // Thin, safe libpq wrapper.
@@ -58,7 +66,7 @@ let package = Package(
         .target(
             name: "PIIVault",
             dependencies: [
-                "CSodium", "Postgres", "SQS",
+                "CSodium", "Postgres", "AWS", "SQS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -92,9 +100,11 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
-        .testTarget(name: "SQSTests", dependencies: ["SQS", "TestSupport"]),
+        .testTarget(name: "SQSTests", dependencies: ["AWS", "SQS", "SigV4", "TestSupport"]),
+        // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "SQS", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "AWS", "SQS", "SigV4", "TestSupport"]),
     ]
 )

@@ -29,6 +29,9 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         case invalidResponse
         /// A message's MD5 checksum did not match its body.
         case checksumMismatch
+        /// A receive's answer was lost after SQS may have handed out messages (never retried: they are hidden until
+        /// their visibility timeout ends).
+        case lostReceive
     }
 
     /// What kind of failure this is.
@@ -56,6 +59,11 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// Whether SQS refused the credentials because they expired (a refresh and one retry may help).
+    public var isExpiredToken: Bool {
+        ["ExpiredToken", "ExpiredTokenException"].contains(awsErrorCode ?? "")
+    }
+
     /// The message.
     public var description: String { message }
 }
@@ -81,7 +89,9 @@ extension SQSError {
     ///   - code: the AWS error code (query protocol `Code`, JSON `__type` after `#`, or `x-amzn-query-error`).
     ///   - serverMessage: the server's text, already redacted and cut to one line.
     ///   - context: what was being done, e.g. `ReceiveMessage on https://.../queue`.
-    static func fromAWS(code: String?, serverMessage: String?, status: Int, context: String) -> SQSError {
+    ///   - credentialsSource: which provider supplied the credentials, named when they are refused.
+    static func fromAWS(code: String?, serverMessage: String?, status: Int, context: String,
+                        credentialsSource: String? = nil) -> SQSError {
         let code = code ?? ""
         let detail = serverMessage.map { $0.isEmpty ? "" : " (\($0))" } ?? ""
         let codePart = code.isEmpty ? "HTTP \(status)" : code
@@ -102,7 +112,7 @@ extension SQSError {
             // The server's text for a signature mismatch can quote the canonical request, so none of it is kept.
             return SQSError(
                 kind: .badCredentials,
-                message: "bad signature or credentials: \(context) failed with \(codePart); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile), AWS_SESSION_TOKEN for temporary credentials, the region and the system clock",
+                message: "bad signature or credentials: \(context) failed with \(codePart)\(credentialsSource.map { " (credentials from \($0))" } ?? ""); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile or role that supplies them), AWS_SESSION_TOKEN for temporary credentials, the region and the system clock",
                 awsErrorCode: code, httpStatus: status)
         }
         if throttlingCodes.contains(code) || status == 429 {
