@@ -102,7 +102,8 @@ let package = Package(
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
         .testTarget(name: "SQSTests", dependencies: ["AWS", "SQS", "SigV4", "TestSupport"]),
         // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4"]),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: strictSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "AWS", "SQS", "SigV4", "TestSupport"]),

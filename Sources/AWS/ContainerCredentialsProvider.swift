@@ -97,7 +97,20 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
     }
 
     /// Whether a full URI may be used: https anywhere, http only to the hosts the SDKs allow.
-    static func isAllowed(_ url: URL) -> Bool {
+    static func isAllowed(_ url: URL) -> Bool { ContainerCredentialsProviderHosts.isAllowed(url) }
+
+    /// Reads `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`, the form the container endpoint and IMDS
+    /// both answer in.
+    static func decode(_ body: [UInt8], context: String, source: String) throws -> AWSCredentials {
+        try ContainerCredentialsProviderHosts.decode(body, context: context, source: source)
+    }
+}
+
+/// The container provider's host rule and answer format, public for tests.
+public enum ContainerCredentialsProviderHosts {
+    /// Whether a full URI may be used: https anywhere, http only to loopback, 169.254.170.2, 169.254.170.23 and
+    /// fd00:ec2::23.
+    public static func isAllowed(_ url: URL) -> Bool {
         guard let scheme = url.scheme?.lowercased(), let rawHost = url.host?.lowercased() else { return false }
         if scheme == "https" { return true }
         guard scheme == "http" else { return false }
@@ -107,8 +120,6 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
-    /// Reads `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`, the form the container endpoint and IMDS
-    /// both answer in.
     static func decode(_ body: [UInt8], context: String, source: String) throws -> AWSCredentials {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
               let accessKey = object["AccessKeyId"] as? String, let secretKey = object["SecretAccessKey"] as? String

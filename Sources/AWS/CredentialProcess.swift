@@ -125,3 +125,11 @@ enum CredentialProcess {
         return words
     }
 }
+
+/// `credential_process` word splitting, public for tests.
+public enum CredentialProcessSplit {
+    /// The words of a command line (see `CredentialProcess.split`).
+    public static func split(_ command: String) throws -> [String] {
+        try CredentialProcess.split(command, profile: "test")
+    }
+}

@@ -48,15 +48,18 @@ extension DefaultCredentialsChain {
     /// The chain in the SDKs' order, over the given environment and shared files: environment, web identity, shared
     /// files (role, static keys, credential_process), container, instance metadata.
     ///
-    /// - Parameter transport: how providers that call a service (STS, the container endpoint, IMDS) reach it.
-    public static func standard(environment: AWSEnvironment, config: AWSSharedConfig,
+    /// - Parameters:
+    ///   - region: the region found elsewhere (the queue URL), for the regional STS endpoint when no setting names one.
+    ///   - transport: how providers that call a service (STS, the container endpoint, IMDS) reach it.
+    public static func standard(environment: AWSEnvironment, config: AWSSharedConfig, region: String? = nil,
                                 transport: any HTTPTransport = AsyncHTTPClientTransport(),
                                 logger: Logger = Logger(label: "piivault.aws")) -> DefaultCredentialsChain {
         DefaultCredentialsChain(providers: [
             EnvironmentCredentialsProvider(environment: environment),
-            WebIdentityCredentialsProvider(environment: environment, config: config, transport: transport,
-                                           logger: logger),
-            ProfileCredentialsProvider(environment: environment, config: config, transport: transport, logger: logger),
+            WebIdentityCredentialsProvider(environment: environment, config: config, fallbackRegion: region,
+                                           transport: transport, logger: logger),
+            ProfileCredentialsProvider(environment: environment, config: config, fallbackRegion: region,
+                                       transport: transport, logger: logger),
             ContainerCredentialsProvider(environment: environment, transport: transport, logger: logger),
             InstanceMetadataCredentialsProvider(environment: environment, profile: config.selectedProfile,
                                                 transport: transport, logger: logger),

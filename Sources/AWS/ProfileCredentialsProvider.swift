@@ -11,11 +11,14 @@ public struct ProfileCredentialsProvider: AWSCredentialsProvider {
     private let config: AWSSharedConfig
     private let transport: any HTTPTransport
     private let logger: Logger
+    private let fallbackRegion: String?
 
-    /// Creates the provider over the loaded shared files.
-    public init(environment: AWSEnvironment, config: AWSSharedConfig,
+    /// Creates the provider over the loaded shared files; `fallbackRegion` picks the regional STS endpoint when no
+    /// setting names a region.
+    public init(environment: AWSEnvironment, config: AWSSharedConfig, fallbackRegion: String? = nil,
                 transport: any HTTPTransport = AsyncHTTPClientTransport(),
                 logger: Logger = Logger(label: "piivault.aws")) {
+        self.fallbackRegion = fallbackRegion
         self.environment = environment
         self.config = config
         self.transport = transport
@@ -64,7 +67,7 @@ public struct ProfileCredentialsProvider: AWSCredentialsProvider {
                                message: "profile \"\(profile.name)\" has role_arn but neither source_profile nor credential_source; add one")
             }
             let sts = try STSClient.resolve(environment: environment, profile: config.selectedProfile,
-                                            transport: transport, logger: logger)
+                                            fallbackRegion: fallbackRegion, transport: transport, logger: logger)
             let duration = try profile["duration_seconds"].map { text -> Int in
                 guard let seconds = Int(text), (900...43_200).contains(seconds) else {
                     throw AWSError(kind: .configuration,

@@ -26,10 +26,11 @@ public struct STSClient: Sendable {
 
     /// The endpoint the way the SDKs find it: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, the profile's
     /// `endpoint_url`, else `https://sts.REGION.amazonaws.com` (regional; the global `https://sts.amazonaws.com`
-    /// with `us-east-1` when no region is known).
-    public static func resolve(environment: AWSEnvironment, profile: AWSProfile?, transport: any HTTPTransport,
-                               logger: Logger) throws -> STSClient {
-        let region = AWSResolution.region(environment: environment, profile: profile)
+    /// with `us-east-1` when no region is known). `fallbackRegion` (e.g. from the queue URL) is used when the
+    /// variables and the profile name none.
+    public static func resolve(environment: AWSEnvironment, profile: AWSProfile?, fallbackRegion: String? = nil,
+                               transport: any HTTPTransport, logger: Logger) throws -> STSClient {
+        let region = AWSResolution.region(environment: environment, profile: profile) ?? fallbackRegion
         let explicit = try AWSResolution.explicitEndpoint(serviceVariable: "STS", environment: environment,
                                                           profile: profile)
         let endpoint = explicit ?? URL(string: region.map { "https://sts.\($0).amazonaws.com" }

@@ -11,9 +11,12 @@ public struct WebIdentityCredentialsProvider: AWSCredentialsProvider {
     private let config: AWSSharedConfig
     private let transport: any HTTPTransport
     private let logger: Logger
+    private let fallbackRegion: String?
 
-    /// Creates the provider.
-    public init(environment: AWSEnvironment, config: AWSSharedConfig, transport: any HTTPTransport, logger: Logger) {
+    /// Creates the provider; `fallbackRegion` picks the regional STS endpoint when no setting names a region.
+    public init(environment: AWSEnvironment, config: AWSSharedConfig, fallbackRegion: String? = nil,
+                transport: any HTTPTransport, logger: Logger) {
+        self.fallbackRegion = fallbackRegion
         self.environment = environment
         self.config = config
         self.transport = transport
@@ -45,8 +48,8 @@ public struct WebIdentityCredentialsProvider: AWSCredentialsProvider {
             throw AWSError(kind: .configuration,
                            message: "the web identity token file \(tokenFile) is empty; check the token volume")
         }
-        let sts = try STSClient.resolve(environment: environment, profile: profile, transport: transport,
-                                        logger: logger)
+        let sts = try STSClient.resolve(environment: environment, profile: profile, fallbackRegion: fallbackRegion,
+                                        transport: transport, logger: logger)
         return try await sts.assumeRoleWithWebIdentity(
             roleArn: roleArn, sessionName: sessionName ?? defaultSessionName(), webIdentityToken: token,
             source: name)

@@ -111,8 +111,8 @@ public struct SQSConfiguration: Sendable {
         }
         let endpoint = endpointFromSettings ?? URL(string: "https://sqs.\(region).amazonaws.com")!
         let provider = credentialsProvider ?? CachingCredentialsProvider(
-            DefaultCredentialsChain.standard(environment: environment, config: shared, transport: transport,
-                                             logger: logger),
+            DefaultCredentialsChain.standard(environment: environment, config: shared, region: region,
+                                             transport: transport, logger: logger),
             refreshLeadTime: refreshLeadTime, logger: logger)
         return SQSConfiguration(credentialsProvider: provider, region: region, endpoint: endpoint,
                                 wireProtocol: wireProtocol, retry: retry, callTimeout: callTimeout)

@@ -1,4 +1,4 @@
-/// A failed SQS call or a configuration problem.
+/// A failed SQS call. (Settings and credentials problems are the AWS module's `AWSError`.)
 ///
 /// `message` is one line: what went wrong and what to do next. It never contains a secret key, session token or
 /// signature (server-supplied text is redacted and cut to one line before it is kept).
@@ -11,10 +11,6 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         case accessDenied
         /// The signature or the credentials were rejected (`SignatureDoesNotMatch`, `InvalidClientTokenId`, ...).
         case badCredentials
-        /// No credentials were found in the environment or the shared files.
-        case missingCredentials
-        /// A setting is missing or malformed (region, endpoint, profile).
-        case configuration
         /// SQS is throttling the caller (`Throttling`, `RequestThrottled`, HTTP 429).
         case throttled
         /// SQS answered with a 5xx status.

@@ -103,6 +103,10 @@ class Handler(BaseHTTPRequestHandler):
             issued = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", data)
             sts_entry["status"] = status
             sts_entry["issued_key"] = issued.group(1).decode() if issued else None
+            # The secrets STS handed out, so that a test can check that no output shows them.
+            for field, tag in (("issued_secret", rb"SecretAccessKey"), ("issued_token", rb"SessionToken")):
+                found = re.search(rb"<" + tag + rb">([^<]+)</" + tag + rb">", data)
+                sts_entry[field] = found.group(1).decode() if found else None
             log(sts_entry)
         if action == "ReceiveMessage" and settings.get("oversize_first_receive"):
             with lock:

@@ -1,14 +1,13 @@
 import AWS
 import SQS
 
-/// SQS failures as the command line reports them: unreachable 69, credentials refused or missing 77, anything else
-/// (a missing queue included, whose message names it) 1.
+/// SQS failures as the command line reports them: unreachable 69, credentials refused 77, anything else (a missing
+/// queue included, whose message names it) 1.
 extension SQSError: PIIVaultReportableError {
     public var exitCode: PIIVaultExitCode {
         switch kind {
         case .connection, .timeout, .serverError, .throttled: return .unavailable
-        case .badCredentials, .accessDenied, .missingCredentials: return .noPermission
-        case .configuration: return .usage
+        case .badCredentials, .accessDenied: return .noPermission
         case .noSuchQueue, .invalidRequest, .invalidResponse, .checksumMismatch, .lostReceive: return .failure
         }
     }
