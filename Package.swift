@@ -99,13 +99,19 @@ let package = Package(
             dependencies: ["Postgres"],
             path: "Tests/TestSupport"
         ),
+        // Unit tier (`make test-unit`): no Postgres, no SQS emulator, no Python. They may run the built binary.
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
-        .testTarget(name: "SQSTests", dependencies: ["AWS", "SQS", "SigV4", "TestSupport"]),
         // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
         .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: strictSettings),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
+        // Integration tier (`make test` runs both tiers): real PostgreSQL, moto_server, Python cross-checks.
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
+        .testTarget(
+            name: "SQSIntegrationTests",
+            dependencies: ["AWS", "SQS", "SigV4", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(name: "PIIVaultCrossCheckTests", dependencies: ["PIIVault", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "AWS", "SQS", "SigV4", "TestSupport"]),
     ]
 )

@@ -199,7 +199,7 @@ final class UnmaskTests: XCTestCase {
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
             """)
         let appendFails = try unmask(["--reason", "case 1", "--token", token])
-        XCTAssertNotEqual(appendFails.status, 0)
+        XCTAssertEqual(appendFails.status, PIIVaultExitCode.failure.rawValue, appendFails.stderr)
         XCTAssertEqual(appendFails.stdout, "", "no value without an entry")
         XCTAssertTrue(appendFails.stderr.contains("read-only for this test"), appendFails.stderr)
         assertNoPlaintext(appendFails.stdout + appendFails.stderr, "append fails")
@@ -211,7 +211,7 @@ final class UnmaskTests: XCTestCase {
                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
             """)
         let commitFails = try unmask(["--reason", "case 2", "--token", token])
-        XCTAssertNotEqual(commitFails.status, 0)
+        XCTAssertEqual(commitFails.status, PIIVaultExitCode.failure.rawValue, commitFails.stderr)
         XCTAssertEqual(commitFails.stdout, "", "no value when the commit fails")
         XCTAssertTrue(commitFails.stderr.contains("read-only for this test"), commitFails.stderr)
         assertNoPlaintext(commitFails.stdout + commitFails.stderr, "commit fails")
