@@ -175,7 +175,7 @@ final class UnmaskTests: XCTestCase {
 
     func testAQuarantinedBodyComesBackExactly() async throws {
         let id = try await query("SELECT message_id FROM vault.quarantine").first!["message_id"].requiredString()
-        let index = try XCTUnwrap(Int(id.split(separator: "-")[1])) - 1  // line-N-...
+        let index = try XCTUnwrap(lines.firstIndex { FileMessageSource.messageID(body: Array($0.utf8)) == id })
         let result = try unmask(["--reason", "INC-7", "--quarantined", id, "--format", "json"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any])
@@ -199,7 +199,7 @@ final class UnmaskTests: XCTestCase {
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
             """)
         let appendFails = try unmask(["--reason", "case 1", "--token", token])
-        XCTAssertNotEqual(appendFails.status, 0)
+        XCTAssertEqual(appendFails.status, PIIVaultExitCode.failure.rawValue, appendFails.stderr)
         XCTAssertEqual(appendFails.stdout, "", "no value without an entry")
         XCTAssertTrue(appendFails.stderr.contains("read-only for this test"), appendFails.stderr)
         assertNoPlaintext(appendFails.stdout + appendFails.stderr, "append fails")
@@ -211,7 +211,7 @@ final class UnmaskTests: XCTestCase {
                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
             """)
         let commitFails = try unmask(["--reason", "case 2", "--token", token])
-        XCTAssertNotEqual(commitFails.status, 0)
+        XCTAssertEqual(commitFails.status, PIIVaultExitCode.failure.rawValue, commitFails.stderr)
         XCTAssertEqual(commitFails.stdout, "", "no value when the commit fails")
         XCTAssertTrue(commitFails.stderr.contains("read-only for this test"), commitFails.stderr)
         assertNoPlaintext(commitFails.stdout + commitFails.stderr, "commit fails")

@@ -1,5 +1,5 @@
 import Foundation
-import PIIVault
+@testable import PIIVault
 import TestSupport
 import XCTest
 
@@ -70,13 +70,23 @@ final class KeyFileTests: XCTestCase {
         XCTAssertNoThrow(try KeyLoading.loadVaultPublicKey(path: keys.vaultPublicKeyPath))
     }
 
+    /// Runs as any user: the file is ours, and the loader is told to expect another owner. As root (CI), the file is
+    /// also really given to `nobody` and loaded as root.
     func testSecretFileOwnedByAnotherUserIsRefused() throws {
-        guard geteuid() == 0 else { throw XCTSkip("changing a file's owner needs root (CI runs as root)") }
         let (_, keys) = try generated()
-        let path = keys.tokenKeyPath
-        XCTAssertEqual(chown(path, 65534, 65534), 0)
-        assertLoadFails(path, .wrongOwner(file: path, owner: 65534, currentUser: 0), code: .noPermission, secretBase64: try keyLine(path))
+        let path = keys.tokenKeyPath, secret = try keyLine(path)
+        let me = UInt32(geteuid()), someoneElse = UInt32(geteuid()) &+ 1
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, secret: true, currentUser: someoneElse)) { error in
+            XCTAssertEqual(error as? KeyFileError, .wrongOwner(file: path, owner: me, currentUser: someoneElse))
+            XCTAssertEqual((error as? KeyFileError)?.exitCode, .noPermission)
+            XCTAssertFalse((error as? KeyFileError)?.message.contains(secret) ?? true)
+        }
+        XCTAssertNoThrow(try KeyLoading.readKeyFile(path: path, secret: true, currentUser: me))
         XCTAssertTrue(KeyFileError.wrongOwner(file: "token.key", owner: 65534, currentUser: 0).message.contains("chown 0 token.key"))
+        if me == 0 {
+            XCTAssertEqual(chown(path, 65534, 65534), 0)
+            assertLoadFails(path, .wrongOwner(file: path, owner: 65534, currentUser: 0), code: .noPermission, secretBase64: secret)
+        }
     }
 
     func testMalformedFilesEachGiveTheirOwnError() throws {

@@ -46,7 +46,7 @@ final class KeygenCLITests: XCTestCase {
         let pub = dir.appendingPathComponent("vault.pub")
         try Data("keep me\n".utf8).write(to: pub)
         let result = try runPiivault(["keygen", "--dir", dir.path])
-        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(result.status, PIIVaultExitCode.failure.rawValue, result.stderr)
         XCTAssertTrue(result.stderr.contains("vault.pub already exists"), result.stderr)
         XCTAssertEqual(try String(contentsOf: pub, encoding: .utf8), "keep me\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("token.key").path))

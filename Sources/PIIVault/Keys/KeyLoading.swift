@@ -60,7 +60,8 @@ public enum KeyLoading {
     }
 
     /// Reads a key file, checking owner and mode on the opened descriptor (no window between check and read).
-    static func readKeyFile(path: String, secret: Bool) throws -> [UInt8] {
+    /// `currentUser` is the user the file must belong to: the effective user (a test may name another).
+    static func readKeyFile(path: String, secret: Bool, currentUser: UInt32 = UInt32(geteuid())) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -74,9 +75,8 @@ public enum KeyLoading {
         if secret {
             let mode = UInt32(info.st_mode)
             if mode & 0o077 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode & 0o7777) }
-            let me = UInt32(geteuid())
-            if UInt32(info.st_uid) != me {
-                throw KeyFileError.wrongOwner(file: path, owner: UInt32(info.st_uid), currentUser: me)
+            if UInt32(info.st_uid) != currentUser {
+                throw KeyFileError.wrongOwner(file: path, owner: UInt32(info.st_uid), currentUser: currentUser)
             }
         }
         var data = [UInt8](repeating: 0, count: maxFileBytes + 1)
