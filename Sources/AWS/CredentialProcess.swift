@@ -2,17 +2,26 @@ import Foundation
 
 /// `credential_process`: runs the command (split like a POSIX shell would split it, without a shell) and reads its
 /// standard output: `{"Version": 1, "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}`. Its standard
-/// error is discarded, since it may hold secrets; messages give only the exit status.
+/// error is discarded, since it may hold secrets; messages give only the exit status. A process that has not
+/// finished after `timeout` is terminated, so that a hung helper cannot hang the run.
 enum CredentialProcess {
-    static func run(_ command: String, profile: String) async throws -> AWSCredentials {
+    static let timeout: TimeInterval = 60
+
+    static func run(_ command: String, profile: String, timeout: TimeInterval = timeout) async throws
+        -> AWSCredentials {
         let arguments = try split(command, profile: profile)
         let output: Data
         let status: Int32
+        let timedOut: Bool
         do {
-            (output, status) = try await launch(arguments)
+            (output, status, timedOut) = try await launch(arguments, timeout: timeout)
         } catch {
             throw AWSError(kind: .configuration,
                            message: "profile \"\(profile)\": cannot run credential_process \(arguments[0]); check the path")
+        }
+        if timedOut {
+            throw AWSError(kind: .unavailable,
+                           message: "profile \"\(profile)\": credential_process \(arguments[0]) did not finish within \(Int(timeout)) s and was stopped; run it by hand to see why")
         }
         guard status == 0 else {
             throw AWSError(kind: .credentialsRefused,
@@ -44,8 +53,9 @@ enum CredentialProcess {
                               source: "profile \(profile) (credential_process)")
     }
 
-    /// Runs the program off the cooperative pool (it blocks while reading) and returns its output and status.
-    private static func launch(_ arguments: [String]) async throws -> (Data, Int32) {
+    /// Runs the program off the cooperative pool (it blocks while reading) and returns its output, its status and
+    /// whether it was stopped for taking longer than `timeout`.
+    private static func launch(_ arguments: [String], timeout: TimeInterval) async throws -> (Data, Int32, Bool) {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 let process = Process()
@@ -67,9 +77,18 @@ enum CredentialProcess {
                     continuation.resume(throwing: error)
                     return
                 }
+                // The watchdog signals the process itself (by pid: it has not been reaped while we wait on it).
+                let stopped = StoppedFlag()
+                let pid = process.processIdentifier
+                let watchdog = DispatchWorkItem {
+                    stopped.set()
+                    kill(pid, SIGKILL)
+                }
+                DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
                 let data = output.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()
-                continuation.resume(returning: (data, process.terminationStatus))
+                watchdog.cancel()
+                continuation.resume(returning: (data, process.terminationStatus, stopped.isSet))
             }
         }
     }
@@ -126,8 +145,21 @@ enum CredentialProcess {
     }
 }
 
-/// `credential_process` word splitting, public for tests.
+/// Whether the watchdog stopped the process. An NSLock guards the flag.
+private final class StoppedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// `credential_process` word splitting and running, public for tests.
 public enum CredentialProcessSplit {
+    /// Runs a command as the profile provider would, with a timeout.
+    public static func run(_ command: String, timeout: TimeInterval) async throws -> AWSCredentials {
+        try await CredentialProcess.run(command, profile: "test", timeout: timeout)
+    }
+
     /// The words of a command line (see `CredentialProcess.split`).
     public static func split(_ command: String) throws -> [String] {
         try CredentialProcess.split(command, profile: "test")

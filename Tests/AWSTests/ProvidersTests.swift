@@ -216,4 +216,17 @@ final class ProvidersTests: XCTestCase {
             XCTAssertTrue(error.message.contains("exited with status 3"), error.message)
         }
     }
+
+    /// A credential_process that hangs is stopped after the timeout and reported.
+    func testHungCredentialProcessIsStopped() async throws {
+        let started = Date()
+        do {
+            _ = try await CredentialProcessSplit.run("/bin/sleep 30", timeout: 0.5)
+            XCTFail("expected an error")
+        } catch let error as AWSError {
+            XCTAssertEqual(error.kind, .unavailable)
+            XCTAssertTrue(error.message.contains("did not finish within"), error.message)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+    }
 }
