@@ -229,4 +229,48 @@ final class ProvidersTests: XCTestCase {
         }
         XCTAssertLessThan(Date().timeIntervalSince(started), 10)
     }
+
+    /// `web_identity_token_file` + `role_arn` in the profile: the web identity provider uses them, the shared-files
+    /// provider leaves them alone; `credential_source = Environment` signs AssumeRole with the environment's keys.
+    func testProfileWebIdentityAndCredentialSource() async throws {
+        let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tokenFile) }
+        try "profile-jwt".write(to: tokenFile, atomically: true, encoding: .utf8)
+        let webConfig = AWSSharedConfig(
+            credentialsSections: [:],
+            configSections: ["default": ["web_identity_token_file": tokenFile.path, "role_arn": "arn:aws:iam::1:role/w",
+                                         "role_session_name": "from-profile"]])
+        let transport = FakeTransport { _, _ in Self.stsAnswer("AssumeRoleWithWebIdentity", key: "ASIAPROFILEWEB") }
+        let web = try await WebIdentityCredentialsProvider(environment: environment([:]), config: webConfig,
+                                                           transport: transport, logger: logger).credentials()
+        XCTAssertEqual(web.accessKeyId, "ASIAPROFILEWEB")
+        XCTAssertTrue(transport.requests[0].bodyText.contains("WebIdentityToken=profile-jwt"))
+        XCTAssertTrue(transport.requests[0].bodyText.contains("RoleSessionName=from-profile"))
+        do {
+            _ = try await ProfileCredentialsProvider(environment: environment([:]), config: webConfig,
+                                                     transport: transport, logger: logger).credentials()
+            XCTFail("the shared-files provider must leave web identity profiles to the web identity provider")
+        } catch is AWSCredentialsNotFound {}
+
+        let roleConfig = AWSSharedConfig(
+            credentialsSections: [:],
+            configSections: ["default": ["role_arn": "arn:aws:iam::1:role/r", "credential_source": "Environment"]])
+        let sts = FakeTransport { _, _ in Self.stsAnswer("AssumeRole", key: "ASIAFROMENV") }
+        let role = try await ProfileCredentialsProvider(
+            environment: environment(["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret"]),
+            config: roleConfig, transport: sts, logger: logger).credentials()
+        XCTAssertEqual(role.accessKeyId, "ASIAFROMENV")
+        XCTAssertEqual(sts.requests.first?.signingAccessKey, "AKIAENV")
+
+        let badSource = AWSSharedConfig(
+            credentialsSections: [:], configSections: ["default": ["role_arn": "arn:aws:iam::1:role/r"]])
+        do {
+            _ = try await ProfileCredentialsProvider(environment: environment([:]), config: badSource,
+                                                     transport: sts, logger: logger).credentials()
+            XCTFail("expected a configuration error")
+        } catch let error as AWSError {
+            XCTAssertEqual(error.kind, .configuration)
+            XCTAssertTrue(error.message.contains("source_profile nor credential_source"), error.message)
+        }
+    }
 }
