@@ -19,7 +19,15 @@ public actor DefaultCredentialsChain: AWSCredentialsProvider {
     }
 
     public func credentials() async throws -> AWSCredentials {
-        if let chosen { return try await chosen.credentials() }
+        if let chosen {
+            do {
+                return try await chosen.credentials()
+            } catch let notFound as AWSCredentialsNotFound {
+                // Its settings vanished mid-run (a token file removed): that is no longer "try the next one".
+                throw AWSError(kind: .noCredentials,
+                               message: "the AWS credentials provider in use (\(chosen.name)) has none any more: \(notFound.reason); check its settings")
+            }
+        }
         var reasons: [String] = []
         for provider in providers {
             do {
