@@ -63,7 +63,7 @@ class AWSTestCase: XCTestCase {
             ["etl", "--database-url", database.url,
              "--token-key", keys.appendingPathComponent("token.key").path,
              "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
-             "--idle-exit", "2", "--wait-time", "1"] + arguments,
+             "--idle-exit", "0.5", "--wait-time", "0"] + arguments,
             environment: env)
     }
 
