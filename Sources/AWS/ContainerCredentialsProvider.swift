@@ -23,12 +23,6 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
         self.logger = logger
     }
 
-    /// Whether either container variable is set.
-    public var isConfigured: Bool {
-        environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] != nil
-            || environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] != nil
-    }
-
     public func credentials() async throws -> AWSCredentials {
         let url: URL
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] {

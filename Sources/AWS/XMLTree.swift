@@ -32,8 +32,11 @@ public final class XMLElementNode {
     }
 
     /// Parses a document; nil when it is not well-formed.
+    ///
+    /// The document is fed to the parser as a stream: given all at once, libxml2 refuses documents over 10 MB
+    /// ("huge input"), and a legal ReceiveMessage answer can be six times that.
     public static func parse(_ data: [UInt8]) -> XMLElementNode? {
-        let parser = XMLParser(data: Data(data))
+        let parser = XMLParser(stream: InputStream(data: Data(data)))
         let builder = TreeBuilder()
         parser.delegate = builder
         parser.shouldResolveExternalEntities = false

@@ -186,3 +186,26 @@ final class SQSClientTests: XCTestCase {
         XCTAssertFalse(redacted.contains("second line"))
     }
 }
+
+/// The XML reader copes with the largest legal ReceiveMessage answer: ten 1 MiB bodies of `"`, each escaped to
+/// 6 MiB (given to libxml2 at once, anything over 10 MB was refused as not well-formed).
+final class LargestAnswerTests: XCTestCase {
+    func testLargestLegalAnswerParses() throws {
+        let escaped = Array(String(repeating: "&quot;", count: 1024 * 1024).utf8)
+        var xml = Array("<ReceiveMessageResponse><ReceiveMessageResult>".utf8)
+        xml.reserveCapacity(62 * 1024 * 1024)
+        for index in 0..<10 {
+            xml += Array("<Message><MessageId>m\(index)</MessageId><ReceiptHandle>r\(index)</ReceiptHandle><Body>".utf8)
+            xml += escaped
+            xml += Array("</Body></Message>".utf8)
+        }
+        xml += Array("</ReceiveMessageResult></ReceiveMessageResponse>".utf8)
+        XCTAssertGreaterThan(xml.count, 60 * 1024 * 1024)
+        XCTAssertLessThan(xml.count, SQSClient.maxResponseBytes)
+        let tree = try XCTUnwrap(XMLElementNode.parse(xml))
+        let bodies = tree.descendants("Body")
+        XCTAssertEqual(bodies.count, 10)
+        XCTAssertEqual(bodies.first?.text.utf8.count, 1024 * 1024)
+        XCTAssertTrue(bodies.first?.text.utf8.allSatisfy { $0 == UInt8(ascii: "\"") } ?? false)
+    }
+}

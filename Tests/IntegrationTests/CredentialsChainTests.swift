@@ -230,4 +230,32 @@ final class CredentialsChainTests: AWSTestCase {
             XCTAssertTrue(result.stderr.contains(fragment), "\(result.stderr) lacks \(fragment)")
         }
     }
+
+    /// STS failures through the binary: a refused web identity exchange exits 77, an unreachable STS 69, each one
+    /// line naming the role and what to check, without the token.
+    func testSTSFailuresExitCodes() async throws {
+        let tokenFile = try write("sts-failure-token-never-printed", to: "token")
+        let queue = "\(try TestServices.sqsEndpoint())/123456789012/unused"
+        let deny = try AWSFront(["deny": "InvalidIdentityToken"])
+        defer { deny.stop() }
+        let identity: [String: String?] = ["AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile.path, "AWS_ROLE_ARN": roleArn,
+                                           "PIIVAULT_LOG_LEVEL": "error"]
+        let refused = try etl(["--queue-url", queue],
+                              environment: identity.merging(["AWS_ENDPOINT_URL_STS": deny.url]) { $1 })
+        XCTAssertEqual(refused.status, 77, refused.stderr)
+        XCTAssertEqual(errorLines(refused).count, 1, refused.stderr)
+        for fragment in ["AssumeRoleWithWebIdentity for \(roleArn)", "refused with InvalidIdentityToken",
+                         "check the role's trust policy"] {
+            XCTAssertTrue(refused.stderr.contains(fragment), "\(refused.stderr) lacks \(fragment)")
+        }
+        XCTAssertFalse(refused.stderr.contains("never-printed"))
+
+        let port = try closedPort()
+        let unreachable = try etl(["--queue-url", queue],
+                                  environment: identity.merging(["AWS_ENDPOINT_URL_STS": "http://127.0.0.1:\(port)"]) { $1 })
+        XCTAssertEqual(unreachable.status, 69, unreachable.stderr)
+        XCTAssertEqual(errorLines(unreachable).count, 1, unreachable.stderr)
+        XCTAssertTrue(unreachable.stderr.contains("cannot reach STS"), unreachable.stderr)
+        XCTAssertTrue(unreachable.stderr.contains("check AWS_ENDPOINT_URL_STS"), unreachable.stderr)
+    }
 }

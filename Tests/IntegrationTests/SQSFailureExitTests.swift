@@ -89,4 +89,20 @@ final class SQSFailureExitTests: AWSTestCase {
         XCTAssertEqual(front.entries(kind: "sqs").filter { $0["action"] as? String == "ReceiveMessage" }.count, 1,
                        "the receive was not repeated")
     }
+
+    /// The other side of the limit: an answer of 40 MiB (legal: ten 1 MiB messages escape to up to 60 MiB) is read,
+    /// and the run loads everything. With the old 16 MiB limit this answer was lost and its messages hidden.
+    func testLargeLegalReceiveIsRead() async throws {
+        let queueURL = try sendSample(queue: "large-\(ScratchDatabase.randomHex(4))")
+        let front = try AWSFront(["upstream": try TestServices.sqsEndpoint(),
+                                  "oversize_first_receive": 40 * 1024 * 1024])
+        defer { front.stop() }
+        let result = try etl(["--queue-url", front.url + URL(string: queueURL)!.path, "--concurrency", "1"],
+                             environment: emulatorKeys)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains(", loaded 99,"), result.stdout)
+        XCTAssertEqual(front.entries(kind: "oversized").count, 1)
+        let outcomes = try await runOutcomes()
+        XCTAssertEqual(outcomes, ["completed"])
+    }
 }

@@ -5,7 +5,7 @@ Usage: aws_front.py SETTINGS_JSON
 Settings (all optional):
   "upstream": "http://127.0.0.1:PORT"   forward SQS requests (POST) there (moto_server) and return its answers
   "deny": "InvalidClientTokenId"        answer every SQS request with this AWS error code (HTTP 403, XML)
-  "oversize_first_receive": N           pad the first ReceiveMessage answer from upstream with an N-byte XML comment
+  "oversize_first_receive": N           pad the first ReceiveMessage answer from upstream with N bytes of XML comments
   "container": {"token": T, "lifetime": S}  GET any other path: container credentials (JSON) that expire S seconds
                                         after issue; with "token", the Authorization header must equal it (else 401)
   "imds": {"role": R, "lifetime": S}    IMDSv2: PUT /latest/api/token, then GET /latest/meta-data/iam/security-
@@ -113,7 +113,10 @@ class Handler(BaseHTTPRequestHandler):
                 state["receives"] += 1
                 first = state["receives"] == 1
             if first:
-                pad = b"<!--" + b"x" * settings["oversize_first_receive"] + b"-->"
+                # Comments of 1 MiB each: one huge comment would trip the XML parser's own node-size limit.
+                size = settings["oversize_first_receive"]
+                chunk = 1024 * 1024
+                pad = b"".join(b"<!--" + b"x" * min(chunk, size - offset) + b"-->" for offset in range(0, size, chunk))
                 data = data.replace(b"</ReceiveMessageResponse>", pad + b"</ReceiveMessageResponse>")
                 log({"kind": "oversized", "bytes": len(data)})
         self.answer(status, data, content_type)
