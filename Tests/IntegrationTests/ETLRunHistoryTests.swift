@@ -219,3 +219,40 @@ extension ETLTests {
         XCTAssertEqual(users, ["ok"])
     }
 }
+
+extension ETLTests {
+    /// Batches of 512 messages and more are prepared in parts, one per core: the rows, the sealed values and the
+    /// quarantine must be exactly what the rules say, in message order.
+    func testALargeBatchPreparedInPartsLoadsExactlyWhatTheRulesSay() async throws {
+        var lines: [String] = []
+        var ips = Set<String>(), devices = Set<String>()
+        for index in 0..<3000 {
+            if index % 97 == 0 {
+                lines.append(#"{"user_id": "u\#(index)", "device_type": "ios", "ip": "not-an-ip", "device_id": "d"}"#)
+                continue
+            }
+            let ip = "198.51.100.\(index % 200)", device = "dev-\(index % 700)"
+            ips.insert(ip)
+            devices.insert(device)
+            lines.append(#"{"user_id": "u\#(index)", "device_type": "ios", "ip": "\#(ip)", "device_id": "\#(device)"}"#)
+        }
+        let quarantined = (0..<3000).filter { $0 % 97 == 0 }.count
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("parts-\(ScratchDatabase.randomHex(4)).ndjson")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+
+        let result = try etl(["--from-file", file.path, "--batch-size", "1500"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 3000, loaded \(3000 - quarantined), duplicates 0, quarantined \(quarantined), values sealed \(ips.count + devices.count)"), result.stdout)
+        let orphans = try await query("""
+            SELECT count(*) FROM public.user_logins l
+             WHERE NOT EXISTS (SELECT 1 FROM vault.secrets s WHERE s.token = l.masked_ip)
+                OR NOT EXISTS (SELECT 1 FROM vault.secrets s WHERE s.token = l.masked_device_id)
+            """).first![0].requiredInt()
+        XCTAssertEqual(orphans, 0)
+        let tokenizer = Tokenizer(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
+        let row = try await query("SELECT masked_ip, masked_device_id FROM public.user_logins WHERE user_id = 'u2999'").first!
+        XCTAssertEqual(try row["masked_ip"].requiredString(), try tokenizer.tokenize("198.51.100.199", as: .ip).token)
+        XCTAssertEqual(try row["masked_device_id"].requiredString(), try tokenizer.tokenize("dev-199", as: .deviceID).token)
+    }
+}

@@ -243,6 +243,9 @@ final class UnmaskTests: XCTestCase {
         let wrongPassphrase = keys.appendingPathComponent("wrong-passphrase")
         try "correct horse battery staple\n".write(to: passphrase, atomically: true, encoding: .utf8)
         try "incorrect horse\n".write(to: wrongPassphrase, atomically: true, encoding: .utf8)
+        for file in [passphrase, wrongPassphrase] {  // passphrase files are secrets like key files: 0600
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        }
         let lockedKeygen = try runPiivault(["keygen", "--dir", locked.path, "--passphrase"],
                                            environment: ["PIIVAULT_PASSPHRASE_FILE": passphrase.path])
         XCTAssertEqual(lockedKeygen.status, 0, lockedKeygen.stderr)

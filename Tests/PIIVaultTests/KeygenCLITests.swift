@@ -58,6 +58,9 @@ final class KeygenCLITests: XCTestCase {
         let passFile = dir.appendingPathComponent("pass.txt"), wrongFile = dir.appendingPathComponent("wrong.txt")
         try Data("correct horse battery staple\n".utf8).write(to: passFile)
         try Data("Correct horse battery staple\n".utf8).write(to: wrongFile)
+        for file in [passFile, wrongFile] {  // passphrase files are secrets like key files: 0600
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        }
         let keysDir = dir.appendingPathComponent("keys")
         let result = try runPiivault(
             ["keygen", "--dir", keysDir.path, "--passphrase"], environment: ["PIIVAULT_PASSPHRASE_FILE": passFile.path])
