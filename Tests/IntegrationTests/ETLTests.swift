@@ -248,10 +248,12 @@ final class ETLTests: XCTestCase {
         try await waitUntilNothingInFlight(queueURL, timeout: 20)
         let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "30"])
         XCTAssertEqual(rerun.status, 0, rerun.stderr)
-        // Every message comes again; the ones the crashed run committed are the duplicates, and only those.
+        // Every message comes again; the ones the crashed run committed are the duplicates, plus any the queue
+        // delivered twice during the rerun (SQS delivers at least once; moto's concurrent receives do so now and then).
         let counts = summaryCounts(rerun.stdout)
-        XCTAssertEqual(counts["received"], 100, rerun.stdout)
-        XCTAssertEqual(counts["duplicates"], afterCrash + quarantinedAfterCrash, rerun.stdout)
+        let received = try XCTUnwrap(counts["received"], rerun.stdout)
+        XCTAssertGreaterThanOrEqual(received, 100, rerun.stdout)
+        XCTAssertEqual(counts["duplicates"], afterCrash + quarantinedAfterCrash + (received - 100), rerun.stdout)
         XCTAssertEqual(counts["loaded"], 99 - afterCrash, rerun.stdout)
         XCTAssertEqual(counts["quarantined"], 1 - quarantinedAfterCrash, rerun.stdout)
         let rows = try await count("user_logins")
