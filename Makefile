@@ -28,7 +28,7 @@ release: deps
 	$(SWIFT) build -c release
 
 # The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
-UNIT_TEST_TARGETS := SigV4Tests SQSTests PIIVaultTests
+UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests
 empty :=
 space := $(empty) $(empty)
 test-unit: deps-build

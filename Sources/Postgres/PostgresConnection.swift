@@ -117,7 +117,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 else if PQputCopyEnd(handle, nil) != 1 { throw connectionError(handle) }
             }
             var copied = 0
-            var firstError: Error?
+            var firstError: (any Error)?
             while let result = PQgetResult(handle) {
                 do {
                     try check(result, handle: handle)

@@ -42,7 +42,7 @@ struct DatabaseOptions: ParsableArguments {
 
     /// The connection string to hand libpq: the flag, then `PIIVAULT_DATABASE_URL`, else empty (libpq defaults).
     var resolved: String {
-        databaseURL ?? ProcessInfo.processInfo.environment["PIIVAULT_DATABASE_URL"] ?? ""
+        DatabaseSettings.connectionString(flag: databaseURL, environment: ProcessInfo.processInfo.environment)
     }
 }
 

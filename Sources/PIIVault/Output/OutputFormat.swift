@@ -40,11 +40,28 @@ enum TextOutput {
         return out
     }
 
-    /// Pretty-printed JSON with sorted keys, ending with a newline.
+    /// Pretty-printed JSON with sorted keys, ending with a newline. Control and format characters inside strings
+    /// (C1 controls, bidi overrides such as U+202E, which the JSON encoder leaves as they are) are written as `\uXXXX`
+    /// escapes: the same strings to any JSON reader, but nothing that can drive or reorder a terminal.
     static func json(_ object: Any) -> String {
         let data = (try? JSONSerialization.data(
             withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("null".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
+        var out = ""
+        for scalar in String(decoding: data, as: UTF8.self).unicodeScalars {
+            // Outside strings the encoder writes only newlines and spaces; inside them it escapes C0 itself.
+            let category = scalar.properties.generalCategory
+            if scalar != "\n" && (category == .control || category == .format) {
+                for unit in String(scalar).utf16 { out += "\\u" + hex4(unit) }
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\n"
+    }
+
+    private static func hex4(_ unit: UInt16) -> String {
+        let hex = String(unit, radix: 16)
+        return String(repeating: "0", count: 4 - hex.count) + hex
     }
 
     /// `text` with control and format characters (newlines, escape sequences, bidi overrides) written as `\u{..}`.
