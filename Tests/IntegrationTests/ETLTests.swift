@@ -49,8 +49,9 @@ final class ETLTests: XCTestCase {
         return (["etl", "--database-url", database.url,
                  "--token-key", keys.appendingPathComponent("token.key").path,
                  "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
-                 // Short polls and a short idle exit: a drained queue ends the run in half a second, not three.
-                 "--idle-exit", "0.5", "--wait-time", "0"] + arguments, env)
+                 // One empty long poll (1 s) ends a drained run: idle exit 1 s, not 2. (Short polls, wait time 0, may
+                 // come back empty while messages wait, which would end a run early.)
+                 "--idle-exit", "1", "--wait-time", "1"] + arguments, env)
     }
 
     func etl(_ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {

@@ -108,14 +108,15 @@ public enum AuditorKeys {
 
     /// Loads `auditor.key`, refusing it when others can read it or another user owns it, like every secret key file.
     public static func loadSecretKey(path: String) throws -> Minisign.SecretKey {
-        var bytes = try KeyLoading.readKeyFile(path: path, secret: true)
+        var bytes = try KeyLoading.readKeyFile(path: path, protection: .secret)
         defer { sodium_memzero(&bytes, bytes.count) }
         return try Minisign.SecretKey(fileBytes: bytes, file: path)
     }
 
-    /// Loads `auditor.pub`.
+    /// Loads `auditor.pub`: readable by anyone, but refused when others can write it or another user than the
+    /// caller or root owns it (whoever writes it decides which checkpoints verify), like `vault.pub`.
     public static func loadPublicKey(path: String) throws -> Minisign.PublicKey {
-        let bytes = try KeyLoading.readKeyFile(path: path, secret: false)
+        let bytes = try KeyLoading.readKeyFile(path: path, protection: .publicKey)
         return try Minisign.PublicKey(fileText: String(decoding: bytes, as: UTF8.self), file: path)
     }
 }
