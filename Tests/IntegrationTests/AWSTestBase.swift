@@ -63,7 +63,8 @@ class AWSTestCase: XCTestCase {
             ["etl", "--database-url", database.url,
              "--token-key", keys.appendingPathComponent("token.key").path,
              "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
-             "--idle-exit", "0.5", "--wait-time", "0"] + arguments,
+             // One empty long poll (1 s) ends a drained run.
+             "--idle-exit", "1", "--wait-time", "1"] + arguments,
             environment: env)
     }
 

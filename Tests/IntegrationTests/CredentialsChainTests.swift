@@ -194,8 +194,9 @@ final class CredentialsChainTests: AWSTestCase {
         XCTAssertEqual(front.entries(kind: "imds").count, 0, "IMDS was contacted although disabled")
     }
 
-    /// Acceptance 3: 60-second container credentials, refreshed 57 s before expiry (3 s after issue), during a run that lasts longer
-    /// than that: the run completes once, and a second credentials request came before the first expired.
+    /// Acceptance 3: 60-second container credentials, refreshed 58 s before expiry (2 s after issue), during a run
+    /// that lasts longer than that: the run completes once, and a second credentials request came before the first
+    /// expired.
     func testRefreshDuringARun() async throws {
         let front = try AWSFront(["upstream": try TestServices.sqsEndpoint(), "container": ["lifetime": 60]])
         defer { front.stop() }
@@ -203,9 +204,9 @@ final class CredentialsChainTests: AWSTestCase {
         try await drain(
             through: front,
             environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "\(front.url)/v1/credentials",
-                          "PIIVAULT_AWS_REFRESH_LEAD_SECONDS": "57"],
+                          "PIIVAULT_AWS_REFRESH_LEAD_SECONDS": "58"],
             secrets: { frontSecrets(10) }, expectedKeys: { Set((1...10).map { "ASIATESTFRONT\($0)" }) },
-            extraArguments: ["--idle-exit", "4"])
+            extraArguments: ["--idle-exit", "3"])  // outlives the 2 s before the refresh is due
         let elapsed = Date().timeIntervalSince(started)
         let requests = front.entries(kind: "container")
         XCTAssertGreaterThanOrEqual(requests.count, 2, "a second credentials request during the run")

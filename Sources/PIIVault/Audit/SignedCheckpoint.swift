@@ -113,7 +113,8 @@ public enum AuditorKeys {
         return try Minisign.SecretKey(fileBytes: bytes, file: path)
     }
 
-    /// Loads `auditor.pub`.
+    /// Loads `auditor.pub`: readable by anyone, but refused when others can write it or another user than the
+    /// caller or root owns it (whoever writes it decides which checkpoints verify), like `vault.pub`.
     public static func loadPublicKey(path: String) throws -> Minisign.PublicKey {
         let bytes = try KeyLoading.readKeyFile(path: path, protection: .publicKey)
         return try Minisign.PublicKey(fileText: String(decoding: bytes, as: UTF8.self), file: path)
