@@ -46,8 +46,13 @@ enum TextOutput {
     static func json(_ object: Any) -> String {
         let data = (try? JSONSerialization.data(
             withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("null".utf8)
+        return escapingFormatCharactersInJSON(String(decoding: data, as: UTF8.self)) + "\n"
+    }
+
+    /// Encoded JSON with every control and format character other than a newline written as `\uXXXX`.
+    static func escapingFormatCharactersInJSON(_ json: String) -> String {
         var out = ""
-        for scalar in String(decoding: data, as: UTF8.self).unicodeScalars {
+        for scalar in json.unicodeScalars {
             // Outside strings the encoder writes only newlines and spaces; inside them it escapes C0 itself.
             let category = scalar.properties.generalCategory
             if scalar != "\n" && (category == .control || category == .format) {
@@ -56,7 +61,7 @@ enum TextOutput {
                 out.unicodeScalars.append(scalar)
             }
         }
-        return out + "\n"
+        return out
     }
 
     private static func hex4(_ unit: UInt16) -> String {
