@@ -140,3 +140,58 @@ extension AuditTests {
         XCTAssertEqual(none.stdout, "")
     }
 }
+
+extension AuditTests {
+    func testTheHTMLReportOpensInHeadlessChromiumWithChartsAndTheLogsCounts() async throws {
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw TestSetupError("chromium is not installed; run scripts/install-deps")
+        }
+        // Two refusals among the 50 entries, so the page has unusual outcomes to list.
+        let owner = try await database.connect()
+        try await owner.execute("SELECT audit.append_entry('unmask', 'INC-9', 'user_id:u1', 0, 'refused: not permitted', 'mallory', 'host-x')")
+        try await owner.execute("SELECT audit.append_entry('unmask', 'INC-9', 'user_id:u2', 0, 'refused: over row cap', 'mallory', 'host-x')")
+        await owner.close()
+        let dir = try FileManager.default.temporaryDirectory.appendingPathComponent("report-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let page = dir.appendingPathComponent("review.html")
+        let result = try runPiivault(["audit", "report", "--database-url", auditorURL, "--html", page.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "report written to \(page.path): 52 entries\n")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        XCTAssertFalse(html.contains("<script"), "no scripts")
+        XCTAssertFalse(html.contains("http://") && !html.contains("http://www.w3.org/2000/svg"), "nothing loaded from elsewhere")
+
+        let chromiumArguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                 "--user-data-dir=\(dir.appendingPathComponent("profile").path)"]
+        // The DOM as Chromium parsed and laid it out.
+        let dom = try runProcess(chromium, chromiumArguments + ["--dump-dom", page.absoluteString])
+        XCTAssertEqual(dom.status, 0, dom.stderr)
+        func counts(_ chart: String) throws -> [Int] {
+            let start = try XCTUnwrap(dom.stdout.range(of: "id=\"\(chart)\""))
+            let end = try XCTUnwrap(dom.stdout.range(of: "</svg>", range: start.upperBound..<dom.stdout.endIndex))
+            let svg = dom.stdout[start.upperBound..<end.lowerBound]
+            return svg.components(separatedBy: "data-count=\"").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
+        }
+        XCTAssertEqual(try counts("per-officer").reduce(0, +), 52)
+        XCTAssertEqual(try counts("per-officer"), [52], "one login appended every entry")
+        XCTAssertEqual(try counts("per-day").reduce(0, +), 52)
+        XCTAssertTrue(dom.stdout.contains("<span id=\"entry-count\">52</span>"))
+        XCTAssertTrue(dom.stdout.contains("Intact: 52 entries"), "the verification result")
+        let unusualRows = dom.stdout.components(separatedBy: "refused: ").count - 1
+        XCTAssertEqual(unusualRows, 2)
+
+        // A screenshot: the charts render to pixels.
+        let screenshot = dir.appendingPathComponent("review.png")
+        let shot = try runProcess(chromium, chromiumArguments + ["--screenshot=\(screenshot.path)", "--window-size=1200,1600",
+                                                                 page.absoluteString])
+        XCTAssertEqual(shot.status, 0, shot.stderr)
+        let png = try Data(contentsOf: screenshot)
+        XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        XCTAssertGreaterThan(png.count, 20_000, "a page with charts, not a blank one")
+        if let keep = ProcessInfo.processInfo.environment["PIIVAULT_KEEP_SCREENSHOT"] {
+            try? FileManager.default.removeItem(atPath: keep)
+            try FileManager.default.copyItem(at: screenshot, to: URL(fileURLWithPath: keep))
+        }
+    }
+}
