@@ -195,3 +195,29 @@ extension AuditTests {
         }
     }
 }
+
+extension AuditTests {
+    func testSafeCSVGuardsFormulasAndATerminalSeesNoEscapeSequences() async throws {
+        let owner = try await database.connect()
+        try await owner.execute("SELECT audit.append_entry('unmask', '=HYPERLINK(\"http://x\")', 'user_id:@u', 0, 'ok', E'evil\\x1b[2J\\u202e', '@h')")
+        await owner.close()
+        let plain = try runPiivault(["audit", "log", "--database-url", auditorURL, "--format", "csv", "--after-seq", "50"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stdout.contains(",\"=HYPERLINK(\"\"http://x\"\")\","), "exact bytes by default: \(plain.stdout)")
+        XCTAssertTrue(plain.stdout.contains("\u{1b}[2J"), "a file or pipe gets the bytes as stored")
+        let safe = try runPiivault(["audit", "log", "--database-url", auditorURL, "--format", "csv", "--after-seq", "50", "--safe-csv"])
+        XCTAssertEqual(safe.status, 0, safe.stderr)
+        XCTAssertTrue(safe.stdout.contains(",\"'=HYPERLINK(\"\"http://x\"\")\","), safe.stdout)
+        XCTAssertTrue(safe.stdout.contains(",\"'@h\","), safe.stdout)
+        XCTAssertFalse(safe.stdout.contains(",=") || safe.stdout.contains(",@"), safe.stdout)
+
+        // On a terminal (script(1) gives it a pseudo-terminal), the escape sequence and the bidi override are shown
+        // as code points, not obeyed.
+        let binary = try piivaultBinary()
+        let terminal = try runProcess("/usr/bin/script", ["-qec", "\(binary) audit log --database-url '\(auditorURL!)' --format csv --after-seq 50", "/dev/null"])
+        XCTAssertEqual(terminal.status, 0, terminal.stdout + terminal.stderr)
+        XCTAssertFalse(terminal.stdout.contains("\u{1b}[2J"), terminal.stdout)
+        XCTAssertFalse(terminal.stdout.unicodeScalars.contains { $0.value == 0x202E }, terminal.stdout)
+        XCTAssertTrue(terminal.stdout.contains("evil\\u{1b}[2J\\u{202e}"), terminal.stdout.debugDescription)
+    }
+}

@@ -12,6 +12,15 @@ public enum OutputFormat: String, Sendable, CaseIterable {
     case csv
 }
 
+/// Options of the CSV renderer, set for the duration of one rendering (a task-local value, so that every renderer of
+/// every command honours it without passing it through each signature).
+public enum CSVOptions {
+    /// `--safe-csv`: a cell that a spreadsheet would evaluate (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+    /// return) is prefixed with `'` and quoted, as OWASP recommends. Off by default: a compliance export keeps the
+    /// original bytes.
+    @TaskLocal public static var guardFormulas = false
+}
+
 /// The renderers behind `OutputFormat`, for rows of text cells.
 enum TextOutput {
     /// Aligned columns separated by two spaces, a header line first; ends with a newline.
@@ -31,7 +40,13 @@ enum TextOutput {
 
     /// RFC 4180: a header row, CRLF line ends, fields quoted when they hold a comma, quote or line break.
     static func csv(header: [String], rows: [[String]]) -> String {
+        let guardFormulas = CSVOptions.guardFormulas
         func quoted(_ field: String) -> String {
+            var field = field
+            if guardFormulas, let first = field.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) {
+                field = "'" + field
+                return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+            }
             guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
             return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }

@@ -54,6 +54,8 @@ struct Audit: AsyncParsableCommand {
         @Option(help: "Output format: table, json, csv, jsonl.")
         var format: LogFormat = .table
 
+        @OptionGroup var csv: CSVSafetyOptions
+
         func validate() throws {
             if let afterSeq, afterSeq < 0 { throw ValidationError("--after-seq must be 0 or more") }
         }
@@ -64,12 +66,12 @@ struct Audit: AsyncParsableCommand {
                                              outcome: outcome, afterSeq: afterSeq)
                 if format == .jsonl {
                     try await AuditorService(databaseURL: database.resolved).exportJSONLines(matching: filter) {
-                        print($0, terminator: "")
+                        printOutput($0)
                     }
                     return
                 }
                 let entries = try await AccessLogService(databaseURL: database.resolved).entries(matching: filter)
-                print(OutputFormat(rawValue: format.rawValue)!.render(entries), terminator: "")
+                printOutput(csv.rendering { OutputFormat(rawValue: format.rawValue)!.render(entries) })
             }
         }
     }

@@ -24,6 +24,8 @@ struct Runs: AsyncParsableCommand {
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
+    @OptionGroup var csv: CSVSafetyOptions
+
     func validate() throws {
         guard last >= 1 else { throw ValidationError("--last must be 1 or more") }
     }
@@ -32,6 +34,6 @@ struct Runs: AsyncParsableCommand {
         let runs = try await reportingErrors {
             try await RunHistory.last(last, databaseURL: database.resolved)
         }
-        print(format.render(runs), terminator: "")
+        printOutput(csv.rendering { format.render(runs) })
     }
 }
