@@ -1,4 +1,5 @@
 # piivault: the two-command Quick start is `make demo` and `make test`. Both install what is missing first.
+# `make test-unit` runs the tests that need no service (no PostgreSQL, no SQS emulator, no Python).
 SHELL := /bin/bash
 SWIFT ?= swift
 # `make bench MESSAGES=1000000 DISTINCT="1.0 0.1"` (BENCH_MESSAGES / BENCH_DISTINCT also work).
@@ -9,18 +10,30 @@ DISTINCT ?= $(BENCH_DISTINCT)
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
 
-.PHONY: all deps build release test demo bench bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release test test-unit demo bench bench-sqs services services-stop services-status clean
 
 all: build
 
 deps:
 	@scripts/install-deps
 
+# Only what compiling needs (libsodium, libpq headers): no PostgreSQL server, no Python packages.
+deps-build:
+	@scripts/install-deps --build
+
 build: deps
 	$(SWIFT) build
 
 release: deps
 	$(SWIFT) build -c release
+
+# The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
+UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests
+empty :=
+space := $(empty) $(empty)
+test-unit: deps-build
+	$(SWIFT) build
+	PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing --filter '^($(subst $(space),|,$(UNIT_TEST_TARGETS)))\.'
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
 test: build

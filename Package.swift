@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// The project's own targets: every existential spelled `any`, and every module a file uses imported by that file.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
 let package = Package(
     name: "piivault",
     platforms: [.macOS(.v13)],
@@ -12,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, nothing else.
@@ -27,29 +35,45 @@ let package = Package(
         ),
 
         // Pure AWS Signature Version 4 signing; no I/O.
-        .target(name: "SigV4", dependencies: ["CSodium"]),
-        // Amazon SQS client (query/XML and JSON protocols) over AsyncHTTPClient.
+        .target(name: "SigV4", dependencies: ["CSodium"], swiftSettings: strictSettings),
+        // AWS plumbing shared by every AWS client: shared config and credentials files, profiles, region and
+        // endpoint resolution, credentials providers (refreshing), STS, and the HTTP transport seam.
         .target(
-            name: "SQS",
+            name: "AWS",
             dependencies: [
                 "SigV4",
-                "CSodium",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Amazon SQS client (query/XML and JSON protocols) over the AWS module's HTTP transport.
+        .target(
+            name: "SQS",
+            dependencies: ["AWS", "SigV4", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
         ),
         // Thin, safe libpq wrapper.
         .target(
             name: "Postgres",
-            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLibPQ"],
+            swiftSettings: strictSettings
         ),
         // The core: events, tokens, sealing, key files, vault store, audit, ETL pipeline.
         .target(
             name: "PIIVault",
             dependencies: [
-                "CSodium", "Postgres", "SQS",
+                "CSodium", "Postgres", "AWS", "SQS",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
         ),
         // The command line: parses arguments, prints, bootstraps logging. No behaviour of its own.
         .executableTarget(
@@ -58,13 +82,15 @@ let package = Package(
                 "PIIVault",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strictSettings
         ),
 
         // Benchmarks (`make bench`): measurements, not tests.
         .executableTarget(
             name: "piivault-bench",
-            dependencies: ["PIIVault", "Postgres", "SQS", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PIIVault", "SQS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
         ),
 
         // Shared helpers for tests: service discovery, scratch databases, running the binary.
@@ -73,10 +99,19 @@ let package = Package(
             dependencies: ["Postgres"],
             path: "Tests/TestSupport"
         ),
+        // Unit tier (`make test-unit`): no Postgres, no SQS emulator, no Python. They may run the built binary.
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
-        .testTarget(name: "SQSTests", dependencies: ["SQS", "TestSupport"]),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
+        // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: strictSettings),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "SQS", "TestSupport"]),
+        // Integration tier (`make test` runs both tiers): real PostgreSQL, moto_server, Python cross-checks.
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
+        .testTarget(
+            name: "SQSIntegrationTests",
+            dependencies: ["AWS", "SQS", "SigV4", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(name: "PIIVaultCrossCheckTests", dependencies: ["PIIVault", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PIIVault", "Postgres", "AWS", "SQS", "SigV4", "TestSupport"]),
     ]
 )

@@ -22,6 +22,8 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Connects with a libpq connection string (`host=... dbname=...`) or URI (`postgresql://...`).
     /// An empty string uses libpq's defaults: the `PG*` environment variables, `~/.pgpass`, service files.
+    /// The session is then set to the formats results are decoded in (`sessionSettings`), overriding any role
+    /// default or `PGOPTIONS`.
     public static func connect(_ connectionString: String = "", applicationName: String = "piivault")
         async throws -> PostgresConnection
     {
@@ -115,7 +117,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 else if PQputCopyEnd(handle, nil) != 1 { throw connectionError(handle) }
             }
             var copied = 0
-            var firstError: Error?
+            var firstError: (any Error)?
             while let result = PQgetResult(handle) {
                 do {
                     try check(result, handle: handle)
@@ -263,7 +265,25 @@ private func openConnection(_ connectionString: String, applicationName: String)
         throw PostgresError(kind: .connectionFailed, message: "cannot connect to the database: \(message)")
     }
     PQsetNoticeProcessor(handle, { _, _ in }, nil)  // NOTICEs ("already exists, skipping") are not for users
+    // The formats results are read and printed in, whatever the server, a role default or PGOPTIONS chose: bytea as
+    // hex, dates and times as ISO 8601 in UTC, intervals and strings in PostgreSQL's defaults, text in UTF-8,
+    // floats exactly.
+    let result = PQexec(handle, PostgresConnection.sessionSettings)
+    defer { PQclear(result) }
+    guard PQresultStatus(result) == PGRES_COMMAND_OK else {
+        let raw = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+        PQfinish(handle)
+        throw PostgresError(kind: .connectionFailed, message: "cannot set up the database session: \(raw)")
+    }
     return handle
+}
+
+extension PostgresConnection {
+    /// The session settings every connection starts with (see `connect`).
+    public static let sessionSettings = """
+        SET bytea_output = 'hex'; SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; \
+        SET client_encoding = 'UTF8'; SET extra_float_digits = 3; SET standard_conforming_strings = on
+        """
 }
 
 private func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {

@@ -1,37 +1,47 @@
-import AsyncHTTPClient
+import AWS
 import Foundation
 import Logging
-import NIOCore
-import NIOHTTP1
 import SigV4
 
-/// Amazon SQS client over AsyncHTTPClient: the operations the ETL needs, in the query/XML protocol (default) or the
-/// JSON protocol, signed with SigV4, with retries, timeouts and per-entry batch results.
+/// Amazon SQS client: the operations the ETL needs, in the query/XML protocol (default) or the JSON protocol,
+/// signed with SigV4 using the credentials provider's current credentials, with retries, timeouts and per-entry
+/// batch results.
 ///
 /// Works with real AWS, current LocalStack, old LocalStack 0.14 (query protocol only) and moto.
 public struct SQSClient: Sendable {
     /// The resolved settings.
     public let configuration: SQSConfiguration
-    private let httpClient: HTTPClient
+    private let transport: any HTTPTransport
     private let logger: Logger
     private let now: @Sendable () -> Date
 
     /// The API version of the query protocol.
     static let apiVersion = "2012-11-05"
-    /// The largest answer accepted (10 messages of 256 KiB plus markup fit easily).
-    static let maxResponseBytes = 16 * 1024 * 1024
+
+    /// The largest ReceiveMessage answer SQS may legally send, with room to spare: every one of the 10 messages at
+    /// the 1 MiB maximum (body and message attributes together), each byte escaping to at most 6 bytes (`&quot;` in
+    /// XML, `\u001f` in JSON), plus each message's id, receipt handle, checksums and system attributes, plus the
+    /// envelope. About 60 MiB: a run needs it only while a batch is read.
+    static let maxResponseBytes = maxResponseBytes(messages: 10, maxMessageBytes: 1024 * 1024)
+
+    /// The answer limit for `messages` messages of at most `maxMessageBytes` each (see ``maxResponseBytes``).
+    static func maxResponseBytes(messages: Int, maxMessageBytes: Int) -> Int {
+        let worstEscapeExpansion = 6
+        let perMessageMarkup = 16 * 1024  // id, receipt handle (about 1 KiB), MD5s, system attributes, tags
+        let envelope = 16 * 1024
+        return messages * (maxMessageBytes * worstEscapeExpansion + perMessageMarkup) + envelope
+    }
 
     /// Creates a client.
     ///
     /// - Parameters:
-    ///   - httpClient: the HTTP client; its lifetime is the caller's (the default, `HTTPClient.shared`, needs no
-    ///     shutdown).
+    ///   - transport: how requests are sent (AsyncHTTPClient by default; a fake in unit tests).
     ///   - logger: where calls and retries are logged (debug and warning); never with credentials or bodies.
     ///   - now: the clock used for signatures (injectable for tests).
-    public init(configuration: SQSConfiguration, httpClient: HTTPClient = .shared, logger: Logger,
-                now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(configuration: SQSConfiguration, transport: any HTTPTransport = AsyncHTTPClientTransport(),
+                logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         self.configuration = configuration
-        self.httpClient = httpClient
+        self.transport = transport
         self.logger = logger
         self.now = now
     }
@@ -126,8 +136,11 @@ public struct SQSClient: Sendable {
             query.append(("AttributeName.\(index + 1)", name))
         }
         if !options.attributeNames.isEmpty { json["AttributeNames"] = options.attributeNames }
+        // SQS hides what it hands out: once the request may have arrived, a lost answer must not be retried (the
+        // retry would find those messages hidden and report an empty queue).
         let answer = try await call("ReceiveMessage", context: "ReceiveMessage from \(queueURL)", query: query,
-                                    json: json, extraTimeout: .seconds(options.waitTimeSeconds))
+                                    json: json, extraTimeout: .seconds(options.waitTimeSeconds),
+                                    retryOnceDelivered: false)
         var messages: [SQSMessage] = []
         var checksums: [String?] = []
         if let xml = answer.xml {
@@ -233,6 +246,8 @@ public struct SQSClient: Sendable {
     struct Answer {
         var xml: XMLElementNode?
         var json: [String: Any]?
+        /// The credentials the request was signed with (to scrub them from server text).
+        var credentials: AWSCredentials?
     }
 
     private func successfulIds(_ answer: Answer, entryName: String) -> [String] {
@@ -244,14 +259,15 @@ public struct SQSClient: Sendable {
         if let xml = answer.xml {
             return xml.descendants("BatchResultErrorEntry").map { entry in
                 SQSBatchFailure(id: entry.childText("Id") ?? "", code: entry.childText("Code") ?? "",
-                                message: redact(entry.childText("Message") ?? ""),
+                                message: redact(entry.childText("Message") ?? "", credentials: answer.credentials),
                                 senderFault: (entry.childText("SenderFault") ?? "").lowercased() == "true")
             }
         }
         return (answer.json?["Failed"] as? [[String: Any]] ?? []).map { entry in
             let senderFault = entry["SenderFault"] as? Bool ?? ((entry["SenderFault"] as? String) == "true")
             return SQSBatchFailure(id: entry["Id"] as? String ?? "", code: entry["Code"] as? String ?? "",
-                                   message: redact(entry["Message"] as? String ?? ""), senderFault: senderFault)
+                                   message: redact(entry["Message"] as? String ?? "", credentials: answer.credentials),
+                                   senderFault: senderFault)
         }
     }
 
@@ -270,8 +286,8 @@ public struct SQSClient: Sendable {
     }
 
     /// Builds and signs the request for an action in the configured protocol.
-    func prepare(action: String, query: [(String, String)], json: [String: Any], date: Date) throws
-        -> PreparedRequest {
+    func prepare(action: String, query: [(String, String)], json: [String: Any], date: Date,
+                 credentials: SigV4.Credentials) throws -> PreparedRequest {
         var headers: [(name: String, value: String)]
         let body: [UInt8]
         switch configuration.wireProtocol {
@@ -288,41 +304,65 @@ public struct SQSClient: Sendable {
             ]
         }
         let signed = SigV4.sign(method: "POST", url: configuration.endpoint, headers: headers,
-                                payloadHash: SigV4.hexSHA256(body), credentials: configuration.credentials,
+                                payloadHash: SigV4.hexSHA256(body), credentials: credentials,
                                 region: configuration.region, service: "sqs", date: date)
         return PreparedRequest(url: configuration.endpoint, headers: signed, body: body)
     }
 
-    /// Sends one action with retries; returns the decoded answer or throws an ``SQSError``.
+    /// Sends one action with retries; returns the decoded answer or throws an ``SQSError`` (or the credentials
+    /// provider's ``AWSError``).
+    ///
+    /// - Parameter retryOnceDelivered: whether a call whose answer was lost after the request may have reached SQS
+    ///   may be sent again (false for ReceiveMessage, which hides what it hands out).
     private func call(_ action: String, context: String, query: [(String, String)], json: [String: Any],
-                      extraTimeout: Duration = .zero) async throws -> Answer {
+                      extraTimeout: Duration = .zero, retryOnceDelivered: Bool = true) async throws -> Answer {
         let policy = configuration.retry
         let clock = ContinuousClock()
         let started = clock.now
         // A long poll's own wait does not eat into the retry budget.
         let deadline = started + policy.totalDeadline + extraTimeout
         var attempt = 0
+        var refreshedAfterExpiry = false
         while true {
             attempt += 1
             let remaining = deadline - clock.now
-            // Each attempt is signed afresh: a retry after minutes must not carry a stale date.
-            let request = try prepare(action: action, query: query, json: json, date: now())
+            // Each attempt asks for the current credentials and is signed afresh: a retry after minutes must carry
+            // neither a stale date nor keys that have since been replaced.
+            let credentials = try await configuration.credentialsProvider.credentials()
+            let request = try prepare(action: action, query: query, json: json, date: now(),
+                                      credentials: credentials.signing)
             let attemptTimeout = min(configuration.callTimeout + extraTimeout, remaining)
             let error: SQSError
             do {
-                let (status, headers, bytes) = try await send(request, timeout: attemptTimeout)
+                let response = try await transport.send(
+                    HTTPRequest(method: "POST", url: request.url, headers: request.headers, body: request.body,
+                                maxResponseBytes: Self.maxResponseBytes),
+                    timeout: attemptTimeout)
                 logger.debug("SQS call", metadata: ["action": "\(action)", "attempt": "\(attempt)",
-                                                    "status": "\(status)"])
-                if (200..<300).contains(status) {
-                    return try decode(action: action, bytes: bytes)
+                                                    "status": "\(response.status)"])
+                if (200..<300).contains(response.status) {
+                    var answer = try decode(action: action, bytes: response.body)
+                    answer.credentials = credentials
+                    return answer
                 }
-                error = errorFromAnswer(status: status, headers: headers, bytes: bytes, context: context)
+                error = errorFromAnswer(response, context: context, credentials: credentials)
             } catch let failure as SQSError {
                 error = failure
             } catch is CancellationError {
                 throw CancellationError()
-            } catch let failure {
-                error = transportError(failure, context: context)
+            } catch let failure as HTTPTransportError {
+                if !retryOnceDelivered && failure.requestMayHaveArrived {
+                    throw lostAnswer(failure, context: context, credentials: credentials)
+                }
+                error = transportError(failure, context: context, credentials: credentials)
+            }
+            // Expired temporary credentials: refresh at once and try again, once.
+            if error.isExpiredToken && !refreshedAfterExpiry {
+                refreshedAfterExpiry = true
+                logger.info("SQS refused expired credentials; refreshing them and retrying",
+                            metadata: ["action": "\(action)", "provider": "\(credentials.source)"])
+                await configuration.credentialsProvider.invalidate()
+                continue
             }
             guard error.isRetryable else { throw error }
             let elapsed = clock.now - started
@@ -344,22 +384,6 @@ public struct SQSClient: Sendable {
         }
     }
 
-    private func send(_ prepared: PreparedRequest, timeout: Duration) async throws
-        -> (Int, HTTPHeaders, [UInt8]) {
-        guard timeout > .zero else {
-            throw SQSError(kind: .timeout, message: "no time left for the call within the configured deadline")
-        }
-        var request = HTTPClientRequest(url: prepared.url.absoluteString)
-        request.method = .POST
-        for header in prepared.headers { request.headers.add(name: header.name, value: header.value) }
-        request.body = .bytes(ByteBuffer(bytes: prepared.body))
-        let response = try await httpClient.execute(
-            request, timeout: .nanoseconds(Self.nanoseconds(timeout)), logger: logger)
-        var buffer = try await response.body.collect(upTo: Self.maxResponseBytes)
-        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
-        return (Int(response.status.code), response.headers, bytes)
-    }
-
     private func decode(action: String, bytes: [UInt8]) throws -> Answer {
         switch configuration.wireProtocol {
         case .query:
@@ -375,7 +399,8 @@ public struct SQSClient: Sendable {
     }
 
     /// Reads the error code and message of an error answer, whatever its format (XML or JSON).
-    private func errorFromAnswer(status: Int, headers: HTTPHeaders, bytes: [UInt8], context: String) -> SQSError {
+    private func errorFromAnswer(_ response: HTTPResponse, context: String, credentials: AWSCredentials) -> SQSError {
+        let status = response.status, bytes = response.body
         var code: String?
         var text: String?
         if let tree = XMLElementNode.parse(bytes) {
@@ -389,32 +414,48 @@ public struct SQSClient: Sendable {
             text = object["message"] as? String ?? object["Message"] as? String
         }
         // `x-amzn-query-error: AWS.SimpleQueueService.NonExistentQueue;Sender` carries the query-protocol code.
-        if let queryError = headers.first(name: "x-amzn-query-error"),
+        if let queryError = response.header("x-amzn-query-error"),
            let queryCode = queryError.split(separator: ";").first, !queryCode.isEmpty,
            code == nil || SQSError.noSuchQueueCodes.contains(String(queryCode)) {
             code = String(queryCode)
         }
         return SQSError.fromAWS(code: code?.trimmingCharacters(in: .whitespacesAndNewlines),
-                                serverMessage: text.map(redact), status: status, context: context)
+                                serverMessage: text.map { redact($0, credentials: credentials) }, status: status,
+                                context: context, credentialsSource: credentials.source)
     }
 
-    private func transportError(_ error: any Error, context: String) -> SQSError {
+    private func transportError(_ error: HTTPTransportError, context: String, credentials: AWSCredentials)
+        -> SQSError {
         let endpoint = configuration.endpoint.absoluteString
-        if let httpError = error as? HTTPClientError,
-           httpError == .deadlineExceeded || httpError == .readTimeout || httpError == .connectTimeout
-            || httpError == .writeTimeout {
+        let detail = redact(error.detail, credentials: credentials)
+        switch error.kind {
+        case .timedOut:
             return SQSError(kind: .timeout,
-                            message: "\(context): SQS at \(endpoint) did not answer in time (\(httpError)); check the endpoint and the network, or raise the timeout")
+                            message: "\(context): SQS at \(endpoint) did not answer in time (\(detail)); check the endpoint and the network, or raise the timeout")
+        case .responseTooLarge:
+            return SQSError(kind: .invalidResponse,
+                            message: "\(context): the answer from \(endpoint) is larger than any SQS answer can be (\(detail)); check that the endpoint is SQS")
+        case .connectFailed, .failed:
+            return SQSError(kind: .connection,
+                            message: "\(context): cannot reach SQS at \(endpoint) (\(detail)); check the endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL or the queue URL) and the network")
         }
-        return SQSError(kind: .connection,
-                        message: "\(context): cannot reach SQS at \(endpoint) (\(redact(String(describing: error)))); check the endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL or the queue URL) and the network")
+    }
+
+    /// The error for a receive whose answer was lost after SQS may have handed out (and hidden) messages. Not
+    /// retryable: a retry would find them hidden and report an empty queue.
+    private func lostAnswer(_ error: HTTPTransportError, context: String, credentials: AWSCredentials) -> SQSError {
+        let detail = redact(error.detail, credentials: credentials)
+        let what = error.kind == .responseTooLarge ? "its answer was larger than any SQS answer can be"
+            : error.kind == .timedOut ? "no answer came in time" : "the answer was lost"
+        return SQSError(
+            kind: .lostReceive,
+            message: "\(context): \(what) (\(detail)) after SQS may have handed out messages; they stay hidden until their visibility timeout ends and a later run loads them; check the endpoint and the network")
     }
 
     /// One line of server or library text with every credential removed and the length bounded.
-    func redact(_ text: String) -> String {
+    func redact(_ text: String, credentials: AWSCredentials?) -> String {
         var line = text.split(whereSeparator: { $0.isNewline }).first.map(String.init) ?? ""
-        for secret in [configuration.credentials.secretAccessKey, configuration.credentials.sessionToken ?? ""]
-        where !secret.isEmpty {
+        for secret in credentials?.secrets ?? [] {
             line = line.replacingOccurrences(of: secret, with: "<redacted>")
         }
         if let range = line.range(of: "Signature=") {
@@ -424,10 +465,7 @@ public struct SQSClient: Sendable {
         return line.trimmingCharacters(in: .whitespaces)
     }
 
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
+    static func nanoseconds(_ duration: Duration) -> Int64 { duration.nanoseconds }
 
     static func seconds(_ duration: Duration) -> String {
         String(format: "%.1fs", Double(nanoseconds(duration)) / 1e9)

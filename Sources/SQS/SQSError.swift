@@ -1,4 +1,4 @@
-/// A failed SQS call or a configuration problem.
+/// A failed SQS call. (Settings and credentials problems are the AWS module's `AWSError`.)
 ///
 /// `message` is one line: what went wrong and what to do next. It never contains a secret key, session token or
 /// signature (server-supplied text is redacted and cut to one line before it is kept).
@@ -11,10 +11,6 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         case accessDenied
         /// The signature or the credentials were rejected (`SignatureDoesNotMatch`, `InvalidClientTokenId`, ...).
         case badCredentials
-        /// No credentials were found in the environment or the shared files.
-        case missingCredentials
-        /// A setting is missing or malformed (region, endpoint, profile).
-        case configuration
         /// SQS is throttling the caller (`Throttling`, `RequestThrottled`, HTTP 429).
         case throttled
         /// SQS answered with a 5xx status.
@@ -29,6 +25,9 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         case invalidResponse
         /// A message's MD5 checksum did not match its body.
         case checksumMismatch
+        /// A receive's answer was lost after SQS may have handed out messages (never retried: they are hidden until
+        /// their visibility timeout ends).
+        case lostReceive
     }
 
     /// What kind of failure this is.
@@ -56,6 +55,11 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// Whether SQS refused the credentials because they expired (a refresh and one retry may help).
+    public var isExpiredToken: Bool {
+        ["ExpiredToken", "ExpiredTokenException"].contains(awsErrorCode ?? "")
+    }
+
     /// The message.
     public var description: String { message }
 }
@@ -81,7 +85,9 @@ extension SQSError {
     ///   - code: the AWS error code (query protocol `Code`, JSON `__type` after `#`, or `x-amzn-query-error`).
     ///   - serverMessage: the server's text, already redacted and cut to one line.
     ///   - context: what was being done, e.g. `ReceiveMessage on https://.../queue`.
-    static func fromAWS(code: String?, serverMessage: String?, status: Int, context: String) -> SQSError {
+    ///   - credentialsSource: which provider supplied the credentials, named when they are refused.
+    static func fromAWS(code: String?, serverMessage: String?, status: Int, context: String,
+                        credentialsSource: String? = nil) -> SQSError {
         let code = code ?? ""
         let detail = serverMessage.map { $0.isEmpty ? "" : " (\($0))" } ?? ""
         let codePart = code.isEmpty ? "HTTP \(status)" : code
@@ -102,7 +108,7 @@ extension SQSError {
             // The server's text for a signature mismatch can quote the canonical request, so none of it is kept.
             return SQSError(
                 kind: .badCredentials,
-                message: "bad signature or credentials: \(context) failed with \(codePart); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile), AWS_SESSION_TOKEN for temporary credentials, the region and the system clock",
+                message: "bad signature or credentials: \(context) failed with \(codePart)\(credentialsSource.map { " (credentials from \($0))" } ?? ""); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile or role that supplies them), AWS_SESSION_TOKEN for temporary credentials, the region and the system clock",
                 awsErrorCode: code, httpStatus: status)
         }
         if throttlingCodes.contains(code) || status == 429 {

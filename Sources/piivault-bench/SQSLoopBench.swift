@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import SQS
 
-/// The bare SQS loop DESIGN.md compares the ETL with: concurrent pollers that receive up to 10 messages and delete
+/// The bare SQS loop the ETL is compared with (README, "Benchmarks"): concurrent pollers that receive up to 10 messages and delete
 /// them at once, doing nothing else, until the queue stays empty. Its rate is the ceiling for `piivault etl` on the
 /// same queue and endpoint (credentials and endpoint come from the environment, as for `etl`).
 enum SQSLoopBench {
@@ -72,8 +72,8 @@ private final class LastMessage: @unchecked Sendable {
 
 private final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
-    private var result: Result<(Int, Double), Error> = .failure(BenchUsage("not run"))
-    func set(_ value: Result<(Int, Double), Error>) { lock.withLock { result = value } }
+    private var result: Result<(Int, Double), any Error> = .failure(BenchUsage("not run"))
+    func set(_ value: Result<(Int, Double), any Error>) { lock.withLock { result = value } }
     func get() throws -> (Int, Double) { try lock.withLock { result }.get() }
 }
 

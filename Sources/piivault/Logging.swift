@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PIIVault
 
 /// Text logs on stderr: `piivault: LEVEL: message key=value ...`.
 struct TerseLogHandler: LogHandler {
@@ -42,5 +43,15 @@ struct JSONLogHandler: LogHandler {
         guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         data.append(UInt8(ascii: "\n"))
         FileHandle.standardError.write(data)
+    }
+}
+
+/// Sends every logger of the process to stderr in `format`, from `level` up. Called once, by the command.
+func bootstrapLogging(format: ETLSettings.LogFormat, level: ETLSettings.LogLevel) {
+    let level = Logger.Level(rawValue: level.rawValue) ?? .warning
+    LoggingSystem.bootstrap { label in
+        var handler: any LogHandler = format == .json ? JSONLogHandler(label: label) : TerseLogHandler(label: label)
+        handler.logLevel = level
+        return handler
     }
 }

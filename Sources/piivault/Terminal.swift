@@ -42,9 +42,40 @@ struct DatabaseOptions: ParsableArguments {
 
     /// The connection string to hand libpq: the flag, then `PIIVAULT_DATABASE_URL`, else empty (libpq defaults).
     var resolved: String {
-        databaseURL ?? ProcessInfo.processInfo.environment["PIIVAULT_DATABASE_URL"] ?? ""
+        DatabaseSettings.connectionString(flag: databaseURL, environment: ProcessInfo.processInfo.environment)
     }
 }
 
 /// `--format table|json|csv` for `audit log` and `unmask`.
 extension OutputFormat: ExpressibleByArgument {}
+
+/// Prints rendered output. On a terminal, control and format characters other than line ends (escape sequences,
+/// bidi overrides) are shown as `\u{..}`: stored text must not drive or reorder the terminal. Redirected to a file or
+/// a pipe, the output is written exactly.
+func printOutput(_ text: String) {
+    guard isatty(STDOUT_FILENO) == 1 else {
+        print(text, terminator: "")
+        return
+    }
+    var out = ""
+    for scalar in text.unicodeScalars {
+        let category = scalar.properties.generalCategory
+        if scalar != "\n" && scalar != "\r" && (category == .control || category == .format) {
+            out += "\\u{\(String(scalar.value, radix: 16))}"
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    print(out, terminator: "")
+}
+
+/// `--safe-csv`, for every command that prints CSV.
+struct CSVSafetyOptions: ParsableArguments {
+    @Flag(help: "In CSV, prefix cells starting with =, +, -, @ (formulas to a spreadsheet) with ' and quote them.")
+    var safeCSV = false
+
+    /// `render` with the CSV renderer guarding formulas when asked to.
+    func rendering(_ render: () -> String) -> String {
+        CSVOptions.$guardFormulas.withValue(safeCSV) { render() }
+    }
+}

@@ -50,7 +50,7 @@ final class AuditTests: XCTestCase {
     }
 
     /// Runs `sql` as the table owner with the append-only trigger switched off, as a superuser could.
-    private func tamper(_ sql: String) async throws {
+    func tamper(_ sql: String) async throws {
         let owner = try await database.connect()
         try await owner.executeScript("""
             ALTER TABLE audit.access_log DISABLE TRIGGER USER;

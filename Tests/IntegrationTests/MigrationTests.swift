@@ -1,4 +1,5 @@
 import Foundation
+import PIIVault
 import Postgres
 import TestSupport
 import XCTest
@@ -102,7 +103,7 @@ final class MigrationTests: XCTestCase {
         try await connection.execute("CREATE TABLE user_logins (id serial, email text)")
         await connection.close()
         let result = try migrate()
-        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(result.status, PIIVaultExitCode.failure.rawValue, "exit 1: a migration that failed (README)")
         XCTAssertTrue(result.stderr.contains("does not have the seed's columns"), result.stderr)
         XCTAssertTrue(result.stderr.hasPrefix("piivault: error: migration 0002_user_logins.sql failed"), result.stderr)
     }

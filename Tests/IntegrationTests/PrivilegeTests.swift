@@ -3,7 +3,7 @@ import Postgres
 import TestSupport
 import XCTest
 
-/// DESIGN.md's role table, checked by logging in as a member of each role. Every "cannot" asserts Postgres's own
+/// The role table (README, "Database"), checked by logging in as a member of each role. Every "cannot" asserts Postgres's own
 /// permission error (SQLSTATE 42501).
 final class PrivilegeTests: XCTestCase {
     var database: ScratchDatabase!

@@ -183,7 +183,7 @@ final class UnmaskTests: XCTestCase {
 
     func testAQuarantinedBodyComesBackExactly() async throws {
         let id = try await query("SELECT message_id FROM vault.quarantine").first!["message_id"].requiredString()
-        let index = try XCTUnwrap(Int(id.split(separator: "-")[1])) - 1  // line-N-...
+        let index = try XCTUnwrap(lines.firstIndex { FileMessageSource.messageID(body: Array($0.utf8)) == id })
         let result = try unmask(["--reason", "INC-7", "--quarantined", id, "--format", "json"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any])
@@ -207,7 +207,7 @@ final class UnmaskTests: XCTestCase {
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
             """)
         let appendFails = try unmask(["--reason", "case 1", "--token", token])
-        XCTAssertNotEqual(appendFails.status, 0)
+        XCTAssertEqual(appendFails.status, PIIVaultExitCode.failure.rawValue, appendFails.stderr)
         XCTAssertEqual(appendFails.stdout, "", "no value without an entry")
         XCTAssertTrue(appendFails.stderr.contains("read-only for this test"), appendFails.stderr)
         assertNoPlaintext(appendFails.stdout + appendFails.stderr, "append fails")
@@ -219,7 +219,7 @@ final class UnmaskTests: XCTestCase {
                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
             """)
         let commitFails = try unmask(["--reason", "case 2", "--token", token])
-        XCTAssertNotEqual(commitFails.status, 0)
+        XCTAssertEqual(commitFails.status, PIIVaultExitCode.failure.rawValue, commitFails.stderr)
         XCTAssertEqual(commitFails.stdout, "", "no value when the commit fails")
         XCTAssertTrue(commitFails.stderr.contains("read-only for this test"), commitFails.stderr)
         assertNoPlaintext(commitFails.stdout + commitFails.stderr, "commit fails")
@@ -251,6 +251,9 @@ final class UnmaskTests: XCTestCase {
         let wrongPassphrase = keys.appendingPathComponent("wrong-passphrase")
         try "correct horse battery staple\n".write(to: passphrase, atomically: true, encoding: .utf8)
         try "incorrect horse\n".write(to: wrongPassphrase, atomically: true, encoding: .utf8)
+        for file in [passphrase, wrongPassphrase] {  // passphrase files are secrets like key files: 0600
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        }
         let lockedKeygen = try runPiivault(["keygen", "--dir", locked.path, "--passphrase"],
                                            environment: ["PIIVAULT_PASSPHRASE_FILE": passphrase.path])
         XCTAssertEqual(lockedKeygen.status, 0, lockedKeygen.stderr)

@@ -75,19 +75,4 @@ final class CanonicalTests: XCTestCase {
         XCTAssertTrue(v2.token(forCanonical: "192.0.2.1", field: .ip).hasPrefix("ip.v2."))
         XCTAssertNotEqual(ta.dropFirst(6), v2.token(forCanonical: "192.0.2.1", field: .ip).dropFirst(6))
     }
-
-    func testCanonicalIPsAgreeWithPythonIpaddress() throws {
-        let inputs = [
-            "192.168.1.1", "::ffff:192.168.1.1", "::FFFF:C0A8:0101", "2001:DB8:0:0:0:0:0:1",
-            "2001:0db8:0000:0000:0001:0000:0000:0001", "2001:db8:0:0:1:0:0:0", "2001:db8:0:1:1:1:1:1", "::", "::1",
-            "FE80::ABCD", "1:0:0:2:0:0:0:3", "1:0:0:0:2:0:0:3", "999.1.1.1", "1.2.3", "", "localhost", "01.2.3.4",
-            "fe80::1%eth0", "0.0.0.0", "::ffff:0.0.0.0", "ffff::", "1:2:3:4:5:6:7::",
-        ]
-        let answer = try crosscheck("canonical", ["values": inputs])
-        let python = try XCTUnwrap(answer["ip"] as? [Any])
-        for (input, expected) in zip(inputs, python) {
-            let ours = try? Canonical.ip(input)
-            XCTAssertEqual(ours, expected as? String, "canonical form of test input #\(inputs.firstIndex(of: input)!)")
-        }
-    }
 }

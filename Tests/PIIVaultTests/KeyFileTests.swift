@@ -1,5 +1,5 @@
 import Foundation
-import PIIVault
+@testable import PIIVault
 import TestSupport
 import XCTest
 
@@ -70,13 +70,23 @@ final class KeyFileTests: XCTestCase {
         XCTAssertNoThrow(try KeyLoading.loadVaultPublicKey(path: keys.vaultPublicKeyPath))
     }
 
+    /// Runs as any user: the file is ours, and the loader is told to expect another owner. As root (CI), the file is
+    /// also really given to `nobody` and loaded as root.
     func testSecretFileOwnedByAnotherUserIsRefused() throws {
-        guard geteuid() == 0 else { throw XCTSkip("changing a file's owner needs root (CI runs as root)") }
         let (_, keys) = try generated()
-        let path = keys.tokenKeyPath
-        XCTAssertEqual(chown(path, 65534, 65534), 0)
-        assertLoadFails(path, .wrongOwner(file: path, owner: 65534, currentUser: 0), code: .noPermission, secretBase64: try keyLine(path))
+        let path = keys.tokenKeyPath, secret = try keyLine(path)
+        let me = UInt32(geteuid()), someoneElse = UInt32(geteuid()) &+ 1
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, currentUser: someoneElse)) { error in
+            XCTAssertEqual(error as? KeyFileError, .wrongOwner(file: path, owner: me, currentUser: someoneElse))
+            XCTAssertEqual((error as? KeyFileError)?.exitCode, .noPermission)
+            XCTAssertFalse((error as? KeyFileError)?.message.contains(secret) ?? true)
+        }
+        XCTAssertNoThrow(try KeyLoading.readKeyFile(path: path, protection: .secret, currentUser: me))
         XCTAssertTrue(KeyFileError.wrongOwner(file: "token.key", owner: 65534, currentUser: 0).message.contains("chown 0 token.key"))
+        if me == 0 {
+            XCTAssertEqual(chown(path, 65534, 65534), 0)
+            assertLoadFails(path, .wrongOwner(file: path, owner: 65534, currentUser: 0), code: .noPermission, secretBase64: secret)
+        }
     }
 
     func testMalformedFilesEachGiveTheirOwnError() throws {
@@ -129,5 +139,100 @@ final class KeyFileTests: XCTestCase {
         XCTAssertEqual(try KeyLoading.loadTokenKey(path: keys.tokenKeyPath).keyID, keys.tokenKeyID)
         XCTAssertNil(KeyID(hex: "xyz"))
         XCTAssertEqual(KeyID(hex: "0123456789ABCDEF")?.hex, "0123456789abcdef")
+    }
+
+    // MARK: Issue 14, items 6 and 9 (the binary's side is in IntegrationTests/KeyMaterialTests)
+
+    func testVaultPubMayBeReadByAnyoneButWrittenOnlyByItsOwnerOrRoot() throws {
+        let (_, keys) = try generated()
+        let path = keys.vaultPublicKeyPath
+        for mode in [0o644, 0o444, 0o600, 0o640] {
+            chmod(path, mode_t(mode))
+            XCTAssertNoThrow(try KeyLoading.loadVaultPublicKey(path: path), String(mode, radix: 8))
+        }
+        for mode in [0o664, 0o646, 0o666, 0o622] {
+            chmod(path, mode_t(mode))
+            XCTAssertThrowsError(try KeyLoading.loadVaultPublicKey(path: path)) {
+                XCTAssertEqual($0 as? KeyFileError, .writableByOthers(file: path, mode: UInt32(mode)))
+                XCTAssertEqual(($0 as? KeyFileError)?.exitCode, .noPermission)
+            }
+        }
+        chmod(path, 0o644)
+        let me = UInt32(geteuid()), someoneElse = UInt32(geteuid()) &+ 1
+        if me == 0 {
+            // A root-owned vault.pub loads for any user (root could replace it anyway); another user's does not.
+            XCTAssertNoThrow(try KeyLoading.readKeyFile(path: path, protection: .publicKey, currentUser: someoneElse))
+            XCTAssertEqual(chown(path, 65534, 65534), 0)
+            XCTAssertThrowsError(try KeyLoading.loadVaultPublicKey(path: path),
+                                 equals: KeyFileError.wrongOwner(file: path, owner: 65534, currentUser: 0))
+        } else {
+            XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .publicKey, currentUser: someoneElse),
+                                 equals: KeyFileError.wrongOwner(file: path, owner: me, currentUser: someoneElse))
+        }
+    }
+
+    func testANonRegularOrOversizedFileIsRefusedWithoutReading() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let fifo = dir.appendingPathComponent("fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: fifo)) {  // returns at once: no writer is waited for
+            guard case .cannotRead(fifo, let reason)? = $0 as? KeyFileError else { return XCTFail("\($0)") }
+            XCTAssertTrue(reason.hasPrefix("not a regular file"), reason)
+        }
+        XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: dir.path))
+        let big = dir.appendingPathComponent("big.key").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: big, contents: Data(count: 64 * 1024 + 1),
+                                                     attributes: [.posixPermissions: 0o600]))
+        XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: big), equals: KeyFileError.tooLarge(file: big, limit: 64 * 1024))
+        XCTAssertEqual(KeyFileError.tooLarge(file: big, limit: 64 * 1024).exitCode, .dataError)
+    }
+
+    func testThePassphraseFileIsASecret() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let path = dir.appendingPathComponent("passphrase").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("correct horse battery staple\n".utf8),
+                                                     attributes: [.posixPermissions: 0o644]))
+        XCTAssertThrowsError(try Passphrase.fromFile(path: path), equals: KeyFileError.accessibleByOthers(file: path, mode: 0o644))
+        chmod(path, 0o600)
+        XCTAssertEqual(try Passphrase.fromFile(path: path).count, 28)
+    }
+
+    func testArgon2LimitsBelowTheInteractiveMinimumAreRefused() throws {
+        let dir = try makeTemporaryDirectory(self)
+        var pass = Array("correct horse battery staple".utf8)
+        let passphrase = SecretBytes(consuming: &pass)
+        let secret = VaultSecretKey.generate()
+        let interactiveOps = PassphraseKey.minimumOpsLimit, interactiveMem = PassphraseKey.minimumMemLimit
+        XCTAssertEqual(interactiveOps, 2)
+        XCTAssertEqual(interactiveMem, 64 << 20)
+        for (ops, mem, accepted) in [(UInt64(1), UInt64(8192), false), (interactiveOps, UInt64(8192), false),
+                                     (UInt64(1), interactiveMem, false), (interactiveOps, interactiveMem, true)] {
+            let path = dir.appendingPathComponent("vault-\(ops)-\(mem).key").path
+            let payload = try PassphraseKey.encrypt(secret, passphrase: passphrase, file: path, opsLimit: ops, memLimit: mem)
+            let text = payload.withUnsafeBytes { KeyFile.render(label: .vaultEncryptedKey, comments: [], payload: $0) }
+            try KeyGeneration.writeNew(path: path, contents: text, mode: 0o600) {}
+            if accepted {
+                XCTAssertEqual(try KeyLoading.loadVaultSecretKey(path: path) { passphrase }.publicKey, secret.publicKey)
+            } else {
+                XCTAssertThrowsError(try KeyLoading.loadVaultSecretKey(path: path) { passphrase },
+                                     equals: KeyFileError.weakParameters(file: path))
+            }
+        }
+        XCTAssertEqual(KeyFileError.weakParameters(file: "k").exitCode, .dataError)
+    }
+
+    func testANewPassphraseNeedsTwelveCharacters() throws {
+        func secret(_ text: String) -> SecretBytes { var bytes = Array(text.utf8); return SecretBytes(consuming: &bytes) }
+        for (text, accepted) in [("eleven char", false), ("ÄÖÜäöüÄÖÜäö", false), ("twelve chars", true), ("ÄÖÜäöüÄÖÜäöü", true)] {
+            let dir = try makeTemporaryDirectory(self).appendingPathComponent("keys").path
+            if accepted {
+                XCTAssertNoThrow(try KeyGeneration.generate(in: dir, passphrase: { secret(text) }), text)
+            } else {
+                XCTAssertThrowsError(try KeyGeneration.generate(in: dir, passphrase: { secret(text) }),
+                                     equals: KeyFileError.passphraseTooShort(minimum: 12))
+                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "nothing is written")
+            }
+        }
+        XCTAssertEqual(KeyFileError.passphraseTooShort(minimum: 12).exitCode, .usage)
     }
 }

@@ -46,7 +46,7 @@ final class KeygenCLITests: XCTestCase {
         let pub = dir.appendingPathComponent("vault.pub")
         try Data("keep me\n".utf8).write(to: pub)
         let result = try runPiivault(["keygen", "--dir", dir.path])
-        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(result.status, PIIVaultExitCode.failure.rawValue, result.stderr)
         XCTAssertTrue(result.stderr.contains("vault.pub already exists"), result.stderr)
         XCTAssertEqual(try String(contentsOf: pub, encoding: .utf8), "keep me\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("token.key").path))
@@ -58,6 +58,9 @@ final class KeygenCLITests: XCTestCase {
         let passFile = dir.appendingPathComponent("pass.txt"), wrongFile = dir.appendingPathComponent("wrong.txt")
         try Data("correct horse battery staple\n".utf8).write(to: passFile)
         try Data("Correct horse battery staple\n".utf8).write(to: wrongFile)
+        for file in [passFile, wrongFile] {  // passphrase files are secrets like key files: 0600
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        }
         let keysDir = dir.appendingPathComponent("keys")
         let result = try runPiivault(
             ["keygen", "--dir", keysDir.path, "--passphrase"], environment: ["PIIVAULT_PASSPHRASE_FILE": passFile.path])

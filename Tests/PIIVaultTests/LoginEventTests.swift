@@ -1,7 +1,7 @@
 import PIIVault
 import XCTest
 
-/// DESIGN.md's message rules.
+/// The message rules (docs/ARCHITECTURE.md, "The ETL").
 final class LoginEventTests: XCTestCase {
     private func parse(_ text: String) throws -> LoginEvent {
         try LoginEvent.parse(body: Array(text.utf8))
@@ -109,5 +109,35 @@ final class LoginEventTests: XCTestCase {
     func testUnicodeEscapesDecode() throws {
         let event = try parse(#"{"user_id": "Zo\u00eb \ud83d\ude80 \"q\" \\", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#)
         XCTAssertEqual(event.userID, "Zoë 🚀 \"q\" \\")
+    }
+}
+
+/// Fields stored in clear refuse control and bidirectional formatting characters, naming the code point.
+final class LoginEventClearTextTests: XCTestCase {
+    private func reason(_ json: String) -> String? {
+        do {
+            _ = try LoginEvent.parse(body: Array(json.utf8))
+            return nil
+        } catch {
+            return error.reason
+        }
+    }
+
+    func testControlAndBidiCharactersInClearFieldsAreRefusedByCodePoint() {
+        XCTAssertEqual(reason(#"{"user_id": "u\u001b[2J", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field user_id: contains control character U+001B, not allowed in a field stored in clear")
+        XCTAssertEqual(reason(#"{"user_id": "u", "device_type": "i\u0085os", "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field device_type: contains control character U+0085, not allowed in a field stored in clear")
+        XCTAssertEqual(reason(#"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d", "locale": "en\u202eSU"}"#),
+                       "field locale: contains bidirectional formatting character U+202E, not allowed in a field stored in clear")
+        XCTAssertEqual(reason(#"{"user_id": "u", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d", "app_version": "1\t2"}"#),
+                       "field app_version: contains control character U+0009, not allowed in a field stored in clear")
+        XCTAssertEqual(reason(#"{"user_id": "u\u007f", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#),
+                       "field user_id: contains control character U+007F, not allowed in a field stored in clear")
+    }
+
+    func testSealedFieldsAndOrdinaryTextStillLoad() {
+        // device_id is sealed, never shown in clear: only NUL is refused there.
+        XCTAssertNil(reason(#"{"user_id": "zoë 李", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d\u001bx", "locale": "fr-CA"}"#))
     }
 }

@@ -19,6 +19,17 @@ final class UnmaskOutputTests: XCTestCase {
         XCTAssertEqual(json?.first?["value"], "a,\"b\"\n\u{1b}[31mred")
     }
 
+    func testJSONEscapesBidiAndC1CharactersButKeepsTheSameString() throws {
+        let spoof = UnmaskedTokens(
+            values: [UnmaskedValue(token: "dev.v1.aa", field: "device_id", value: "abc\u{202e}fed\u{85}\u{e0001}")],
+            unknownTokens: [])
+        let rendered = OutputFormat.json.render(spoof)
+        XCTAssertFalse(rendered.unicodeScalars.contains { $0.value == 0x202E || $0.value == 0x85 || $0.value == 0xE0001 })
+        XCTAssertTrue(rendered.contains(#"abc\u202efed\u0085\udb40\udc01"#), rendered)
+        let json = try JSONSerialization.jsonObject(with: Data(rendered.utf8)) as? [[String: String]]
+        XCTAssertEqual(json?.first?["value"], "abc\u{202e}fed\u{85}\u{e0001}")
+    }
+
     func testALoginWithoutASealedValueSaysSo() throws {
         let login = UnmaskedLogin(
             userID: "u1", deviceType: "ios", maskedIP: "ip.v1.aa", ip: nil, maskedDeviceID: "dev.v1.bb",

@@ -18,12 +18,18 @@ public final class ScratchDatabase: @unchecked Sendable {
         self.adminURL = adminURL
     }
 
-    /// Creates an empty database with a unique name.
-    public static func create(prefix: String = "t") async throws -> ScratchDatabase {
+    /// Creates a database with a unique name: empty, or a copy of the database `template` (which nobody may be
+    /// connected to).
+    public static func create(prefix: String = "t", template: String? = nil) async throws -> ScratchDatabase {
         let adminURL = try TestServices.databaseURL()
         let name = "\(prefix)_\(randomHex(6))"
         let admin = try await PostgresConnection.connect(adminURL)
-        try await admin.execute(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        do {
+            try await admin.execute(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)" + (template.map { " TEMPLATE \($0)" } ?? "")))
+        } catch {
+            await admin.close()
+            throw error
+        }
         await admin.close()
         return ScratchDatabase(name: name, url: try replacingDatabase(in: adminURL, with: name), adminURL: adminURL)
     }

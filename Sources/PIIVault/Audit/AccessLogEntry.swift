@@ -97,16 +97,3 @@ public struct AccessLogAnchor: Sendable, Equatable, CustomStringConvertible {
     /// `SEQ:HASH` with the hash in lowercase hex.
     public var description: String { "\(seq):\(hexString(hash))" }
 }
-
-/// SHA-256 with libsodium.
-func sha256(_ bytes: [UInt8]) -> [UInt8] {
-    var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
-    _ = crypto_hash_sha256(&digest, bytes, UInt64(bytes.count))
-    return digest
-}
-
-/// Lowercase hex.
-func hexString(_ bytes: [UInt8]) -> String { Sodium.hex(bytes) }
-
-/// Bytes from hex (either case); nil if the text is not an even number of hex digits.
-func bytesFromHex<S: StringProtocol>(_ text: S) -> [UInt8]? { Sodium.bytes(fromHex: String(text)) }

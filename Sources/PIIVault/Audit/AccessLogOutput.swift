@@ -20,18 +20,32 @@ extension OutputFormat {
         case .json:
             return TextOutput.json(entries.map { entry -> [String: Any] in
                 var object: [String: Any] = [:]
-                for (name, value) in zip(Self.accessLogColumns, Self.fields(entry)) {
+                for (name, value) in zip(Self.accessLogColumns, Self.accessLogFields(entry)) {
                     object[name] = (name == "seq" || name == "row_count") ? (Int(value) as Any) : value
                 }
                 return object
             })
         case .csv:
-            return TextOutput.csv(header: Self.accessLogColumns, rows: entries.map(Self.fields))
+            return TextOutput.csv(header: Self.accessLogColumns, rows: entries.map(Self.accessLogFields))
         }
     }
 
-    private static func fields(_ entry: AccessLogEntry) -> [String] {
+    static func accessLogFields(_ entry: AccessLogEntry) -> [String] {
         [String(entry.seq), entry.at, entry.dbUser, entry.osUser, entry.clientHost, entry.action, entry.reason,
          entry.subject, String(entry.rowCount), entry.outcome, hexString(entry.prevHash), hexString(entry.hash)]
+    }
+}
+
+extension AccessLogEntry {
+    /// The entry as one line of JSON (sorted keys, no newline inside), with its hash and the previous one: what a
+    /// log shipper (Vector, Fluent Bit, Filebeat) forwards, and enough to recompute the chain.
+    public var jsonLine: String {
+        var object: [String: Any] = [:]
+        for (name, value) in zip(OutputFormat.accessLogColumns, OutputFormat.accessLogFields(self)) {
+            object[name] = (name == "seq" || name == "row_count") ? (Int(value) as Any) : value
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
+        return TextOutput.escapingFormatCharactersInJSON(String(decoding: data, as: UTF8.self))
     }
 }

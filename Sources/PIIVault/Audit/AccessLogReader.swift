@@ -11,12 +11,19 @@ public struct AccessLogFilter: Sendable, Equatable {
     public var actor: String?
     /// Entries with this action (`unmask`, ...).
     public var action: String?
+    /// Entries with this outcome (`ok`, or a refusal's text).
+    public var outcome: String?
+    /// Entries after this sequence number (exclusive), for incremental export.
+    public var afterSeq: Int?
 
-    public init(since: String? = nil, until: String? = nil, actor: String? = nil, action: String? = nil) {
+    public init(since: String? = nil, until: String? = nil, actor: String? = nil, action: String? = nil,
+                outcome: String? = nil, afterSeq: Int? = nil) {
         self.since = since
         self.until = until
         self.actor = actor
         self.action = action
+        self.outcome = outcome
+        self.afterSeq = afterSeq
     }
 }
 
@@ -58,7 +65,28 @@ public struct AccessLogReader: Sendable {
 
     /// The entries matching `filter`, in sequence order.
     public func entries(matching filter: AccessLogFilter = AccessLogFilter()) async throws -> [AccessLogEntry] {
-        // Validate the times first so that a typo gets a message naming the option, not a bare data error.
+        try await checkTimes(filter)
+        return try await page(filter, limit: nil)
+    }
+
+    /// Calls `body` with the entries matching `filter` in sequence order, `pageSize` at a time, so that an export
+    /// of a long log holds one page in memory (SIEM export: `audit log --format jsonl --after-seq N`).
+    public func forEachPage(
+        matching filter: AccessLogFilter, pageSize: Int = 5000, _ body: ([AccessLogEntry]) throws -> Void
+    ) async throws {
+        try await checkTimes(filter)
+        var filter = filter
+        while true {
+            let entries = try await page(filter, limit: pageSize)
+            if entries.isEmpty { return }
+            try body(entries)
+            filter.afterSeq = entries.last!.seq
+            if entries.count < pageSize { return }
+        }
+    }
+
+    /// Validates the times first so that a typo gets a message naming the option, not a bare data error.
+    private func checkTimes(_ filter: AccessLogFilter) async throws {
         for (option, value) in [("--since", filter.since), ("--until", filter.until)] {
             guard let value else { continue }
             do {
@@ -67,6 +95,9 @@ public struct AccessLogReader: Sendable {
                 throw AccessLogError.invalidTime(option: option)
             }
         }
+    }
+
+    private func page(_ filter: AccessLogFilter, limit: Int?) async throws -> [AccessLogEntry] {
         let rows = try await connection.query("""
             SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, db_user, os_user,
                    client_host, action, reason, subject, row_count, outcome, prev_hash, hash
@@ -75,7 +106,10 @@ public struct AccessLogReader: Sendable {
                AND (\(filter.until)::timestamptz IS NULL OR at < \(filter.until)::timestamptz)
                AND (\(filter.actor)::text IS NULL OR db_user = \(filter.actor)::text OR os_user = \(filter.actor)::text)
                AND (\(filter.action)::text IS NULL OR action = \(filter.action)::text)
+               AND (\(filter.outcome)::text IS NULL OR outcome = \(filter.outcome)::text)
+               AND (\(filter.afterSeq)::bigint IS NULL OR seq > \(filter.afterSeq)::bigint)
              ORDER BY seq
+             LIMIT \(limit)
             """)
         return try rows.map { row in
             AccessLogEntry(

@@ -22,7 +22,7 @@ enum OpenFailure: Error {
     case value(token: String, dataKeyID: Int, sealed: [UInt8], opener: DataKeyOpener)
 }
 
-/// Opens each data key once (DESIGN.md: `crypto_box_seal_open` once per data key, then the values) and keeps the
+/// Opens each data key once (`crypto_box_seal_open` once per data key, then the values: SECURITY.md) and keeps the
 /// openers for the length of one access.
 final class DataKeyRing {
     private let secretKey: VaultSecretKey

@@ -11,7 +11,7 @@ public enum PIIField: String, Sendable, CaseIterable {
 }
 
 /// Canonical forms, so that one address (or device) gives one token. Part of the key-and-format contract
-/// (DESIGN.md, SECURITY.md): changing a rule here changes tokens.
+/// (SECURITY.md, "Tokens"): changing a rule here changes tokens.
 public enum Canonical {
     /// The canonical form of `value` for `field`.
     public static func canonicalize(_ value: String, as field: PIIField) throws -> String {

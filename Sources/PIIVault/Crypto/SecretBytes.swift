@@ -11,8 +11,9 @@ public final class SecretBytes: @unchecked Sendable {
     public let count: Int
     private let pointer: UnsafeMutableRawPointer
 
-    /// `count` zero bytes in guarded memory; `fill` writes them once.
-    init(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
+    /// `count` zero bytes in guarded memory; `fill` writes them once (for example straight from a terminal, so that
+    /// no other copy exists).
+    public init(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         Sodium.ensureInitialized()
         precondition(count > 0, "SecretBytes needs at least one byte")
         guard let pointer = sodium_malloc(count) else {

@@ -24,6 +24,28 @@ enum Sodium {
         return bytes
     }
 
+    /// Standard base64 with padding, of an array.
+    static func base64(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBytes { base64($0) }
+    }
+
+    /// Bytes from standard base64 with padding; nil when the text is not that. For public data (key ids, public
+    /// keys, signatures); secret key files decode into guarded memory instead (KeyFile).
+    static func bytes(fromBase64 text: String) -> [UInt8]? {
+        ensureInitialized()
+        let input = Array(text.utf8)
+        guard !input.isEmpty else { return [] }
+        var out = [UInt8](repeating: 0, count: input.count / 4 * 3 + 3)
+        var length = 0
+        let status = input.withUnsafeBufferPointer { inputPointer in
+            sodium_base642bin(&out, out.count,
+                              UnsafeRawPointer(inputPointer.baseAddress!).assumingMemoryBound(to: CChar.self),
+                              inputPointer.count, nil, &length, nil, Int32(sodium_base64_VARIANT_ORIGINAL))
+        }
+        guard status == 0 else { return nil }
+        return Array(out[0..<length])
+    }
+
     /// Standard base64 with padding (`sodium_base64_VARIANT_ORIGINAL`).
     static func base64(_ bytes: UnsafeRawBufferPointer) -> String {
         ensureInitialized()

@@ -207,6 +207,3 @@ public struct Migrator: Sendable {
         return records
     }
 }
-
-/// Lowercase hex SHA-256.
-func sha256Hex(_ bytes: [UInt8]) -> String { hexString(sha256(bytes)) }

@@ -1,8 +1,10 @@
 import Foundation
 
 /// Newline-delimited JSON from a file (backfills, replaying an export, benchmarks), read in chunks so memory stays
-/// flat whatever the file's size. Each non-empty line is one message; its id is derived from its line number and
-/// content, so loading the same file twice adds nothing.
+/// flat whatever the file's size. Each non-empty line is one message; its id is derived from its content and its
+/// occurrence (`file-<SHA-256 prefix>-<n>`, n counting identical lines), never from its position: loading the same
+/// file twice, or the same lines in another order, with other lines added, or with blank lines added, adds only
+/// the new lines. Counting occurrences keeps 4 bytes per distinct line (a 32-bit fingerprint).
 public actor FileMessageSource: MessageSource {
     public nonisolated let label: String
     public nonisolated var endsWhenEmpty: Bool { true }
@@ -11,7 +13,10 @@ public actor FileMessageSource: MessageSource {
     private var buffer: [UInt8] = []
     private var bufferStart = 0
     private var atEnd = false
-    private var lineNumber = 0
+    /// Fingerprints of the lines seen once, and occurrence counts of those seen more often. A fingerprint that two
+    /// different lines share only numbers the second one's occurrence higher: its id still differs by its content.
+    private var seenOnce = Set<UInt32>()
+    private var seenMore: [UInt32: Int] = [:]
 
     /// Opens `path`; the file's modification time stands in for SQS's `SentTimestamp`.
     public init(path: String) throws {
@@ -28,14 +33,32 @@ public actor FileMessageSource: MessageSource {
         var messages: [SourceMessage] = []
         messages.reserveCapacity(maxMessages)
         while messages.count < maxMessages, let line = try nextLine() {
-            lineNumber += 1
             var body = Array(line)
             if body.last == UInt8(ascii: "\r") { body.removeLast() }
             if body.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            let id = "line-\(lineNumber)-" + sha256Hex(body).prefix(24)
+            let digest = sha256(body)
+            let id = Self.messageID(digest: digest, occurrence: occurrence(of: digest))
             messages.append(SourceMessage(messageID: id, body: body, sentAt: sentAt, receiptHandle: nil))
         }
         return messages
+    }
+
+    /// The message id of the `occurrence`-th line (1, 2, ...) of a file whose bytes are `body` (without the newline).
+    public static func messageID(body: [UInt8], occurrence: Int = 1) -> String {
+        messageID(digest: sha256(body), occurrence: occurrence)
+    }
+
+    private static func messageID(digest: [UInt8], occurrence: Int) -> String {
+        "file-" + hexString(Array(digest.prefix(12))) + "-\(occurrence)"
+    }
+
+    /// 1 for the first line with this digest, 2 for the second, and so on.
+    private func occurrence(of digest: [UInt8]) -> Int {
+        let fingerprint = digest.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        if seenOnce.insert(fingerprint).inserted { return 1 }
+        let count = (seenMore[fingerprint] ?? 1) + 1
+        seenMore[fingerprint] = count
+        return count
     }
 
     public func acknowledge(_ messages: [SourceMessage]) async throws -> Int { 0 }

@@ -1,4 +1,4 @@
-/// A login event as sent to the queue, validated against DESIGN.md's message rules but not yet tokenized.
+/// A login event as sent to the queue, validated against the message rules (docs/ARCHITECTURE.md, "The ETL") but not yet tokenized.
 ///
 /// `ip` and `deviceID` are plaintext PII: they live only in memory, long enough to be tokenized and sealed.
 public struct LoginEvent: Sendable, Equatable {
@@ -39,10 +39,10 @@ public struct LoginEvent: Sendable, Equatable {
         let missing = ["user_id", "device_type", "ip", "device_id"].filter { fields[$0] == nil }
         if !missing.isEmpty { throw MessageRejection("missing required fields: \(missing.joined(separator: ", "))") }
 
-        let userID = try requiredString(fields, "user_id", maxLength: maxUserIDLength)
-        let deviceType = try requiredString(fields, "device_type", maxLength: maxDeviceTypeLength)
-        let ip = try requiredString(fields, "ip", maxLength: 100)
-        let deviceID = try requiredString(fields, "device_id", maxLength: maxDeviceIDLength)
+        let userID = try requiredString(fields, "user_id", maxLength: maxUserIDLength, storedInClear: true)
+        let deviceType = try requiredString(fields, "device_type", maxLength: maxDeviceTypeLength, storedInClear: true)
+        let ip = try requiredString(fields, "ip", maxLength: 100, storedInClear: false)
+        let deviceID = try requiredString(fields, "device_id", maxLength: maxDeviceIDLength, storedInClear: false)
         let locale = try optionalString(fields, "locale", maxLength: maxLocaleLength)
 
         var appVersionText: String?
@@ -53,7 +53,7 @@ public struct LoginEvent: Sendable, Equatable {
         case let other?: throw MessageRejection("field app_version: expected a string, got \(other.typeName)")
         }
         if let text = appVersionText {
-            try checkText(text, field: "app_version", maxLength: maxAppVersionLength)
+            try checkText(text, field: "app_version", maxLength: maxAppVersionLength, storedInClear: true)
         }
 
         let createDate = try optionalString(fields, "create_date", maxLength: 10)
@@ -100,13 +100,13 @@ public struct LoginEvent: Sendable, Equatable {
         return day <= days
     }
 
-    private static func requiredString(_ fields: Fields, _ name: String, maxLength: Int)
+    private static func requiredString(_ fields: Fields, _ name: String, maxLength: Int, storedInClear: Bool)
         throws(MessageRejection) -> String
     {
         guard case .string(let text)? = fields[name] else {
             throw MessageRejection("field \(name): expected a string, got \(fields[name]?.typeName ?? "nothing")")
         }
-        try checkText(text, field: name, maxLength: maxLength)
+        try checkText(text, field: name, maxLength: maxLength, storedInClear: storedInClear)
         if text.isEmpty { throw MessageRejection("field \(name): empty") }
         return text
     }
@@ -117,20 +117,42 @@ public struct LoginEvent: Sendable, Equatable {
         switch fields[name] {
         case nil, .null?: return nil
         case .string(let text)?:
-            try checkText(text, field: name, maxLength: maxLength)
+            try checkText(text, field: name, maxLength: maxLength, storedInClear: true)
             return text
         case let other?: throw MessageRejection("field \(name): expected a string or null, got \(other.typeName)")
         }
     }
 
-    private static func checkText(_ text: String, field: String, maxLength: Int) throws(MessageRejection) {
+    /// Length and characters. A field stored in clear (user_id, device_type, locale, app_version) reaches analysts'
+    /// terminals through psql and exports: control characters (C0, DEL, C1) and bidirectional formatting characters
+    /// (which reorder what a terminal shows) are refused there, naming the code point. Sealed fields (ip, device_id)
+    /// only refuse NUL; `unmask` escapes what it prints.
+    private static func checkText(_ text: String, field: String, maxLength: Int, storedInClear: Bool)
+        throws(MessageRejection)
+    {
         var count = 0
         for scalar in text.unicodeScalars {
             if scalar.value == 0 { throw MessageRejection("field \(field): contains a NUL character") }
+            if storedInClear && isRefusedInClear(scalar.value) {
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                let codePoint = "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+                throw MessageRejection("field \(field): contains \(isBidiControl(scalar.value) ? "bidirectional formatting character" : "control character") \(codePoint), not allowed in a field stored in clear")
+            }
             count += 1
         }
         if count > maxLength { throw MessageRejection("field \(field): longer than \(maxLength) characters") }
     }
+}
+
+/// C0 controls, DEL, C1 controls, and the bidirectional formatting characters.
+private func isRefusedInClear(_ value: UInt32) -> Bool {
+    value < 0x20 || (0x7F...0x9F).contains(value) || isBidiControl(value)
+}
+
+/// U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: they reorder or hide text on a terminal.
+private func isBidiControl(_ value: UInt32) -> Bool {
+    value == 0x061C || value == 0x200E || value == 0x200F || (0x202A...0x202E).contains(value)
+        || (0x2066...0x2069).contains(value)
 }
 
 /// Why a message goes to quarantine. The reason names fields and rules, never the values sent.

@@ -1,4 +1,5 @@
 import Foundation
+import AWS
 import Logging
 import SQS
 
@@ -58,23 +59,41 @@ public struct SQSMessageSource: MessageSource {
 }
 
 extension SQSMessageSource {
-    /// Builds the source the AWS way (credentials, region and endpoint from the environment and `~/.aws`), finding
-    /// the queue's URL by name when no URL is given.
+    /// Builds the source the AWS way (credentials from the default chain, region and endpoint from the environment
+    /// and `~/.aws`), finds the queue's URL by name when no URL is given, and checks before the run starts that the
+    /// queue answers with these credentials, so that an unreachable endpoint (69), refused credentials (77) or a
+    /// missing queue (1) is reported as such rather than as a failed run.
+    ///
+    /// - Parameters:
+    ///   - credentialsProvider: overrides the default chain (tests).
+    ///   - environment: the process environment; `PIIVAULT_AWS_REFRESH_LEAD_SECONDS` sets how long before expiry
+    ///     temporary credentials are refreshed (default 300).
     public static func resolve(
         queueURL: String?, queueName: String?, endpointURL: String?, wireProtocol: SQSWireProtocol = .query,
         waitTimeSeconds: Int, visibilityTimeout: Int?, logger: Logging.Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        credentialsProvider: (any AWSCredentialsProvider)? = nil
     ) async throws -> SQSMessageSource {
         guard queueURL != nil || queueName != nil else {
             throw ETLError.configuration(
                 "no queue given; pass --queue-url URL or --queue-name NAME (or set PIIVAULT_QUEUE_URL), or --from-file FILE")
         }
+        let aws = AWSEnvironment(variables: environment,
+                                 homeDirectory: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())
+        let refreshLead = aws["PIIVAULT_AWS_REFRESH_LEAD_SECONDS"].flatMap(TimeInterval.init)
+            ?? CachingCredentialsProvider.defaultRefreshLeadTime
         let configuration = try SQSConfiguration.resolve(
-            environment: environment, homeDirectory: environment["HOME"] ?? NSHomeDirectory(), queueURL: queueURL,
-            endpointURL: endpointURL, wireProtocol: wireProtocol)
+            environment: aws, queueURL: queueURL, endpointURL: endpointURL, wireProtocol: wireProtocol,
+            credentialsProvider: credentialsProvider, refreshLeadTime: refreshLead, logger: logger)
         let client = SQSClient(configuration: configuration, logger: logger)
         let url: String
-        if let queueURL { url = queueURL } else { url = try await client.getQueueURL(queueName: queueName!) }
+        if let queueURL {
+            url = queueURL
+            // The same call the progress line makes; it proves endpoint, credentials and queue before the run.
+            _ = try await client.getQueueAttributes(queueURL: url, names: ["ApproximateNumberOfMessages"])
+        } else {
+            url = try await client.getQueueURL(queueName: queueName!)
+        }
         return SQSMessageSource(
             client: client, queueURL: url, waitTimeSeconds: waitTimeSeconds, visibilityTimeout: visibilityTimeout)
     }

@@ -9,8 +9,12 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
     case cannotWrite(file: String, reason: String)
     /// A secret key file is group- or world-accessible.
     case accessibleByOthers(file: String, mode: UInt32)
-    /// A secret key file belongs to another user.
+    /// A secret key file belongs to another user, or a public key file to another user than root.
     case wrongOwner(file: String, owner: UInt32, currentUser: UInt32)
+    /// A public key file is group- or world-writable.
+    case writableByOthers(file: String, mode: UInt32)
+    /// The file is larger than any key file (`limit` bytes).
+    case tooLarge(file: String, limit: Int)
     /// The file ends before its key line is complete.
     case truncated(file: String)
     /// The key line carries another label than the one expected.
@@ -25,6 +29,10 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
     case wrongPassphrase(file: String)
     /// The encrypted key asks for Argon2id limits outside the accepted range.
     case unsafeParameters(file: String)
+    /// The encrypted key was protected with Argon2id limits below libsodium's interactive minimum.
+    case weakParameters(file: String)
+    /// A new passphrase shorter than `minimum` characters.
+    case passphraseTooShort(minimum: Int)
     /// The passphrase could not be read.
     case passphraseUnavailable(reason: String)
     /// The two passphrase entries differ.
@@ -45,6 +53,10 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
             return "\(file) is \(what); run chmod 600 \(file)"
         case let .wrongOwner(file, owner, currentUser):
             return "\(file) is owned by uid \(owner), not by the current user (uid \(currentUser)); run chown \(currentUser) \(file), or load it as its owner"
+        case let .writableByOthers(file, mode):
+            return "\(file) is writable by others (mode \(String(mode & 0o777, radix: 8))), so anyone could swap the key; run chmod go-w \(file)"
+        case let .tooLarge(file, limit):
+            return "\(file) is too large to be a key file (over \(limit / 1024) KiB); is this the right file?"
         case let .truncated(file):
             return "\(file) is truncated: its key line is missing or incomplete; restore it from your copy"
         case let .wrongLabel(file, expected, found):
@@ -60,6 +72,10 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
             return "wrong passphrase for \(file) (or the file was altered)"
         case let .unsafeParameters(file):
             return "\(file) asks for password-hashing limits outside the accepted range; it is damaged or not from piivault"
+        case let .weakParameters(file):
+            return "\(file) is protected with password-hashing limits below libsodium's interactive minimum (\(PassphraseKey.minimumOpsLimit) passes, \(PassphraseKey.minimumMemLimit >> 20) MiB), too cheap to guess; it was not written by piivault keygen: restore your copy or make a new key"
+        case let .passphraseTooShort(minimum):
+            return "the passphrase is shorter than \(minimum) characters; choose a longer one (nothing was written)"
         case let .passphraseUnavailable(reason):
             return "cannot read the passphrase: \(reason)"
         case .passphraseMismatch:
@@ -71,9 +87,11 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
 
     public var exitCode: PIIVaultExitCode {
         switch self {
-        case .accessibleByOthers, .wrongOwner, .wrongPassphrase: return .noPermission
-        case .truncated, .wrongLabel, .badBase64, .wrongLength, .extraContent, .unsafeParameters: return .dataError
-        case .passphraseMismatch, .emptyPassphrase, .passphraseUnavailable: return .usage
+        case .accessibleByOthers, .wrongOwner, .writableByOthers, .wrongPassphrase: return .noPermission
+        case .truncated, .wrongLabel, .badBase64, .wrongLength, .extraContent, .tooLarge, .unsafeParameters,
+             .weakParameters:
+            return .dataError
+        case .passphraseMismatch, .emptyPassphrase, .passphraseUnavailable, .passphraseTooShort: return .usage
         case .alreadyExists, .cannotRead, .cannotWrite: return .failure
         }
     }

@@ -46,7 +46,8 @@ public enum KeyGeneration {
     }
 
     /// Generates a token key and a vault key pair into `directory` (created with mode 0700 when missing).
-    /// `passphrase`, when given, is asked after the existence check and protects `vault.key`.
+    /// `passphrase`, when given, is asked after the existence check and protects `vault.key`; it must have at least
+    /// `Passphrase.minimumLength` characters.
     public static func generate(
         in directory: String, passphrase: (() throws -> SecretBytes)? = nil, now: Date = Date()
     ) throws -> GeneratedKeys {
@@ -60,6 +61,7 @@ public enum KeyGeneration {
         }
         try checkNoneExist(in: directory)
         let pass = try passphrase?()
+        if let pass { try Passphrase.checkNew(pass) }
 
         let tokenKey = TokenKey.generate()
         let vaultKey = VaultSecretKey.generate()

@@ -5,15 +5,17 @@ import Darwin
 #endif
 import CSodium
 
-/// Loads key files. Secret key files (`token.key`, `vault.key`) must be private to their owner: a file that is
-/// group- or world-accessible, or owned by another user, is refused before it is read, with the command that fixes it.
+/// Loads key files. Secret key files (`token.key`, `vault.key`, the passphrase file) must be private to their owner:
+/// a file that is group- or world-accessible, or owned by another user, is refused before it is read, with the
+/// command that fixes it. `vault.pub` may be read by anyone but written only by its owner (the user or root). Only
+/// regular files up to 64 KiB are read.
 public enum KeyLoading {
     /// Key files are a few hundred bytes; anything much larger is not one.
     static let maxFileBytes = 64 * 1024
 
     /// Loads the token master key (`PIIVAULT-TOKEN-KEY-1`).
     public static func loadTokenKey(path: String) throws -> TokenKey {
-        var text = try readKeyFile(path: path, secret: true)
+        var text = try readKeyFile(path: path, protection: .secret)
         defer { sodium_memzero(&text, text.count) }
         let (_, payload) = try KeyFile.parse(text, file: path, expected: [.tokenKey])
         guard payload.count == TokenKey.byteCount else {
@@ -22,9 +24,10 @@ public enum KeyLoading {
         return try TokenKey(bytes: payload)
     }
 
-    /// Loads the vault public key (`PIIVAULT-VAULT-PUBLIC-KEY-1`). Public: no mode check.
+    /// Loads the vault public key (`PIIVAULT-VAULT-PUBLIC-KEY-1`). Readable by anyone, but refused when group- or
+    /// world-writable or owned by another user than the current one or root: its writer chooses where originals go.
     public static func loadVaultPublicKey(path: String) throws -> VaultPublicKey {
-        let text = try readKeyFile(path: path, secret: false)
+        let text = try readKeyFile(path: path, protection: .publicKey)
         let (_, payload) = try KeyFile.parse(text, file: path, expected: [.vaultPublicKey])
         guard payload.count == VaultPublicKey.byteCount else {
             throw KeyFileError.wrongLength(file: path, expected: VaultPublicKey.byteCount, found: payload.count)
@@ -35,7 +38,7 @@ public enum KeyLoading {
     /// Loads the vault secret key, plain (`PIIVAULT-VAULT-SECRET-KEY-1`) or passphrase-protected
     /// (`PIIVAULT-VAULT-ENCRYPTED-KEY-1`); `passphrase` is asked only for the latter.
     public static func loadVaultSecretKey(path: String, passphrase: () throws -> SecretBytes) throws -> VaultSecretKey {
-        var text = try readKeyFile(path: path, secret: true)
+        var text = try readKeyFile(path: path, protection: .secret)
         defer { sodium_memzero(&text, text.count) }
         let (label, payload) = try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey])
         switch label {
@@ -54,14 +57,18 @@ public enum KeyLoading {
 
     /// Whether a vault secret key file is passphrase-protected (so that a caller can ask for the passphrase up front).
     public static func isPassphraseProtected(path: String) throws -> Bool {
-        var text = try readKeyFile(path: path, secret: true)
+        var text = try readKeyFile(path: path, protection: .secret)
         defer { sodium_memzero(&text, text.count) }
         return try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey]).0 == .vaultEncryptedKey
     }
 
-    /// Reads a key file, checking owner and mode on the opened descriptor (no window between check and read).
-    static func readKeyFile(path: String, secret: Bool) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// Reads a key file, checking type, size, owner and mode on the opened descriptor (no window between check and
+    /// read). `currentUser` is the user the file must belong to: the effective user (a test may name another).
+    static func readKeyFile(
+        path: String, protection: KeyFileProtection, currentUser: UInt32 = UInt32(geteuid())
+    ) throws -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it changes nothing for a regular file.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var info = stat()
@@ -69,16 +76,23 @@ public enum KeyLoading {
             throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno)))
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw KeyFileError.cannotRead(file: path, reason: "not a regular file")
+            throw KeyFileError.cannotRead(file: path, reason: "not a regular file (a FIFO, device or folder); name the key file itself")
         }
-        if secret {
-            let mode = UInt32(info.st_mode)
-            if mode & 0o077 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode & 0o7777) }
-            let me = UInt32(geteuid())
-            if UInt32(info.st_uid) != me {
-                throw KeyFileError.wrongOwner(file: path, owner: UInt32(info.st_uid), currentUser: me)
+        let mode = UInt32(info.st_mode) & 0o7777, owner = UInt32(info.st_uid)
+        switch protection {
+        case .secret:
+            if mode & 0o077 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode) }
+            if owner != currentUser {
+                throw KeyFileError.wrongOwner(file: path, owner: owner, currentUser: currentUser)
+            }
+        case .publicKey:
+            // Anyone may read a public key, but whoever can write it decides which key the ETL seals to.
+            if mode & 0o022 != 0 { throw KeyFileError.writableByOthers(file: path, mode: mode) }
+            if owner != currentUser && owner != 0 {
+                throw KeyFileError.wrongOwner(file: path, owner: owner, currentUser: currentUser)
             }
         }
+        guard info.st_size <= maxFileBytes else { throw KeyFileError.tooLarge(file: path, limit: maxFileBytes) }
         var data = [UInt8](repeating: 0, count: maxFileBytes + 1)
         var used = 0
         while used < data.count {
@@ -92,12 +106,20 @@ public enum KeyLoading {
             if n == 0 { break }
             used += n
         }
-        guard used <= maxFileBytes else {
+        guard used <= maxFileBytes else {  // grew after the size check
             sodium_memzero(&data, data.count)
-            throw KeyFileError.extraContent(file: path)
+            throw KeyFileError.tooLarge(file: path, limit: maxFileBytes)
         }
         let text = Array(data[0..<used])
         sodium_memzero(&data, data.count)
         return text
     }
+}
+
+/// How a key file must be protected on disk.
+enum KeyFileProtection {
+    /// `token.key`, `vault.key` and the passphrase file: no access for group or others; owned by the current user.
+    case secret
+    /// `vault.pub`: anyone may read it; only its owner may write it, and its owner is the current user or root.
+    case publicKey
 }

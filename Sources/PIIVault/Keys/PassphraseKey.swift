@@ -23,6 +23,9 @@ enum PassphraseKey {
     /// libsodium's "moderate" limits: about a second and 256 MiB here, once per `unmask`.
     static let defaultOpsLimit = UInt64(crypto_pwhash_argon2id_OPSLIMIT_MODERATE)
     static let defaultMemLimit = UInt64(crypto_pwhash_argon2id_MEMLIMIT_MODERATE)
+    /// A file may not ask for less than libsodium's interactive limits: anything cheaper is too cheap to guess against.
+    static let minimumOpsLimit = UInt64(crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE)
+    static let minimumMemLimit = UInt64(crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE)
     // A file may not demand more than this (a crafted file must not exhaust the machine).
     static let maxOpsLimit: UInt64 = 64
     static let maxMemLimit: UInt64 = 4 << 30
@@ -41,15 +44,19 @@ enum PassphraseKey {
         return ok ? key : nil
     }
 
-    /// Encrypts the secret key under the passphrase; the payload is the layout above.
-    static func encrypt(_ secret: VaultSecretKey, passphrase: SecretBytes, file: String) throws -> [UInt8] {
+    /// Encrypts the secret key under the passphrase; the payload is the layout above. The limits are the defaults
+    /// except in tests (which make files with weak limits to check that they are refused).
+    static func encrypt(
+        _ secret: VaultSecretKey, passphrase: SecretBytes, file: String, opsLimit: UInt64 = defaultOpsLimit,
+        memLimit: UInt64 = defaultMemLimit
+    ) throws -> [UInt8] {
         let salt = Sodium.randomBytes(count: saltBytes)
         let nonce = Sodium.randomBytes(count: nonceBytes)
-        guard let key = derive(passphrase: passphrase, salt: salt[...], opsLimit: defaultOpsLimit, memLimit: defaultMemLimit)
+        guard let key = derive(passphrase: passphrase, salt: salt[...], opsLimit: opsLimit, memLimit: memLimit)
         else { throw KeyFileError.cannotWrite(file: file, reason: "password hashing failed (not enough memory?)") }
         var payload = salt
-        withUnsafeBytes(of: defaultOpsLimit.littleEndian) { payload += $0 }
-        withUnsafeBytes(of: defaultMemLimit.littleEndian) { payload += $0 }
+        withUnsafeBytes(of: opsLimit.littleEndian) { payload += $0 }
+        withUnsafeBytes(of: memLimit.littleEndian) { payload += $0 }
         payload += nonce
         var box = [UInt8](repeating: 0, count: macBytes + VaultSecretKey.byteCount)
         _ = secret.bytes.withUInt8Pointer { sk in
@@ -72,9 +79,10 @@ enum PassphraseKey {
         }
         let salt = bytes[0..<saltBytes]
         let opsLimit = u64(saltBytes), memLimit = u64(saltBytes + 8)
-        guard opsLimit >= UInt64(crypto_pwhash_argon2id_OPSLIMIT_MIN), opsLimit <= maxOpsLimit,
-            memLimit >= UInt64(crypto_pwhash_argon2id_MEMLIMIT_MIN), memLimit <= maxMemLimit
-        else { throw KeyFileError.unsafeParameters(file: file) }
+        guard opsLimit <= maxOpsLimit, memLimit <= maxMemLimit else { throw KeyFileError.unsafeParameters(file: file) }
+        guard opsLimit >= minimumOpsLimit, memLimit >= minimumMemLimit else {
+            throw KeyFileError.weakParameters(file: file)
+        }
         let nonce = Array(bytes[(saltBytes + 16)..<(saltBytes + 16 + nonceBytes)])
         let box = Array(bytes[(saltBytes + 16 + nonceBytes)...])
         guard let key = derive(passphrase: passphrase, salt: salt, opsLimit: opsLimit, memLimit: memLimit) else {

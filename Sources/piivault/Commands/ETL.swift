@@ -16,7 +16,8 @@ struct ETL: AsyncParsableCommand {
 
             Exit status: 0 when every received message was loaded or quarantined; 1 when the run stopped early \
             (messages not committed stay in the queue for the next run); 64 usage; 65 bad key file or input file; \
-            69 database or SQS unavailable; 77 permission refused.
+            69 database or SQS unavailable; 77 permission refused (a key file's mode or owner, a vault public key other than \
+            --vault-key-id, a database privilege).
             """
     )
 
@@ -38,13 +39,22 @@ struct ETL: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The vault public key file (also PIIVAULT_VAULT_PUBLIC_KEY; default vault.pub).", valueName: "FILE"))
     var vaultPublicKey: String?
 
+    @Option(help: ArgumentHelp("Refuse to run unless the vault public key has this key id (also PIIVAULT_VAULT_KEY_ID); without it, a key that differs from the last run's is reported.", valueName: "KEY_ID"))
+    var vaultKeyID: String?
+
+    @Option(help: ArgumentHelp("Write the run's metrics in the Prometheus text format to FILE, atomically, for node_exporter's textfile collector (also PIIVAULT_METRICS_FILE).", valueName: "FILE"))
+    var metricsFile: String?
+
+    @Option(help: ArgumentHelp("Push the run's metrics to this Pushgateway, job piivault_etl (also PIIVAULT_METRICS_PUSH_URL).", valueName: "URL"))
+    var metricsPushURL: String?
+
     @Option(help: "Stop after this many messages (also PIIVAULT_MAX_MESSAGES).")
     var maxMessages: Int?
 
     @Option(help: "Concurrent pollers (also PIIVAULT_CONCURRENCY; default 4).")
     var concurrency: Int?
 
-    @Option(help: "Messages per transaction (also PIIVAULT_BATCH_SIZE; default 1000).")
+    @Option(help: "Messages per transaction (also PIIVAULT_BATCH_SIZE; default 5000).")
     var batchSize: Int?
 
     @Option(help: "Visibility timeout asked for on receive, seconds (also PIIVAULT_VISIBILITY_TIMEOUT; default 60).")
@@ -60,99 +70,102 @@ struct ETL: AsyncParsableCommand {
     var summaryJSON: String?
 
     @Option(help: "Log format: text or json (also PIIVAULT_LOG_FORMAT).")
-    var logFormat: LogFormat?
+    var logFormat: String?
 
-    @Option(help: "Log level: debug, info, warning, error (also PIIVAULT_LOG_LEVEL; default warning).")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (also PIIVAULT_LOG_LEVEL; default warning).")
     var logLevel: String?
 
     @OptionGroup var database: DatabaseOptions
 
-    func validate() throws {
-        for (name, value) in [("--concurrency", concurrency), ("--batch-size", batchSize), ("--max-messages", maxMessages)] {
-            if let value, value < 1 { throw ValidationError("\(name) must be at least 1") }
-        }
-        if let waitTime, !(0...20).contains(waitTime) { throw ValidationError("--wait-time must be 0 to 20 seconds") }
-        if let visibilityTimeout, !(1...43_200).contains(visibilityTimeout) {
-            throw ValidationError("--visibility-timeout must be 1 to 43200 seconds")
-        }
-    }
-
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        func setting(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
-        func number<T: LosslessStringConvertible>(_ flag: T?, _ variable: String) throws -> T? {
-            if let flag { return flag }
-            guard let text = environment[variable], !text.isEmpty else { return nil }
-            guard let value = T(text) else { throw ValidationError("\(variable)=\(text) is not a number") }
-            return value
-        }
-        let format = logFormat ?? LogFormat(rawValue: environment["PIIVAULT_LOG_FORMAT"] ?? "") ?? .text
-        let level = Logger.Level(rawValue: setting(logLevel, "PIIVAULT_LOG_LEVEL") ?? "warning") ?? .warning
-        LoggingSystem.bootstrap { label in
-            var handler: LogHandler = format == .json ? JSONLogHandler(label: label) : TerseLogHandler(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let settings = try await reportingErrors { try ETLSettings.resolve(flags, environment: environment) }
+        bootstrapLogging(format: settings.logFormat, level: settings.logLevel)
         let logger = Logger(label: "piivault.etl")
 
-        var settings = ETLConfiguration()
-        settings.batchSize = try number(batchSize, "PIIVAULT_BATCH_SIZE") ?? settings.batchSize
-        settings.concurrency = try number(concurrency, "PIIVAULT_CONCURRENCY") ?? settings.concurrency
-        settings.maxMessages = try number(maxMessages, "PIIVAULT_MAX_MESSAGES")
-        settings.idleExit = try number(idleExit, "PIIVAULT_IDLE_EXIT") ?? settings.idleExit
-        let visibility = try number(visibilityTimeout, "PIIVAULT_VISIBILITY_TIMEOUT") ?? 60
-        settings.maxBatchAge = min(settings.maxBatchAge, Double(visibility) / 4)
-        let wait = try number(waitTime, "PIIVAULT_WAIT_TIME") ?? 1
-        let summaryPath = setting(summaryJSON, "PIIVAULT_SUMMARY_JSON")
-
         let stop = StopSignal()
-        stop.installSignalHandlers()
+        SignalHandlers.install(stop: stop)
         let progressLine = ProgressLine()
-        let summary = try await reportingErrors {
-                let tokenKeyFile = try KeyLoading.loadTokenKey(path: setting(tokenKey, "PIIVAULT_TOKEN_KEY") ?? "token.key")
-                let publicKey = try KeyLoading.loadVaultPublicKey(
-                    path: setting(vaultPublicKey, "PIIVAULT_VAULT_PUBLIC_KEY") ?? "vault.pub")
-                let source: any MessageSource
-                if let fromFile {
-                    source = try FileMessageSource(path: fromFile)
-                } else {
-                    source = try await SQSMessageSource.resolve(
-                        queueURL: setting(queueURL, "PIIVAULT_QUEUE_URL"), queueName: setting(queueName, "PIIVAULT_QUEUE_NAME"),
-                        endpointURL: endpointURL, waitTimeSeconds: wait, visibilityTimeout: visibility, logger: logger)
-                }
-                let run = ETLRun(
-                    source: source, databaseURL: database.resolved, tokenKey: tokenKeyFile, vaultPublicKey: publicKey,
-                    configuration: settings, logger: logger)
-                do {
-                    return try await run.run(stop: stop) { progressLine.show($0) }
-                } catch let error as ETLError {
-                    if case .failed(_, let partial) = error {
-                        progressLine.clear()
-                        print(partial.line)
-                        try? writeSummary(partial, to: summaryPath)
-                    }
-                    throw error
-                }
+        let metrics = settings.metrics.isEnabled ? ETLMetrics() : nil
+        let result: Result<ETLSummary, any Error>
+        do {
+            var run = try await ETLRun.open(settings: settings, logger: logger)
+            run.afterCommit = Self.faultHook(environment: environment, logger: logger)
+            run.metrics = metrics
+            result = .success(try await run.run(stop: stop) { progressLine.show($0) })
+        } catch {
+            result = .failure(error)
         }
         progressLine.clear()
-        print(summary.line)
-        do { try writeSummary(summary, to: summaryPath) } catch {
-            printError("cannot write the summary to \(summaryPath ?? ""): \(error.localizedDescription)")
-            throw ExitCode(PIIVaultExitCode.failure.rawValue)
+
+        // The counts end the run whatever happened: the summary line, the JSON, the metrics.
+        var summary: ETLSummary?
+        switch result {
+        case .success(let completed): summary = completed
+        case .failure(let error): summary = (error as? ETLError)?.partialSummary
         }
-        if summary.deleteFailures > 0 {
-            printWarning("\(summary.deleteFailures) committed messages could not be deleted from the queue; they will be redelivered and skipped as duplicates")
+        if let summary { print(summary.line) }
+        var summaryFileError: (any Error)?
+        if let summary, let path = settings.summaryPath {
+            do { try SummaryFile.write(summary.json, to: path) } catch { summaryFileError = error }
+        }
+        if let metrics {
+            if summary == nil {
+                // It failed before it started (keys, queue, database): still visible to monitoring.
+                var failed = ETLSummary()
+                failed.outcome = "failed"
+                metrics.recordEnd(failed, queueDepth: nil)
+            }
+            do { try await settings.metrics.publish(metrics) } catch {
+                printWarning((error as? any PIIVaultReportableError)?.message ?? "\(error)")
+            }
+        }
+        let completed = try await reportingErrors {
+            let completed = try result.get()
+            if let summaryFileError { throw summaryFileError }
+            return completed
+        }
+        if completed.deleteFailures > 0 {
+            printWarning("\(completed.deleteFailures) committed messages could not be deleted from the queue; they will be redelivered and skipped as duplicates")
         }
     }
 
-    private func writeSummary(_ summary: ETLSummary, to path: String?) throws {
-        guard let path else { return }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try (encoder.encode(summary) + Data("\n".utf8)).write(to: URL(fileURLWithPath: path), options: .atomic)
+    private var flags: ETLFlags {
+        var flags = ETLFlags()
+        flags.queueURL = queueURL
+        flags.queueName = queueName
+        flags.fromFile = fromFile
+        flags.endpointURL = endpointURL
+        flags.tokenKey = tokenKey
+        flags.vaultPublicKey = vaultPublicKey
+        flags.maxMessages = maxMessages
+        flags.concurrency = concurrency
+        flags.batchSize = batchSize
+        flags.visibilityTimeout = visibilityTimeout
+        flags.waitTime = waitTime
+        flags.idleExit = idleExit
+        flags.summaryJSON = summaryJSON
+        flags.logFormat = logFormat
+        flags.logLevel = logLevel
+        flags.databaseURL = database.databaseURL
+        flags.vaultKeyID = vaultKeyID
+        flags.metricsFile = metricsFile
+        flags.metricsPushURL = metricsPushURL
+        return flags
     }
-}
 
-enum LogFormat: String, ExpressibleByArgument {
-    case text, json
+    /// `PIIVAULT_FAULT_EXIT_AFTER_COMMITS=N` (tests only): exit 75 after batch N commits, before its messages are
+    /// deleted, as a crash there would.
+    private static func faultHook(environment: [String: String], logger: Logger)
+        -> @Sendable (Int) async throws -> Void
+    {
+        guard let crashAfter = environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"].flatMap(Int.init) else {
+            return { _ in }
+        }
+        return { batchNumber in
+            guard batchNumber >= crashAfter else { return }
+            logger.warning("exiting after commit, before delete (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)")
+            Foundation.exit(75)
+        }
+    }
 }

@@ -23,7 +23,7 @@ struct Keygen: AsyncParsableCommand {
             try KeyGeneration.generate(
                 in: directory,
                 passphrase: passphrase
-                    ? { try Passphrase.read(prompt: "Passphrase for vault.key: ", confirm: true) } : nil)
+                    ? { try PassphrasePrompt.read(prompt: "Passphrase for vault.key: ", confirm: true) } : nil)
         }
         print("""
             token key id \(keys.tokenKeyID)

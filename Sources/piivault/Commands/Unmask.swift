@@ -90,7 +90,7 @@ struct Unmask: AsyncParsableCommand {
             }
             // The key first: a missing, exposed or locked key file stops here, before the database is asked.
             let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath) {
-                try Passphrase.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
+                try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
             let environment = ProcessInfo.processInfo.environment
             var tokenKeyFile: TokenKey?

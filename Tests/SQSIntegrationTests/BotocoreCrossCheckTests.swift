@@ -9,16 +9,18 @@ final class BotocoreCrossCheckTests: XCTestCase {
     func testAuthorizationMatchesBotocore() throws {
         let date = try XCTUnwrap(SigV4.parseAmzDate("20240229T235959Z"))
         let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/botocore_sign.py")
-        var prepared: [(label: String, configuration: SQSConfiguration, request: SQSClient.PreparedRequest)] = []
+        var prepared: [(label: String, credentials: SigV4.Credentials, region: String,
+                        request: SQSClient.PreparedRequest)] = []
         let endpoints = ["http://127.0.0.1:5123", "https://sqs.eu-west-1.amazonaws.com"]
         for endpoint in endpoints {
             for wireProtocol in [SQSWireProtocol.query, .json] {
                 for token in [nil, "FwoGZXIvYXdzEJr//////////wEaDOtoken+/="] {
+                    let credentials = SigV4.Credentials(accessKeyId: "AKIDEXAMPLE",
+                                                        secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                                                        sessionToken: token)
                     let configuration = SQSConfiguration(
-                        credentials: SigV4.Credentials(accessKeyId: "AKIDEXAMPLE",
-                                                       secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                                                       sessionToken: token),
-                        region: "eu-west-1", endpoint: URL(string: endpoint)!, wireProtocol: wireProtocol)
+                        credentials: credentials, region: "eu-west-1", endpoint: URL(string: endpoint)!,
+                        wireProtocol: wireProtocol)
                     let client = SQSClient(configuration: configuration, logger: .init(label: "t"))
                     let queue = "\(endpoint)/123456789012/logins"
                     let requests: [(String, [(String, String)], [String: Any])] = [
@@ -32,9 +34,10 @@ final class BotocoreCrossCheckTests: XCTestCase {
                          ["QueueUrl": queue, "Entries": [["Id": "m1", "MessageBody": "{\"é\": \"&=+ 😀\"}"]]]),
                     ]
                     for (action, query, json) in requests {
-                        let request = try client.prepare(action: action, query: query, json: json, date: date)
-                        prepared.append(("\(action) \(wireProtocol) \(endpoint) token=\(token != nil)", configuration,
-                                         request))
+                        let request = try client.prepare(action: action, query: query, json: json, date: date,
+                                                         credentials: credentials)
+                        prepared.append(("\(action) \(wireProtocol) \(endpoint) token=\(token != nil)", credentials,
+                                         configuration.region, request))
                     }
                 }
             }
@@ -49,10 +52,10 @@ final class BotocoreCrossCheckTests: XCTestCase {
                     "method": "POST", "url": item.request.url.absoluteString,
                     "headers": unsigned.map { [$0.name, $0.value] },
                     "body_base64": Data(item.request.body).base64EncodedString(),
-                    "access_key": item.configuration.credentials.accessKeyId,
-                    "secret_key": item.configuration.credentials.secretAccessKey,
-                    "session_token": item.configuration.credentials.sessionToken as Any,
-                    "region": item.configuration.region, "service": "sqs", "amz_date": "20240229T235959Z",
+                    "access_key": item.credentials.accessKeyId,
+                    "secret_key": item.credentials.secretAccessKey,
+                    "session_token": item.credentials.sessionToken as Any,
+                    "region": item.region, "service": "sqs", "amz_date": "20240229T235959Z",
                 ]
             },
         ]

@@ -3,7 +3,8 @@ import PIIVault
 import TestSupport
 import XCTest
 
-/// Known-answer checks against independent implementations (Python's hashlib/hmac, PyNaCl).
+/// Known-answer checks against independent implementations (Python's `ipaddress`, hashlib/hmac, PyNaCl). They need
+/// python3 and PyNaCl, so they are in the integration tier (`make test`), not `make test-unit`.
 final class CrossCheckTests: XCTestCase {
     func testPyNaClIsInstalled() throws {
         _ = try crosscheck("check-nacl", [:])
@@ -61,6 +62,21 @@ final class CrossCheckTests: XCTestCase {
         let opener = try DataKeyOpener(sealedDataKey: SealedDataKey(keyID: vault.keyID, sealed: sealedKey), secretKey: vault)
         for (value, bytes) in zip(values, sealed) {
             XCTAssertEqual(try opener.openString(bytes, token: value.0), value.1)
+        }
+    }
+
+    func testCanonicalIPsAgreeWithPythonIpaddress() throws {
+        let inputs = [
+            "192.168.1.1", "::ffff:192.168.1.1", "::FFFF:C0A8:0101", "2001:DB8:0:0:0:0:0:1",
+            "2001:0db8:0000:0000:0001:0000:0000:0001", "2001:db8:0:0:1:0:0:0", "2001:db8:0:1:1:1:1:1", "::", "::1",
+            "FE80::ABCD", "1:0:0:2:0:0:0:3", "1:0:0:0:2:0:0:3", "999.1.1.1", "1.2.3", "", "localhost", "01.2.3.4",
+            "fe80::1%eth0", "0.0.0.0", "::ffff:0.0.0.0", "ffff::", "1:2:3:4:5:6:7::",
+        ]
+        let answer = try crosscheck("canonical", ["values": inputs])
+        let python = try XCTUnwrap(answer["ip"] as? [Any])
+        for (input, expected) in zip(inputs, python) {
+            let ours = try? Canonical.ip(input)
+            XCTAssertEqual(ours, expected as? String, "canonical form of test input #\(inputs.firstIndex(of: input)!)")
         }
     }
 }

@@ -1,0 +1,164 @@
+import Foundation
+
+/// A self-contained HTML page for a periodic review of the access log: the chain's verification result and the
+/// signed checkpoints it was checked against, accesses per officer and per day as inline SVG bar charts, refusals
+/// and unusual outcomes, the largest requests, and the destructive actions (forget, retention, rewrap, retokenize).
+/// No script and nothing loaded from elsewhere: it opens the same offline, in a mail attachment or an archive.
+public struct AuditReport: Sendable {
+    /// The entries in the period, oldest first.
+    public var entries: [AccessLogEntry]
+    /// What `verify` said of the whole chain.
+    public var verdict: AccessLogVerdict
+    /// Signed checkpoints the chain was checked against.
+    public var checkpoints: [SignedCheckpoint]
+    /// The period, as given (`--since`, `--until`), for the title.
+    public var since: String?
+    public var until: String?
+    /// When the report was made (UTC).
+    public var generatedAt: String
+
+    public init(entries: [AccessLogEntry], verdict: AccessLogVerdict, checkpoints: [SignedCheckpoint],
+                since: String?, until: String?, generatedAt: String) {
+        self.entries = entries
+        self.verdict = verdict
+        self.checkpoints = checkpoints
+        self.since = since
+        self.until = until
+        self.generatedAt = generatedAt
+    }
+
+    /// Actions that change or destroy data, listed on their own.
+    static let destructiveActions: Set<String> = ["forget", "retention", "rewrap", "retokenize"]
+
+    /// Accesses per officer (database login), most first.
+    public var perOfficer: [(String, Int)] { Self.counted(entries.map(\.dbUser)) }
+
+    /// Accesses per day (`YYYY-MM-DD` of the entry's time), in date order.
+    public var perDay: [(String, Int)] {
+        Self.counted(entries.map { String($0.at.prefix(10)) }).sorted { $0.0 < $1.0 }
+    }
+
+    /// Entries whose outcome is not `ok`.
+    public var unusual: [AccessLogEntry] { entries.filter { $0.outcome != "ok" } }
+
+    /// The ten entries with the most rows.
+    public var largest: [AccessLogEntry] {
+        Array(entries.filter { $0.rowCount > 0 }.sorted { ($0.rowCount, $1.seq) > ($1.rowCount, $0.seq) }.prefix(10))
+    }
+
+    /// Entries that changed or destroyed data.
+    public var destructive: [AccessLogEntry] { entries.filter { Self.destructiveActions.contains($0.action) } }
+
+    /// The page.
+    public var html: String {
+        var page = """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+            <title>piivault access review</title>
+            <style>
+            body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
+            h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
+            table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+            .ok{color:#1a7f37}.bad{color:#b42318;font-weight:bold}.num{text-align:right}
+            svg text{font-size:12px;font-family:system-ui,sans-serif}
+            </style></head><body>
+            <h1>piivault access review</h1>
+
+            """
+        page += "<p>Period: \(Self.escape(since ?? "the beginning")) to \(Self.escape(until ?? "now")). "
+            + "Generated \(Self.escape(generatedAt)). "
+            + "<span id=\"entry-count\">\(entries.count)</span> entries.</p>\n"
+
+        page += "<h2>Chain verification</h2>\n"
+        switch verdict {
+        case .intact(let count, let head):
+            page += "<p class=\"ok\" id=\"verdict\">Intact: \(count) entries, head \(Self.escape(head.description)).</p>\n"
+        case .broken(let damage):
+            page += "<p class=\"bad\" id=\"verdict\">Broken: \(Self.escape(damage.message))</p>\n"
+        }
+        if checkpoints.isEmpty {
+            page += "<p>No signed checkpoint was given; the chain was checked only against itself.</p>\n"
+        } else {
+            page += "<table><tr><th>signed checkpoint</th><th>taken</th><th>database</th></tr>\n"
+            for checkpoint in checkpoints {
+                page += "<tr><td>\(Self.escape(checkpoint.head.description))</td><td>\(Self.escape(checkpoint.takenAt))</td>"
+                    + "<td>\(Self.escape(checkpoint.database))</td></tr>\n"
+            }
+            page += "</table>\n<p>Each signature verified with the auditor's key, and the log extends each head.</p>\n"
+        }
+
+        page += "<h2>Accesses per officer</h2>\n" + Self.barChart(perOfficer, id: "per-officer")
+        page += "<h2>Accesses per day</h2>\n" + Self.barChart(perDay, id: "per-day")
+        page += "<h2>Refusals and unusual outcomes</h2>\n"
+            + table(unusual, id: "unusual", empty: "None: every access in the period had the outcome ok.")
+        page += "<h2>Largest requests</h2>\n" + table(largest, id: "largest", empty: "No access returned rows.")
+        page += "<h2>Erasures, retention and key rotation</h2>\n"
+            + table(destructive, id: "destructive", empty: "None in the period.")
+        page += "</body></html>\n"
+        return page
+    }
+
+    private func table(_ rows: [AccessLogEntry], id: String, empty: String) -> String {
+        guard !rows.isEmpty else { return "<p id=\"\(id)\">\(Self.escape(empty))</p>\n" }
+        var out = "<table id=\"\(id)\"><tr><th>seq</th><th>at</th><th>login</th><th>os user</th><th>action</th>"
+            + "<th>rows</th><th>outcome</th><th>reason</th><th>subject</th></tr>\n"
+        for entry in rows {
+            let outcomeClass = entry.outcome == "ok" ? "ok" : "bad"
+            out += "<tr><td class=\"num\">\(entry.seq)</td><td>\(Self.escape(entry.at))</td><td>\(Self.escape(entry.dbUser))</td>"
+                + "<td>\(Self.escape(entry.osUser))</td><td>\(Self.escape(entry.action))</td>"
+                + "<td class=\"num\">\(entry.rowCount)</td><td class=\"\(outcomeClass)\">\(Self.escape(entry.outcome))</td>"
+                + "<td>\(Self.escape(entry.reason))</td><td>\(Self.escape(Self.shortened(entry.subject)))</td></tr>\n"
+        }
+        return out + "</table>\n"
+    }
+
+    /// A horizontal bar chart in inline SVG; each bar carries its count as text and in `data-count`.
+    static func barChart(_ data: [(String, Int)], id: String) -> String {
+        guard !data.isEmpty else { return "<p id=\"\(id)\">No accesses in the period.</p>\n" }
+        let rowHeight = 22, labelWidth = 200, barWidth = 400
+        let maximum = max(1, data.map(\.1).max() ?? 1)
+        var svg = "<svg id=\"\(id)\" role=\"img\" width=\"\(labelWidth + barWidth + 60)\" height=\"\(data.count * rowHeight + 4)\" xmlns=\"http://www.w3.org/2000/svg\">\n"
+        for (index, (label, count)) in data.enumerated() {
+            let y = index * rowHeight + 2
+            let width = max(2, barWidth * count / maximum)
+            svg += "<g class=\"bar\" data-label=\"\(escape(label))\" data-count=\"\(count)\">"
+                + "<text x=\"0\" y=\"\(y + 15)\">\(escape(shortened(label, limit: 28)))</text>"
+                + "<rect x=\"\(labelWidth)\" y=\"\(y)\" width=\"\(width)\" height=\"\(rowHeight - 6)\" fill=\"#3b6fb6\"/>"
+                + "<text x=\"\(labelWidth + width + 6)\" y=\"\(y + 15)\">\(count)</text></g>\n"
+        }
+        return svg + "</svg>\n"
+    }
+
+    static func counted(_ keys: [String]) -> [(String, Int)] {
+        var counts: [String: Int] = [:]
+        for key in keys { counts[key, default: 0] += 1 }
+        return counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { ($0.key, $0.value) }
+    }
+
+    static func shortened(_ text: String, limit: Int = 120) -> String {
+        text.count > limit ? String(text.prefix(limit)) + "…" : text
+    }
+
+    /// HTML text and attribute escaping; control and format characters shown as code points.
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default:
+                let category = scalar.properties.generalCategory
+                if category == .control || category == .format {
+                    out += "\\u{\(String(scalar.value, radix: 16))}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Postgres
+
+/// The auditor's work beyond reading the log: checkpoints signed with the auditor's key, verification against
+/// them, the incremental export for a SIEM, and the review report. Each call opens its own connection.
+public struct AuditorService: Sendable {
+    /// A libpq connection string or URI ("" for libpq's defaults).
+    public let databaseURL: String
+
+    public init(databaseURL: String) {
+        self.databaseURL = databaseURL
+    }
+
+    /// Verifies the chain, then writes its head as a statement at `path` and its signature at `path.minisig`
+    /// (neither may exist yet). A broken chain is refused: signing it would vouch for the damage.
+    public func signCheckpoint(with key: Minisign.SecretKey, to path: String) async throws -> SignedCheckpoint {
+        let signaturePath = path + ".minisig"
+        let existing = [path, signaturePath].filter { FileManager.default.fileExists(atPath: $0) }
+        guard existing.isEmpty else { throw KeyFileError.alreadyExists(files: existing) }
+        let (head, database) = try await Database.withConnection(databaseURL) { connection in
+            let head = try await AccessLogReader(connection: connection).checkpoint()
+            return (head, try await Self.databaseName(connection))
+        }
+        let checkpoint = SignedCheckpoint(head: head, takenAt: SignedCheckpoint.now(), database: database)
+        try KeyGeneration.writeNew(path: path, contents: Array(checkpoint.statement.utf8), mode: 0o644) {}
+        do {
+            try KeyGeneration.writeNew(path: signaturePath, contents: Array(checkpoint.signature(with: key).utf8),
+                                       mode: 0o644) {}
+        } catch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
+        return checkpoint
+    }
+
+    /// Checks each checkpoint's signature with `auditorKey`, then that the log is intact and extends every signed
+    /// head. A signature that does not verify throws; a log that does not extend a head is a broken verdict.
+    public func verify(checkpoints paths: [String], auditorKey: Minisign.PublicKey, anchor: AccessLogAnchor? = nil)
+        async throws -> (AccessLogVerdict, [SignedCheckpoint])
+    {
+        let checkpoints = try paths.map { try SignedCheckpoint.load(path: $0, publicKey: auditorKey) }
+        let entries = try await Database.withConnection(databaseURL) { connection in
+            try await connection.transaction { connection in
+                try await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return try await AccessLogReader(connection: connection).entries()
+            }
+        }
+        let anchors = checkpoints.map(\.head) + (anchor.map { [$0] } ?? [])
+        var verdict = AccessLogVerifier.verify(entries, anchor: nil)
+        for anchor in anchors {
+            let checked = AccessLogVerifier.verify(entries, anchor: anchor)
+            if case .broken = checked {
+                verdict = checked
+                break
+            }
+        }
+        return (verdict, checkpoints)
+    }
+
+    /// Streams the entries matching `filter` as JSON lines to `write`, a page at a time.
+    public func exportJSONLines(matching filter: AccessLogFilter, _ write: (String) -> Void) async throws {
+        try await Database.withConnection(databaseURL) { connection in
+            try await AccessLogReader(connection: connection).forEachPage(matching: filter) { entries in
+                write(entries.map { $0.jsonLine + "\n" }.joined())
+            }
+        }
+    }
+
+    /// The review report for entries in `since`..<`until`, with the whole chain verified (against the signed
+    /// checkpoints given, each signature checked first).
+    public func report(since: String?, until: String?, checkpoints paths: [String], auditorKey: Minisign.PublicKey?)
+        async throws -> AuditReport
+    {
+        var verdict: AccessLogVerdict
+        var checkpoints: [SignedCheckpoint] = []
+        if let auditorKey {
+            (verdict, checkpoints) = try await verify(checkpoints: paths, auditorKey: auditorKey)
+        } else {
+            verdict = try await Database.withConnection(databaseURL) { try await AccessLogReader(connection: $0).verify() }
+        }
+        let entries = try await Database.withConnection(databaseURL) { connection in
+            try await AccessLogReader(connection: connection).entries(
+                matching: AccessLogFilter(since: since, until: until))
+        }
+        return AuditReport(entries: entries, verdict: verdict, checkpoints: checkpoints, since: since, until: until,
+                           generatedAt: SignedCheckpoint.now())
+    }
+
+    /// `NAME on HOST:PORT` as the server sees itself.
+    static func databaseName(_ connection: PostgresConnection) async throws -> String {
+        let row = try await connection.query("""
+            SELECT current_database() AS name, coalesce(host(inet_server_addr()), 'local socket') AS host,
+                   current_setting('port') AS port
+            """).first!
+        return "\(try row["name"].requiredString()) on \(try row["host"].requiredString()):\(try row["port"].requiredString())"
+    }
+}

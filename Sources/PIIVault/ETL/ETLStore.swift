@@ -1,0 +1,250 @@
+import Foundation
+import Postgres
+
+/// The keys a run uses, as its history row records them.
+struct RunKeys: Sendable {
+    let vaultKeyID: String
+    let tokenKeyID: String
+    let tokenKeyVersion: Int
+}
+
+/// All of an ETL run's SQL on its write session: the run history (`public.etl_runs`), data keys, and the load of
+/// each batch in one transaction. An actor: the run's loop and the batch in flight share it, one call at a time.
+///
+/// Logins and sealed values are first COPied straight into their tables (the fast path: a nightly run rarely meets
+/// a row that is already there); when that COPY meets one (a redelivered message, a value another batch or run sealed
+/// meanwhile), it is rolled back to a savepoint and the rows go the idempotent way: COPY into a temporary table, then
+/// `INSERT ... ON CONFLICT DO NOTHING` (which needs only INSERT privilege). Quarantined messages always take the
+/// idempotent way; they are few.
+actor ETLStore {
+    private let connection: PostgresConnection
+    private let databaseURL: String
+    private var stagingReady = false
+
+    /// Advisory-lock namespace of running runs: a run holds `pg_advisory_lock(runLockNamespace, id)` on its session
+    /// for as long as it lives, so a `running` row whose lock nobody holds belongs to a process that died.
+    static let runLockNamespace: Int32 = 7_271_501
+
+    private init(connection: PostgresConnection, databaseURL: String) {
+        self.connection = connection
+        self.databaseURL = databaseURL
+    }
+
+    /// Opens the run's write session.
+    static func connect(_ databaseURL: String) async throws -> ETLStore {
+        ETLStore(connection: try await Database.connect(databaseURL), databaseURL: databaseURL)
+    }
+
+    func close() async {
+        await connection.close()
+    }
+
+    // MARK: Run history
+
+    /// Marks runs left `running` by processes that died as `abandoned`, then records a new run and holds its lock.
+    /// Returns the run's id.
+    func beginRun(source: String, keys: RunKeys) async throws -> Int {
+        do {
+            _ = try await connection.execute("""
+                UPDATE public.etl_runs AS r
+                   SET outcome = 'abandoned', finished_at = now(),
+                       error = 'the process ended without recording its end (killed, or its database connection was lost)'
+                 WHERE r.outcome = 'running'
+                   AND NOT EXISTS (
+                       SELECT 1 FROM pg_catalog.pg_locks AS l
+                        WHERE l.locktype = 'advisory' AND l.granted
+                          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+                          AND l.classid = \(Int(Self.runLockNamespace))::oid AND l.objid = r.id::oid
+                          AND l.objsubid = 2)
+                """)
+            // One statement: the row becomes visible to others only after its lock is held.
+            return try await connection.query("""
+                WITH run AS (
+                    INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version)
+                    VALUES (\(source), \(keys.vaultKeyID), \(keys.tokenKeyID), \(keys.tokenKeyVersion)) RETURNING id)
+                SELECT id, pg_advisory_lock(\(Int(Self.runLockNamespace))::int4, id::int4) FROM run
+                """).first!["id"].requiredInt()
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            throw ETLError.notMigrated
+        }
+    }
+
+    /// The vault key id of the latest run that sealed to a recorded key, if any.
+    func lastVaultKeyID() async throws -> String? {
+        do {
+            return try await connection.query("""
+                SELECT vault_key_id FROM public.etl_runs WHERE vault_key_id IS NOT NULL ORDER BY id DESC LIMIT 1
+                """).first?["vault_key_id"].string()
+        } catch let error as PostgresError where error.sqlState == "42P01" || error.sqlState == "42703" {
+            throw ETLError.notMigrated
+        }
+    }
+
+    /// Records the end of run `id`. When the write session is gone (the database restarted), tries once more on a
+    /// fresh connection so the history does not keep a dead run `running`; gives up quietly after that (the next
+    /// run marks it `abandoned`).
+    func finishRun(_ id: Int, summary: ETLSummary) async {
+        let update: PostgresQuery = """
+            UPDATE public.etl_runs SET finished_at = now(), received = \(summary.received),
+                   loaded = \(summary.loaded), duplicates = \(summary.duplicates),
+                   quarantined = \(summary.quarantined), values_sealed = \(summary.valuesSealed),
+                   delete_failures = \(summary.deleteFailures), outcome = \(summary.outcome),
+                   error = \(summary.error)
+             WHERE id = \(id)
+            """
+        do {
+            _ = try await connection.execute(update)
+        } catch {
+            guard let fresh = try? await Database.connect(databaseURL) else { return }
+            _ = try? await fresh.execute(update)
+            await fresh.close()
+        }
+    }
+
+    // MARK: Vault
+
+    /// Stores a sealed data key; returns its `vault.data_keys` id.
+    func storeDataKey(_ key: SealedDataKey) async throws -> Int {
+        try await connection.query("""
+            INSERT INTO vault.data_keys (key_id, sealed_key) VALUES (\(key.keyID.description), \(key.sealed)) RETURNING id
+            """).first!["id"].requiredInt()
+    }
+
+    // MARK: Loading
+
+    /// Inserts one encoded batch in one transaction; rows already present are counted as duplicates.
+    func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome {
+        try await prepareStaging()
+        let secrets = batch.secrets, logins = batch.logins, quarantine = batch.quarantine
+        var outcome = try await connection.transaction { connection in
+            var outcome = LoadOutcome()
+            if secrets.rowCount > 0 {
+                if try await Self.copyUnlessPresent(
+                    "COPY vault.secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes,
+                    connection: connection)
+                {
+                    outcome.valuesSealed = secrets.rowCount
+                } else {
+                    try await connection.copyFromStdin(
+                        "COPY piivault_stage_secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes)
+                    outcome.valuesSealed = try await connection.execute("""
+                        INSERT INTO vault.secrets (token, field, data_key_id, sealed)
+                        SELECT token, field, data_key_id, sealed FROM piivault_stage_secrets
+                        ON CONFLICT DO NOTHING
+                        """)
+                }
+            }
+            if logins.rowCount > 0 {
+                let columns = """
+                    (message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version,
+                     app_version_text, create_date)
+                    """
+                if try await Self.copyUnlessPresent(
+                    PostgresQuery(unsafeSQL: "COPY public.user_logins \(columns) FROM STDIN"), data: logins.bytes,
+                    connection: connection)
+                {
+                    outcome.loaded = logins.rowCount
+                } else {
+                    try await connection.copyFromStdin(
+                        PostgresQuery(unsafeSQL: "COPY piivault_stage_logins \(columns) FROM STDIN"), data: logins.bytes)
+                    outcome.loaded = try await connection.execute("""
+                        INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
+                                                        app_version, create_date, message_id, app_version_text,
+                                                        loaded_at)
+                        SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
+                               message_id, app_version_text, now()
+                          FROM piivault_stage_logins
+                        ON CONFLICT DO NOTHING
+                        """)
+                }
+                outcome.duplicates = logins.rowCount - outcome.loaded
+            }
+            if quarantine.rowCount > 0 {
+                try await connection.copyFromStdin(
+                    "COPY piivault_stage_quarantine (message_id, reason, sealed_body) FROM STDIN",
+                    data: quarantine.bytes)
+                outcome.quarantined = try await connection.execute("""
+                    INSERT INTO vault.quarantine (message_id, reason, data_key_id, sealed_body)
+                    SELECT message_id, reason, \(dataKeyID), sealed_body FROM piivault_stage_quarantine
+                    ON CONFLICT DO NOTHING
+                    """)
+                outcome.duplicates += quarantine.rowCount - outcome.quarantined
+            }
+            return outcome
+        }
+        outcome.tokens = batch.tokens
+        return outcome
+    }
+
+    private func prepareStaging() async throws {
+        guard !stagingReady else { return }
+        try await connection.executeScript("""
+            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_logins (
+                message_id text, user_id text, device_type text, masked_ip text, masked_device_id text,
+                locale text, app_version integer, app_version_text text, create_date date
+            ) ON COMMIT DELETE ROWS;
+            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_secrets (
+                token text, field text, data_key_id bigint, sealed bytea
+            ) ON COMMIT DELETE ROWS;
+            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_quarantine (
+                message_id text, reason text, sealed_body bytea
+            ) ON COMMIT DELETE ROWS;
+            """)
+        stagingReady = true
+    }
+
+    /// COPYs `data` straight into its table under a savepoint. Returns false, with the transaction as it was before,
+    /// when a row is already there (unique violation); other errors go up as they are.
+    private static func copyUnlessPresent(
+        _ statement: PostgresQuery, data: [UInt8], connection: PostgresConnection
+    ) async throws -> Bool {
+        try await connection.execute("SAVEPOINT piivault_direct_copy")
+        do {
+            try await connection.copyFromStdin(statement, data: data)
+        } catch let error as PostgresError where error.sqlState == "23505" {
+            try await connection.execute("ROLLBACK TO SAVEPOINT piivault_direct_copy")
+            return false
+        }
+        try await connection.execute("RELEASE SAVEPOINT piivault_direct_copy")
+        return true
+    }
+}
+
+/// The run's read session for vault look-ups. Separate from the write session: look-ups run while a batch's
+/// transaction is open, and must see only committed rows (a batch that rolls back must not hide a value from the
+/// next one).
+actor VaultLookup {
+    private let connection: PostgresConnection
+
+    private init(connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    static func connect(_ databaseURL: String) async throws -> VaultLookup {
+        let connection = try await Database.connect(databaseURL)
+        do {
+            // Its one query asks for a few thousand tokens at a time; as vault.secrets grows, the planner would rather
+            // scan the whole table with a hashed ANY than probe the primary key, which makes a run quadratic
+            // (measured: most of the database's time at 400k sealed values). This session does nothing else.
+            try await connection.execute("SET enable_seqscan = off")
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return VaultLookup(connection: connection)
+    }
+
+    func close() async {
+        await connection.close()
+    }
+
+    /// Which of `tokens` the vault already holds.
+    func vaultHolds(_ tokens: [String]) async throws -> Set<String> {
+        // Tokens are `ip.v1.<hex>`: an array literal of them needs no quoting, and is still a bound parameter.
+        let literal = "{" + tokens.joined(separator: ",") + "}"
+        let rows = try await connection.query("SELECT token FROM vault.secrets WHERE token = ANY(\(literal)::text[])")
+        var present = Set<String>()
+        for row in rows { present.insert(try row[0].requiredString()) }
+        return present
+    }
+}

@@ -1,0 +1,117 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Where a run's metrics go: a file for node_exporter's textfile collector, a Pushgateway, or both.
+public struct MetricsPublisher: Sendable, Equatable {
+    /// The textfile path (`*.prom` in the collector's folder); nil for none.
+    public var filePath: String?
+    /// The Pushgateway's base URL (`http://pushgateway:9091`); nil for none.
+    public var pushURL: String?
+    /// The Pushgateway job name.
+    public static let job = "piivault_etl"
+
+    public init(filePath: String?, pushURL: String?) {
+        self.filePath = filePath
+        self.pushURL = pushURL
+    }
+
+    /// True when there is somewhere to publish to.
+    public var isEnabled: Bool { filePath != nil || pushURL != nil }
+
+    /// Writes and pushes `metrics`. A run that did not succeed keeps the last success time the textfile already
+    /// had, and pushes without it (a Pushgateway POST replaces only the metrics it names). Every target is tried;
+    /// the first failure is thrown after.
+    public func publish(_ metrics: ETLMetrics) async throws {
+        var firstError: (any Error)?
+        if let filePath {
+            do {
+                if !metrics.hasLastSuccess, let previous = Self.lastSuccess(inFileAt: filePath) {
+                    metrics.carryLastSuccess(previous)
+                }
+                try Self.writeAtomically(metrics.render(), to: filePath)
+            } catch {
+                firstError = error
+            }
+        }
+        if let pushURL {
+            do { try await Self.push(metrics.render(), to: pushURL) } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+
+    /// The value of the last-success gauge in an earlier textfile, if any.
+    static func lastSuccess(inFileAt path: String) -> Double? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(ETLMetrics.lastSuccessName + " ") {
+            return Double(line.dropFirst(ETLMetrics.lastSuccessName.count + 1).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
+    /// node_exporter reads the folder at any moment: write a temporary file beside the target, then rename it.
+    static func writeAtomically(_ text: String, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
+        do {
+            try Data(text.utf8).write(to: temporary)
+            // World-readable: the collector usually runs as another user; metrics hold counts, no PII.
+            _ = chmod(temporary.path, 0o644)
+            guard rename(temporary.path, path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(at: temporary)
+                throw MetricsError.file(path: path, reason: reason)
+            }
+        } catch let error as MetricsError {
+            throw error
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw MetricsError.file(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// POSTs the text to `<pushURL>/metrics/job/piivault_etl`.
+    static func push(_ text: String, to pushURL: String) async throws {
+        let base = pushURL.hasSuffix("/") ? String(pushURL.dropLast()) : pushURL
+        let target = base + "/metrics/job/" + job
+        guard let url = URL(string: target), let scheme = url.scheme, scheme == "http" || scheme == "https",
+              url.host != nil else {
+            throw MetricsError.push(url: pushURL, reason: "not an http:// or https:// URL")
+        }
+        var request = HTTPClientRequest(url: target)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "text/plain; version=0.0.4")
+        request.body = .bytes(ByteBuffer(string: text))
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            guard (200..<300).contains(Int(response.status.code)) else {
+                let body = try? await response.body.collect(upTo: 4096)
+                let detail = body.map { String(buffer: $0) }?.split(separator: "\n").first.map(String.init) ?? ""
+                throw MetricsError.push(url: pushURL, reason: "HTTP \(response.status.code) \(detail)")
+            }
+        } catch let error as MetricsError {
+            throw error
+        } catch {
+            throw MetricsError.push(url: pushURL, reason: "\(error)")
+        }
+    }
+}
+
+/// Metrics could not be written or pushed. The run's own outcome and exit status are unchanged by it.
+public enum MetricsError: PIIVaultReportableError {
+    case file(path: String, reason: String)
+    case push(url: String, reason: String)
+
+    public var message: String {
+        switch self {
+        case let .file(path, reason):
+            return "cannot write the metrics file \(path): \(reason); check the folder and its permissions"
+        case let .push(url, reason):
+            return "cannot push metrics to \(url): \(reason); check the Pushgateway URL and that it is up"
+        }
+    }
+
+    public var exitCode: PIIVaultExitCode { .unavailable }
+}

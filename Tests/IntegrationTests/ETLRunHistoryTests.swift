@@ -1,0 +1,258 @@
+import Foundation
+import PIIVault
+import Postgres
+import TestSupport
+import XCTest
+
+/// What an operator sees of a run besides its rows: the run history, the summary file, one error line.
+extension ETLTests {
+    private func sampleFile(lines: Int) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("history-\(ScratchDatabase.randomHex(4)).ndjson")
+        let records = (0..<lines).map { index in
+            #"{"user_id": "u\#(index)", "device_type": "ios", "ip": "192.0.2.\#(index % 250 + 1)", "device_id": "d-\#(index)", "locale": null, "app_version": "1.0"}"#
+        }
+        try (records.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    func testARunLeftRunningByADeadProcessIsMarkedAbandonedByTheNextRun() async throws {
+        let connection = try await database.connect()
+        defer { Task { await connection.close() } }
+        // A dead run: its row says running, and no session holds its lock.
+        let dead = try await connection.query(
+            "INSERT INTO public.etl_runs (source) VALUES ('sqs:dead') RETURNING id").first!["id"].requiredInt()
+        // A live run elsewhere: its session holds the run's lock, so it must stay running.
+        let live = try await connection.query(
+            "INSERT INTO public.etl_runs (source) VALUES ('sqs:live') RETURNING id").first!["id"].requiredInt()
+        _ = try await connection.query("SELECT pg_advisory_lock(7271501, \(live)::int4)")
+
+        let input = try sampleFile(lines: 3)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try etl(["--from-file", input.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+
+        let rows = try await connection.query("SELECT id, outcome, CASE WHEN finished_at IS NULL THEN 0 ELSE 1 END AS finished, error FROM public.etl_runs ORDER BY id")
+        let outcomes = Dictionary(uniqueKeysWithValues: try rows.map { (try $0["id"].requiredInt(), try $0["outcome"].requiredString()) })
+        XCTAssertEqual(outcomes[dead], "abandoned")
+        XCTAssertEqual(outcomes[live], "running")
+        XCTAssertEqual(outcomes.values.filter { $0 == "completed" }.count, 1)
+        let deadRow = try rows.first { try $0["id"].requiredInt() == dead }!
+        XCTAssertEqual(try deadRow["finished"].requiredInt(), 1)
+        XCTAssertTrue(try deadRow["error"].requiredString().contains("ended without recording its end"))
+    }
+
+    func testAnUnmigratedDatabaseSaysToRunMigrateInOneLine() async throws {
+        let empty = try await ScratchDatabase.create(prefix: "unmigrated")
+        defer { Task { await empty.drop() } }
+        let input = try sampleFile(lines: 1)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try runPiivault([
+            "etl", "--from-file", input.path, "--database-url", empty.url,
+            "--token-key", keys.appendingPathComponent("token.key").path,
+            "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
+        ])
+        XCTAssertEqual(result.status, 65, result.stderr)
+        XCTAssertEqual(result.stderr, "piivault: error: the database has no piivault tables (public.etl_runs is missing); run `piivault migrate` first\n")
+    }
+
+    func testAFailedRunPrintsOneErrorLineAndRecordsTheFailure() async throws {
+        let connection = try await database.connect()
+        defer { Task { await connection.close() } }
+        // The vault's table gone: the run starts, then cannot look values up.
+        try await connection.execute("ALTER TABLE vault.secrets RENAME TO secrets_elsewhere")
+        let input = try sampleFile(lines: 3)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try etl(["--from-file", input.path], environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        let errorLines = result.stderr.split(separator: "\n").filter { $0.contains("error") }
+        XCTAssertEqual(errorLines.count, 1, result.stderr)
+        XCTAssertTrue(errorLines.first?.hasPrefix("piivault: error: the run stopped before loading everything") ?? false)
+        XCTAssertTrue(result.stdout.hasPrefix("failed: received 3, loaded 0"), result.stdout)
+        let outcome = try await connection.query("SELECT outcome FROM public.etl_runs").first!["outcome"].requiredString()
+        XCTAssertEqual(outcome, "failed")
+    }
+
+    func testTheSummaryGoesToStandardOutputSymlinksAndFIFOsInPlace() async throws {
+        let input = try sampleFile(lines: 2)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer {
+            try? FileManager.default.removeItem(at: input)
+            try? FileManager.default.removeItem(at: folder)
+        }
+
+        // `-`: standard output, after the summary line.
+        var result = try etl(["--from-file", input.path, "--summary-json", "-"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, result.stdout)
+        XCTAssertTrue(lines[0].hasPrefix("completed: received 2, loaded 2"), result.stdout)
+        let json = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as? [String: Any]
+        XCTAssertEqual(json?["loaded"] as? Int, 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "-"))
+
+        // A symlink: the link stays, its target gets the summary.
+        let target = folder.appendingPathComponent("target.json")
+        try Data("old".utf8).write(to: target)
+        let link = folder.appendingPathComponent("link.json")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: target)
+        result = try etl(["--from-file", input.path, "--summary-json", link.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link.path), target.path)
+        let linked = try JSONSerialization.jsonObject(with: Data(contentsOf: target)) as? [String: Any]
+        XCTAssertEqual(linked?["duplicates"] as? Int, 2)
+
+        // A FIFO: stays a FIFO; its reader gets the summary.
+        let fifo = folder.appendingPathComponent("summary.fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        let reader = try BackgroundProcess("/bin/cat", [fifo.path])
+        result = try etl(["--from-file", input.path, "--summary-json", fifo.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let readerEnded = try await reader.waitForExit(timeout: 10)
+        XCTAssertTrue(readerEnded)
+        let fromFIFO = try JSONSerialization.jsonObject(with: Data(reader.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(fromFIFO?["received"] as? Int, 2)
+        var status = stat()
+        XCTAssertEqual(lstat(fifo.path, &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFIFO)
+
+        // A regular file: replaced whole.
+        let plain = folder.appendingPathComponent("plain.json")
+        try Data(String(repeating: "x", count: 4096).utf8).write(to: plain)
+        result = try etl(["--from-file", input.path, "--summary-json", plain.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let replaced = try JSONSerialization.jsonObject(with: Data(contentsOf: plain)) as? [String: Any]
+        XCTAssertEqual(replaced?["outcome"] as? String, "completed")
+    }
+}
+
+extension ETLTests {
+    func testTheRunHistoryRecordsTheKeysAndAChangedVaultKeyIsReportedOrRefused() async throws {
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(ScratchDatabase.randomHex(4)).ndjson")
+        try (#"{"user_id": "u1", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d-1"}"# + "\n")
+            .write(to: input, atomically: true, encoding: .utf8)
+        let otherKeys = FileManager.default.temporaryDirectory.appendingPathComponent("etl-keys-\(ScratchDatabase.randomHex(4))")
+        defer {
+            try? FileManager.default.removeItem(at: input)
+            try? FileManager.default.removeItem(at: otherKeys)
+        }
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", otherKeys.path]).status, 0)
+        let vaultKeyID = try KeyLoading.loadVaultPublicKey(path: keys.appendingPathComponent("vault.pub").path).keyID.description
+        let otherKeyID = try KeyLoading.loadVaultPublicKey(path: otherKeys.appendingPathComponent("vault.pub").path).keyID.description
+        let tokenKeyID = try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path).keyID.description
+
+        var result = try etl(["--from-file", input.path, "--vault-key-id", vaultKeyID],
+                             environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stderr, "")
+        let row = try await query("SELECT vault_key_id, token_key_id, token_key_version FROM public.etl_runs").first!
+        XCTAssertEqual(try row["vault_key_id"].requiredString(), vaultKeyID)
+        XCTAssertEqual(try row["token_key_id"].requiredString(), tokenKeyID)
+        XCTAssertEqual(try row["token_key_version"].requiredInt(), 1)
+
+        // Another vault.pub, pinned to the first key: refused before anything is loaded or recorded.
+        let otherPub = otherKeys.appendingPathComponent("vault.pub").path
+        result = try etl(["--from-file", input.path, "--vault-public-key", otherPub, "--vault-key-id", vaultKeyID],
+                         environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 77, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.hasPrefix("piivault: error: the vault public key has key id \(otherKeyID), not \(vaultKeyID)"), result.stderr)
+        let runs = try await count("public.etl_runs")
+        XCTAssertEqual(runs, 1)
+
+        // Not pinned: the change is reported, and the run goes ahead.
+        result = try etl(["--from-file", input.path, "--vault-public-key", otherPub],
+                         environment: ["PIIVAULT_LOG_LEVEL": "warning"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("piivault: warning: vault.pub has key id \(otherKeyID), but the last run sealed to \(vaultKeyID)"), result.stderr)
+    }
+}
+
+extension ETLTests {
+    func testFileMessageIdsComeFromContentAndOccurrenceNotPosition() async throws {
+        let lines = (1...4).map { #"{"user_id": "u\#($0)", "device_type": "ios", "ip": "192.0.2.\#($0)", "device_id": "d-\#($0)"}"# }
+        let first = FileManager.default.temporaryDirectory.appendingPathComponent("ids-\(ScratchDatabase.randomHex(4)).ndjson")
+        let second = FileManager.default.temporaryDirectory.appendingPathComponent("ids-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer {
+            try? FileManager.default.removeItem(at: first)
+            try? FileManager.default.removeItem(at: second)
+        }
+        // Lines 1-3, then the same lines with a blank line before them, in another order, line 1 twice and line 4.
+        try (lines[0..<3].joined(separator: "\n") + "\n").write(to: first, atomically: true, encoding: .utf8)
+        try ("\n" + [lines[2], lines[0], lines[1], lines[0], lines[3]].joined(separator: "\n") + "\n")
+            .write(to: second, atomically: true, encoding: .utf8)
+        var result = try etl(["--from-file", first.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 3, loaded 3, duplicates 0"), result.stdout)
+        result = try etl(["--from-file", second.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // Only the second copy of line 1 and line 4 are new.
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 5, loaded 2, duplicates 3"), result.stdout)
+        let ids = try await query("SELECT message_id FROM public.user_logins ORDER BY message_id").map { try $0["message_id"].requiredString() }
+        let line1 = Array(lines[0].utf8)
+        XCTAssertEqual(Set(ids), Set([
+            FileMessageSource.messageID(body: line1, occurrence: 1), FileMessageSource.messageID(body: line1, occurrence: 2),
+            FileMessageSource.messageID(body: Array(lines[1].utf8)), FileMessageSource.messageID(body: Array(lines[2].utf8)),
+            FileMessageSource.messageID(body: Array(lines[3].utf8)),
+        ]))
+    }
+}
+
+extension ETLTests {
+    func testControlCharactersInClearFieldsSendTheMessageToQuarantineNamingTheCharacter() async throws {
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("ctl-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try ([
+            #"{"user_id": "ok", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d-1"}"#,
+            #"{"user_id": "evil\u001b]0;pwned\u0007", "device_type": "ios", "ip": "192.0.2.2", "device_id": "d-2"}"#,
+            #"{"user_id": "u3", "device_type": "ios", "ip": "192.0.2.3", "device_id": "d-3", "locale": "en\u202e"}"#,
+        ].joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
+        let result = try etl(["--from-file", input.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 3, loaded 1, duplicates 0, quarantined 2"), result.stdout)
+        let reasons = try await query("SELECT reason FROM vault.quarantine ORDER BY reason").map { try $0["reason"].requiredString() }
+        XCTAssertEqual(reasons, [
+            "field locale: contains bidirectional formatting character U+202E, not allowed in a field stored in clear",
+            "field user_id: contains control character U+001B, not allowed in a field stored in clear",
+        ])
+        let users = try await query("SELECT user_id FROM public.user_logins").map { try $0["user_id"].requiredString() }
+        XCTAssertEqual(users, ["ok"])
+    }
+}
+
+extension ETLTests {
+    /// Batches of 512 messages and more are prepared in parts, one per core: the rows, the sealed values and the
+    /// quarantine must be exactly what the rules say, in message order.
+    func testALargeBatchPreparedInPartsLoadsExactlyWhatTheRulesSay() async throws {
+        var lines: [String] = []
+        var ips = Set<String>(), devices = Set<String>()
+        for index in 0..<3000 {
+            if index % 97 == 0 {
+                lines.append(#"{"user_id": "u\#(index)", "device_type": "ios", "ip": "not-an-ip", "device_id": "d"}"#)
+                continue
+            }
+            let ip = "198.51.100.\(index % 200)", device = "dev-\(index % 700)"
+            ips.insert(ip)
+            devices.insert(device)
+            lines.append(#"{"user_id": "u\#(index)", "device_type": "ios", "ip": "\#(ip)", "device_id": "\#(device)"}"#)
+        }
+        let quarantined = (0..<3000).filter { $0 % 97 == 0 }.count
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("parts-\(ScratchDatabase.randomHex(4)).ndjson")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+
+        let result = try etl(["--from-file", file.path, "--batch-size", "1500"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 3000, loaded \(3000 - quarantined), duplicates 0, quarantined \(quarantined), values sealed \(ips.count + devices.count)"), result.stdout)
+        let orphans = try await query("""
+            SELECT count(*) FROM public.user_logins l
+             WHERE NOT EXISTS (SELECT 1 FROM vault.secrets s WHERE s.token = l.masked_ip)
+                OR NOT EXISTS (SELECT 1 FROM vault.secrets s WHERE s.token = l.masked_device_id)
+            """).first![0].requiredInt()
+        XCTAssertEqual(orphans, 0)
+        let tokenizer = Tokenizer(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
+        let row = try await query("SELECT masked_ip, masked_device_id FROM public.user_logins WHERE user_id = 'u2999'").first!
+        XCTAssertEqual(try row["masked_ip"].requiredString(), try tokenizer.tokenize("198.51.100.199", as: .ip).token)
+        XCTAssertEqual(try row["masked_device_id"].requiredString(), try tokenizer.tokenize("dev-199", as: .deviceID).token)
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import PIIVault
+import Postgres
+import TestSupport
+import XCTest
+
+/// `etl --metrics-file` and `--metrics-push-url`, checked with the stock `promtool` and a real Pushgateway.
+extension ETLTests {
+    /// A TCP port nobody listens on now, on loopback.
+    private func freePort() throws -> Int {
+        let result = try runProcess("python3", ["-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+        guard result.status == 0, let port = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw TestSetupError("cannot find a free port: \(result.stderr)")
+        }
+        return port
+    }
+
+    /// The body of an HTTP GET, or nil when nothing answers (Python's urllib: no HTTP client in Foundation here).
+    private func httpGet(_ url: String) throws -> String? {
+        let result = try runProcess("python3", ["-c", "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())", url])
+        return result.status == 0 ? result.stdout : nil
+    }
+
+    /// Starts Debian's `prometheus-pushgateway` on loopback; waits until it answers.
+    private func startPushgateway() async throws -> (BackgroundProcess, String) {
+        let port = try freePort()
+        let binary = ["/usr/bin/prometheus-pushgateway", "/usr/bin/pushgateway"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let binary else {
+            throw TestSetupError("prometheus-pushgateway is not installed; run scripts/install-deps")
+        }
+        let gateway = try BackgroundProcess(binary, ["--web.listen-address=127.0.0.1:\(port)"])
+        let url = "http://127.0.0.1:\(port)"
+        let deadline = Date().addingTimeInterval(20)
+        while true {
+            if let text = try httpGet(url + "/metrics"), text.contains("pushgateway") { break }
+            guard gateway.isRunning, Date() < deadline else {
+                gateway.send(SIGTERM)
+                throw TestSetupError("the Pushgateway did not start: \(gateway.stderr)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return (gateway, url)
+    }
+
+    /// The value of the sample `name` (with any labels) in Prometheus text.
+    private func sample(_ name: String, in text: String) -> Double? {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            guard parts.count >= 2 else { continue }
+            let metric = parts[0].split(separator: "{").first.map(String.init)
+            if metric == name { return Double(parts[1]) }
+        }
+        return nil
+    }
+
+    func testMetricsFilePassesPromtoolAndReachesAPushgatewayAndAFailureKeepsTheLastSuccess() async throws {
+        let (gateway, gatewayURL) = try await startPushgateway()
+        defer { gateway.send(SIGTERM) }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let metricsFile = folder.appendingPathComponent("piivault.prom")
+
+        // A run over the real sample through SQS.
+        let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: "metrics-\(ScratchDatabase.randomHex(4))")
+        let summaryFile = folder.appendingPathComponent("summary.json")
+        let result = try etl(["--queue-url", queueURL, "--metrics-file", metricsFile.path, "--metrics-push-url", gatewayURL,
+                              "--summary-json", summaryFile.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // The emulator may hand a message to two concurrent receives (at-least-once): received and duplicates can
+        // exceed 100 and 0; the metrics must equal whatever the summary printed.
+        XCTAssertTrue(result.stdout.contains("loaded 99,") && result.stdout.contains("quarantined 1, values sealed 198"), result.stdout)
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: summaryFile)) as? [String: Any])
+
+        let check = try runProcess("promtool", ["check", "metrics"], input: try Data(contentsOf: metricsFile))
+        XCTAssertEqual(check.status, 0, "promtool: \(check.stdout)\(check.stderr)")
+        let text = try String(contentsOf: metricsFile, encoding: .utf8)
+        for (metric, key) in [("piivault_etl_messages_received_total", "received"), ("piivault_etl_messages_loaded_total", "loaded"),
+                              ("piivault_etl_messages_quarantined_total", "quarantined"),
+                              ("piivault_etl_messages_duplicate_total", "duplicates"),
+                              ("piivault_etl_values_sealed_total", "values_sealed"),
+                              ("piivault_etl_delete_failures_total", "delete_failures")] {
+            XCTAssertEqual(sample(metric, in: text), (summary[key] as? Int).map(Double.init), metric)
+        }
+        XCTAssertEqual(sample("piivault_etl_messages_loaded_total", in: text), 99)
+        XCTAssertEqual(sample("piivault_etl_run_success", in: text), 1)
+        XCTAssertEqual(sample("piivault_etl_queue_depth_start_messages", in: text), 100)
+        XCTAssertEqual(sample("piivault_etl_queue_depth_end_messages", in: text), 0)
+        XCTAssertGreaterThan(sample("piivault_etl_batch_commit_duration_seconds_count", in: text) ?? 0, 0)
+        let lastSuccess = try XCTUnwrap(sample("piivault_etl_last_success_timestamp_seconds", in: text))
+        XCTAssertEqual(lastSuccess, Date().timeIntervalSince1970, accuracy: 120)
+
+        var pushed = try XCTUnwrap(try httpGet(gatewayURL + "/metrics"))
+        XCTAssertTrue(pushed.contains(#"piivault_etl_messages_loaded_total{instance="",job="piivault_etl"} 99"#), pushed)
+        XCTAssertEqual(sample("piivault_etl_last_success_timestamp_seconds", in: pushed), lastSuccess)
+
+        // A failed run: still written and pushed, the failure visible, the last success unchanged.
+        let connection = try await database.connect()
+        try await connection.execute("ALTER TABLE vault.secrets RENAME TO secrets_elsewhere")
+        await connection.close()
+        let input = folder.appendingPathComponent("in.ndjson")
+        try (#"{"user_id": "u9", "device_type": "ios", "ip": "192.0.2.9", "device_id": "d-9"}"# + "\n").write(to: input, atomically: true, encoding: .utf8)
+        let failed = try etl(["--from-file", input.path, "--metrics-file", metricsFile.path, "--metrics-push-url", gatewayURL])
+        XCTAssertEqual(failed.status, 1, failed.stderr)
+        let afterFailure = try String(contentsOf: metricsFile, encoding: .utf8)
+        XCTAssertEqual(try runProcess("promtool", ["check", "metrics"], input: Data(afterFailure.utf8)).status, 0)
+        XCTAssertEqual(sample("piivault_etl_run_success", in: afterFailure), 0)
+        XCTAssertEqual(sample("piivault_etl_messages_received_total", in: afterFailure), 1)
+        XCTAssertEqual(sample("piivault_etl_last_success_timestamp_seconds", in: afterFailure), lastSuccess)
+        pushed = try XCTUnwrap(try httpGet(gatewayURL + "/metrics"))
+        XCTAssertTrue(pushed.contains(#"piivault_etl_run_success{instance="",job="piivault_etl"} 0"#), pushed)
+        XCTAssertEqual(sample("piivault_etl_last_success_timestamp_seconds", in: pushed), lastSuccess)
+    }
+}
