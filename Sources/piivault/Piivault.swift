@@ -19,6 +19,7 @@ struct Piivault: AsyncParsableCommand {
             Migrate.self,
             ETL.self,
             Unmask.self,
+            Lookup.self,
             Runs.self,
             Audit.self,
         ]

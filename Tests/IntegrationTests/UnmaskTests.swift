@@ -569,6 +569,59 @@ final class UnmaskTests: XCTestCase {
 
     private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
+    // MARK: Issue 12: lookup by value
+
+    func testLookupFindsTheLoginsOfAValueAndLogsTokensOnly() async throws {
+        let record = try completeRecord()
+        let userID = record["user_id"] as! String
+        let tokenizer = try tokenizer()
+        let ip = try tokenizer.tokenize(record["ip"] as! String, as: .ip)
+        let device = try tokenizer.tokenize(record["device_id"] as! String, as: .deviceID)
+        func lookup(_ arguments: [String], login: String? = nil) throws -> ProcessResult {
+            try runPiivault(["lookup", "--database-url", login ?? compliance!, "--token-key", tokenKeyPath] + arguments,
+                            environment: ["USER": "officer-on-duty", "PIIVAULT_TOKEN_KEY": nil])
+        }
+        let before = try await logLength()
+        let expectedRows = records.filter { ($0["ip"] as? String).map { (try? tokenizer.tokenize($0, as: .ip).token) == ip.token } ?? false }.count
+
+        // Written non-canonically (IPv4-mapped IPv6), as a data subject might give it.
+        let byIP = try lookup(["--reason", "SAR-12-1", "--ip", "::ffff:" + ip.canonical, "--format", "json"])
+        XCTAssertEqual(byIP.status, 0, byIP.stderr)
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: byIP.stdoutData) as? [[String: String]])
+        XCTAssertEqual(rows.count, expectedRows)
+        XCTAssertTrue(rows.contains { $0["user_id"] == userID && $0["masked_ip"] == ip.token && $0["value"] == "1" }, byIP.stdout)
+
+        let byDevice = try lookup(["--reason", "SAR-12-2", "--device-id", record["device_id"] as! String])
+        XCTAssertEqual(byDevice.status, 0, byDevice.stderr)
+        XCTAssertTrue(byDevice.stdout.contains(userID) && byDevice.stdout.contains(device.token), byDevice.stdout)
+
+        let unknown = try lookup(["--reason", "SAR-12-3", "--ip", "198.51.100.250"])
+        XCTAssertEqual(unknown.status, 1, unknown.stderr)
+        XCTAssertEqual(unknown.stdout, "")
+        XCTAssertFalse(unknown.stderr.contains("198.51.100.250"), unknown.stderr)
+
+        let invalid = try lookup(["--reason", "SAR-12-4", "--ip", "999.1.1.1"])
+        XCTAssertEqual(invalid.status, 64, invalid.stderr)
+        XCTAssertFalse(invalid.stderr.contains("999.1.1.1"), "an invalid value is not echoed: \(invalid.stderr)")
+
+        let analyst = try await database.createLogin(memberOf: "piivault_analyst")
+        let refused = try lookup(["--reason", "curious", "--ip", ip.canonical], login: analyst)
+        XCTAssertEqual(refused.status, 77, refused.stderr)
+        XCTAssertEqual(refused.stdout, "")
+
+        let logged = try await entries(after: before)
+        let officer = user(of: compliance)
+        XCTAssertEqual(logged, [
+            "\(officer)|officer-on-duty|lookup|SAR-12-1|tokens:\(ip.token)|\(expectedRows)|ok",
+            "\(officer)|officer-on-duty|lookup|SAR-12-2|tokens:\(device.token)|\(records.filter { ($0["device_id"] as? String) == (record["device_id"] as! String) }.count)|ok",
+            "\(officer)|officer-on-duty|lookup|SAR-12-3|tokens:\(try tokenizer.tokenize("198.51.100.250", as: .ip).token)|0|not found: no logins with these tokens",
+            "\(user(of: analyst))|officer-on-duty|lookup|curious|tokens:\(ip.token)|0|refused: not permitted (login is not a member of piivault_compliance)",
+        ])
+        let everything = [byIP, byDevice, unknown, invalid, refused].map { $0.stdout + $0.stderr }.joined() + logged.joined()
+        assertNoPlaintext(everything, "lookup's output and log")
+        XCTAssertFalse(everything.contains("198.51.100.250"))
+    }
+
     // MARK: Acceptance 5: concurrency, with the real binary
 
     func testEightProcessesUnmaskingAtOnceLeaveOneUnbrokenChain() async throws {

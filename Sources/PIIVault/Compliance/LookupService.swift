@@ -1,0 +1,152 @@
+import Foundation
+import Postgres
+
+/// One `lookup` call: values a data subject gave (ip addresses, device ids), why, and the row cap.
+public struct LookupRequest: Sendable {
+    /// The values, each with its field, in the order given. PII: never logged, printed or sent to the database.
+    public let values: [(field: PIIField, value: String)]
+    /// Why this access is needed (case or request number); logged. Required.
+    public let reason: String
+    /// More rows than this are refused (and the refusal logged).
+    public let maxRows: Int
+
+    public init(values: [(field: PIIField, value: String)], reason: String, maxRows: Int = 100) {
+        self.values = values
+        self.reason = reason
+        self.maxRows = maxRows
+    }
+}
+
+/// One login that a looked-up value appears in (tokens only).
+public struct LookupMatch: Sendable, Equatable {
+    /// 1-based position of the value in the request that matched (the value itself is not repeated).
+    public let valueNumber: Int
+    /// The value's token that matched.
+    public let token: String
+    public let userID: String
+    public let deviceType: String?
+    public let maskedIP: String?
+    public let maskedDeviceID: String?
+    public let locale: String?
+    public let appVersion: Int?
+    public let createDate: String?
+    public let messageID: String?
+}
+
+/// What a lookup found, and the entry that logged it.
+public struct LookupReport: Sendable {
+    /// Each value's tokens (one per token key version), in the order the values were given.
+    public let tokens: [[String]]
+    public let matches: [LookupMatch]
+    public let logSeq: Int
+    public let outcome: String
+}
+
+/// Why a lookup printed nothing, beyond a refusal.
+public enum LookupError: PIIVaultReportableError, Equatable {
+    /// A value is not a valid ip (or device id); not echoed.
+    case invalidValue(number: Int, field: PIIField)
+    /// None of the values is in any login; the access is logged.
+    case notFound(logSeq: Int)
+
+    public var message: String {
+        switch self {
+        case let .invalidValue(number, field):
+            return "value \(number) is not a valid \(field == .ip ? "ip address" : "device id"); not shown, check it (nothing was asked of the database)"
+        case .notFound(let seq):
+            return "no logins involve these values (access logged as entry \(seq))"
+        }
+    }
+
+    public var exitCode: PIIVaultExitCode {
+        switch self {
+        case .invalidValue: return .usage
+        case .notFound: return .failure
+        }
+    }
+}
+
+/// `lookup`: the logins a data subject's ip addresses or device ids appear in. Each value is canonicalised as the
+/// ETL does and tokenized under every token key version the ETL has used; only the tokens go to the database, through
+/// the `LoggedAccessGate` (action `lookup`, subject the tokens), and the rows come back only after the entry is
+/// committed. Opens its own connection and closes it.
+public struct LookupService: Sendable {
+    public let databaseURL: String
+    public let tokenKey: TokenKey
+    public let caller: AccessLogCaller
+
+    public init(databaseURL: String, tokenKey: TokenKey, caller: AccessLogCaller = .current) {
+        self.databaseURL = databaseURL
+        self.tokenKey = tokenKey
+        self.caller = caller
+    }
+
+    /// Canonicalises every value first (an invalid one is refused before the database), then looks them up.
+    public func run(_ request: LookupRequest) async throws -> LookupReport {
+        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw UnmaskError.reasonRequired
+        }
+        var canonical: [(PIIField, String)] = []
+        for (index, item) in request.values.enumerated() {
+            do {
+                canonical.append((item.field, try Canonical.canonicalize(item.value, as: item.field)))
+            } catch {
+                throw LookupError.invalidValue(number: index + 1, field: item.field)
+            }
+        }
+        return try await Database.withConnection(databaseURL) { connection in
+            var versions = [1]
+            do {
+                versions = try await connection.query("SELECT v FROM vault.token_versions() AS v")
+                    .map { try $0["v"].requiredInt() }.filter { (1...Token.maximumVersion).contains($0) }
+            } catch let error as PostgresError where error.isPermissionDenied {
+                // A login outside compliance: the gate's request below is refused too, and records the attempt.
+            }
+            let tokenizers = versions.map { Tokenizer(key: tokenKey, version: $0) }
+            let tokens = canonical.map { field, value in tokenizers.map { $0.token(forCanonical: value, field: field) } }
+            var valueOfToken: [String: Int] = [:]
+            for (index, list) in tokens.enumerated() { for token in list where valueOfToken[token] == nil { valueOfToken[token] = index + 1 } }
+            let all = Array(valueOfToken.keys).sorted()
+            let subject = "tokens:" + all.joined(separator: ",")
+            let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: all), as: UTF8.self)
+            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "lookup")
+            let grant = try await gate.request("""
+                SELECT * FROM vault.request_lookup_tokens(ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(request.reason), \(caller.osUser),
+                                                          \(caller.clientHost), \(request.maxRows))
+                """, reason: request.reason, deniedSubject: subject)
+            if grant.isRefused { throw UnmaskError.overRowCap(outcome: grant.outcome, logSeq: grant.seq) }
+            guard grant.rowCount > 0 else { throw LookupError.notFound(logSeq: grant.seq) }
+            let matches = try await gate.release(grant, "SELECT *, create_date::text AS create_date_text FROM vault.release_lookup_tokens(\(grant.seq))") { rows in
+                try rows.map { row -> LookupMatch in
+                    let ip = try row["masked_ip"].string()
+                    let device = try row["masked_device_id"].string()
+                    let token = [ip, device].compactMap { $0 }.first { valueOfToken[$0] != nil } ?? ""
+                    return LookupMatch(
+                        valueNumber: valueOfToken[token] ?? 0, token: token, userID: try row["user_id"].requiredString(),
+                        deviceType: try row["device_type"].string(), maskedIP: ip, maskedDeviceID: device,
+                        locale: try row["locale"].string(), appVersion: try row["app_version"].int(),
+                        createDate: try row["create_date_text"].string(), messageID: try row["message_id"].string())
+                }
+            }
+            return LookupReport(tokens: tokens, matches: matches.sorted { ($0.valueNumber, $0.createDate ?? "") < ($1.valueNumber, $1.createDate ?? "") },
+                                logSeq: grant.seq, outcome: grant.outcome)
+        }
+    }
+}
+
+extension OutputFormat {
+    /// `lookup`: one row per matching login, with the number of the value that matched and its token.
+    public func render(_ report: LookupReport) -> String {
+        let header = ["value", "token", "user_id", "create_date", "device_type", "locale", "app_version",
+                      "masked_ip", "masked_device_id", "message_id"]
+        let rows = report.matches.map { m in
+            [String(m.valueNumber), m.token, m.userID, m.createDate ?? "", m.deviceType ?? "", m.locale ?? "",
+             m.appVersion.map(String.init) ?? "", m.maskedIP ?? "", m.maskedDeviceID ?? "", m.messageID ?? ""]
+        }
+        switch self {
+        case .table: return TextOutput.table(header: header, rows: rows)
+        case .csv: return TextOutput.csv(header: header, rows: rows)
+        case .json: return TextOutput.json(rows.map { Dictionary(uniqueKeysWithValues: zip(header, $0)) })
+        }
+    }
+}
