@@ -56,6 +56,8 @@ struct Unmask: AsyncParsableCommand {
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
+    @OptionGroup var csv: CSVSafetyOptions
+
     @Option(help: "Refuse (and log the refusal) when more rows than this would be returned.")
     var maxRows: Int = 100
 
@@ -111,7 +113,7 @@ struct Unmask: AsyncParsableCommand {
             let service = UnmaskService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: tokenKeyFile)
             let report = try await service.run(UnmaskRequest(target, reason: reason, maxRows: maxRows))
             if report.rows != nil {
-                print(format.render(report), terminator: "")
+                printOutput(csv.rendering { format.render(report) })
                 logged(report.logSeq)
             }
             if let shortfall = report.shortfall { throw shortfall }
