@@ -9,8 +9,11 @@ MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
+# `make install PREFIX=/opt/piivault` (release build; CONFIGURATION=debug for tests).
+PREFIX ?= /usr/local
+CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release test test-unit demo bench bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit demo bench bench-sqs services services-stop services-status clean
 
 all: build
 
@@ -26,6 +29,11 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release
+
+# PREFIX/bin/piivault and PREFIX/share/piivault/migrations/*.sql, where the binary finds its migrations.
+install: deps-build
+	$(SWIFT) build -c $(CONFIGURATION)
+	scripts/install-piivault "$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)" "$(PREFIX)"
 
 # The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
 UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests

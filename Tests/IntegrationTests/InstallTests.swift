@@ -1,0 +1,58 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `make install`'s layout, through the real binary: an installed `piivault` finds its migrations in
+/// `PREFIX/share/piivault/migrations` with no `--migrations-dir` and no `PIIVAULT_MIGRATIONS_DIR`.
+final class InstallTests: XCTestCase {
+    var database: ScratchDatabase!
+    var prefix: URL!
+
+    override func setUp() async throws {
+        database = try await ScratchDatabase.create(prefix: "inst")
+        prefix = FileManager.default.temporaryDirectory.appendingPathComponent("piivault-install-\(UUID().uuidString)")
+    }
+
+    override func tearDown() async throws {
+        await database?.drop()
+        if let prefix { try? FileManager.default.removeItem(at: prefix) }
+    }
+
+    /// Runs the script `make install` calls, on the binary these tests were built with (a nested `swift build`
+    /// inside `swift test` would contend for the build folder).
+    private func install() throws {
+        let binDirectory = URL(fileURLWithPath: try piivaultBinary()).deletingLastPathComponent().path
+        let script = TestServices.repositoryRoot.appendingPathComponent("scripts/install-piivault").path
+        let result = try runProcess(script, [binDirectory, prefix.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+    }
+
+    /// The installed binary, run from its prefix (so no `./migrations` of the checkout is in reach) with
+    /// PIIVAULT_MIGRATIONS_DIR removed from its environment.
+    private func migrateWithInstalledBinary() throws -> ProcessResult {
+        try runProcess(prefix.appendingPathComponent("bin/piivault").path,
+                       ["migrate", "--database-url", database.url],
+                       environment: ["PIIVAULT_MIGRATIONS_DIR": nil], currentDirectory: prefix)
+    }
+
+    func testInstalledBinaryFindsItsMigrations() throws {
+        try install()
+        let installed = try FileManager.default.contentsOfDirectory(
+            atPath: prefix.appendingPathComponent("share/piivault/migrations").path)
+        let shipped = try FileManager.default.contentsOfDirectory(
+            atPath: TestServices.repositoryRoot.appendingPathComponent("migrations").path).filter { $0.hasSuffix(".sql") }
+        XCTAssertEqual(installed.sorted(), shipped.sorted())
+        let result = try migrateWithInstalledBinary()
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("applied 0001_roles.sql"), result.stdout)
+    }
+
+    /// Without the share folder the same run fails: the success above comes from the installed migrations.
+    func testInstalledBinaryWithoutShareFolderFails() throws {
+        try install()
+        try FileManager.default.removeItem(at: prefix.appendingPathComponent("share"))
+        let result = try migrateWithInstalledBinary()
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("no migrations folder found"), result.stderr)
+    }
+}
