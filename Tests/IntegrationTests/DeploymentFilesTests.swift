@@ -1,0 +1,71 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// The deployment files pass the tools that check them: hadolint (Dockerfile), kubernetes-validate with its bundled
+/// schemas (deploy/kubernetes), a JSON parser (deploy/ecs) and `systemd-analyze verify` (deploy/systemd). The
+/// linters are installed by scripts/install-deps; a missing one fails the test rather than skipping it.
+final class DeploymentFilesTests: XCTestCase {
+    private let root = TestServices.repositoryRoot
+
+    private func files(in folder: String, ending suffix: String) throws -> [String] {
+        let directory = root.appendingPathComponent(folder)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(suffix) }
+        XCTAssertFalse(names.isEmpty, "no *\(suffix) in \(folder)")
+        return names.sorted().map { directory.appendingPathComponent($0).path }
+    }
+
+    func testDockerfilePassesHadolint() throws {
+        let result = try runProcess("hadolint", ["Dockerfile"], currentDirectory: root)
+        XCTAssertEqual(result.status, 0, "hadolint Dockerfile: \(result.stdout)\(result.stderr)")
+    }
+
+    func testKubernetesManifestsValidate() throws {
+        let manifests = try files(in: "deploy/kubernetes", ending: ".yaml")
+        let result = try runProcess("kubernetes-validate", ["--strict"] + manifests, currentDirectory: root)
+        XCTAssertEqual(result.status, 0, "kubernetes-validate: \(result.stdout)\(result.stderr)")
+        let text = try manifests.map { try String(contentsOfFile: $0, encoding: .utf8) }.joined()
+        for required in ["concurrencyPolicy: Forbid", "eks.amazonaws.com/role-arn", "defaultMode: 0400",
+                         "runAsNonRoot: true", "readOnlyRootFilesystem: true", "name: PIIVAULT_DATABASE_URL"] {
+            XCTAssertTrue(text.contains(required), "deploy/kubernetes lacks \(required)")
+        }
+    }
+
+    func testECSFilesAreJSON() throws {
+        for path in try files(in: "deploy/ecs", ending: ".json") {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            XCTAssertNoThrow(try JSONSerialization.jsonObject(with: data), path)
+        }
+        let task = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: root.appendingPathComponent("deploy/ecs/task-definition.json"))) as? [String: Any]
+        XCTAssertNotNil(task?["taskRoleArn"] as? String, "the task definition names a task role")
+    }
+
+    /// `systemd-analyze verify` checks that ExecStart's program exists, so the check runs on copies whose
+    /// /usr/local/bin/piivault is the binary these tests were built with. Unknown keys only warn, so any output fails.
+    func testSystemdUnitsVerify() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            throw XCTSkip("systemd-analyze is not installed (it comes with systemd)")
+        }
+        let copies = FileManager.default.temporaryDirectory.appendingPathComponent("units-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: copies, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: copies) }
+        let binary = try piivaultBinary()
+        var units: [String] = []
+        for path in try files(in: "deploy/systemd", ending: ".service") + files(in: "deploy/systemd", ending: ".timer") {
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+                .replacingOccurrences(of: "/usr/local/bin/piivault", with: binary)
+            let copy = copies.appendingPathComponent(name)
+            try text.write(to: copy, atomically: true, encoding: .utf8)
+            units.append(copy.path)
+        }
+        let service = try String(contentsOf: copies.appendingPathComponent("piivault-etl.service"), encoding: .utf8)
+        for required in ["Type=oneshot", "NoNewPrivileges=yes", "ProtectSystem=strict", "User=piivault"] {
+            XCTAssertTrue(service.contains(required), "piivault-etl.service lacks \(required)")
+        }
+        let result = try runProcess("/usr/bin/systemd-analyze", ["verify"] + units)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout + result.stderr, "", "systemd-analyze verify complained")
+    }
+}
