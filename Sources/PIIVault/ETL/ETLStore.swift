@@ -88,7 +88,7 @@ actor ETLStore {
             UPDATE public.etl_runs SET finished_at = now(), received = \(summary.received),
                    loaded = \(summary.loaded), duplicates = \(summary.duplicates),
                    quarantined = \(summary.quarantined), values_sealed = \(summary.valuesSealed),
-                   delete_failures = \(summary.deleteFailures), outcome = \(summary.outcome),
+                   delete_failures = \(summary.deleteFailures), suppressed = \(summary.suppressed), outcome = \(summary.outcome),
                    error = \(summary.error)
              WHERE id = \(id)
             """
@@ -116,8 +116,15 @@ actor ETLStore {
     func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome {
         try await prepareStaging()
         let secrets = batch.secrets, logins = batch.logins, quarantine = batch.quarantine
+        let hashes = batch.subjectHashes
         var outcome = try await connection.transaction { connection in
             var outcome = LoadOutcome()
+            if !hashes.isEmpty {
+                // The per-user lock `forget` takes (migration 0013): a user is never loaded while being forgotten.
+                // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
+                let literal = "{" + hashes.joined(separator: ",") + "}"
+                _ = try await connection.query("SELECT vault.lock_subjects(\(literal)::text[])")
+            }
             if secrets.rowCount > 0 {
                 if try await Self.copyUnlessPresent(
                     "COPY vault.secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes,
@@ -173,6 +180,7 @@ actor ETLStore {
             return outcome
         }
         outcome.tokens = batch.tokens
+        outcome.suppressed = batch.suppressed
         return outcome
     }
 
@@ -236,6 +244,16 @@ actor VaultLookup {
 
     func close() async {
         await connection.close()
+    }
+
+    /// Which of `hashes` (keyed user-id hashes) name forgotten users (`vault.tombstones`).
+    func tombstoned(_ hashes: [String]) async throws -> Set<String> {
+        let literal = "{" + hashes.joined(separator: ",") + "}"
+        let rows = try await connection.query(
+            "SELECT subject_hash FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
+        var found = Set<String>()
+        for row in rows { found.insert(try row[0].requiredString()) }
+        return found
     }
 
     /// Which of `tokens` the vault already holds.
