@@ -258,6 +258,50 @@ final class ETLTests: XCTestCase {
         try await assertNoPlaintext(in: records, logs: first.stderr + fromQueue.stderr + replay.stderr + forget.stdout + forget.stderr)
     }
 
+    /// Issue 12, acceptance 5 (the race itself): a forget that commits after a batch was prepared but before its
+    /// insert (the insert waits on the user's lock) makes the batch fail closed: no row of the user, the run fails
+    /// (exit 1), and the next run suppresses the message.
+    func testAForgetCommittedWhileABatchWaitsOnTheUsersLockLoadsNoRowOfThatUser() async throws {
+        var record = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
+        record["user_id"] = "race-user-1"
+        let file = try writeLines([String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)])
+        defer { try? FileManager.default.removeItem(at: file) }
+        let hash = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
+            .hash(userID: "race-user-1")
+
+        // A forget in progress: it holds the user's lock and has written the tombstone, not yet committed.
+        let forgetting = try await database.connect()
+        try await forgetting.execute("BEGIN")
+        _ = try await forgetting.query("SELECT vault.lock_subjects(ARRAY[\(hash)])")
+        try await forgetting.execute("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
+
+        let invocation = try etlInvocation(["--from-file", file.path])
+        let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
+        // The batch is prepared (the tombstone is not committed, so not seen) and its insert waits on the lock.
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            let waiting = try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                .first![0].requiredInt()
+            if waiting > 0 { break }
+            XCTAssertTrue(run.isRunning, "the run ended before its insert waited on the lock")
+            guard run.isRunning, Date() < deadline else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await forgetting.execute("COMMIT")
+        await forgetting.close()
+
+        let exited = try await run.waitForExit(timeout: 30)
+        XCTAssertTrue(exited)
+        XCTAssertEqual(run.status, 1, run.stderr)
+        XCTAssertTrue(run.stderr.contains("erased by piivault forget while it loaded"), run.stderr)
+        let rows = try await query("SELECT count(*) FROM user_logins WHERE user_id = 'race-user-1'").first![0].requiredInt()
+        XCTAssertEqual(rows, 0)
+
+        let again = try etl(["--from-file", file.path])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("loaded 0") && again.stdout.contains("suppressed 1"), again.stdout)
+    }
+
     func testAFileOverlappingAnEarlierRunLoadsOnlyTheNewMessages() async throws {
         // The loader COPies straight into user_logins and falls back to the idempotent path when a row is already
         // there; half old, half new exercises the fallback with real work to do.

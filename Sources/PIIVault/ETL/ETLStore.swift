@@ -124,6 +124,13 @@ actor ETLStore {
                 // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
                 let literal = "{" + hashes.joined(separator: ",") + "}"
                 _ = try await connection.query("SELECT vault.lock_subjects(\(literal)::text[])")
+                // The batch was prepared before the lock: a forget that committed meanwhile is seen only now. Fail
+                // closed (nothing of the batch commits, its messages stay queued and the next run suppresses them)
+                // rather than load a forgotten user's row.
+                let forgotten = try await connection.query(
+                    "SELECT count(*) FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
+                let count = try forgotten.first?[0].requiredInt() ?? 0
+                if count > 0 { throw UsersForgottenDuringLoad(count: count) }
             }
             if secrets.rowCount > 0 {
                 if try await Self.copyUnlessPresent(
@@ -265,4 +272,14 @@ actor VaultLookup {
         for row in rows { present.insert(try row[0].requiredString()) }
         return present
     }
+}
+
+/// A user of the batch was erased by `piivault forget` between the batch's preparation and its insert; nothing of
+/// the batch was committed.
+struct UsersForgottenDuringLoad: PIIVaultReportableError {
+    let count: Int
+    var message: String {
+        "\(count) user(s) of a batch were erased by piivault forget while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will suppress them)"
+    }
+    var exitCode: PIIVaultExitCode { .failure }
 }
