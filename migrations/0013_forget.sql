@@ -92,3 +92,7 @@ REVOKE ALL ON FUNCTION vault.lock_subjects(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.forget_user(text, text, text, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault.lock_subjects(text[]) TO piivault_etl;
 GRANT EXECUTE ON FUNCTION vault.forget_user(text, text, text, text, text, boolean) TO piivault_compliance;
+
+-- The run history counts the messages of forgotten users the ETL did not load.
+ALTER TABLE public.etl_runs ADD COLUMN IF NOT EXISTS suppressed bigint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN public.etl_runs.suppressed IS 'messages of forgotten users (vault.tombstones): not loaded, deleted from the queue';
