@@ -14,7 +14,7 @@ SQS_MESSAGES ?= 2000
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release install test test-unit demo bench bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-sqs services services-stop services-status clean
 
 all: build
 
@@ -46,8 +46,12 @@ test-unit: deps-build
 	PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing --filter '^($(subst $(space),|,$(UNIT_TEST_TARGETS)))\.'
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
-test: build
+test: build lint-deploy
 	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
+
+# The container image's Dockerfile passes hadolint (settings in .hadolint.yaml); fails the target when it does not.
+lint-deploy: deps
+	hadolint Dockerfile
 
 # The main job end to end on local defaults.
 demo: build
