@@ -49,9 +49,11 @@ test-unit: deps-build
 test: build lint-deploy
 	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
 
-# The container image's Dockerfile passes hadolint (settings in .hadolint.yaml); fails the target when it does not.
+# The deployment files: the Dockerfile passes hadolint (settings in .hadolint.yaml), the Kubernetes manifests pass
+# kubernetes-validate (offline, bundled schemas); the target fails when either does not.
 lint-deploy: deps
 	hadolint Dockerfile
+	kubernetes-validate deploy/kubernetes/*.yaml
 
 # The main job end to end on local defaults.
 demo: build
