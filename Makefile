@@ -9,11 +9,12 @@ MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
-# `make install PREFIX=/opt/piivault` (release build; CONFIGURATION=debug for tests).
+# `make install PREFIX=/opt/piivault`: the binary in $(PREFIX)/bin, the migrations in $(PREFIX)/share/piivault/migrations,
+# where `piivault migrate` looks beside its bin folder. CONFIGURATION=debug installs the debug build (tests).
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release install test test-unit demo bench bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-sqs services services-stop services-status clean
 
 all: build
 
@@ -30,9 +31,8 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# PREFIX/bin/piivault and PREFIX/share/piivault/migrations/*.sql, where the binary finds its migrations.
 install: deps-build
-	$(SWIFT) build -c $(CONFIGURATION)
+	$(SWIFT) build -c $(CONFIGURATION) --product piivault
 	scripts/install-piivault "$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)" "$(PREFIX)"
 
 # The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
@@ -44,8 +44,14 @@ test-unit: deps-build
 	PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing --filter '^($(subst $(space),|,$(UNIT_TEST_TARGETS)))\.'
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
-test: build
+test: build lint-deploy
 	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
+
+# The deployment files: the Dockerfile passes hadolint (settings in .hadolint.yaml), the Kubernetes manifests pass
+# kubernetes-validate (offline, bundled schemas); the target fails when either does not.
+lint-deploy: deps
+	hadolint Dockerfile
+	kubernetes-validate deploy/kubernetes/*.yaml
 
 # The main job end to end on local defaults.
 demo: build

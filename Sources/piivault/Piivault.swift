@@ -20,6 +20,7 @@ struct Piivault: AsyncParsableCommand {
             ETL.self,
             Unmask.self,
             Lookup.self,
+            Forget.self,
             Runs.self,
             Audit.self,
         ]

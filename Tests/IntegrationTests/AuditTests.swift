@@ -49,6 +49,31 @@ final class AuditTests: XCTestCase {
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Changes entry 30's reason and recomputes every hash from there on, exactly as append_entry does: a rewrite only
+    /// an anchor or a signed checkpoint can catch.
+    func rewriteChainConsistently() async throws {
+        try await tamper("""
+            UPDATE audit.access_log SET reason = 'routine check' WHERE seq = 30;
+            DO $$
+            DECLARE
+                entry audit.access_log;
+                previous bytea;
+            BEGIN
+                SELECT hash INTO previous FROM audit.access_log WHERE seq = 29;
+                FOR entry IN SELECT * FROM audit.access_log WHERE seq >= 30 ORDER BY seq LOOP
+                    UPDATE audit.access_log
+                       SET prev_hash = previous,
+                           hash = sha256(previous || audit.entry_bytes(entry.seq, entry.at, entry.db_user,
+                               entry.os_user, entry.client_host, entry.action, entry.reason, entry.subject,
+                               entry.row_count, entry.outcome))
+                     WHERE seq = entry.seq
+                    RETURNING hash INTO previous;
+                END LOOP;
+            END
+            $$
+            """)
+    }
+
     /// Runs `sql` as the table owner with the append-only trigger switched off, as a superuser could.
     func tamper(_ sql: String) async throws {
         let owner = try await database.connect()
@@ -160,26 +185,7 @@ final class AuditTests: XCTestCase {
         await owner.close()
         let anchorBeforeTheChange = "29:" + (try XCTUnwrap(try before.first?["hash"].string()))
         // Change entry 30 and recompute every hash from there on, exactly as append_entry does.
-        try await tamper("""
-            UPDATE audit.access_log SET reason = 'routine check' WHERE seq = 30;
-            DO $$
-            DECLARE
-                entry audit.access_log;
-                previous bytea;
-            BEGIN
-                SELECT hash INTO previous FROM audit.access_log WHERE seq = 29;
-                FOR entry IN SELECT * FROM audit.access_log WHERE seq >= 30 ORDER BY seq LOOP
-                    UPDATE audit.access_log
-                       SET prev_hash = previous,
-                           hash = sha256(previous || audit.entry_bytes(entry.seq, entry.at, entry.db_user,
-                               entry.os_user, entry.client_host, entry.action, entry.reason, entry.subject,
-                               entry.row_count, entry.outcome))
-                     WHERE seq = entry.seq
-                    RETURNING hash INTO previous;
-                END LOOP;
-            END
-            $$
-            """)
+        try await rewriteChainConsistently()
         let unanchored = try verify()
         XCTAssertEqual(unanchored.status, 0, "a consistent rewrite verifies without an anchor: " + unanchored.stdout)
         XCTAssertNotEqual(try checkpoint(), anchor)

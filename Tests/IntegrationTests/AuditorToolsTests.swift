@@ -21,30 +21,6 @@ extension AuditTests {
                                 + (signature.map { ["-x", $0.path] } ?? []))
     }
 
-    /// Changes entry 30 and recomputes every later hash, as the table owner could.
-    private func rewriteChainConsistently() async throws {
-        try await tamper("""
-            UPDATE audit.access_log SET reason = 'routine check' WHERE seq = 30;
-            DO $$
-            DECLARE
-                entry audit.access_log;
-                previous bytea;
-            BEGIN
-                SELECT hash INTO previous FROM audit.access_log WHERE seq = 29;
-                FOR entry IN SELECT * FROM audit.access_log WHERE seq >= 30 ORDER BY seq LOOP
-                    UPDATE audit.access_log
-                       SET prev_hash = previous,
-                           hash = sha256(previous || audit.entry_bytes(entry.seq, entry.at, entry.db_user,
-                               entry.os_user, entry.client_host, entry.action, entry.reason, entry.subject,
-                               entry.row_count, entry.outcome))
-                     WHERE seq = entry.seq
-                    RETURNING hash INTO previous;
-                END LOOP;
-            END
-            $$
-            """)
-    }
-
     func testASignedCheckpointVerifiesWithMinisignAndPiivaultAndNothingElseDoes() async throws {
         let dir = try folder()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -694,4 +694,121 @@ final class UnmaskTests: XCTestCase {
         XCTAssertEqual(try logged.first?["row_count"].int(), 10_000)
         XCTAssertEqual(try logged.first?["outcome"].string(), "ok")
     }
+
+    // MARK: Issue 12: forget
+
+    private func forget(_ arguments: [String], login: String? = nil) throws -> ProcessResult {
+        try runPiivault(["forget", "--database-url", login ?? compliance!, "--token-key", tokenKeyPath] + arguments,
+                        environment: ["USER": "officer-on-duty", "PIIVAULT_TOKEN_KEY": nil])
+    }
+
+    /// Acceptance 2, 3, 7: two users share one ip, each has its own device id. Forgetting the first deletes its rows
+    /// and its device id's sealed value, keeps the shared ip's (the second user still unmasks it), writes one forget
+    /// entry naming a keyed hash, keeps the tombstone; a dry run, a refused analyst and a failing append change nothing.
+    func testForgetErasesOneUserKeepsSharedValuesAndFailsClosed() async throws {
+        let template = try completeRecord()
+        let sharedIP = "203.0.113.77", deviceA = "forget-device-aaaa-0001", deviceB = "forget-device-bbbb-0002"
+        func message(_ user: String, _ device: String, _ id: String) throws -> String {
+            var record = template
+            record["user_id"] = user
+            record["ip"] = sharedIP
+            record["device_id"] = device
+            if record["message_id"] != nil { record["message_id"] = id }
+            return String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)
+        }
+        let input = keys.appendingPathComponent("forget.ndjson")
+        try ([try message("forget-user-a", deviceA, "m-forget-a"), try message("forget-user-b", deviceB, "m-forget-b")]
+            .joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
+        try load(input)
+        let tokenizer = try tokenizer()
+        let ipToken = try tokenizer.tokenize(sharedIP, as: .ip).token
+        let tokenA = try tokenizer.tokenize(deviceA, as: .deviceID).token
+        let tokenB = try tokenizer.tokenize(deviceB, as: .deviceID).token
+        func count(_ sql: String) async throws -> Int {
+            try await query(PostgresQuery(unsafeSQL: sql)).first!["n"].requiredInt()
+        }
+        func state() async throws -> [Int] {
+            [try await count("SELECT count(*) AS n FROM user_logins WHERE user_id = 'forget-user-a'"),
+             try await count("SELECT count(*) AS n FROM user_logins WHERE user_id = 'forget-user-b'"),
+             try await count("SELECT count(*) AS n FROM vault.secrets WHERE token = '\(ipToken)'"),
+             try await count("SELECT count(*) AS n FROM vault.secrets WHERE token = '\(tokenA)'"),
+             try await count("SELECT count(*) AS n FROM vault.secrets WHERE token = '\(tokenB)'"),
+             try await count("SELECT count(*) AS n FROM vault.tombstones")]
+        }
+        let loaded = try await state()
+        XCTAssertEqual(loaded, [1, 1, 1, 1, 1, 0])
+        let before = try await logLength()
+        var outputs: [ProcessResult] = []
+
+        let dry = try forget(["--reason", "ERASE-1", "--user-id", "forget-user-a", "--dry-run"])
+        outputs.append(dry)
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("would delete 1 login rows") && dry.stdout.contains("would delete 1 sealed values")
+                      && dry.stdout.contains("kept 1 sealed values"), dry.stdout)
+        let afterDry = try await state()
+        XCTAssertEqual(afterDry, loaded, "a dry run changes nothing")
+        let logAfterDry = try await logLength()
+        XCTAssertEqual(logAfterDry, before, "a dry run logs nothing")
+
+        let analyst = try await database.createLogin(memberOf: "piivault_analyst")
+        let refused = try forget(["--reason", "curious", "--user-id", "forget-user-a"], login: analyst)
+        outputs.append(refused)
+        XCTAssertEqual(refused.status, 77, refused.stderr)
+        let afterRefusal = try await state()
+        XCTAssertEqual(afterRefusal, loaded)
+
+        try await execute("""
+            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
+            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
+            """)
+        let appendFails = try forget(["--reason", "ERASE-1", "--user-id", "forget-user-a"])
+        outputs.append(appendFails)
+        XCTAssertEqual(appendFails.status, 1, appendFails.stderr)
+        XCTAssertTrue(appendFails.stderr.contains("read-only for this test"), appendFails.stderr)
+        let afterFailure = try await state()
+        XCTAssertEqual(afterFailure, loaded, "no entry, no deletion")
+        try await execute("DROP TRIGGER refuse_append ON audit.access_log")
+
+        let done = try forget(["--reason", "ERASE-1", "--user-id", "forget-user-a"])
+        outputs.append(done)
+        XCTAssertEqual(done.status, 0, done.stderr)
+        XCTAssertTrue(done.stdout.contains("deleted 1 login rows") && done.stdout.contains("deleted 1 sealed values"), done.stdout)
+        let afterForget = try await state()
+        XCTAssertEqual(afterForget, [0, 1, 1, 0, 1, 1], "user a's rows and device id gone; the shared ip and user b stay")
+
+        let subject = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: tokenKeyPath)).hash(userID: "forget-user-a")
+        let tombstone = try await count("SELECT count(*) AS n FROM vault.tombstones WHERE subject_hash = '\(subject)'")
+        XCTAssertEqual(tombstone, 1)
+        let logged = try await entries(after: before)
+        XCTAssertEqual(logged, [
+            "\(user(of: analyst))|officer-on-duty|forget|curious|user_id|0|refused: not permitted (login is not a member of piivault_compliance)",
+            "\(user(of: compliance))|officer-on-duty|forget|ERASE-1|user_hash:\(subject)|1|ok: 1 rows deleted, 1 values deleted, 1 values kept (shared with other users)",
+        ])
+        XCTAssertFalse(logged.joined().contains("forget-user-a"), "the log names the hash, not the user id")
+
+        // The second user still unmasks the shared ip; the first has nothing left.
+        let second = try unmask(["--reason", "ERASE-1 check", "--user-id", "forget-user-b", "--format", "json"])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains(sharedIP) && second.stdout.contains(deviceB), "user b unmasks both values")
+        let first = try unmask(["--reason", "ERASE-1 check", "--user-id", "forget-user-a"])
+        XCTAssertEqual(first.status, 1, first.stderr)
+        XCTAssertFalse(first.stdout.contains(deviceA) || first.stdout.contains(sharedIP))
+
+        // Acceptance 7: no ip or device id in forget's outputs, the log, or the database (a pg_dump).
+        let everything = outputs.map { $0.stdout + $0.stderr }.joined() + logged.joined()
+        for value in [sharedIP, deviceA, deviceB] + originals {
+            XCTAssertFalse(everything.contains(value), "forget's outputs and log hold a value")
+        }
+        let dump = try runProcess("pg_dump", ["--data-only", "--dbname", database.url])
+        XCTAssertEqual(dump.status, 0, dump.stderr)
+        XCTAssertGreaterThan(dump.stdout.count, 1000)
+        for value in [sharedIP, deviceA, deviceB] {
+            XCTAssertFalse(dump.stdout.contains(value), "pg_dump holds a plaintext value")
+            XCTAssertFalse(dump.stdout.contains(Data(value.utf8).map { String(format: "%02x", $0) }.joined()),
+                           "pg_dump holds a value in hex")
+        }
+        assertNoPlaintext(dump.stdout, "pg_dump after forget")
+    }
 }

@@ -97,7 +97,7 @@ struct LoggedAccessGate: Sendable {
         return try rows.first?["seq"].requiredInt() ?? 0
     }
 
-    private func recordDenied(subject: String, reason: String) async throws -> Int {
+    func recordDenied(subject: String, reason: String) async throws -> Int {
         let rows = try await connection.query("""
             CALL audit.record_denied(\(action), \(reason), \(subject), \(caller.osUser), \(caller.clientHost), NULL)
             """)

@@ -6,6 +6,8 @@ struct LoadOutcome: Sendable {
     var duplicates = 0
     var quarantined = 0
     var valuesSealed = 0
+    /// Logins of forgotten users, not loaded.
+    var suppressed = 0
     /// Tokens whose values this batch sealed (now in the vault once it committed).
     var tokens: [String] = []
 
@@ -14,6 +16,7 @@ struct LoadOutcome: Sendable {
         duplicates += other.duplicates
         quarantined += other.quarantined
         valuesSealed += other.valuesSealed
+        suppressed += other.suppressed
         tokens += other.tokens
     }
 }
@@ -25,6 +28,10 @@ struct EncodedBatch: Sendable {
     var quarantine: CopyTextWriter
     /// Tokens whose values the batch seals.
     var tokens: [String] = []
+    /// Logins of forgotten users in the batch (not loaded).
+    var suppressed = 0
+    /// The keyed user-id hashes of the batch's logins: the insert locks them as `forget` does.
+    var subjectHashes: [String] = []
 
     init(_ batch: [PreparedMessage], dataKeyID: Int) {
         logins = CopyTextWriter(reservingCapacity: batch.count * 240)
@@ -33,6 +40,7 @@ struct EncodedBatch: Sendable {
         for message in batch {
             switch message.content {
             case .login(let login, let sealed):
+                subjectHashes.append(login.subjectHash)
                 logins.append(login.messageID)
                 logins.append(login.userID)
                 logins.append(login.deviceType)
@@ -56,6 +64,8 @@ struct EncodedBatch: Sendable {
                 quarantine.append(entry.reason)
                 quarantine.append(bytes: entry.sealedBody)
                 quarantine.endRow()
+            case .suppressed:
+                suppressed += 1
             }
         }
     }

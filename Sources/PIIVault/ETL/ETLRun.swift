@@ -111,7 +111,7 @@ public struct ETLRun: Sendable {
         progress: (ETLSummary) async -> Void
     ) async throws {
         var collector = BatchCollector(source: source, configuration: configuration)
-        let preparer = MessagePreparer(tokenizer: tokenizer)
+        let preparer = MessagePreparer(tokenizer: tokenizer, tombstoneHasher: TombstoneHasher(key: tokenKey))
         let loader = BatchLoader(store: store)
         // The batch being loaded and then deleted from the source, while the next one is received and prepared: the
         // database and this process work at the same time. At most one batch is in flight, so batches commit and
@@ -138,7 +138,9 @@ public struct ETLRun: Sendable {
                     let sealer = try DataKeySealer(vaultPublicKey: vaultPublicKey)
                     preparer.use(sealer, dataKeyID: try await store.storeDataKey(sealer.sealedDataKey))
                 }
-                let prepared = try await preparer.prepare(batch) { try await lookup.vaultHolds($0) }
+                let prepared = try await preparer.prepare(batch, tombstoned: { try await lookup.tombstoned($0) }) {
+                    try await lookup.vaultHolds($0)
+                }
                 try await settle()
                 let quarantiner = preparer.quarantiner
                 let batchNumber = committedBatches + 1

@@ -88,7 +88,7 @@ actor ETLStore {
             UPDATE public.etl_runs SET finished_at = now(), received = \(summary.received),
                    loaded = \(summary.loaded), duplicates = \(summary.duplicates),
                    quarantined = \(summary.quarantined), values_sealed = \(summary.valuesSealed),
-                   delete_failures = \(summary.deleteFailures), outcome = \(summary.outcome),
+                   delete_failures = \(summary.deleteFailures), suppressed = \(summary.suppressed), outcome = \(summary.outcome),
                    error = \(summary.error)
              WHERE id = \(id)
             """
@@ -116,8 +116,22 @@ actor ETLStore {
     func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome {
         try await prepareStaging()
         let secrets = batch.secrets, logins = batch.logins, quarantine = batch.quarantine
+        let hashes = batch.subjectHashes
         var outcome = try await connection.transaction { connection in
             var outcome = LoadOutcome()
+            if !hashes.isEmpty {
+                // The per-user lock `forget` takes (migration 0013): a user is never loaded while being forgotten.
+                // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
+                let literal = "{" + hashes.joined(separator: ",") + "}"
+                _ = try await connection.query("SELECT vault.lock_subjects(\(literal)::text[])")
+                // The batch was prepared before the lock: a forget that committed meanwhile is seen only now. Fail
+                // closed (nothing of the batch commits, its messages stay queued and the next run suppresses them)
+                // rather than load a forgotten user's row.
+                let forgotten = try await connection.query(
+                    "SELECT count(*) FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
+                let count = try forgotten.first?[0].requiredInt() ?? 0
+                if count > 0 { throw UsersForgottenDuringLoad(count: count) }
+            }
             if secrets.rowCount > 0 {
                 if try await Self.copyUnlessPresent(
                     "COPY vault.secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes,
@@ -173,6 +187,7 @@ actor ETLStore {
             return outcome
         }
         outcome.tokens = batch.tokens
+        outcome.suppressed = batch.suppressed
         return outcome
     }
 
@@ -238,6 +253,16 @@ actor VaultLookup {
         await connection.close()
     }
 
+    /// Which of `hashes` (keyed user-id hashes) name forgotten users (`vault.tombstones`).
+    func tombstoned(_ hashes: [String]) async throws -> Set<String> {
+        let literal = "{" + hashes.joined(separator: ",") + "}"
+        let rows = try await connection.query(
+            "SELECT subject_hash FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
+        var found = Set<String>()
+        for row in rows { found.insert(try row[0].requiredString()) }
+        return found
+    }
+
     /// Which of `tokens` the vault already holds.
     func vaultHolds(_ tokens: [String]) async throws -> Set<String> {
         // Tokens are `ip.v1.<hex>`: an array literal of them needs no quoting, and is still a bound parameter.
@@ -247,4 +272,14 @@ actor VaultLookup {
         for row in rows { present.insert(try row[0].requiredString()) }
         return present
     }
+}
+
+/// A user of the batch was erased by `piivault forget` between the batch's preparation and its insert; nothing of
+/// the batch was committed.
+struct UsersForgottenDuringLoad: PIIVaultReportableError {
+    let count: Int
+    var message: String {
+        "\(count) user(s) of a batch were erased by piivault forget while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will suppress them)"
+    }
+    var exitCode: PIIVaultExitCode { .failure }
 }

@@ -24,6 +24,8 @@ public struct ETLSummary: Sendable, Codable, Equatable {
     public var duplicates = 0
     public var quarantined = 0
     public var valuesSealed = 0
+    /// Messages of forgotten users (`piivault forget`): not loaded, deleted from the source.
+    public var suppressed = 0
     /// Messages the queue refused to delete after their batch committed (they will be redelivered and skipped).
     public var deleteFailures = 0
     public var seconds = 0.0
@@ -36,7 +38,7 @@ public struct ETLSummary: Sendable, Codable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case received, loaded, duplicates, quarantined, seconds, outcome, error
+        case received, loaded, duplicates, quarantined, suppressed, seconds, outcome, error
         case valuesSealed = "values_sealed"
         case deleteFailures = "delete_failures"
         case messagesPerSecond = "messages_per_second"
@@ -48,6 +50,7 @@ public struct ETLSummary: Sendable, Codable, Equatable {
         duplicates += batch.duplicates
         quarantined += batch.quarantined
         valuesSealed += batch.valuesSealed
+        suppressed += batch.suppressed
         self.deleteFailures += deleteFailures
     }
 
@@ -61,6 +64,7 @@ public struct ETLSummary: Sendable, Codable, Equatable {
     public var line: String {
         String(format: "%@: received %d, loaded %d, duplicates %d, quarantined %d, values sealed %d, %.2f s, %.0f messages/s",
                outcome, received, loaded, duplicates, quarantined, valuesSealed, seconds, messagesPerSecond)
+            + (suppressed > 0 ? ", suppressed \(suppressed)" : "")
             + (deleteFailures > 0 ? ", \(deleteFailures) not deleted" : "")
     }
 

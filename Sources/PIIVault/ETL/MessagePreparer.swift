@@ -7,6 +7,7 @@ import Foundation
 /// is a ``Quarantiner``, a value of its own.
 final class MessagePreparer {
     private let tokenizer: Tokenizer
+    private let tombstoneHasher: TombstoneHasher
     private var sealer: DataKeySealer?
     private var dataKeyID = 0
     /// Tokens known to be in the vault (sealed by this run or found there); bounded so memory stays flat.
@@ -16,9 +17,10 @@ final class MessagePreparer {
     /// How many parts a large batch is prepared in at once: the cores the process may use.
     private let parallelism: Int
 
-    init(tokenizer: Tokenizer, knownTokensLimit: Int = 262_144,
+    init(tokenizer: Tokenizer, tombstoneHasher: TombstoneHasher, knownTokensLimit: Int = 262_144,
          parallelism: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.tokenizer = tokenizer
+        self.tombstoneHasher = tombstoneHasher
         self.knownTokensLimit = knownTokensLimit
         self.parallelism = max(1, parallelism)
     }
@@ -52,22 +54,36 @@ final class MessagePreparer {
     /// reported present by `vaultHolds` (a query of the vault for a list of tokens). Both steps run in parts, one
     /// per core, for batches large enough to be worth it; the result is the same, in the same order.
     func prepare(
-        _ messages: [SourceMessage], vaultHolds: ([String]) async throws -> Set<String>
+        _ messages: [SourceMessage], tombstoned: ([String]) async throws -> Set<String> = { _ in [] },
+        vaultHolds: ([String]) async throws -> Set<String>
     ) async throws -> [PreparedMessage] {
         let quarantiner = self.quarantiner
-        let tokenizer = self.tokenizer
+        let tokenizer = self.tokenizer, tombstoneHasher = self.tombstoneHasher
         // 1. Parse, validate, tokenize (or quarantine), each part on its own core.
         let parsedParts = try await Self.inParts(messages, parts: partCount(messages.count)) { part in
             var dates = SentDates()
             return try part.map { message in
-                try Self.parse(message, tokenizer: tokenizer, quarantiner: quarantiner, dates: &dates)
+                try Self.parse(message, tokenizer: tokenizer, tombstoneHasher: tombstoneHasher, quarantiner: quarantiner,
+                               dates: &dates)
             }
         }
+        // Forgotten users (their hash in vault.tombstones): their logins are suppressed, and nothing of them sealed.
+        var hashes = Set<String>()
+        for part in parsedParts {
+            for parsed in part { if case .login(let login, _) = parsed.message.content { hashes.insert(login.subjectHash) } }
+        }
+        let forgotten = hashes.isEmpty ? [] : try await tombstoned(Array(hashes))
         var prepared: [PreparedMessage] = []
         prepared.reserveCapacity(messages.count)
         var pending: [Pending] = []
         for part in parsedParts {
-            for parsed in part {
+            for var parsed in part {
+                if !forgotten.isEmpty, case .login(let login, _) = parsed.message.content,
+                   forgotten.contains(login.subjectHash) {
+                    parsed.message.content = .suppressed
+                    parsed.ip = nil
+                    parsed.device = nil
+                }
                 if let ip = parsed.ip, let device = parsed.device {
                     pending.append(Pending(index: prepared.count, field: .ip, value: ip))
                     pending.append(Pending(index: prepared.count, field: .deviceID, value: device))
@@ -143,7 +159,8 @@ final class MessagePreparer {
     }
 
     private static func parse(
-        _ message: SourceMessage, tokenizer: Tokenizer, quarantiner: Quarantiner, dates: inout SentDates
+        _ message: SourceMessage, tokenizer: Tokenizer, tombstoneHasher: TombstoneHasher, quarantiner: Quarantiner,
+        dates: inout SentDates
     ) throws -> Parsed {
         do {
             let event = try LoginEvent.parse(body: message.body)
@@ -159,7 +176,8 @@ final class MessagePreparer {
                 messageID: message.messageID, userID: event.userID, deviceType: event.deviceType,
                 ipToken: ip.token, deviceToken: device.token, locale: event.locale,
                 appVersion: event.appVersion, appVersionText: event.appVersionText,
-                createDate: event.createDate ?? dates.text(for: message.sentAt ?? Date()))
+                createDate: event.createDate ?? dates.text(for: message.sentAt ?? Date()),
+                subjectHash: tombstoneHasher.hash(userID: event.userID))
             return Parsed(message: PreparedMessage(source: message, content: .login(login, secrets: [])),
                           ip: ip, device: device)
         } catch let rejection as MessageRejection {

@@ -11,6 +11,8 @@ struct PreparedLogin: Sendable {
     let appVersion: Int?
     let appVersionText: String?
     let createDate: String
+    /// The keyed hash of the user id (`TombstoneHasher`): the tombstone a `forget` leaves, and the lock it takes.
+    var subjectHash: String = ""
 }
 
 /// A sealed original for `vault.secrets`.
@@ -32,6 +34,8 @@ struct PreparedMessage: Sendable {
     enum Content: Sendable {
         case login(PreparedLogin, secrets: [PreparedSecret])
         case quarantine(PreparedQuarantine)
+        /// A login of a forgotten user (its subject hash is in `vault.tombstones`): not loaded, deleted from the source.
+        case suppressed
     }
 
     let source: SourceMessage

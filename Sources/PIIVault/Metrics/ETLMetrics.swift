@@ -24,6 +24,7 @@ public final class ETLMetrics: @unchecked Sendable {
     private let loaded: Counter
     private let duplicates: Counter
     private let quarantined: Counter
+    private let suppressed: Counter
     private let valuesSealed: Counter
     private let deleteFailures: Counter
     private let duration: Gauge
@@ -45,6 +46,9 @@ public final class ETLMetrics: @unchecked Sendable {
         quarantined = registry.makeCounter(
             name: "piivault_etl_messages_quarantined_total",
             help: "Messages that broke a rule and went to vault.quarantine, sealed.")
+        suppressed = registry.makeCounter(
+            name: "piivault_etl_messages_suppressed_total",
+            help: "Messages of users erased by piivault forget: not loaded, deleted from the queue.")
         valuesSealed = registry.makeCounter(
             name: "piivault_etl_values_sealed_total", help: "Original values sealed into vault.secrets by this run.")
         deleteFailures = registry.makeCounter(
@@ -91,6 +95,7 @@ public final class ETLMetrics: @unchecked Sendable {
         loaded.increment(by: Int64(summary.loaded))
         duplicates.increment(by: Int64(summary.duplicates))
         quarantined.increment(by: Int64(summary.quarantined))
+        suppressed.increment(by: Int64(summary.suppressed))
         valuesSealed.increment(by: Int64(summary.valuesSealed))
         deleteFailures.increment(by: Int64(summary.deleteFailures))
         duration.set(to: summary.seconds)

@@ -1,0 +1,83 @@
+import Foundation
+import Postgres
+
+/// One `forget` call: the data subject's user id, why, and whether only to count.
+public struct ForgetRequest: Sendable {
+    /// The user id to erase. Sent to the database only to find the rows; never logged (the log names its keyed hash).
+    public let userID: String
+    /// Why (the erasure request's number); logged. Required.
+    public let reason: String
+    /// Count only: nothing changes and nothing is logged.
+    public let dryRun: Bool
+
+    public init(userID: String, reason: String, dryRun: Bool = false) {
+        self.userID = userID
+        self.reason = reason
+        self.dryRun = dryRun
+    }
+}
+
+/// What `forget` erased (or, with `--dry-run`, would erase).
+public struct ForgetReport: Sendable, Equatable {
+    /// The keyed hash of the user id that names the subject in the log and the tombstone.
+    public let subjectHash: String
+    public let rowsDeleted: Int
+    public let valuesDeleted: Int
+    /// Sealed values of this user that other users' logins still reference (their data too), so kept.
+    public let valuesKept: Int
+    /// The `forget` entry; nil for a dry run.
+    public let logSeq: Int?
+
+    /// One line per count, for the terminal.
+    public var text: String {
+        let verb = logSeq == nil ? "would delete" : "deleted"
+        return """
+            subject \(subjectHash)
+            \(verb) \(rowsDeleted) login rows
+            \(verb) \(valuesDeleted) sealed values
+            kept \(valuesKept) sealed values shared with other users
+
+            """
+    }
+}
+
+/// `forget`: erases one data subject through `vault.forget_user` (migration 0013), which appends the `forget` entry,
+/// deletes the user's logins and every sealed value no remaining login references, and keeps the tombstone, all in
+/// one transaction: if the entry cannot be written, nothing is deleted. Takes the per-user lock the ETL's load takes
+/// too. Opens its own connection and closes it.
+public struct ForgetService: Sendable {
+    public let databaseURL: String
+    public let tokenKey: TokenKey
+    public let caller: AccessLogCaller
+
+    public init(databaseURL: String, tokenKey: TokenKey, caller: AccessLogCaller = .current) {
+        self.databaseURL = databaseURL
+        self.tokenKey = tokenKey
+        self.caller = caller
+    }
+
+    public func run(_ request: ForgetRequest) async throws -> ForgetReport {
+        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw UnmaskError.reasonRequired
+        }
+        let subjectHash = TombstoneHasher(key: tokenKey).hash(userID: request.userID)
+        return try await Database.withConnection(databaseURL) { connection in
+            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
+            let rows: PostgresRows
+            do {
+                // One statement, so one transaction: the entry and the deletions commit together or not at all.
+                rows = try await connection.query("""
+                    SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
+                                                    \(caller.osUser), \(caller.clientHost), \(request.dryRun))
+                    """)
+            } catch let error as PostgresError where error.isPermissionDenied {
+                // A dry run by a login outside compliance is an attempt too.
+                throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "user_id", reason: request.reason))
+            }
+            guard let row = rows.first else { throw UnmaskProtocolError() }
+            return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
+                                valuesDeleted: try row["values_deleted"].requiredInt(),
+                                valuesKept: try row["values_kept"].requiredInt(), logSeq: try row["log_seq"].int())
+        }
+    }
+}

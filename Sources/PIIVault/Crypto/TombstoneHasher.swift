@@ -1,0 +1,41 @@
+import CSodium
+
+/// The keyed hash that names a data subject once forgotten (the tombstone, the `forget` log entry, the lock forget
+/// and the ETL share): `hex(HMAC-SHA-256(subkey, utf8(user_id)))` with
+/// `subkey = crypto_kdf_derive_from_key(32, 1, "PIIV-TMB", token master key)`. Its own kdf context, so it is no
+/// token of any field; keyed, so a user id cannot be checked against a tombstone without the token key.
+public struct TombstoneHasher: Sendable {
+    /// The kdf context (8 bytes, part of the contract).
+    public static let context = "PIIV-TMB"
+    private let subkey: SecretBytes
+
+    public init(key: TokenKey) {
+        Sodium.ensureInitialized()
+        subkey = SecretBytes(count: 32) { out in
+            let rc = key.bytes.withUInt8Pointer { master in
+                crypto_kdf_derive_from_key(out.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, 1,
+                                           TombstoneHasher.context, master)
+            }
+            precondition(rc == 0, "crypto_kdf_derive_from_key failed")
+        }
+    }
+
+    /// 64 lowercase hex digits.
+    public func hash(userID: String) -> String {
+        var mac = [UInt8](repeating: 0, count: 32)
+        let input = Array(userID.utf8)
+        _ = subkey.withUInt8Pointer { key in
+            hmacSHA256(&mac, input, UInt64(input.count), key)
+        }
+        return hexString(mac)
+    }
+}
+
+private func hmacSHA256(
+    _ out: UnsafeMutablePointer<UInt8>, _ input: [UInt8], _ length: UInt64, _ key: UnsafePointer<UInt8>
+) -> Int32 {
+    var state = crypto_auth_hmacsha256_state()
+    crypto_auth_hmacsha256_init(&state, key, 32)
+    crypto_auth_hmacsha256_update(&state, input, length)
+    return crypto_auth_hmacsha256_final(&state, out)
+}

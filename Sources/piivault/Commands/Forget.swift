@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import PIIVault
+
+struct Forget: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget",
+        abstract: "Erase one data subject's logins and the sealed values only they reference (compliance; logged).",
+        discussion: """
+            Run as a login in role piivault_compliance, with the token key. In one transaction: appends a forget \
+            entry (subject: a keyed hash of the user id, never the id; counts of rows deleted, values deleted and \
+            values kept because other users share them), deletes the user's logins and every sealed value no \
+            remaining login references, and keeps a tombstone so that the ETL does not load the user again. If the \
+            entry cannot be written, nothing is deleted. --dry-run prints the counts and changes and logs nothing.
+
+            Exit status: 0 done; 1 failure (nothing deleted); 64 usage; 65 token key malformed; 69 database \
+            unavailable; 77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: ArgumentHelp("The token key file (also PIIVAULT_TOKEN_KEY).", valueName: "FILE"))
+    var tokenKey: String?
+
+    @Option(help: ArgumentHelp("Why (the erasure request's number); logged.", valueName: "TEXT"))
+    var reason: String?
+
+    @Option(name: .customLong("user-id"), help: ArgumentHelp("The user id to erase (not logged).", valueName: "ID"))
+    var userID: String
+
+    @Flag(help: "Print what would be deleted; change nothing, log nothing.")
+    var dryRun = false
+
+    func validate() throws {
+        guard let reason, !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw ValidationError("--reason is required: give the erasure request's number; it is logged")
+        }
+        guard !userID.isEmpty else { throw ValidationError("--user-id must not be empty") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            guard let path = tokenKey ?? ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
+                throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
+            }
+            let key = try KeyLoading.loadTokenKey(path: path)
+            let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
+                .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun))
+            print(report.text, terminator: "")
+            fflush(nil)
+            if let seq = report.logSeq {
+                FileHandle.standardError.write(Data("piivault: erasure logged as entry \(seq)\n".utf8))
+            } else {
+                FileHandle.standardError.write(Data("piivault: dry run: nothing changed, nothing logged\n".utf8))
+            }
+        }
+    }
+}
