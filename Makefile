@@ -9,8 +9,12 @@ MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
+# `make install PREFIX=/opt/piivault`: the binary in $(PREFIX)/bin, the migrations in $(PREFIX)/share/piivault/migrations,
+# where `piivault migrate` looks beside its bin folder. CONFIGURATION=debug installs the debug build (tests).
+PREFIX ?= /usr/local
+CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release test test-unit demo bench bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-sqs services services-stop services-status clean
 
 all: build
 
@@ -27,6 +31,12 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
+install: deps-build
+	$(SWIFT) build -c $(CONFIGURATION) --product piivault
+	install -d "$(PREFIX)/bin" "$(PREFIX)/share/piivault/migrations"
+	install -m 0755 "$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)/piivault" "$(PREFIX)/bin/piivault"
+	install -m 0644 migrations/*.sql "$(PREFIX)/share/piivault/migrations/"
+
 # The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
 UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests
 empty :=
@@ -36,8 +46,14 @@ test-unit: deps-build
 	PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing --filter '^($(subst $(space),|,$(UNIT_TEST_TARGETS)))\.'
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
-test: build
+test: build lint-deploy
 	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
+
+# The deployment files: the Dockerfile passes hadolint (settings in .hadolint.yaml), the Kubernetes manifests pass
+# kubernetes-validate (offline, bundled schemas); the target fails when either does not.
+lint-deploy: deps
+	hadolint Dockerfile
+	kubernetes-validate deploy/kubernetes/*.yaml
 
 # The main job end to end on local defaults.
 demo: build
