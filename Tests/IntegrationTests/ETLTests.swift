@@ -302,6 +302,118 @@ final class ETLTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("loaded 0") && again.stdout.contains("suppressed 1"), again.stdout)
     }
 
+    /// Issue 12, acceptance 5: an ETL run and `forget` of the same user, started together 20 times, never leave a
+    /// login token without its sealed value nor a row of the forgotten user. Each round the other user's new login
+    /// reuses the forgotten user's device id (a value forget would delete), so the shared-value race is exercised too.
+    /// A run that fails closed is run again until it completes.
+    func testETLAndForgetLoopedConcurrentlyNeverLeaveADanglingTokenOrAForgottenRow() async throws {
+        let template = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
+        func line(_ user: String, _ device: String, _ date: String) throws -> String {
+            var record = template
+            record["user_id"] = user
+            record["ip"] = "198.51.100.9"
+            record["device_id"] = device
+            record["create_date"] = date
+            return String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)
+        }
+        let officer = try await database.createLogin(memberOf: "piivault_compliance")
+        let tokenKey = keys.appendingPathComponent("token.key").path
+        for round in 1...20 {
+            let forgotten = "loop-x-\(round)", other = "loop-y-\(round)", device = "loop-device-x-\(round)"
+            let first = try writeLines([try line(forgotten, device, "2026-01-01")])
+            defer { try? FileManager.default.removeItem(at: first) }
+            let loadFirst = try etl(["--from-file", first.path])
+            XCTAssertEqual(loadFirst.status, 0, loadFirst.stderr)
+            let second = try writeLines([try line(other, device, "2026-01-02"), try line(forgotten, device, "2026-01-03")])
+            defer { try? FileManager.default.removeItem(at: second) }
+
+            let invocation = try etlInvocation(["--from-file", second.path])
+            let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
+            let forget = try runPiivault(["forget", "--database-url", officer, "--token-key", tokenKey, "--reason", "LOOP-\(round)",
+                                          "--user-id", forgotten], environment: ["PIIVAULT_TOKEN_KEY": nil])
+            XCTAssertEqual(forget.status, 0, forget.stderr)
+            let exited = try await run.waitForExit(timeout: 60)
+            XCTAssertTrue(exited)
+            XCTAssertTrue(run.status == 0 || run.stderr.contains("while it loaded"), "round \(round): \(run.stderr)")
+            var attempts = 0
+            var status = run.status
+            while status != 0 && attempts < 3 {
+                attempts += 1
+                let again = try etl(["--from-file", second.path])
+                status = again.status
+            }
+            XCTAssertEqual(status, 0, "round \(round): the run completes once the forget is done")
+
+            let dangling = try await query("""
+                SELECT count(*) FROM user_logins AS l
+                 WHERE (l.masked_ip IS NOT NULL AND NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_ip))
+                    OR (l.masked_device_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_device_id))
+                """).first![0].requiredInt()
+            XCTAssertEqual(dangling, 0, "round \(round): a login token without its sealed value")
+            let forgottenRows = try await query("SELECT count(*) FROM user_logins WHERE user_id = \(forgotten)").first![0].requiredInt()
+            XCTAssertEqual(forgottenRows, 0, "round \(round): a row of the forgotten user")
+            let otherRows = try await query("SELECT count(*) FROM user_logins WHERE user_id = \(other)").first![0].requiredInt()
+            XCTAssertEqual(otherRows, 1, "round \(round): the other user's login is loaded")
+        }
+    }
+
+    /// The shared-value race, made to happen: another user's batch has looked up the vault (it found the forgotten
+    /// user's device id sealed, so it does not seal it again) and waits on its user's lock, while `forget` runs.
+    /// Forget must wait for the batch (the vault-wide lock) and then keep the value the batch now references.
+    func testForgetWaitsForABatchThatReliesOnAValueItWouldDelete() async throws {
+        var record = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
+        record["ip"] = "198.51.100.10"
+        record["device_id"] = "race-shared-device"
+        func file(_ user: String) throws -> URL {
+            record["user_id"] = user
+            return try writeLines([String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)])
+        }
+        let first = try file("race-x"), second = try file("race-y")
+        defer { for url in [first, second] { try? FileManager.default.removeItem(at: url) } }
+        let loadFirst = try etl(["--from-file", first.path])
+        XCTAssertEqual(loadFirst.status, 0, loadFirst.stderr)
+        let tokenKey = keys.appendingPathComponent("token.key").path
+        let hashY = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: tokenKey)).hash(userID: "race-y")
+        func waiters() async throws -> Int {
+            try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").first![0].requiredInt()
+        }
+        func wait(until condition: () async throws -> Bool) async throws {
+            let deadline = Date().addingTimeInterval(30)
+            while try await !condition() {
+                guard Date() < deadline else { return XCTFail("timed out") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+
+        let holder = try await database.connect()
+        try await holder.execute("BEGIN")
+        _ = try await holder.query("SELECT vault.lock_subjects(ARRAY[\(hashY)])")
+        let invocation = try etlInvocation(["--from-file", second.path])
+        let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
+        try await wait { try await waiters() >= 1 || !run.isRunning }
+        let officer = try await database.createLogin(memberOf: "piivault_compliance")
+        let forget = try BackgroundProcess(try piivaultBinary(), [
+            "forget", "--database-url", officer, "--token-key", tokenKey, "--reason", "RACE", "--user-id", "race-x",
+        ], environment: ["PIIVAULT_TOKEN_KEY": nil])
+        try await wait { try await waiters() >= 2 || !forget.isRunning }
+        try await holder.execute("COMMIT")
+        await holder.close()
+        let runExited = try await run.waitForExit(timeout: 30)
+        let forgetExited = try await forget.waitForExit(timeout: 30)
+        XCTAssertTrue(runExited && forgetExited)
+        XCTAssertEqual(forget.status, 0, forget.stderr)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(forget.stdout.contains("deleted 0 sealed values") && forget.stdout.contains("kept 2 sealed values"), forget.stdout)
+        let dangling = try await query("""
+            SELECT count(*) FROM user_logins AS l
+             WHERE NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_ip)
+                OR NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_device_id)
+            """).first![0].requiredInt()
+        XCTAssertEqual(dangling, 0, "a login token without its sealed value")
+        let rowsY = try await query("SELECT count(*) FROM user_logins WHERE user_id = 'race-y'").first![0].requiredInt()
+        XCTAssertEqual(rowsY, 1)
+    }
+
     func testAFileOverlappingAnEarlierRunLoadsOnlyTheNewMessages() async throws {
         // The loader COPies straight into user_logins and falls back to the idempotent path when a row is already
         // there; half old, half new exercises the fallback with real work to do.

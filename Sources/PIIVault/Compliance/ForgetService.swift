@@ -65,11 +65,16 @@ public struct ForgetService: Sendable {
             let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
             let rows: PostgresRows
             do {
-                // One statement, so one transaction: the entry and the deletions commit together or not at all.
-                rows = try await connection.query("""
-                    SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
-                                                    \(caller.osUser), \(caller.clientHost), \(request.dryRun))
-                    """)
+                // One transaction: the entry and the deletions commit together or not at all. First the vault-wide
+                // lock (`VaultValueLock`): no ETL batch is between its look-up of the vault and its commit while
+                // forget decides which sealed values no login references any more.
+                rows = try await connection.transaction { connection in
+                    if !request.dryRun { _ = try await connection.query(VaultValueLock.exclusive) }
+                    return try await connection.query("""
+                        SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
+                                                        \(caller.osUser), \(caller.clientHost), \(request.dryRun))
+                        """)
+                }
             } catch let error as PostgresError where error.isPermissionDenied {
                 // A dry run by a login outside compliance is an attempt too.
                 throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "user_id", reason: request.reason))
@@ -80,4 +85,13 @@ public struct ForgetService: Sendable {
                                 valuesKept: try row["values_kept"].requiredInt(), logSeq: try row["log_seq"].int())
         }
     }
+}
+
+/// The vault-wide advisory lock between erasure and loading, for values users share: forget takes it exclusively,
+/// each ETL batch insert shared, and the batch then checks, under it, that every sealed value its logins reference is
+/// in the vault. So forget never deletes a value a batch in flight relies on, and a batch never commits a token whose
+/// value a forget deleted after the batch looked it up (it fails closed instead).
+enum VaultValueLock {
+    static let exclusive: PostgresQuery = "SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))"
+    static let shared: PostgresQuery = "SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))"
 }

@@ -32,6 +32,9 @@ struct EncodedBatch: Sendable {
     var suppressed = 0
     /// The keyed user-id hashes of the batch's logins: the insert locks them as `forget` does.
     var subjectHashes: [String] = []
+    /// The distinct tokens the batch's logins reference (checked present under `VaultValueLock`).
+    var referencedTokens: [String] { Array(referenced) }
+    private var referenced = Set<String>()
 
     init(_ batch: [PreparedMessage], dataKeyID: Int) {
         logins = CopyTextWriter(reservingCapacity: batch.count * 240)
@@ -41,6 +44,8 @@ struct EncodedBatch: Sendable {
             switch message.content {
             case .login(let login, let sealed):
                 subjectHashes.append(login.subjectHash)
+                referenced.insert(login.ipToken)
+                referenced.insert(login.deviceToken)
                 logins.append(login.messageID)
                 logins.append(login.userID)
                 logins.append(login.deviceType)

@@ -116,9 +116,10 @@ actor ETLStore {
     func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome {
         try await prepareStaging()
         let secrets = batch.secrets, logins = batch.logins, quarantine = batch.quarantine
-        let hashes = batch.subjectHashes
+        let hashes = batch.subjectHashes, referenced = batch.referencedTokens
         var outcome = try await connection.transaction { connection in
             var outcome = LoadOutcome()
+            _ = try await connection.query(VaultValueLock.shared)
             if !hashes.isEmpty {
                 // The per-user lock `forget` takes (migration 0013): a user is never loaded while being forgotten.
                 // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
@@ -183,6 +184,14 @@ actor ETLStore {
                     ON CONFLICT DO NOTHING
                     """)
                 outcome.duplicates += quarantine.rowCount - outcome.quarantined
+            }
+            // Every value the batch's logins reference is sealed (by this batch or an earlier one): a forget that
+            // deleted one after the batch looked it up fails the batch closed (the next run seals it again).
+            if !referenced.isEmpty {
+                let literal = "{" + referenced.joined(separator: ",") + "}"
+                let present = try await connection.query(
+                    "SELECT count(*) FROM vault.secrets WHERE token = ANY(\(literal)::text[])").first?[0].requiredInt() ?? 0
+                if present < referenced.count { throw ValuesErasedDuringLoad(count: referenced.count - present) }
             }
             return outcome
         }
@@ -280,6 +289,16 @@ struct UsersForgottenDuringLoad: PIIVaultReportableError {
     let count: Int
     var message: String {
         "\(count) user(s) of a batch were erased by piivault forget while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will suppress them)"
+    }
+    var exitCode: PIIVaultExitCode { .failure }
+}
+
+/// A sealed value the batch's logins reference was erased by `piivault forget` after the batch looked it up; nothing
+/// of the batch was committed.
+struct ValuesErasedDuringLoad: PIIVaultReportableError {
+    let count: Int
+    var message: String {
+        "\(count) sealed value(s) a batch relies on were erased by piivault forget while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will seal them again)"
     }
     var exitCode: PIIVaultExitCode { .failure }
 }
