@@ -45,7 +45,7 @@ final class DeploymentFilesTests: XCTestCase {
     /// /usr/local/bin/piivault is the binary these tests were built with. Unknown keys only warn, so any output fails.
     func testSystemdUnitsVerify() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
-            throw XCTSkip("systemd-analyze is not installed (it comes with systemd)")
+            throw TestSetupError("systemd-analyze is not installed (it comes with systemd); run scripts/install-deps")
         }
         let copies = FileManager.default.temporaryDirectory.appendingPathComponent("units-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: copies, withIntermediateDirectories: true)
