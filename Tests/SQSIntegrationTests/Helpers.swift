@@ -57,38 +57,13 @@ enum SQSTestEnvironment {
 }
 
 /// The canned-response server (`Tests/crosscheck/canned_server.py`), alive while this object is.
-final class CannedServer: @unchecked Sendable {
-    let process = Process()
-    let input = Pipe()
-    let port: Int
+final class CannedServer: Sendable {
+    private let server: ScriptServer
+    var port: Int { server.port }
 
     init(responses: [[String: Any]]) throws {
-        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/canned_server.py")
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: responses), as: UTF8.self)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, json]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardInput = input
-        process.standardError = FileHandle.standardError
-        try process.run()
-        // The first line is the port.
-        var line = Data()
-        while true {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data("\n".utf8) { break }
-            line.append(byte)
-        }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            throw TestSetupError("canned_server.py did not print its port")
-        }
-        self.port = port
+        server = try ScriptServer(script: "canned_server.py", settings: responses)
     }
 
-    func stop() {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
-
-    deinit { if process.isRunning { process.terminate() } }
+    func stop() { server.stop() }
 }

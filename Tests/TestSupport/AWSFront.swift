@@ -3,13 +3,11 @@ import Foundation
 /// `Tests/crosscheck/aws_front.py`: a loopback stand-in for AWS endpoints (an SQS front that forwards to the
 /// emulator, denies credentials or pads an answer; a container credentials endpoint; IMDSv2), alive while this
 /// object is. It logs every request it sees as one JSON object per line, which tests read with ``entries()``.
-/// `@unchecked Sendable`: every stored property is immutable after `init` (the process and pipes are used only to
-/// stop it).
+/// `@unchecked Sendable`: every stored property is immutable after `init`.
 public final class AWSFront: @unchecked Sendable {
-    private let process = Process()
-    private let input = Pipe()
+    private let server: ScriptServer
     /// The loopback port.
-    public let port: Int
+    public var port: Int { server.port }
     /// The request log.
     public let logFile: URL
 
@@ -22,25 +20,7 @@ public final class AWSFront: @unchecked Sendable {
         FileManager.default.createFile(atPath: logFile.path, contents: nil)
         var settings = settings
         settings["log"] = logFile.path
-        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/aws_front.py")
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, json]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardInput = input
-        process.standardError = FileHandle.standardError
-        try process.run()
-        var line = Data()
-        while true {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data("\n".utf8) { break }
-            line.append(byte)
-        }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            throw TestSetupError("aws_front.py did not print its port")
-        }
-        self.port = port
+        server = try ScriptServer(script: "aws_front.py", settings: settings)
     }
 
     /// Every request logged so far, in order.
@@ -56,10 +36,7 @@ public final class AWSFront: @unchecked Sendable {
 
     /// Stops the server and removes its log.
     public func stop() {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
+        server.stop()
         try? FileManager.default.removeItem(at: logFile)
     }
-
-    deinit { if process.isRunning { process.terminate() } }
 }
