@@ -29,6 +29,11 @@ extension PostgresError: PIIVaultReportableError {
         if isPermissionDenied {
             return "the database refused: \(description); check that the login is a member of the right piivault_* role"
         }
+        // libpq's TLS verification failures (sslmode=verify-ca or verify-full) say what failed but not what to do.
+        if kind == .connectionFailed,
+           ["certificate", "SSL error", "SSL SYSCALL"].contains(where: { description.contains($0) }) {
+            return "\(description); check sslrootcert (the CA that signed the server's certificate) and that the host in the URL is a name the certificate carries"
+        }
         return description
     }
 
