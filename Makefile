@@ -44,8 +44,15 @@ test-unit: deps-build
 	PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing --filter '^($(subst $(space),|,$(UNIT_TEST_TARGETS)))\.'
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
+# Tests run TEST_WORKERS at a time, each in a process of its own (most of a test's time is spent waiting on the
+# binary, the database or the emulator); `make test TEST_WORKERS=1` runs them one after another. A crash of the
+# binary under test prints its full backtrace. The suite's time is printed at the end (`real`); per-test times land in
+# .build/test-results.xml.
+TEST_WORKERS ?= 4
 test: build lint-deploy
-	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
+	scripts/with-services bash -c 'time env PIIVAULT_REQUIRE_SERVICES=1 SWIFT_BACKTRACE=preset=full \
+		$(SWIFT) test --disable-swift-testing --parallel --num-workers $(TEST_WORKERS) \
+		--xunit-output .build/test-results.xml'
 
 # The deployment files: the Dockerfile passes hadolint (settings in .hadolint.yaml), the Kubernetes manifests pass
 # kubernetes-validate (offline, bundled schemas); the target fails when either does not.

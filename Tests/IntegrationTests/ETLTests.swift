@@ -457,9 +457,11 @@ final class ETLTests: XCTestCase {
         // empty, at most three times, and count over all reruns.
         var counts: [String: Int] = [:]
         var outputs = ""
+        // A short visibility timeout on the reruns too, so that a message a rerun's last poll took after the run
+        // ended is back soon; one the queue hands out twice meanwhile is a duplicate, which the counts allow for.
         for _ in 0..<3 {
-            try await waitUntilNothingInFlight(queueURL, timeout: 20)
-            let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "30"])
+            try await waitUntilNothingInFlight(queueURL, timeout: 40)
+            let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "10"])
             XCTAssertEqual(rerun.status, 0, rerun.stderr)
             outputs += rerun.stdout
             counts.merge(summaryCounts(rerun.stdout), uniquingKeysWith: +)
