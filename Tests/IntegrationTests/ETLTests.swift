@@ -237,9 +237,13 @@ final class ETLTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: summaryFile) }
         let fromQueue = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
         XCTAssertEqual(fromQueue.status, 0, fromQueue.stderr)
-        XCTAssertTrue(fromQueue.stdout.contains("suppressed \(userMessages)"), fromQueue.stdout)
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: summaryFile)) as! [String: Any]
-        XCTAssertEqual(summary["suppressed"] as? Int, userMessages)
+        // moto now and then hands one message to two concurrent receives: such an extra copy is suppressed again
+        // (the forgotten user's) or a duplicate, never loaded.
+        let extra = try XCTUnwrap(summary["received"] as? Int) - 100
+        let suppressed = try XCTUnwrap(summary["suppressed"] as? Int)
+        XCTAssertTrue((userMessages...(userMessages + extra)).contains(suppressed), fromQueue.stdout)
+        XCTAssertTrue(fromQueue.stdout.contains("suppressed \(suppressed)"), fromQueue.stdout)
         XCTAssertEqual(summary["loaded"] as? Int, 99 - userMessages)
         let depth = try await queueDepth(queueURL)
         XCTAssertEqual(depth, 0, "suppressed messages are deleted from the queue")
