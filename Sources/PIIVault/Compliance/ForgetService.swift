@@ -61,15 +61,19 @@ public struct ForgetService: Sendable {
             throw UnmaskError.reasonRequired
         }
         let subjectHash = TombstoneHasher(key: tokenKey).hash(userID: request.userID)
-        return try await Database.withConnection(databaseURL) { connection in
+        return try await Database.withConnection(databaseURL, applicationName: "piivault forget") { connection in
             let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
             let rows: PostgresRows
             do {
                 // One transaction: the entry and the deletions commit together or not at all. First the vault-wide
                 // lock (`VaultValueLock`): no ETL batch is between its look-up of the vault and its commit while
-                // forget decides which sealed values no login references any more.
+                // forget decides which sealed values no login references any more. Waited for 10 s at most (an ETL
+                // batch holds it for its commit), then reported with its holder.
                 rows = try await connection.transaction { connection in
-                    if !request.dryRun { _ = try await connection.query(VaultValueLock.exclusive) }
+                    if !request.dryRun {
+                        try await connection.execute("SET LOCAL lock_timeout = '10s'")
+                        _ = try await connection.query(VaultValueLock.exclusive)
+                    }
                     return try await connection.query("""
                         SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
                                                         \(caller.osUser), \(caller.clientHost), \(request.dryRun))
@@ -78,12 +82,29 @@ public struct ForgetService: Sendable {
             } catch let error as PostgresError where error.isPermissionDenied {
                 // A dry run by a login outside compliance is an attempt too.
                 throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "user_id", reason: request.reason))
+            } catch let error as PostgresError where error.sqlState == "55P03" {
+                throw await Self.lockTimeout(on: connection, gate: gate, subjectHashes: [subjectHash])
             }
             guard let row = rows.first else { throw UnmaskProtocolError() }
             return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
                                 valuesDeleted: try row["values_deleted"].requiredInt(),
                                 valuesKept: try row["values_kept"].requiredInt(), logSeq: try row["log_seq"].int())
         }
+    }
+}
+
+extension ForgetService {
+    /// A lock timeout, named by its holder: an ETL batch or another erasure holding the vault-wide or the user's lock,
+    /// else a session holding the access log's append lock.
+    static func lockTimeout(on connection: PostgresConnection, gate: LoggedAccessGate, subjectHashes: [String]) async
+        -> any PIIVaultReportableError
+    {
+        let holders = await VaultLockHolders.find(on: connection, subjectHashes: subjectHashes)
+        if holders.isEmpty {
+            let logHolders = await gate.lockHolders()
+            if !logHolders.isEmpty { return AccessLogBusy(holders: logHolders) }
+        }
+        return VaultLockTimeout(action: gate.action, holders: holders)
     }
 }
 
