@@ -4,7 +4,7 @@ import Postgres
 import TestSupport
 import XCTest
 
-/// `piivault retention` (issue 12), the real binary against real Postgres, on
+/// `piivault retention` and `piivault forget --quarantined` (issue 12), the real binary against real Postgres, on
 /// logins the real ETL loaded from files whose messages carry their own create_date.
 final class RetentionTests: XCTestCase {
     var database: ScratchDatabase!
@@ -350,6 +350,85 @@ final class RetentionTests: XCTestCase {
         let after = try await state()
         XCTAssertEqual(after.tokens, [ipToken, deviceToken].sorted(), "the ip the new login references stays")
         XCTAssertEqual(after.dangling, 0)
+    }
+
+    // MARK: forget --quarantined
+
+    /// `forget --quarantined MESSAGE_ID` deletes that quarantined body with one forget entry (subject the message id)
+    /// in the same transaction; a dry run changes and logs nothing; an unknown id exits 1 (logged as not found); an
+    /// analyst is refused (77, logged); with the append failing nothing is deleted.
+    func testForgetQuarantinedDeletesOneBodyWithItsEntry() async throws {
+        let good: [String: Any] = ["user_id": "q-user", "app_version": "1.0", "device_type": "ios",
+                                   "ip": "192.0.2.200", "locale": NSNull(), "device_id": "q-device-1"]
+        values = ["192.0.2.200", "q-device-1"]
+        var bad = good
+        bad["ip"] = "999.0.2.200"  // not an ip: quarantined
+        bad["user_id"] = "q-bad"
+        let file = keys.appendingPathComponent("quarantine.ndjson")
+        try ([good, bad].map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
+            .joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        let etl = try runPiivault([
+            "etl", "--from-file", file.path, "--database-url", database.url,
+            "--token-key", keys.appendingPathComponent("token.key").path,
+            "--vault-public-key", keys.appendingPathComponent("vault.pub").path,
+        ])
+        XCTAssertEqual(etl.status, 0, etl.stderr)
+        let ids = try await strings("SELECT message_id FROM vault.quarantine")
+        XCTAssertEqual(ids.count, 1)
+        let messageID = ids[0]
+        func forget(_ arguments: [String], login: String? = nil) throws -> ProcessResult {
+            try runPiivault(["forget", "--database-url", login ?? officer!] + arguments,
+                            environment: ["USER": "officer-on-duty", "PIIVAULT_TOKEN_KEY": nil])
+        }
+        func quarantined() async throws -> Int { try await count("SELECT count(*) FROM vault.quarantine") }
+        let before = try await logLength()
+
+        let dry = try forget(["--reason", "ERASE-Q", "--quarantined", messageID, "--dry-run"])
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("would delete 1 quarantined body"), dry.stdout)
+        let afterDry = try await quarantined()
+        XCTAssertEqual(afterDry, 1)
+        let logAfterDry = try await logLength()
+        XCTAssertEqual(logAfterDry, before)
+
+        let analyst = try await database.createLogin(memberOf: "piivault_analyst")
+        let refused = try forget(["--reason", "curious", "--quarantined", messageID], login: analyst)
+        XCTAssertEqual(refused.status, 77, refused.stderr)
+
+        let owner = try await database.connect()
+        try await owner.executeScript("""
+            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
+            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
+            """)
+        let appendFails = try forget(["--reason", "ERASE-Q", "--quarantined", messageID])
+        XCTAssertEqual(appendFails.status, 1, appendFails.stderr)
+        let afterFailure = try await quarantined()
+        XCTAssertEqual(afterFailure, 1, "no entry, no deletion")
+        try await owner.execute("DROP TRIGGER refuse_append ON audit.access_log")
+        await owner.close()
+
+        let missing = try forget(["--reason", "ERASE-Q", "--quarantined", "no-such-message"])
+        XCTAssertEqual(missing.status, 1, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("no quarantined message"), missing.stderr)
+
+        let done = try forget(["--reason", "ERASE-Q", "--quarantined", messageID])
+        XCTAssertEqual(done.status, 0, done.stderr)
+        XCTAssertTrue(done.stdout.contains("deleted 1 quarantined body"), done.stdout)
+        let afterForget = try await quarantined()
+        XCTAssertEqual(afterForget, 0)
+        let logins = try await count("SELECT count(*) FROM user_logins")
+        XCTAssertEqual(logins, 1, "the loaded login is untouched")
+
+        let logged = try await entries(after: before)
+        XCTAssertEqual(logged, [
+            "\(user(of: analyst))|officer-on-duty|forget|curious|message_id|0|refused: not permitted (login is not a member of piivault_compliance)",
+            "\(user(of: officer))|officer-on-duty|forget|ERASE-Q|message_id:no-such-message|0|not found: no quarantined message with this id",
+            "\(user(of: officer))|officer-on-duty|forget|ERASE-Q|message_id:\(messageID)|1|ok: 1 quarantined body deleted",
+        ])
+        let everything = [dry, refused, appendFails, missing, done].map { $0.stdout + $0.stderr }.joined() + logged.joined()
+        XCTAssertEqual(occurrences(of: Array(values) + ["999.0.2.200"], in: everything), [])
     }
 }
 

@@ -116,3 +116,56 @@ enum VaultValueLock {
     static let exclusive: PostgresQuery = "SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))"
     static let shared: PostgresQuery = "SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))"
 }
+
+/// What `forget --quarantined` erased (or, with `--dry-run`, would erase).
+public struct QuarantineForgetReport: Sendable, Equatable {
+    public let messageID: String
+    /// 1, or 0 when no quarantined message has this id.
+    public let bodiesDeleted: Int
+    /// The `forget` entry; nil for a dry run.
+    public let logSeq: Int?
+
+    public var text: String {
+        "\(logSeq == nil ? "would delete" : "deleted") \(bodiesDeleted) quarantined body\n"
+    }
+}
+
+/// No quarantined message has the id `forget --quarantined` was given (logged as not found).
+public struct QuarantinedMessageNotFound: PIIVaultReportableError {
+    public let logSeq: Int?
+    public var message: String {
+        "no quarantined message has this id; nothing deleted"
+            + (logSeq.map { " (logged as access-log entry \($0)); check the id with `piivault unmask --quarantined`" } ?? "")
+    }
+    public var exitCode: PIIVaultExitCode { .failure }
+}
+
+extension ForgetService {
+    /// `forget --quarantined`: deletes one quarantined body through `vault.forget_quarantined` (migration 0014), its
+    /// `forget` entry (subject `message_id:<id>`) appended first in the same transaction. An unknown id is logged as not
+    /// found and throws ``QuarantinedMessageNotFound``. Needs no token key (the message id names the subject).
+    public static func forgetQuarantined(
+        messageID: String, reason: String, dryRun: Bool, databaseURL: String, caller: AccessLogCaller = .current
+    ) async throws -> QuarantineForgetReport {
+        guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
+        let report = try await Database.withConnection(databaseURL, applicationName: "piivault forget") { connection in
+            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
+            let rows: PostgresRows
+            do {
+                rows = try await connection.query("""
+                    SELECT * FROM vault.forget_quarantined(\(messageID), \(reason), \(caller.osUser),
+                                                           \(caller.clientHost), \(dryRun))
+                    """)
+            } catch let error as PostgresError where error.isPermissionDenied {
+                throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "message_id", reason: reason))
+            } catch let error as PostgresError where error.sqlState == "55P03" {
+                throw AccessLogBusy(holders: await gate.lockHolders())
+            }
+            guard let row = rows.first else { throw UnmaskProtocolError() }
+            return QuarantineForgetReport(messageID: messageID, bodiesDeleted: try row["bodies_deleted"].requiredInt(),
+                                          logSeq: try row["log_seq"].int())
+        }
+        if report.bodiesDeleted == 0 { throw QuarantinedMessageNotFound(logSeq: report.logSeq) }
+        return report
+    }
+}
