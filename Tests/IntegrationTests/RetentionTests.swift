@@ -461,3 +461,38 @@ extension RetentionTests {
         XCTAssertEqual(left, 0)
     }
 }
+
+// MARK: forget's lock timeout
+
+extension RetentionTests {
+    /// When an ETL batch holds the locks forget needs (the vault-wide lock shared and the user's lock, as
+    /// ETLStore.insert holds them) for longer than forget waits (10 s), forget deletes nothing and says that an ETL
+    /// run is loading, with its pid; once the batch ends, forget succeeds.
+    func testForgetBlockedByAnETLBatchSaysAnETLRunHoldsTheLock() async throws {
+        try load([Login(user: "lock-user", ip: "192.0.2.88", device: "lock-device", daysAgo: 1)])
+        let tokenKey = keys.appendingPathComponent("token.key").path
+        let hash = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: tokenKey)).hash(userID: "lock-user")
+        let batch = try await database.connect()
+        try await batch.execute("BEGIN")
+        try await batch.execute("SET LOCAL application_name = 'piivault etl'")
+        let pid = try await batch.query("SELECT pg_backend_pid()").first![0].requiredInt()
+        _ = try await batch.query("SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))")
+        _ = try await batch.query("SELECT vault.lock_subjects(ARRAY[\(hash)])")
+        func forget() throws -> ProcessResult {
+            try runPiivault(["forget", "--database-url", officer, "--token-key", tokenKey, "--reason", "ERASE-L",
+                             "--user-id", "lock-user"], environment: ["PIIVAULT_TOKEN_KEY": nil])
+        }
+        let blocked = try forget()
+        XCTAssertEqual(blocked.status, 69, blocked.stderr)
+        XCTAssertTrue(blocked.stderr.contains("an ETL run (pid \(pid)) is loading this user's messages"), blocked.stderr)
+        XCTAssertTrue(blocked.stderr.contains("retry after it ends"), blocked.stderr)
+        let rows = try await count("SELECT count(*) FROM user_logins WHERE user_id = 'lock-user'")
+        XCTAssertEqual(rows, 1, "nothing deleted")
+        let entries = try await count("SELECT count(*) FROM audit.access_log WHERE action = 'forget'")
+        XCTAssertEqual(entries, 0, "nothing logged")
+        try await batch.execute("ROLLBACK")
+        await batch.close()
+        let done = try forget()
+        XCTAssertEqual(done.status, 0, done.stderr)
+    }
+}
