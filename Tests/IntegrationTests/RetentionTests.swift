@@ -154,8 +154,8 @@ final class RetentionTests: XCTestCase {
 
     /// `retention --older-than 30` on logins dated 40, 31, 30 and 10 days ago deletes the 40- and 31-day-old ones,
     /// their sealed values except the ip a 10-day-old login shares, and the data key of the run whose values are all
-    /// gone; one entry (subject the cutoff, the counts); a second run changes nothing. A dry run, an analyst (77,
-    /// logged) and a run whose entry cannot be written change nothing. No ip or device id in any output, the log or a
+    /// gone; one entry (subject the cutoff, the counts); a second run changes nothing. A dry run, an analyst, an ETL
+    /// and an auditor login (77, logged) and a run whose entry cannot be written change nothing. No ip or device id in any output, the log or a
     /// pg_dump.
     func testRetentionDeletesOldLoginsTheirUnsharedValuesAndEmptyDataKeysOnce() async throws {
         try loadTwoRuns()
@@ -191,6 +191,10 @@ final class RetentionTests: XCTestCase {
         let refusedETL = try retention(["--reason", "operator", "--older-than", "30", "--dry-run"], login: etlLogin)
         outputs.append(refusedETL)
         XCTAssertEqual(refusedETL.status, 77, refusedETL.stderr)
+        let auditor = try await database.createLogin(memberOf: "piivault_auditor")
+        let refusedAuditor = try retention(["--reason", "review", "--older-than", "30"], login: auditor)
+        outputs.append(refusedAuditor)
+        XCTAssertEqual(refusedAuditor.status, 77, refusedAuditor.stderr)
         let afterRefusal = try await state()
         XCTAssertEqual(afterRefusal, loaded)
 
@@ -241,6 +245,7 @@ final class RetentionTests: XCTestCase {
         XCTAssertEqual(logged, [
             "\(user(of: analyst))|officer-on-duty|retention|curious|cutoff|0|refused: not permitted (login is not a member of piivault_compliance)",
             "\(user(of: etlLogin))|officer-on-duty|retention|operator|cutoff|0|refused: not permitted (login is not a member of piivault_compliance)",
+            "\(user(of: auditor))|officer-on-duty|retention|review|cutoff|0|refused: not permitted (login is not a member of piivault_compliance)",
             "\(user(of: officer))|officer-on-duty|retention|POLICY-30|create_date_before:\(cutoff)|4|ok: deleting 4 logins dated before \(cutoff), then 7 sealed values and 1 data keys no longer used",
             "\(user(of: officer))|officer-on-duty|retention|POLICY-30|create_date_before:\(cutoff)|0|ok: deleting 0 logins dated before \(cutoff), then 0 sealed values and 0 data keys no longer used",
         ])

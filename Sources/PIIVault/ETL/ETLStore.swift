@@ -99,7 +99,7 @@ actor ETLStore {
         do {
             _ = try await connection.execute(update)
         } catch {
-            guard let fresh = try? await Database.connect(databaseURL) else { return }
+            guard let fresh = try? await Database.connect(databaseURL, applicationName: Self.applicationName) else { return }
             _ = try? await fresh.execute(update)
             await fresh.close()
         }
