@@ -53,9 +53,10 @@ public struct VaultLockTimeout: PIIVaultReportableError, Equatable {
         }
         if let other = holders.first {
             let who = other.applicationName.hasPrefix("piivault ")
-                ? "a `\(other.applicationName.dropFirst("piivault ".count))` run"
-                : "another session (login \(other.login)\(other.applicationName.isEmpty ? "" : ", application \(other.applicationName)"))"
-            return "\(action) timed out waiting for a lock: \(who) (pid \(pids(holders))) holds it; nothing was deleted by this step; \(retry), or ask the database owner to end it (SELECT pg_terminate_backend(PID))"
+                ? "a `\(other.applicationName.dropFirst("piivault ".count))` run (pid \(pids(holders)))"
+                : "another session (pid \(pids(holders)), login \(other.login)"
+                    + (other.applicationName.isEmpty ? ")" : ", application \(other.applicationName))")
+            return "\(action) timed out waiting for a lock: \(who) holds it; nothing was deleted by this step; \(retry), or ask the database owner to end it (SELECT pg_terminate_backend(PID))"
         }
         return "\(action) timed out waiting for a lock an ETL batch or another erasure held; nothing was deleted by this step; \(retry)"
     }
