@@ -127,7 +127,7 @@ $$;
 -- The cutoff of retention grant `grant_seq`; raises (42501) unless it is a retention grant of this login, committed
 -- by an earlier transaction, not finished, and under a day old (a run of any size finishes well within that).
 CREATE FUNCTION vault.retention_cutoff(grant_seq bigint) RETURNS date
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable

@@ -29,7 +29,7 @@ struct Retention: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Delete logins dated before the UTC date this many days ago.", valueName: "DAYS"))
     var olderThan: Int
 
-    @Option(help: "Logins (or sealed values) per transaction.")
+    @Option(help: ArgumentHelp("Logins (or sealed values) per transaction.", valueName: "N"))
     var batchSize: Int = RetentionRequest.defaultBatchSize
 
     @Flag(help: "Print what would be deleted; change nothing, log nothing.")
