@@ -501,3 +501,43 @@ extension RetentionTests {
         XCTAssertEqual(done.status, 0, done.stderr)
     }
 }
+
+// MARK: Beside the ETL, for real
+
+extension RetentionTests {
+    /// The real ETL and retention started together 10 times: each round an old login (40 days) is loaded, then an ETL
+    /// run loads a recent login reusing its ip and device id (sealed already, so the run does not seal them again)
+    /// while retention deletes the old login and the values it thinks unused. Whatever the interleaving, no login token
+    /// is left without its sealed value, the recent login is loaded (a run that failed closed is run again) and the old
+    /// one is gone.
+    func testETLAndRetentionStartedTogetherNeverLeaveADanglingToken() async throws {
+        for round in 1...10 {
+            let ip = "198.18.0.\(round)", device = "loop-device-\(round)"
+            try load([Login(user: "loop-old-\(round)", ip: ip, device: device, daysAgo: 40)])
+            let record: [String: Any] = ["user_id": "loop-new-\(round)", "app_version": "2.1", "device_type": "ios",
+                                         "ip": ip, "locale": "en_GB", "device_id": device]
+            let file = keys.appendingPathComponent("loop-\(round).ndjson")
+            try (String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self) + "\n")
+                .write(to: file, atomically: true, encoding: .utf8)
+            let arguments = ["etl", "--from-file", file.path, "--database-url", database.url,
+                             "--token-key", keys.appendingPathComponent("token.key").path,
+                             "--vault-public-key", keys.appendingPathComponent("vault.pub").path]
+            let run = try BackgroundProcess(try piivaultBinary(), arguments)
+            let retention = try retention(["--reason", "LOOP-\(round)", "--older-than", "30", "--batch-size", "1"])
+            XCTAssertEqual(retention.status, 0, "round \(round): \(retention.stderr)")
+            let exited = try await run.waitForExit(timeout: 60)
+            XCTAssertTrue(exited)
+            XCTAssertTrue(run.status == 0 || run.stderr.contains("were erased"), "round \(round): \(run.stderr)")
+            var status = run.status, attempts = 0
+            while status != 0 && attempts < 3 {
+                attempts += 1
+                status = try runPiivault(arguments).status
+            }
+            XCTAssertEqual(status, 0, "round \(round): the run completes when run again")
+            let after = try await state()
+            XCTAssertEqual(after.dangling, 0, "round \(round): a login token without its sealed value")
+            XCTAssertTrue(after.users.contains("loop-new-\(round)@\(daysAgo(0))"), "round \(round): \(after.users)")
+            XCTAssertFalse(after.users.contains { $0.hasPrefix("loop-old-\(round)@") }, "round \(round)")
+        }
+    }
+}
