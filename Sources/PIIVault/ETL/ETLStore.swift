@@ -297,12 +297,12 @@ struct UsersForgottenDuringLoad: PIIVaultReportableError {
     var exitCode: PIIVaultExitCode { .failure }
 }
 
-/// A sealed value the batch's logins reference was erased by `piivault forget` after the batch looked it up; nothing
-/// of the batch was committed.
+/// A sealed value the batch's logins reference was erased by `piivault forget` or `retention` after the batch looked it
+/// up; nothing of the batch was committed.
 struct ValuesErasedDuringLoad: PIIVaultReportableError {
     let count: Int
     var message: String {
-        "\(count) sealed value(s) a batch relies on were erased by piivault forget while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will seal them again)"
+        "\(count) sealed value(s) a batch relies on were erased by piivault forget or retention while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will seal them again)"
     }
     var exitCode: PIIVaultExitCode { .failure }
 }
