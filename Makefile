@@ -7,6 +7,8 @@ BENCH_MESSAGES ?= 200000
 BENCH_DISTINCT ?= 1.0 0.1
 MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
+# `make bench-compliance COMPLIANCE_ROWS=1000000`: lookup, forget and retention on that many loaded logins.
+COMPLIANCE_ROWS ?= 1000000
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
 # `make install PREFIX=/opt/piivault`: the binary in $(PREFIX)/bin, the migrations in $(PREFIX)/share/piivault/migrations,
@@ -14,7 +16,7 @@ SQS_MESSAGES ?= 2000
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-sqs services services-stop services-status clean
 
 all: build
 
@@ -68,6 +70,10 @@ demo: build
 bench: release
 	scripts/with-services scripts/bench "$(MESSAGES)" $(DISTINCT)
 	scripts/with-services scripts/bench-unmask
+
+# The data-subject requests on COMPLIANCE_ROWS logins: lookup and forget database time, retention rate.
+bench-compliance: release
+	scripts/with-services scripts/bench-compliance "$(COMPLIANCE_ROWS)"
 
 # The SQS end-to-end comparison (slow on moto_server, whose receive slows as the queue grows; see scripts/bench-sqs).
 bench-sqs: release

@@ -259,6 +259,20 @@ final class ETLTests: XCTestCase {
         XCTAssertEqual(afterReplay, 0)
         let recorded = try await query("SELECT suppressed FROM etl_runs ORDER BY id DESC LIMIT 1").first![0].requiredInt()
         XCTAssertEqual(recorded, userMessages, "etl_runs counts the suppressed messages")
+        // `piivault runs` shows them, per run (json and table).
+        let operatorURL = try await database.createLogin(memberOf: "piivault_etl")
+        let shown = try runPiivault(["runs", "--database-url", operatorURL, "--format", "json"])
+        XCTAssertEqual(shown.status, 0, shown.stderr)
+        let runs = try XCTUnwrap(try JSONSerialization.jsonObject(with: shown.stdoutData) as? [[String: Any]])
+        XCTAssertEqual(runs.map { $0["suppressed"] as? Int }, [userMessages, userMessages, 0], shown.stdout)
+        let table = try runPiivault(["runs", "--database-url", operatorURL])
+        XCTAssertEqual(table.status, 0, table.stderr)
+        // Aligned columns: each row's cell starts where the header's "supp" does.
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        let offset = try XCTUnwrap(lines.first?.range(of: "  supp  ").map { lines[0].distance(from: lines[0].startIndex, to: $0.lowerBound) + 2 },
+                                   table.stdout)
+        XCTAssertEqual(lines.dropFirst().map { $0.dropFirst(offset).prefix { $0 != " " } }.map(String.init),
+                       ["\(userMessages)", "\(userMessages)", "0"], table.stdout)
         try await assertNoPlaintext(in: records, logs: first.stderr + fromQueue.stderr + replay.stderr + forget.stdout + forget.stderr)
     }
 
