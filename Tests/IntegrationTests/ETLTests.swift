@@ -375,6 +375,43 @@ final class ETLTests: XCTestCase {
         }
     }
 
+    /// Four ETL processes committing batches of 8,000 users each at the same moment: a batch takes one lock (the
+    /// vault-wide one, shared), not one per user, so together they do not exhaust the server's shared lock table
+    /// (about max_locks_per_transaction x max_connections entries, 64 x 200 on the test cluster; 20,000 to 25,000
+    /// advisory locks fit in it).
+    func testFourProcessesCommittingBatchesOfEightThousandUsersAtOnceAllSucceed() async throws {
+        let files = try (0..<4).map { process in
+            try writeLines((0..<8000).map { i in
+                #"{"user_id": "bulk-\#(process)-\#(i)", "device_type": "ios", "ip": "10.\#(process).\#(i >> 8).\#(i & 255)", "device_id": "bulk-device-\#(process)-\#(i)"}"#
+            })
+        }
+        defer { for file in files { try? FileManager.default.removeItem(at: file) } }
+        // Held the way forget holds it, so that the four batches wait and then go in together.
+        let holder = try await database.connect()
+        try await holder.execute("BEGIN")
+        _ = try await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
+        let runs = try files.map { file in
+            let invocation = try etlInvocation(["--from-file", file.path, "--batch-size", "8000"])
+            return try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
+        }
+        try await waitUntil("four batches wait on the vault-wide lock", timeout: 120) {
+            let waiting = try await self.query("""
+                SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """).first![0].requiredInt()
+            return waiting >= 4 || runs.contains { !$0.isRunning }
+        }
+        try await holder.execute("COMMIT")
+        await holder.close()
+        for run in runs {
+            let exited = try await run.waitForExit(timeout: 120)
+            XCTAssertTrue(exited)
+            XCTAssertEqual(run.status, 0, String(run.stderr.suffix(1000)))
+        }
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 32_000)
+    }
+
     /// The shared-value race, made to happen: another user's batch has looked up the vault (it found the forgotten
     /// user's device id sealed, so it does not seal it again) and waits on its user's lock, while `forget` runs.
     /// Forget must wait for the batch (the vault-wide lock) and then keep the value the batch now references.

@@ -43,8 +43,8 @@ public struct ForgetReport: Sendable, Equatable {
 
 /// `forget`: erases one data subject through `vault.forget_user` (migration 0013), which appends the `forget` entry,
 /// deletes the user's logins and every sealed value no remaining login references, and keeps the tombstone, all in
-/// one transaction: if the entry cannot be written, nothing is deleted. Takes the per-user lock the ETL's load takes
-/// too. Opens its own connection and closes it.
+/// one transaction: if the entry cannot be written, nothing is deleted. Takes the vault-wide lock exclusively (each ETL
+/// batch takes it shared). Opens its own connection and closes it.
 public struct ForgetService: Sendable {
     public let databaseURL: String
     public let tokenKey: TokenKey

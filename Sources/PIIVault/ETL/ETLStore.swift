@@ -123,12 +123,13 @@ actor ETLStore {
         let hashes = batch.subjectHashes, referenced = batch.referencedTokens
         var outcome = try await connection.transaction { connection in
             var outcome = LoadOutcome()
+            // Shared with other ETL batches, exclusive to `forget` and `retention`: a user is never loaded while
+            // being forgotten. (Not a lock per user: a batch of 5,000 users would take 5,000 entries of the server's
+            // shared lock table, and a few processes at once would exhaust it.)
             _ = try await connection.query(VaultValueLock.shared)
             if !hashes.isEmpty {
-                // The per-user lock `forget` takes (migration 0013): a user is never loaded while being forgotten.
                 // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
                 let literal = "{" + hashes.joined(separator: ",") + "}"
-                _ = try await connection.query("SELECT vault.lock_subjects(\(literal)::text[])")
                 // The batch was prepared before the lock: a forget that committed meanwhile is seen only now. Fail
                 // closed (nothing of the batch commits, its messages stay queued and the next run suppresses them)
                 // rather than load a forgotten user's row.
