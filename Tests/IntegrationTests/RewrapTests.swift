@@ -421,6 +421,20 @@ final class RewrapTests: XCTestCase {
         await other.close()
         let released = try await officer.query(PostgresQuery(unsafeSQL: "SELECT * FROM vault.release_rewrap_keys(\(seq), 0, 10)"))
         XCTAssertEqual(released.count, chunks, "the session that started the run gets the data keys")
+        // A write in between (another run replaced one data key): the stale replacement leaves that one alone.
+        let ids = try released.map { try $0["id"].requiredInt() }
+        let handedOut = try released.map { "\"\\\\x" + (try $0["sealed_key"].requiredBytes()).map { String(format: "%02x", $0) }.joined() + "\"" }
+        let replacement = "\"\\\\x" + String(repeating: "ee", count: 80) + "\""
+        try await execute("UPDATE vault.data_keys SET sealed_key = decode(repeat('dd', 80), 'hex') WHERE id = \(ids[0])")
+        let replaced = try await officer.query(PostgresQuery(unsafeSQL: """
+            SELECT vault.replace_rewrap_keys(\(seq), '{\(ids.map(String.init).joined(separator: ","))}',
+                                             '{\(handedOut.joined(separator: ","))}',
+                                             '{\(Array(repeating: replacement, count: ids.count).joined(separator: ","))}') AS n
+            """)).first!["n"].requiredInt()
+        XCTAssertEqual(replaced, chunks - 1, "only the data keys still as they were handed out are replaced")
+        let kept = try await query("SELECT key_id, encode(sealed_key, 'hex') AS k FROM vault.data_keys WHERE id = \(ids[0])").first!
+        XCTAssertEqual(try kept["key_id"].requiredString(), a)
+        XCTAssertEqual(try kept["k"].requiredString(), String(repeating: "dd", count: 80), "the other writer's bytes stay")
         await officer.close()
 
         // --to the old key's own public key: usage, before the database.
@@ -430,6 +444,38 @@ final class RewrapTests: XCTestCase {
         XCTAssertTrue(same.stderr.contains("--to holds the public key of the old vault key"), same.stderr)
         let logAfterSame = try await logLength()
         XCTAssertEqual(logAfterSame, logBeforeSame)
+
+        // --to is checked like vault.pub: writable by others is refused (77) before the database.
+        let writable = keys.appendingPathComponent("writable.pub")
+        try FileManager.default.copyItem(atPath: path("b", "vault.pub"), toPath: writable.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: writable.path)
+        let exposedTo = try runPiivault(["rewrap", "--database-url", compliance!, "--key-file", path("a", "vault.key"),
+                                         "--to", writable.path, "--reason", "ROT-5"])
+        XCTAssertEqual(exposedTo.status, 77, exposedTo.stderr)
+        XCTAssertTrue(exposedTo.stderr.contains("chmod go-w"), exposedTo.stderr)
+
+        // A passphrase-protected old key: a wrong passphrase stops before the database (77); the right one loads it
+        // (it is another vault's key, so there is nothing to rewrap, and that is logged).
+        let passphrase = keys.appendingPathComponent("passphrase"), wrong = keys.appendingPathComponent("wrong")
+        try "correct horse battery staple\n".write(to: passphrase, atomically: true, encoding: .utf8)
+        try "incorrect horse\n".write(to: wrong, atomically: true, encoding: .utf8)
+        for file in [passphrase, wrong] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path) }
+        let keygen = try runPiivault(["keygen", "--dir", keys.appendingPathComponent("p").path, "--passphrase"],
+                                     environment: ["PIIVAULT_PASSPHRASE_FILE": passphrase.path])
+        XCTAssertEqual(keygen.status, 0, keygen.stderr)
+        let wrongPassphrase = try rewrap(["--reason", "ROT-6"], from: "p", environment: ["PIIVAULT_PASSPHRASE_FILE": wrong.path])
+        XCTAssertEqual(wrongPassphrase.status, 77, wrongPassphrase.stderr)
+        let logAfterOffline = try await logLength()
+        XCTAssertEqual(logAfterOffline, logBeforeSame, "refused key files reach no database")
+        let locked = try rewrap(["--reason", "ROT-6"], from: "p", environment: ["PIIVAULT_PASSPHRASE_FILE": passphrase.path])
+        XCTAssertEqual(locked.status, 0, locked.stderr)
+        XCTAssertTrue(locked.stdout.contains("nothing to rewrap: no data key is sealed to vault key \(try keyID("p"))"), locked.stdout)
+        let lockedEntry = try await entries(after: logAfterOffline)
+        XCTAssertEqual(lockedEntry.count, 1)
+        XCTAssertTrue(lockedEntry.first?.contains("|rewrap|ROT-6|vault_key:\(try keyID("p"))->") ?? false, "\(lockedEntry)")
+        let unchanged = try await vaultState()
+        XCTAssertEqual(unchanged.split(separator: ";").dropFirst().joined(), state.split(separator: ";").dropFirst().joined(),
+                       "values untouched")
         try await auditVerify()
     }
 }
