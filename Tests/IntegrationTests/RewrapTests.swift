@@ -344,6 +344,60 @@ final class RewrapTests: XCTestCase {
         try await auditVerify()
     }
 
+    // MARK: What rewrap leaves alone
+
+    func testADamagedDataKeyIsLeftSealedToTheOldKeyReportedAndLogged() async throws {
+        let a = try keyID("a"), b = try keyID("b")
+        let damaged = try await count("SELECT min(id) FROM vault.data_keys WHERE key_id = '\(a)'")
+        // Flip every bit of one byte (a fixed value could equal the byte it replaces).
+        try await execute("UPDATE vault.data_keys SET sealed_key = set_byte(sealed_key, 40, get_byte(sealed_key, 40) # 255) WHERE id = \(damaged)")
+        let before = try await logLength()
+        let result = try rewrap(["--reason", "ROT-7"])
+        XCTAssertEqual(result.status, 65, result.stderr)
+        XCTAssertTrue(result.stdout.contains("rewrapped \(chunks - 1) data keys"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("1 data keys did not open with the old key; left sealed to it"), result.stdout)
+        XCTAssertTrue(result.stderr.contains("1 data keys and 0 values did not open with the old vault key"), result.stderr)
+        let left = try await query("SELECT id FROM vault.data_keys WHERE key_id = '\(a)'").map { try $0["id"].requiredInt() }
+        XCTAssertEqual(left, [damaged])
+        let outcomes = try await entries(after: before).map { $0.split(separator: "|").suffix(3).joined(separator: "|") }
+        XCTAssertEqual(outcomes, [
+            "vault_key:\(a)->\(b) data_keys:\(chunks)|\(chunks)|ok",
+            "vault_key:\(a)->\(b)|0|refused: data key damaged (1 data keys and 0 values did not open with vault key \(a))",
+        ])
+        try await auditVerify()
+    }
+
+    func testFullKeepsTheOldDataKeysWhileAnETLRunSealsToTheOldKeyAndARerunDeletesThem() async throws {
+        let a = try keyID("a"), b = try keyID("b")
+        // An ETL run that is running with the old vault.pub holds its run lock (ETLStore.runLockNamespace) on its
+        // session for as long as it lives.
+        let etl = try await database.connect()
+        let run = try await etl.query("INSERT INTO etl_runs (source, vault_key_id) VALUES ('file:test', \(a)) RETURNING id")
+            .first!["id"].requiredInt()
+        _ = try await etl.query("SELECT pg_advisory_lock(7271501, \(run)::int4)")
+        let kept = try rewrap(["--reason", "EXPOSED-2", "--full"])
+        XCTAssertEqual(kept.status, 1, kept.stderr)
+        XCTAssertTrue(kept.stderr.contains("an ETL run sealing to it is running"), kept.stderr)
+        let stillA = try await count("SELECT count(*) FROM vault.data_keys WHERE key_id = '\(a)'")
+        XCTAssertEqual(stillA, chunks, "no old data key deleted while the ETL may still seal under one")
+        let underA = try await count("""
+            SELECT (SELECT count(*) FROM vault.secrets AS s JOIN vault.data_keys AS k ON k.id = s.data_key_id WHERE k.key_id = '\(a)')
+                 + (SELECT count(*) FROM vault.quarantine AS q JOIN vault.data_keys AS k ON k.id = q.data_key_id WHERE k.key_id = '\(a)')
+            """)
+        XCTAssertEqual(underA, 0, "the values moved all the same")
+
+        await etl.close()  // the ETL run ended
+        let rerun = try rewrap(["--reason", "EXPOSED-2", "--full"])
+        XCTAssertEqual(rerun.status, 0, rerun.stderr)
+        XCTAssertTrue(rerun.stdout.contains("re-encrypted 0 values under 0 new data keys sealed to \(b)"), rerun.stdout)
+        XCTAssertTrue(rerun.stdout.contains("deleted \(chunks) data keys sealed to \(a); 0 left"), rerun.stdout)
+        let gone = try await count("SELECT count(*) FROM vault.data_keys WHERE key_id = '\(a)'")
+        let newKeys = try await count("SELECT count(*) FROM vault.data_keys WHERE key_id = '\(b)'")
+        XCTAssertEqual([gone, newKeys], [0, 1], "one new data key for the run that moved values, none for the rerun")
+        try await assertUnmasksWithBOnly()
+        try await auditVerify()
+    }
+
     // MARK: Acceptance 4: other roles, and a failing append
 
     func testOtherRolesAreRefusedAndLoggedAndNothingChangesWhenTheAppendFails() async throws {

@@ -250,24 +250,22 @@ private struct RewrapRun {
     }
 
     /// Full rewrap: every value under the old data keys opened and sealed again under a data key of this run (sealed
-    /// to the new key, stored first), then the old data keys no value references are deleted.
+    /// to the new key, stored in the batch's transaction before the values that use it), then the old data keys no
+    /// value references are deleted.
     func reencryptValues(into report: inout RewrapReport) async throws {
-        var sealer = try await newSealer(&report)
+        var sealer: RunSealer?
         var opener: (id: Int, opener: DataKeyOpener?)?
         for kind in ["secret", "quarantine"] {
             var afterKey = 0, afterRef = ""
             while true {
-                // A data key seals at most DataKeySealer.valueLimit values: a batch never crosses that.
-                if sealer.sealer.sealedCount + request.batchSize > DataKeySealer.valueLimit {
-                    sealer = try await newSealer(&report)
-                }
-                let current = sealer
-                let cached = opener
+                let current = sealer, cached = opener
                 let outcome = try await connection.transaction { connection in
                     try await reencryptBatch(kind: kind, afterKey: afterKey, afterRef: afterRef, sealer: current,
                                              cached: cached, connection: connection)
                 }
                 guard outcome.count > 0 else { break }
+                if outcome.sealer?.id != sealer?.id { report.dataKeysCreated += 1 }
+                sealer = outcome.sealer
                 opener = outcome.opener
                 report.valuesResealed += outcome.moved
                 report.valuesDamaged += outcome.damaged
@@ -299,19 +297,22 @@ private struct RewrapRun {
         var deleted = 0
         var last: (Int, String) = (0, "")
         var opener: (id: Int, opener: DataKeyOpener?)?
+        var sealer: RunSealer?
     }
 
-    /// A fresh data key sealed to the new key, stored (committed) before any value is sealed under it.
-    private func newSealer(_ report: inout RewrapReport) async throws -> RunSealer {
+    /// The run's data key for a batch of `count` values: `current`, or (none yet, or it would pass
+    /// `DataKeySealer.valueLimit` values) a fresh one sealed to the new key and stored in the batch's transaction.
+    private func sealer(for count: Int, current: RunSealer?, connection: PostgresConnection) async throws -> RunSealer {
+        if let current, current.sealer.sealedCount + count <= DataKeySealer.valueLimit { return current }
         let sealer = try DataKeySealer(vaultPublicKey: request.newPublicKey)
         let id = try await connection.query(
             "SELECT vault.add_rewrap_data_key(\(seq), \(sealer.sealedDataKey.sealed)) AS id").first!["id"].requiredInt()
-        report.dataKeysCreated += 1
         return RunSealer(sealer: sealer, id: id)
     }
 
     private func reencryptBatch(
-        kind: String, afterKey: Int, afterRef: String, sealer: RunSealer, cached: (id: Int, opener: DataKeyOpener?)?,
+        kind: String, afterKey: Int, afterRef: String, sealer current: RunSealer?,
+        cached: (id: Int, opener: DataKeyOpener?)?,
         connection: PostgresConnection
     ) async throws -> BatchOutcome {
         let oldKey = request.oldSecretKey
@@ -319,7 +320,10 @@ private struct RewrapRun {
             SELECT ref, data_key_id, sealed_key, sealed
               FROM vault.release_rewrap_values(\(seq), \(kind), \(afterKey), \(afterRef), \(request.batchSize))
             """)
-        var outcome = BatchOutcome(count: rows.count, last: (afterKey, afterRef), opener: cached)
+        var outcome = BatchOutcome(count: rows.count, last: (afterKey, afterRef), opener: cached, sealer: current)
+        guard !rows.isEmpty else { return outcome }
+        let sealer = try await self.sealer(for: rows.count, current: current, connection: connection)
+        outcome.sealer = sealer
         var refs: [String] = [], oldIDs: [Int] = [], sealed: [[UInt8]] = []
         for row in rows {
             let ref = try row["ref"].requiredString(), dataKeyID = try row["data_key_id"].requiredInt()
