@@ -7,6 +7,8 @@ BENCH_MESSAGES ?= 200000
 BENCH_DISTINCT ?= 1.0 0.1
 MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
+# `make bench-compliance COMPLIANCE_ROWS=1000000`: lookup, forget and retention on that many loaded logins.
+COMPLIANCE_ROWS ?= 1000000
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
 # `make bench-rewrap DATA_KEYS=1000` (see scripts/bench-rewrap).
@@ -16,7 +18,7 @@ DATA_KEYS ?= 1000
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-sqs bench-rewrap services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-sqs bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -46,8 +48,15 @@ test-unit: deps-build
 	PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing --filter '^($(subst $(space),|,$(UNIT_TEST_TARGETS)))\.'
 
 # Builds, starts throwaway Postgres and moto_server on loopback, runs every test (none may skip), stops them.
+# Tests run TEST_WORKERS at a time, each in a process of its own (most of a test's time is spent waiting on the
+# binary, the database or the emulator); `make test TEST_WORKERS=1` runs them one after another. A crash of the
+# binary under test prints its full backtrace. The suite's time is printed at the end (`real`); per-test times land in
+# .build/test-results.xml.
+TEST_WORKERS ?= 4
 test: build lint-deploy
-	scripts/with-services env PIIVAULT_REQUIRE_SERVICES=1 $(SWIFT) test --disable-swift-testing
+	scripts/with-services bash -c 'time env PIIVAULT_REQUIRE_SERVICES=1 SWIFT_BACKTRACE=preset=full \
+		$(SWIFT) test --disable-swift-testing --parallel --num-workers $(TEST_WORKERS) \
+		--xunit-output .build/test-results.xml'
 
 # The deployment files: the Dockerfile passes hadolint (settings in .hadolint.yaml), the Kubernetes manifests pass
 # kubernetes-validate (offline, bundled schemas); the target fails when either does not.
@@ -63,6 +72,10 @@ demo: build
 bench: release
 	scripts/with-services scripts/bench "$(MESSAGES)" $(DISTINCT)
 	scripts/with-services scripts/bench-unmask
+
+# The data-subject requests on COMPLIANCE_ROWS logins: lookup and forget database time, retention rate.
+bench-compliance: release
+	scripts/with-services scripts/bench-compliance "$(COMPLIANCE_ROWS)"
 
 # The SQS end-to-end comparison (slow on moto_server, whose receive slows as the queue grows; see scripts/bench-sqs).
 bench-sqs: release

@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.36.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -46,6 +47,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -102,7 +104,8 @@ let package = Package(
         // Unit tier (`make test-unit`): no Postgres, no SQS emulator, no Python. They may run the built binary.
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
         // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log")],
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log"),
+                                                  .product(name: "NIOSSL", package: "swift-nio-ssl")],
                     swiftSettings: strictSettings),
         .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
         // Integration tier (`make test` runs both tiers): real PostgreSQL, moto_server, Python cross-checks.

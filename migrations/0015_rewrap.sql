@@ -321,8 +321,8 @@ BEGIN
 END
 $$;
 
--- A login outside compliance that tries rewrap is logged with subject 'vault_key' (the other fixed subjects as in
--- 0010). Same body as 0010 otherwise.
+-- A login outside compliance that tries rewrap is logged with subject 'vault_key' (the fixed subjects of 0010 and
+-- 0014, and this one). Same body as 0014 otherwise; a later migration that replaces it must keep every subject.
 CREATE OR REPLACE FUNCTION audit.append_denied(
     action text, reason text, subject text, os_user text, client_host text
 ) RETURNS bigint
@@ -347,11 +347,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF subject IS NULL OR NOT (
-           subject IN ('tokens', 'user_id', 'message_id', 'vault_key')
+           subject IN ('tokens', 'user_id', 'message_id', 'cutoff', 'vault_key')
            OR (subject LIKE 'tokens:%' AND NOT EXISTS (
                    SELECT 1 FROM unnest(string_to_array(substr(subject, 8), ',')) AS t WHERE NOT audit.is_token(t))))
     THEN
-        RAISE EXCEPTION 'subject must be tokens, user_id, message_id or vault_key, or tokens: followed by tokens'
+        RAISE EXCEPTION 'subject must be tokens, user_id, message_id, cutoff or vault_key, or tokens: followed by tokens'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     entry := audit.append_entry(action, coalesce(nullif(btrim(reason), ''), '(no reason given)'), subject, 0,

@@ -16,6 +16,8 @@ public struct AWSError: Error, CustomStringConvertible, Sendable {
         case unavailable
         /// A credentials service answered with something that could not be understood.
         case invalidResponse
+        /// The CA bundle (`AWS_CA_BUNDLE` or the profile's `ca_bundle`) cannot be read or holds no PEM certificate.
+        case invalidCABundle
     }
 
     /// What kind of failure this is.

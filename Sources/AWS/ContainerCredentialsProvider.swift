@@ -51,6 +51,9 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
             let response: HTTPResponse
             do {
                 response = try await transport.send(request, timeout: Self.timeout)
+            } catch let error as HTTPTransportError where error.kind == .tlsFailed {
+                throw AWSError(kind: .unavailable,
+                               message: "cannot get \(context): TLS verification failed (\(error.detail)); \(error.tlsAdvice)")
             } catch let error as HTTPTransportError {
                 lastError = AWSError(kind: .unavailable,
                                      message: "cannot get \(context) (\(error.detail)); check that the task or pod has a role and the endpoint is reachable")

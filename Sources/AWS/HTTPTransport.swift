@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One HTTP request as AWS clients send it.
 public struct HTTPRequest: Sendable {
@@ -63,7 +64,10 @@ public struct HTTPTransportError: Error, CustomStringConvertible, Sendable {
         case timedOut
         /// The answer was larger than the request's `maxResponseBytes`.
         case responseTooLarge
-        /// Anything else (connection reset, TLS, a protocol error).
+        /// The TLS handshake failed: the server's certificate is not signed by a trusted CA, does not name the host,
+        /// or the handshake broke off. The request never left.
+        case tlsFailed
+        /// Anything else (connection reset, a protocol error).
         case failed
     }
 
@@ -79,7 +83,17 @@ public struct HTTPTransportError: Error, CustomStringConvertible, Sendable {
     }
 
     /// Whether the server may have received (and acted on) the request.
-    public var requestMayHaveArrived: Bool { kind != .connectFailed }
+    public var requestMayHaveArrived: Bool { kind != .connectFailed && kind != .tlsFailed }
+
+    /// What to do about a ``Kind/tlsFailed`` error, for the callers' messages.
+    public var tlsAdvice: String {
+        detail == Self.hostNameMismatch
+            ? "use the host name the endpoint's certificate names in the endpoint URL"
+            : "set AWS_CA_BUNDLE (or ca_bundle in the profile) to the PEM file of the CA that signed the endpoint's certificate"
+    }
+
+    /// The detail of a ``Kind/tlsFailed`` error whose certificate names another host.
+    static let hostNameMismatch = "the server's certificate does not name this host"
 
     /// The kind and the detail.
     public var description: String { "\(kind.rawValue): \(detail)" }
@@ -93,25 +107,67 @@ public protocol HTTPTransport: Sendable {
     func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse
 }
 
-/// The process-wide client behind ``AsyncHTTPClientTransport``: like `HTTPClient.shared`, but a failed connection
-/// fails the attempt at once instead of being retried inside the client until the deadline, so that the callers'
-/// own retry policies (and a fast "unreachable") decide. Never shut down, like `HTTPClient.shared`.
-private let awsHTTPClient: HTTPClient = {
-    var configuration = HTTPClient.Configuration.singletonConfiguration
-    configuration.connectionPool.retryConnectionEstablishment = false
-    configuration.timeout.connect = .seconds(5)
-    return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-}()
+/// The HTTP clients behind ``AsyncHTTPClientTransport``: one for the system trust store and one per CA bundle, each
+/// made on first use and never shut down (like `HTTPClient.shared`; a process makes one or two). Unlike
+/// `HTTPClient.shared`, a failed connection fails the attempt at once instead of being retried inside the client
+/// until the deadline, so that the callers' own retry policies (and a fast "unreachable") decide.
+///
+/// `@unchecked Sendable`: the dictionary is only read and written with `lock` held.
+private final class AWSHTTPClients: @unchecked Sendable {
+    static let shared = AWSHTTPClients()
+    private let lock = NSLock()
+    private var clients: [String: HTTPClient] = [:]
 
-/// The production transport: AsyncHTTPClient (connection pooling, TLS against the system trust store).
+    func client(caBundle: AWSCABundle?) -> HTTPClient {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = caBundle?.path ?? ""
+        if let client = clients[key] { return client }
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        if let caBundle {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(caBundle.certificates)
+            configuration.tlsConfiguration = tls
+        }
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        clients[key] = client
+        return client
+    }
+}
+
+/// The production transport: AsyncHTTPClient (connection pooling, TLS verified against the system trust store or a
+/// CA bundle).
 public struct AsyncHTTPClientTransport: HTTPTransport {
     private let httpClient: HTTPClient
     private let logger: Logger
 
     /// Creates a transport on a client whose lifetime is the caller's (the default needs no shutdown).
     public init(httpClient: HTTPClient? = nil, logger: Logger = Logger(label: "piivault.http")) {
-        self.httpClient = httpClient ?? awsHTTPClient
+        self.httpClient = httpClient ?? AWSHTTPClients.shared.client(caBundle: nil)
         self.logger = logger
+    }
+
+    /// Creates a transport that verifies HTTPS endpoints against `caBundle` only (nil: the system trust store).
+    public init(caBundle: AWSCABundle?, logger: Logger = Logger(label: "piivault.http")) {
+        self.httpClient = AWSHTTPClients.shared.client(caBundle: caBundle)
+        self.logger = logger
+    }
+
+    /// The transport the AWS settings ask for: verifying against `AWS_CA_BUNDLE` or the profile's `ca_bundle` when
+    /// one is set, else against the system trust store.
+    ///
+    /// - Throws: ``AWSError`` (`invalidCABundle`) when the bundle cannot be read or holds no PEM certificate.
+    public static func resolve(environment: AWSEnvironment, profile: AWSProfile?,
+                               logger: Logger = Logger(label: "piivault.http")) throws -> AsyncHTTPClientTransport {
+        let bundle = try AWSCABundle.resolve(environment: environment, profile: profile)
+        if let bundle {
+            logger.debug("verifying AWS endpoints against a CA bundle",
+                         metadata: ["path": "\(bundle.path)", "from": "\(bundle.origin)",
+                                    "certificates": "\(bundle.certificates.count)"])
+        }
+        return AsyncHTTPClientTransport(caBundle: bundle, logger: logger)
     }
 
     public func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse {
@@ -142,6 +198,7 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
         if error is NIOTooManyBytesError {
             return HTTPTransportError(kind: .responseTooLarge, detail: "the answer is larger than \(limit) bytes")
         }
+        if let tls = tlsFailure(error) { return HTTPTransportError(kind: .tlsFailed, detail: tls) }
         if error is NIOConnectionError { return HTTPTransportError(kind: .connectFailed, detail: detail) }
         if let ioError = error as? IOError,
            [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL].contains(ioError.errnoCode) {
@@ -157,6 +214,19 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
             }
         }
         return HTTPTransportError(kind: .failed, detail: detail)
+    }
+
+    /// A short reason for a failed TLS handshake, instead of the library's text (BoringSSL's error stack); nil for
+    /// any other error.
+    static func tlsFailure(_ error: any Error) -> String? {
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return HTTPTransportError.hostNameMismatch
+        }
+        if let sslError = error as? NIOSSLError, case .handshakeFailed(let underlying) = sslError {
+            return String(describing: underlying).contains("CERTIFICATE_VERIFY_FAILED")
+                ? "the server's certificate is not signed by a trusted CA" : "the TLS handshake failed"
+        }
+        return nil
     }
 }
 

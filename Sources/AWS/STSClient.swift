@@ -76,6 +76,10 @@ public struct STSClient: Sendable {
                 response = try await transport.send(HTTPRequest(method: "POST", url: endpoint, headers: headers,
                                                                 body: body, maxResponseBytes: 1024 * 1024),
                                                     timeout: Self.timeout)
+            } catch let error as HTTPTransportError where error.kind == .tlsFailed {
+                // The same certificate would fail again: no retry.
+                throw AWSError(kind: .unavailable,
+                               message: "\(context): TLS verification of STS failed (\(error.detail)); \(error.tlsAdvice)")
             } catch let error as HTTPTransportError {
                 lastError = AWSError(kind: .unavailable,
                                      message: "\(context): cannot reach STS (\(error.detail)); check AWS_ENDPOINT_URL_STS, the region and the network")

@@ -35,13 +35,13 @@ public struct SQSClient: Sendable {
     /// Creates a client.
     ///
     /// - Parameters:
-    ///   - transport: how requests are sent (AsyncHTTPClient by default; a fake in unit tests).
+    ///   - transport: how requests are sent (default: the configuration's transport; a fake in unit tests).
     ///   - logger: where calls and retries are logged (debug and warning); never with credentials or bodies.
     ///   - now: the clock used for signatures (injectable for tests).
-    public init(configuration: SQSConfiguration, transport: any HTTPTransport = AsyncHTTPClientTransport(),
+    public init(configuration: SQSConfiguration, transport: (any HTTPTransport)? = nil,
                 logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         self.configuration = configuration
-        self.transport = transport
+        self.transport = transport ?? configuration.transport
         self.logger = logger
         self.now = now
     }
@@ -435,6 +435,9 @@ public struct SQSClient: Sendable {
         case .responseTooLarge:
             return SQSError(kind: .invalidResponse,
                             message: "\(context): the answer from \(endpoint) is larger than any SQS answer can be (\(detail)); check that the endpoint is SQS")
+        case .tlsFailed:
+            return SQSError(kind: .tlsVerification,
+                            message: "\(context): TLS verification of SQS at \(endpoint) failed (\(detail)); \(error.tlsAdvice)")
         case .connectFailed, .failed:
             return SQSError(kind: .connection,
                             message: "\(context): cannot reach SQS at \(endpoint) (\(detail)); check the endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL or the queue URL) and the network")

@@ -48,17 +48,21 @@ public struct SQSConfiguration: Sendable {
     public var retry: SQSRetryPolicy
     /// The time one attempt may take (a long-polling receive gets its wait time on top).
     public var callTimeout: Duration
+    /// How requests are sent when the client is given no transport of its own: the one the credentials providers
+    /// use too, so that every AWS request verifies TLS against the same CA bundle.
+    public var transport: any HTTPTransport
 
     /// Creates a configuration from explicit values.
     public init(credentialsProvider: any AWSCredentialsProvider, region: String, endpoint: URL,
                 wireProtocol: SQSWireProtocol = .query, retry: SQSRetryPolicy = SQSRetryPolicy(),
-                callTimeout: Duration = .seconds(10)) {
+                callTimeout: Duration = .seconds(10), transport: any HTTPTransport = AsyncHTTPClientTransport()) {
         self.credentialsProvider = credentialsProvider
         self.region = region
         self.endpoint = endpoint
         self.wireProtocol = wireProtocol
         self.retry = retry
         self.callTimeout = callTimeout
+        self.transport = transport
     }
 
     /// Creates a configuration with fixed keys.
@@ -79,14 +83,17 @@ public struct SQSConfiguration: Sendable {
     ///   with a custom endpoint (an emulator) and none of these, `us-east-1`.
     /// - Endpoint: `endpointURL`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, the queue
     ///   URL's scheme, host and port, else `https://sqs.REGION.amazonaws.com`.
+    /// - Transport (SQS and the credentials providers): `transport` if given, else AsyncHTTPClient verifying TLS
+    ///   against `AWS_CA_BUNDLE`, the profile's `ca_bundle`, else the system trust store.
     ///
-    /// - Throws: ``AWSError`` (`configuration`) for a profile that does not exist, a malformed endpoint or no region.
+    /// - Throws: ``AWSError`` (`configuration`) for a profile that does not exist, a malformed endpoint or no region;
+    ///   (`invalidCABundle`) for a CA bundle that cannot be read or holds no certificate.
     public static func resolve(
         environment: AWSEnvironment, queueURL: String? = nil, endpointURL: String? = nil, profile: String? = nil,
         wireProtocol: SQSWireProtocol = .query, retry: SQSRetryPolicy = SQSRetryPolicy(),
         callTimeout: Duration = .seconds(10), credentialsProvider: (any AWSCredentialsProvider)? = nil,
         refreshLeadTime: TimeInterval = CachingCredentialsProvider.defaultRefreshLeadTime,
-        transport: any HTTPTransport = AsyncHTTPClientTransport(), logger: Logger = Logger(label: "piivault.aws")
+        transport: (any HTTPTransport)? = nil, logger: Logger = Logger(label: "piivault.aws")
     ) throws -> SQSConfiguration {
         let shared = try AWSSharedConfig.load(environment: environment, profile: profile)
         let selected = shared.selectedProfile
@@ -95,6 +102,8 @@ public struct SQSConfiguration: Sendable {
                 kind: .configuration,
                 message: "AWS profile \"\(shared.profileName)\" not found in \(shared.filesDescription); check AWS_PROFILE or create the profile (`aws configure --profile \(shared.profileName)`)")
         }
+        let transport = try transport ?? AsyncHTTPClientTransport.resolve(environment: environment, profile: selected,
+                                                                          logger: logger)
 
         // Endpoint (before the region, because an emulator endpoint lets the region default).
         let queue = queueURL.flatMap { URL(string: $0) }.flatMap { $0.host == nil ? nil : $0 }
@@ -115,7 +124,8 @@ public struct SQSConfiguration: Sendable {
                                              transport: transport, logger: logger),
             refreshLeadTime: refreshLeadTime, logger: logger)
         return SQSConfiguration(credentialsProvider: provider, region: region, endpoint: endpoint,
-                                wireProtocol: wireProtocol, retry: retry, callTimeout: callTimeout)
+                                wireProtocol: wireProtocol, retry: retry, callTimeout: callTimeout,
+                                transport: transport)
     }
 
     /// ``resolve(environment:queueURL:endpointURL:profile:wireProtocol:retry:callTimeout:credentialsProvider:refreshLeadTime:transport:logger:)``

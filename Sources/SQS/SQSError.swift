@@ -15,8 +15,11 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         case throttled
         /// SQS answered with a 5xx status.
         case serverError
-        /// The endpoint could not be reached (refused, reset, DNS, TLS).
+        /// The endpoint could not be reached (refused, reset, DNS, a TLS protocol failure).
         case connection
+        /// The endpoint's TLS certificate did not verify (an untrusted CA, a certificate for another host name).
+        /// Not retried: the same certificate would fail again.
+        case tlsVerification
         /// A call (or all retries together) ran out of time.
         case timeout
         /// SQS rejected the request as invalid (any other 4xx error code).

@@ -21,6 +21,7 @@ struct Piivault: AsyncParsableCommand {
             Unmask.self,
             Lookup.self,
             Forget.self,
+            Retention.self,
             Rewrap.self,
             Runs.self,
             Audit.self,

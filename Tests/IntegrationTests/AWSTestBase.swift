@@ -26,8 +26,8 @@ class AWSTestCase: XCTestCase {
         if let home { try? FileManager.default.removeItem(at: home) }
     }
 
-    /// Every AWS variable a developer's shell might carry, unset, plus a clean home; IMDS off unless a test turns
-    /// it on (this machine has none, and waiting for it would only slow the test).
+    /// Every AWS variable a developer's shell (or the machine: `AWS_CA_BUNDLE`) might carry, unset, plus a clean
+    /// home; IMDS off unless a test turns it on (this machine has none, and waiting for it would only slow the test).
     var cleanAWSEnvironment: [String: String?] {
         var env: [String: String?] = ["HOME": home.path, "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1"]
         for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
@@ -37,7 +37,7 @@ class AWSTestCase: XCTestCase {
                      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                      "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
                      "AWS_EC2_METADATA_SERVICE_ENDPOINT", "PIIVAULT_QUEUE_URL", "PIIVAULT_QUEUE_NAME",
-                     "PIIVAULT_AWS_REFRESH_LEAD_SECONDS"] {
+                     "PIIVAULT_AWS_REFRESH_LEAD_SECONDS", "AWS_CA_BUNDLE"] {
             env[name] = .some(nil)
         }
         return env

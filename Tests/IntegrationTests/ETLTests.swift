@@ -237,9 +237,13 @@ final class ETLTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: summaryFile) }
         let fromQueue = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
         XCTAssertEqual(fromQueue.status, 0, fromQueue.stderr)
-        XCTAssertTrue(fromQueue.stdout.contains("suppressed \(userMessages)"), fromQueue.stdout)
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: summaryFile)) as! [String: Any]
-        XCTAssertEqual(summary["suppressed"] as? Int, userMessages)
+        // moto now and then hands one message to two concurrent receives: such an extra copy is suppressed again
+        // (the forgotten user's) or a duplicate, never loaded.
+        let extra = try XCTUnwrap(summary["received"] as? Int) - 100
+        let suppressed = try XCTUnwrap(summary["suppressed"] as? Int)
+        XCTAssertTrue((userMessages...(userMessages + extra)).contains(suppressed), fromQueue.stdout)
+        XCTAssertTrue(fromQueue.stdout.contains("suppressed \(suppressed)"), fromQueue.stdout)
         XCTAssertEqual(summary["loaded"] as? Int, 99 - userMessages)
         let depth = try await queueDepth(queueURL)
         XCTAssertEqual(depth, 0, "suppressed messages are deleted from the queue")
@@ -255,6 +259,20 @@ final class ETLTests: XCTestCase {
         XCTAssertEqual(afterReplay, 0)
         let recorded = try await query("SELECT suppressed FROM etl_runs ORDER BY id DESC LIMIT 1").first![0].requiredInt()
         XCTAssertEqual(recorded, userMessages, "etl_runs counts the suppressed messages")
+        // `piivault runs` shows them, per run (json and table).
+        let operatorURL = try await database.createLogin(memberOf: "piivault_etl")
+        let shown = try runPiivault(["runs", "--database-url", operatorURL, "--format", "json"])
+        XCTAssertEqual(shown.status, 0, shown.stderr)
+        let runs = try XCTUnwrap(try JSONSerialization.jsonObject(with: shown.stdoutData) as? [[String: Any]])
+        XCTAssertEqual(runs.map { $0["suppressed"] as? Int }, [userMessages, userMessages, 0], shown.stdout)
+        let table = try runPiivault(["runs", "--database-url", operatorURL])
+        XCTAssertEqual(table.status, 0, table.stderr)
+        // Aligned columns: each row's cell starts where the header's "supp" does.
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        let offset = try XCTUnwrap(lines.first?.range(of: "  supp  ").map { lines[0].distance(from: lines[0].startIndex, to: $0.lowerBound) + 2 },
+                                   table.stdout)
+        XCTAssertEqual(lines.dropFirst().map { $0.dropFirst(offset).prefix { $0 != " " } }.map(String.init),
+                       ["\(userMessages)", "\(userMessages)", "0"], table.stdout)
         try await assertNoPlaintext(in: records, logs: first.stderr + fromQueue.stderr + replay.stderr + forget.stdout + forget.stderr)
     }
 
@@ -457,9 +475,11 @@ final class ETLTests: XCTestCase {
         // empty, at most three times, and count over all reruns.
         var counts: [String: Int] = [:]
         var outputs = ""
+        // A short visibility timeout on the reruns too, so that a message a rerun's last poll took after the run
+        // ended is back soon; one the queue hands out twice meanwhile is a duplicate, which the counts allow for.
         for _ in 0..<3 {
-            try await waitUntilNothingInFlight(queueURL, timeout: 20)
-            let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "30"])
+            try await waitUntilNothingInFlight(queueURL, timeout: 40)
+            let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "10"])
             XCTAssertEqual(rerun.status, 0, rerun.stderr)
             outputs += rerun.stdout
             counts.merge(summaryCounts(rerun.stdout), uniquingKeysWith: +)

@@ -9,6 +9,7 @@ final class InstallTests: XCTestCase {
     var prefix: URL!
 
     override func setUp() async throws {
+        _ = try await MigratedTemplate.shared.name()  // the cluster's roles first (see MigrationTests)
         database = try await ScratchDatabase.create(prefix: "inst")
         prefix = FileManager.default.temporaryDirectory.appendingPathComponent("piivault-install-\(UUID().uuidString)")
     }

@@ -12,35 +12,52 @@ extension ScratchDatabase {
     }
 }
 
-/// The migrated template database of this test process, made on first use and dropped when the test bundle ends.
+/// The migrated template database, shared by every test process of a run (`swift test --parallel` runs each test in
+/// a process of its own): named by a digest of the migrations, made once under a cluster-wide lock, and kept. A
+/// template of other migrations (an older checkout's) is dropped when a new one is made, so at most one is left
+/// behind in a long-lived cluster; the throwaway cluster of `make test` goes away whole.
 actor MigratedTemplate {
     static let shared = MigratedTemplate()
-    private var template: ScratchDatabase?
+    private var name: String?
 
     func name() async throws -> String {
-        if let template { return template.name }
-        let database = try await ScratchDatabase.create(prefix: "template")
-        let migrations = TestServices.repositoryRoot.appendingPathComponent("migrations").path
-        let result = try runPiivault(["migrate", "--database-url", database.url, "--migrations-dir", migrations])
-        guard result.status == 0 else {
-            await database.drop()
-            throw TestSetupError("piivault migrate failed: \(result.stderr)")
+        if let name { return name }
+        let migrations = TestServices.repositoryRoot.appendingPathComponent("migrations")
+        let wanted = "piivault_template_" + (try Self.digest(of: migrations))
+        try await ScratchDatabase.withClusterLock { admin in
+            let existing = try await admin.query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'piivault\\_template\\_%'")
+                .map { try $0[0].string() ?? "" }
+            if existing.contains(wanted) { return }
+            for stale in existing {
+                try await admin.execute(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(stale) WITH (FORCE)"))
+            }
+            // Migrated under another name first, so that no process ever copies a half-migrated template; the
+            // cluster lock also keeps two processes from creating the cluster's roles (migration 0001) at once.
+            let database = try await ScratchDatabase.create(prefix: "template")
+            let result = try runPiivault(["migrate", "--database-url", database.url,
+                                          "--migrations-dir", migrations.path])
+            guard result.status == 0 else {
+                await database.drop()
+                throw TestSetupError("piivault migrate failed: \(result.stderr)")
+            }
+            try await admin.execute(PostgresQuery(unsafeSQL: "ALTER DATABASE \(database.name) RENAME TO \(wanted)"))
         }
-        template = database
-        XCTestObservationCenter.shared.addTestObserver(DropAtEnd(database))
-        return database.name
+        name = wanted
+        return wanted
     }
 
-    /// Drops the template when the bundle has run.
-    private final class DropAtEnd: NSObject, XCTestObservation, @unchecked Sendable {
-        // Immutable after init.
-        private let database: ScratchDatabase
-        init(_ database: ScratchDatabase) { self.database = database }
-        func testBundleDidFinish(_ testBundle: Bundle) {
-            let done = DispatchSemaphore(value: 0)
-            let database = self.database
-            Task.detached { await database.drop(); done.signal() }
-            done.wait()
+    /// The first 12 hex digits of the SHA-256 of the migration files' names and contents, in name order.
+    private static func digest(of directory: URL) throws -> String {
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
+            .sorted()
+        var input = Data()
+        for file in files {
+            input.append(Data(file.utf8))
+            input.append(try Data(contentsOf: directory.appendingPathComponent(file)))
         }
+        let result = try runProcess("sha256sum", [], input: input)
+        guard result.status == 0 else { throw TestSetupError("sha256sum failed: \(result.stderr)") }
+        return String(result.stdout.prefix(12))
     }
 }

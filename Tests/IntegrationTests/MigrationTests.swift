@@ -9,6 +9,9 @@ final class MigrationTests: XCTestCase {
     var database: ScratchDatabase!
 
     override func setUp() async throws {
+        // The cluster's roles exist before any test here migrates (made once, under the cluster lock), so that
+        // parallel test processes never race to create them.
+        _ = try await MigratedTemplate.shared.name()
         database = try await ScratchDatabase.create(prefix: "mig")
     }
 

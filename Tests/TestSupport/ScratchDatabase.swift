@@ -34,6 +34,22 @@ public final class ScratchDatabase: @unchecked Sendable {
         return ScratchDatabase(name: name, url: try replacingDatabase(in: adminURL, with: name), adminURL: adminURL)
     }
 
+    /// Runs `body` holding a lock that every test process of the cluster shares (an advisory lock in the cluster's
+    /// `postgres` database, on the connection handed to `body`): for work that must happen once per cluster.
+    public static func withClusterLock(_ body: (PostgresConnection) async throws -> Void) async throws {
+        let admin = try await PostgresConnection.connect(try TestServices.databaseURL())
+        do {
+            // An arbitrary constant key: "piivault test cluster".
+            _ = try await admin.execute("SELECT pg_advisory_lock(7000123456)")
+            try await body(admin)
+            _ = try await admin.execute("SELECT pg_advisory_unlock(7000123456)")
+        } catch {
+            await admin.close()
+            throw error
+        }
+        await admin.close()
+    }
+
     /// A superuser connection to this database.
     public func connect() async throws -> PostgresConnection {
         try await PostgresConnection.connect(url)

@@ -70,6 +70,17 @@ public enum TestServices {
         try required("PIIVAULT_TEST_SQS_ENDPOINT", service: "the SQS emulator")
     }
 
+    /// The CA that signed the throwaway cluster's TLS certificate (for `localhost` only).
+    public static func postgresCA() throws -> String {
+        if setting("PIIVAULT_TEST_DATABASE_URL") != nil, setting("PIIVAULT_TEST_PG_CA") == nil {
+            // A cluster started by an older scripts/services serves no TLS.
+            let message = "the PostgreSQL cluster serves no TLS: PIIVAULT_TEST_PG_CA is not set; restart it with `scripts/services stop; scripts/services start`"
+            if servicesRequired { throw TestSetupError(message) }
+            throw XCTSkip(message)
+        }
+        return try required("PIIVAULT_TEST_PG_CA", service: "PostgreSQL with TLS")
+    }
+
     private static func required(_ name: String, service: String) throws -> String {
         if let value = setting(name) { return value }
         let message = "\(service) is not available: \(name) is not set and .local/services.env has no entry; run `make services` (or `scripts/services start`) first"

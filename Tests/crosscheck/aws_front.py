@@ -10,6 +10,8 @@ Settings (all optional):
                                         after issue; with "token", the Authorization header must equal it (else 401)
   "imds": {"role": R, "lifetime": S}    IMDSv2: PUT /latest/api/token, then GET /latest/meta-data/iam/security-
                                         credentials/[R] with X-aws-ec2-metadata-token (a GET without it gets 401)
+  "tls": {"cert": PATH, "key": PATH}    serve HTTPS with this certificate chain and key (PEM); a client that
+                                        refuses the certificate is logged as kind "tls_refused" with the alert
   "log": PATH                           append one JSON line per request: kind, action or path, the access key id
                                         that signed it, whether a token was presented; for STS AssumeRole* calls
                                         (kind "sts") their parameters and the access key id STS issued
@@ -19,6 +21,7 @@ The first stdout line is the port; the server runs until stdin closes.
 import datetime
 import json
 import re
+import ssl
 import sys
 import threading
 import urllib.error
@@ -169,7 +172,32 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class TLSServer(ThreadingHTTPServer):
+    """Handshakes in each connection's own thread, so that one refused handshake does not hold up the others."""
+
+    def __init__(self, address, handler, context):
+        super().__init__(address, handler)
+        self.context = context
+
+    def get_request(self):
+        sock, address = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request, client_address):
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as error:
+            log({"kind": "tls_refused", "error": str(error)})
+            return
+        super().finish_request(request, client_address)
+
+
+if settings.get("tls"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(settings["tls"]["cert"], settings["tls"]["key"])
+    server = TLSServer(("127.0.0.1", 0), Handler, context)
+else:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
 print(server.server_address[1], flush=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -61,15 +61,19 @@ public struct ForgetService: Sendable {
             throw UnmaskError.reasonRequired
         }
         let subjectHash = TombstoneHasher(key: tokenKey).hash(userID: request.userID)
-        return try await Database.withConnection(databaseURL) { connection in
+        return try await Database.withConnection(databaseURL, applicationName: "piivault forget") { connection in
             let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
             let rows: PostgresRows
             do {
                 // One transaction: the entry and the deletions commit together or not at all. First the vault-wide
                 // lock (`VaultValueLock`): no ETL batch is between its look-up of the vault and its commit while
-                // forget decides which sealed values no login references any more.
+                // forget decides which sealed values no login references any more. Waited for 10 s at most (an ETL
+                // batch holds it for its commit), then reported with its holder.
                 rows = try await connection.transaction { connection in
-                    if !request.dryRun { _ = try await connection.query(VaultValueLock.exclusive) }
+                    if !request.dryRun {
+                        try await connection.execute("SET LOCAL lock_timeout = '10s'")
+                        _ = try await connection.query(VaultValueLock.exclusive)
+                    }
                     return try await connection.query("""
                         SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
                                                         \(caller.osUser), \(caller.clientHost), \(request.dryRun))
@@ -78,12 +82,29 @@ public struct ForgetService: Sendable {
             } catch let error as PostgresError where error.isPermissionDenied {
                 // A dry run by a login outside compliance is an attempt too.
                 throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "user_id", reason: request.reason))
+            } catch let error as PostgresError where error.sqlState == "55P03" {
+                throw await Self.lockTimeout(on: connection, gate: gate, subjectHashes: [subjectHash])
             }
             guard let row = rows.first else { throw UnmaskProtocolError() }
             return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
                                 valuesDeleted: try row["values_deleted"].requiredInt(),
                                 valuesKept: try row["values_kept"].requiredInt(), logSeq: try row["log_seq"].int())
         }
+    }
+}
+
+extension ForgetService {
+    /// A lock timeout, named by its holder: an ETL batch or another erasure holding the vault-wide or the user's lock,
+    /// else a session holding the access log's append lock.
+    static func lockTimeout(on connection: PostgresConnection, gate: LoggedAccessGate, subjectHashes: [String]) async
+        -> any PIIVaultReportableError
+    {
+        let holders = await VaultLockHolders.find(on: connection, subjectHashes: subjectHashes)
+        if holders.isEmpty {
+            let logHolders = await gate.lockHolders()
+            if !logHolders.isEmpty { return AccessLogBusy(holders: logHolders) }
+        }
+        return VaultLockTimeout(action: gate.action, holders: holders)
     }
 }
 
@@ -94,4 +115,57 @@ public struct ForgetService: Sendable {
 enum VaultValueLock {
     static let exclusive: PostgresQuery = "SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))"
     static let shared: PostgresQuery = "SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))"
+}
+
+/// What `forget --quarantined` erased (or, with `--dry-run`, would erase).
+public struct QuarantineForgetReport: Sendable, Equatable {
+    public let messageID: String
+    /// 1, or 0 when no quarantined message has this id.
+    public let bodiesDeleted: Int
+    /// The `forget` entry; nil for a dry run.
+    public let logSeq: Int?
+
+    public var text: String {
+        "\(logSeq == nil ? "would delete" : "deleted") \(bodiesDeleted) quarantined body\n"
+    }
+}
+
+/// No quarantined message has the id `forget --quarantined` was given (logged as not found).
+public struct QuarantinedMessageNotFound: PIIVaultReportableError {
+    public let logSeq: Int?
+    public var message: String {
+        "no quarantined message has this id; nothing deleted"
+            + (logSeq.map { " (logged as access-log entry \($0)); check the id with `piivault unmask --quarantined`" } ?? "")
+    }
+    public var exitCode: PIIVaultExitCode { .failure }
+}
+
+extension ForgetService {
+    /// `forget --quarantined`: deletes one quarantined body through `vault.forget_quarantined` (migration 0014), its
+    /// `forget` entry (subject `message_id:<id>`) appended first in the same transaction. An unknown id is logged as not
+    /// found and throws ``QuarantinedMessageNotFound``. Needs no token key (the message id names the subject).
+    public static func forgetQuarantined(
+        messageID: String, reason: String, dryRun: Bool, databaseURL: String, caller: AccessLogCaller = .current
+    ) async throws -> QuarantineForgetReport {
+        guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
+        let report = try await Database.withConnection(databaseURL, applicationName: "piivault forget") { connection in
+            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
+            let rows: PostgresRows
+            do {
+                rows = try await connection.query("""
+                    SELECT * FROM vault.forget_quarantined(\(messageID), \(reason), \(caller.osUser),
+                                                           \(caller.clientHost), \(dryRun))
+                    """)
+            } catch let error as PostgresError where error.isPermissionDenied {
+                throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "message_id", reason: reason))
+            } catch let error as PostgresError where error.sqlState == "55P03" {
+                throw AccessLogBusy(holders: await gate.lockHolders())
+            }
+            guard let row = rows.first else { throw UnmaskProtocolError() }
+            return QuarantineForgetReport(messageID: messageID, bodiesDeleted: try row["bodies_deleted"].requiredInt(),
+                                          logSeq: try row["log_seq"].int())
+        }
+        if report.bodiesDeleted == 0 { throw QuarantinedMessageNotFound(logSeq: report.logSeq) }
+        return report
+    }
 }

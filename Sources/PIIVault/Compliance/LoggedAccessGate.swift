@@ -113,7 +113,7 @@ struct LoggedAccessGate: Sendable {
     }
 
     /// The sessions holding the log's append lock, as `pid N (login L)`, for the message of a lock timeout.
-    private func lockHolders() async -> [String] {
+    func lockHolders() async -> [String] {
         let rows = try? await connection.query("""
             SELECT l.pid, coalesce(a.usename::text, '?') AS login
               FROM pg_catalog.pg_locks AS l LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid

@@ -25,7 +25,7 @@ public enum UnmaskError: PIIVaultReportableError, Equatable {
             return "the vault \(outcome) (access-log entry \(seq)); if the request justifies it, raise --max-rows"
         case .notPermitted(let seq):
             let logged = seq.map { "the attempt is logged as access-log entry \($0)" } ?? "the attempt could not be logged"
-            return "this database login may not unmask, look up or forget: it is not a member of piivault_compliance (\(logged)); ask the database owner to GRANT piivault_compliance TO your login"
+            return "this database login may not unmask, look up, forget or delete by retention: it is not a member of piivault_compliance (\(logged)); ask the database owner to GRANT piivault_compliance TO your login"
         case let .wrongVaultKey(recorded, given, seq):
             return "the values were sealed to vault key \(recorded), but --key-file holds vault key \(given); use the vault.key with key id \(recorded) (refusal logged as access-log entry \(seq))"
         case let .dataKeyDamaged(keyID, seq):

@@ -46,7 +46,24 @@ public struct ETLRun: Sendable {
             await store.close()
             throw error
         }
-        defer { Task { await store.close(); await lookup.close() } }
+        // Closed before returning, not by a task left running: the process exits right after, and libpq must not be
+        // tearing a connection down on another thread while exit handlers run.
+        do {
+            let summary = try await run(store: store, lookup: lookup, started: started, stop: stop, progress: progress)
+            await store.close()
+            await lookup.close()
+            return summary
+        } catch {
+            await store.close()
+            await lookup.close()
+            throw error
+        }
+    }
+
+    private func run(
+        store: ETLStore, lookup: VaultLookup, started: Date, stop: StopSignal,
+        progress: @Sendable (ETLProgress) -> Void
+    ) async throws -> ETLSummary {
         try await checkVaultKey(store: store)
         let tokenizer = Tokenizer(key: tokenKey)
         let runID = try await store.beginRun(source: source.label, keys: RunKeys(

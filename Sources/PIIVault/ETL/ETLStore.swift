@@ -25,6 +25,9 @@ actor ETLStore {
     /// for as long as it lives, so a `running` row whose lock nobody holds belongs to a process that died.
     static let runLockNamespace: Int32 = 7_271_501
 
+    /// The ETL's sessions' `application_name`: `forget` and `retention` name an ETL run holding a lock they wait on.
+    static let applicationName = "piivault etl"
+
     private init(connection: PostgresConnection, databaseURL: String) {
         self.connection = connection
         self.databaseURL = databaseURL
@@ -32,7 +35,8 @@ actor ETLStore {
 
     /// Opens the run's write session.
     static func connect(_ databaseURL: String) async throws -> ETLStore {
-        ETLStore(connection: try await Database.connect(databaseURL), databaseURL: databaseURL)
+        ETLStore(connection: try await Database.connect(databaseURL, applicationName: ETLStore.applicationName),
+                 databaseURL: databaseURL)
     }
 
     func close() async {
@@ -95,7 +99,7 @@ actor ETLStore {
         do {
             _ = try await connection.execute(update)
         } catch {
-            guard let fresh = try? await Database.connect(databaseURL) else { return }
+            guard let fresh = try? await Database.connect(databaseURL, applicationName: Self.applicationName) else { return }
             _ = try? await fresh.execute(update)
             await fresh.close()
         }
@@ -245,7 +249,7 @@ actor VaultLookup {
     }
 
     static func connect(_ databaseURL: String) async throws -> VaultLookup {
-        let connection = try await Database.connect(databaseURL)
+        let connection = try await Database.connect(databaseURL, applicationName: ETLStore.applicationName)
         do {
             // Its one query asks for a few thousand tokens at a time; as vault.secrets grows, the planner would rather
             // scan the whole table with a hashed ANY than probe the primary key, which makes a run quadratic
@@ -293,12 +297,12 @@ struct UsersForgottenDuringLoad: PIIVaultReportableError {
     var exitCode: PIIVaultExitCode { .failure }
 }
 
-/// A sealed value the batch's logins reference was erased by `piivault forget` after the batch looked it up; nothing
-/// of the batch was committed.
+/// A sealed value the batch's logins reference was erased by `piivault forget` or `retention` after the batch looked it
+/// up; nothing of the batch was committed.
 struct ValuesErasedDuringLoad: PIIVaultReportableError {
     let count: Int
     var message: String {
-        "\(count) sealed value(s) a batch relies on were erased by piivault forget while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will seal them again)"
+        "\(count) sealed value(s) a batch relies on were erased by piivault forget or retention while it loaded; the batch was rolled back and its messages stay queued: run the ETL again (it will seal them again)"
     }
     var exitCode: PIIVaultExitCode { .failure }
 }

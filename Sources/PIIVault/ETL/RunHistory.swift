@@ -13,6 +13,8 @@ public struct ETLRunRecord: Sendable, Equatable {
     public var quarantined: Int
     public var valuesSealed: Int
     public var deleteFailures: Int
+    /// Messages of forgotten users (tombstoned) the run did not load and deleted from the queue.
+    public var suppressed: Int
     /// `running`, `completed`, `interrupted`, `failed`, or `abandoned` (also shown for a row still `running` whose
     /// process is gone: no session holds its lock).
     public var outcome: String
@@ -33,7 +35,7 @@ public enum RunHistory {
                     SELECT r.id, to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started,
                            to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished,
                            r.source, r.received, r.loaded, r.duplicates, r.quarantined, r.values_sealed,
-                           r.delete_failures, r.vault_key_id, r.token_key_id, r.token_key_version,
+                           r.delete_failures, r.suppressed, r.vault_key_id, r.token_key_id, r.token_key_version,
                            r.outcome, r.error,
                            CASE WHEN r.outcome = 'running' AND NOT EXISTS (
                                     SELECT 1 FROM pg_catalog.pg_locks AS l
@@ -60,6 +62,7 @@ public enum RunHistory {
                     duplicates: try row["duplicates"].requiredInt(), quarantined: try row["quarantined"].requiredInt(),
                     valuesSealed: try row["values_sealed"].requiredInt(),
                     deleteFailures: try row["delete_failures"].requiredInt(),
+                    suppressed: try row["suppressed"].requiredInt(),
                     outcome: dead ? "abandoned" : try row["outcome"].requiredString(),
                     error: dead ? "no live process holds this run: it ended without recording its end"
                         : try row["error"].string(),
@@ -72,7 +75,7 @@ public enum RunHistory {
 
 extension OutputFormat {
     static let runColumns = ["id", "started_at", "finished_at", "source", "received", "loaded", "duplicates",
-                             "quarantined", "values_sealed", "delete_failures", "outcome", "error", "vault_key_id",
+                             "quarantined", "values_sealed", "delete_failures", "suppressed", "outcome", "error", "vault_key_id",
                              "token_key_id", "token_key_version"]
 
     /// Run-history `runs` rendered in this format, ending with a newline.
@@ -81,11 +84,11 @@ extension OutputFormat {
         case .table:
             return TextOutput.table(
                 header: ["id", "started (UTC)", "finished (UTC)", "source", "received", "loaded", "dup", "quar",
-                         "sealed", "outcome", "vault key", "tokens", "error"],
+                         "sealed", "supp", "outcome", "vault key", "tokens", "error"],
                 rows: runs.map { run in
                     [String(run.id), run.startedAt, run.finishedAt ?? "-", run.source, String(run.received),
                      String(run.loaded), String(run.duplicates), String(run.quarantined), String(run.valuesSealed),
-                     run.outcome, run.vaultKeyID ?? "-", run.tokenKeyVersion.map { "v\($0)" } ?? "-",
+                     String(run.suppressed), run.outcome, run.vaultKeyID ?? "-", run.tokenKeyVersion.map { "v\($0)" } ?? "-",
                      run.error ?? ""]
                 })
         case .json:
@@ -95,7 +98,7 @@ extension OutputFormat {
                     "id": run.id, "started_at": run.startedAt, "finished_at": nullable(run.finishedAt),
                     "source": run.source, "received": run.received, "loaded": run.loaded,
                     "duplicates": run.duplicates, "quarantined": run.quarantined, "values_sealed": run.valuesSealed,
-                    "delete_failures": run.deleteFailures, "outcome": run.outcome, "error": nullable(run.error),
+                    "delete_failures": run.deleteFailures, "suppressed": run.suppressed, "outcome": run.outcome, "error": nullable(run.error),
                     "vault_key_id": nullable(run.vaultKeyID), "token_key_id": nullable(run.tokenKeyID),
                     "token_key_version": nullable(run.tokenKeyVersion),
                 ]
@@ -104,7 +107,7 @@ extension OutputFormat {
             return TextOutput.csv(header: Self.runColumns, rows: runs.map { run in
                 [String(run.id), run.startedAt, run.finishedAt ?? "", run.source, String(run.received),
                  String(run.loaded), String(run.duplicates), String(run.quarantined), String(run.valuesSealed),
-                 String(run.deleteFailures), run.outcome, run.error ?? "", run.vaultKeyID ?? "",
+                 String(run.deleteFailures), String(run.suppressed), run.outcome, run.error ?? "", run.vaultKeyID ?? "",
                  run.tokenKeyID ?? "", run.tokenKeyVersion.map(String.init) ?? ""]
             })
         }

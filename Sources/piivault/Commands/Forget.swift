@@ -5,16 +5,19 @@ import PIIVault
 struct Forget: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forget",
-        abstract: "Erase one data subject's logins and the sealed values only they reference (compliance; logged).",
+        abstract: "Erase one data subject's logins and the sealed values only they reference, or one quarantined body (compliance; logged).",
         discussion: """
-            Run as a login in role piivault_compliance, with the token key. In one transaction: appends a forget \
-            entry (subject: a keyed hash of the user id, never the id; counts of rows deleted, values deleted and \
-            values kept because other users share them), deletes the user's logins and every sealed value no \
-            remaining login references, and keeps a tombstone so that the ETL does not load the user again. If the \
-            entry cannot be written, nothing is deleted. --dry-run prints the counts and changes and logs nothing.
+            Run as a login in role piivault_compliance. --user-id (with the token key): in one transaction, appends \
+            a forget entry (subject: a keyed hash of the user id, never the id; counts of rows deleted, values \
+            deleted and values kept because other users share them), deletes the user's logins and every sealed \
+            value no remaining login references, and keeps a tombstone so that the ETL does not load the user again. \
+            --quarantined MESSAGE_ID (no key needed): in one transaction, appends a forget entry (subject: the \
+            message id) and deletes that quarantined body. If the entry cannot be written, nothing is deleted. \
+            --dry-run prints the counts and changes and logs nothing.
 
-            Exit status: 0 done; 1 failure (nothing deleted); 64 usage; 65 token key malformed; 69 database \
-            unavailable; 77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
+            Exit status: 0 done; 1 failure (nothing deleted), or no quarantined message with that id (logged); 64 \
+            usage; 65 token key malformed; 69 database unavailable, or a lock held by an ETL run past 10 s (retry); \
+            77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -26,7 +29,10 @@ struct Forget: AsyncParsableCommand {
     var reason: String?
 
     @Option(name: .customLong("user-id"), help: ArgumentHelp("The user id to erase (not logged).", valueName: "ID"))
-    var userID: String
+    var userID: String?
+
+    @Option(help: ArgumentHelp("The quarantined message to erase (its id is logged).", valueName: "MESSAGE_ID"))
+    var quarantined: String?
 
     @Flag(help: "Print what would be deleted; change nothing, log nothing.")
     var dryRun = false
@@ -35,12 +41,24 @@ struct Forget: AsyncParsableCommand {
         guard let reason, !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ValidationError("--reason is required: give the erasure request's number; it is logged")
         }
-        guard !userID.isEmpty else { throw ValidationError("--user-id must not be empty") }
+        guard (userID == nil) != (quarantined == nil) else {
+            throw ValidationError("give one of --user-id or --quarantined")
+        }
+        guard userID?.isEmpty != true else { throw ValidationError("--user-id must not be empty") }
+        guard quarantined?.isEmpty != true else { throw ValidationError("--quarantined must not be empty") }
     }
 
     func run() async throws {
         try await reportingErrors {
-            guard let path = tokenKey ?? ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
+            if let quarantined {
+                let report = try await ForgetService.forgetQuarantined(
+                    messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved)
+                print(report.text, terminator: "")
+                fflush(nil)
+                reportLogged(report.logSeq)
+                return
+            }
+            guard let userID, let path = tokenKey ?? ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
                 throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
             }
             let key = try KeyLoading.loadTokenKey(path: path)
@@ -48,11 +66,15 @@ struct Forget: AsyncParsableCommand {
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun))
             print(report.text, terminator: "")
             fflush(nil)
-            if let seq = report.logSeq {
-                FileHandle.standardError.write(Data("piivault: erasure logged as entry \(seq)\n".utf8))
-            } else {
-                FileHandle.standardError.write(Data("piivault: dry run: nothing changed, nothing logged\n".utf8))
-            }
+            reportLogged(report.logSeq)
+        }
+    }
+
+    private func reportLogged(_ seq: Int?) {
+        if let seq {
+            FileHandle.standardError.write(Data("piivault: erasure logged as entry \(seq)\n".utf8))
+        } else {
+            FileHandle.standardError.write(Data("piivault: dry run: nothing changed, nothing logged\n".utf8))
         }
     }
 }
