@@ -298,7 +298,7 @@ final class ETLTests: XCTestCase {
         // The batch is prepared (the tombstone is not committed, so not seen) and its insert waits on the lock.
         let deadline = Date().addingTimeInterval(30)
         while true {
-            let waiting = try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            let waiting = try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
                 .first![0].requiredInt()
             if waiting > 0 { break }
             XCTAssertTrue(run.isRunning, "the run ended before its insert waited on the lock")
@@ -393,7 +393,7 @@ final class ETLTests: XCTestCase {
         let tokenKey = keys.appendingPathComponent("token.key").path
         let hashY = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: tokenKey)).hash(userID: "race-y")
         func waiters() async throws -> Int {
-            try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").first![0].requiredInt()
+            try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").first![0].requiredInt()
         }
         func wait(until condition: () async throws -> Bool) async throws {
             let deadline = Date().addingTimeInterval(30)

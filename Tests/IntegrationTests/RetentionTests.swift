@@ -328,7 +328,7 @@ final class RetentionTests: XCTestCase {
             "retention", "--database-url", officer, "--reason", "RACE", "--older-than", "30",
         ])
         try await waitUntil("retention waits on the vault-wide lock", timeout: 30) {
-            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") >= 1
+            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") >= 1
                 || !run.isRunning
         }
         XCTAssertTrue(run.isRunning, run.stderr)
@@ -457,7 +457,7 @@ extension RetentionTests {
         XCTAssertEqual(stillThere, 1, "the live run's key stays")
         await run.close()  // the run's process is gone: its lock with it, once the server notices
         try await waitUntil("the run's session has ended", timeout: 30) {
-            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7271501 AND objid = \(runID)") == 0
+            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7271501 AND objid = \(runID) AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") == 0
         }
         let gone = try retention(["--reason", "POLICY", "--older-than", "30"])
         XCTAssertEqual(gone.status, 0, gone.stderr)

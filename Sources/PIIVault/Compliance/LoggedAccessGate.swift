@@ -119,6 +119,7 @@ struct LoggedAccessGate: Sendable {
               FROM pg_catalog.pg_locks AS l LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
              WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'ExclusiveLock'
                AND l.relation = pg_catalog.to_regclass('audit.access_log')
+               AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
              ORDER BY l.pid
             """)
         return (try? rows?.map { "pid \(try $0["pid"].requiredInt()) (login \(try $0["login"].requiredString()))" }) ?? []

@@ -26,6 +26,7 @@ enum VaultLockHolders {
               JOIN keys ON l.classid = ((keys.k >> 32) & 4294967295)::oid AND l.objid = (keys.k & 4294967295)::oid
               LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()
+               AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
              ORDER BY l.pid
             """)
         return (try? rows?.map { row in

@@ -36,40 +36,40 @@ public final class ETLMetrics: @unchecked Sendable {
     private let batchCommit: DurationHistogram
 
     public init() {
-        received = registry.makeCounter(
-            name: "piivault_etl_messages_received_total", help: "Messages received from the source by this run.")
-        loaded = registry.makeCounter(
-            name: "piivault_etl_messages_loaded_total", help: "Messages loaded into user_logins by this run.")
-        duplicates = registry.makeCounter(
-            name: "piivault_etl_messages_duplicate_total",
+        received = registry.counter(
+            "piivault_etl_messages_received_total", help: "Messages received from the source by this run.")
+        loaded = registry.counter(
+            "piivault_etl_messages_loaded_total", help: "Messages loaded into user_logins by this run.")
+        duplicates = registry.counter(
+            "piivault_etl_messages_duplicate_total",
             help: "Messages skipped because their message id was already loaded (redeliveries, replays).")
-        quarantined = registry.makeCounter(
-            name: "piivault_etl_messages_quarantined_total",
+        quarantined = registry.counter(
+            "piivault_etl_messages_quarantined_total",
             help: "Messages that broke a rule and went to vault.quarantine, sealed.")
-        suppressed = registry.makeCounter(
-            name: "piivault_etl_messages_suppressed_total",
+        suppressed = registry.counter(
+            "piivault_etl_messages_suppressed_total",
             help: "Messages of users erased by piivault forget: not loaded, deleted from the queue.")
-        valuesSealed = registry.makeCounter(
-            name: "piivault_etl_values_sealed_total", help: "Original values sealed into vault.secrets by this run.")
-        deleteFailures = registry.makeCounter(
-            name: "piivault_etl_delete_failures_total",
+        valuesSealed = registry.counter(
+            "piivault_etl_values_sealed_total", help: "Original values sealed into vault.secrets by this run.")
+        deleteFailures = registry.counter(
+            "piivault_etl_delete_failures_total",
             help: "Committed messages the queue refused to delete (they are redelivered and skipped).")
-        duration = registry.makeGauge(
-            name: "piivault_etl_run_duration_seconds", help: "How long the run took, in seconds.")
-        success = registry.makeGauge(
-            name: "piivault_etl_run_success", help: "1 when the run completed or was interrupted cleanly, 0 when it failed.")
-        finished = registry.makeGauge(
-            name: "piivault_etl_run_end_timestamp_seconds", help: "When the run ended, in Unix seconds.")
-        lastSuccess = registry.makeGauge(
-            name: Self.lastSuccessName, help: "When the last successful run ended, in Unix seconds.")
-        queueDepthAtStart = registry.makeGauge(
-            name: "piivault_etl_queue_depth_start_messages",
+        duration = registry.gauge(
+            "piivault_etl_run_duration_seconds", help: "How long the run took, in seconds.")
+        success = registry.gauge(
+            "piivault_etl_run_success", help: "1 when the run completed or was interrupted cleanly, 0 when it failed.")
+        finished = registry.gauge(
+            "piivault_etl_run_end_timestamp_seconds", help: "When the run ended, in Unix seconds.")
+        lastSuccess = registry.gauge(
+            Self.lastSuccessName, help: "When the last successful run ended, in Unix seconds.")
+        queueDepthAtStart = registry.gauge(
+            "piivault_etl_queue_depth_start_messages",
             help: "Approximate messages visible in the queue when the run started.")
-        queueDepthAtEnd = registry.makeGauge(
-            name: "piivault_etl_queue_depth_end_messages",
+        queueDepthAtEnd = registry.gauge(
+            "piivault_etl_queue_depth_end_messages",
             help: "Approximate messages visible in the queue when the run ended.")
-        batchCommit = registry.makeDurationHistogram(
-            name: "piivault_etl_batch_commit_duration_seconds",
+        batchCommit = registry.durationHistogram(
+            "piivault_etl_batch_commit_duration_seconds",
             buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                       .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
                       .seconds(5), .seconds(10)],
@@ -134,5 +134,21 @@ public final class ETLMetrics: @unchecked Sendable {
                     || line.hasPrefix("\(name){")
             }
         }.joined(separator: "\n")
+    }
+}
+
+/// swift-prometheus names a metric by a descriptor; ours are whole names already (unit suffix included).
+private extension PrometheusCollectorRegistry {
+    func counter(_ name: String, help: String) -> Counter {
+        makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
+    }
+
+    func gauge(_ name: String, help: String) -> Gauge {
+        makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
+    }
+
+    func durationHistogram(_ name: String, buckets: [Duration], help: String) -> DurationHistogram {
+        makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help),
+                              buckets: buckets)
     }
 }
