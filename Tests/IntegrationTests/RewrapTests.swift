@@ -446,11 +446,22 @@ final class RewrapTests: XCTestCase {
             XCTAssertEqual(result.status, 1, result.stderr)
             XCTAssertTrue(result.stderr.contains("read-only for this test"), result.stderr)
         }
+        // The append succeeds but its COMMIT fails: still nothing.
+        try await execute("""
+            DROP TRIGGER refuse_append ON audit.access_log;
+            CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON audit.access_log
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
+            """)
+        for full in [false, true] {
+            let result = try rewrap(["--reason", "ROT-2"] + (full ? ["--full"] : []))
+            XCTAssertEqual(result.status, 1, result.stderr)
+            XCTAssertTrue(result.stderr.contains("read-only for this test"), result.stderr)
+        }
         let afterFailure = try await vaultState()
         XCTAssertEqual(afterFailure, state, "a rewrap without its entry changed the vault")
         let logAfter = try await logLength()
         XCTAssertEqual(logAfter, logBefore)
-        try await execute("DROP TRIGGER refuse_append ON audit.access_log")
+        try await execute("DROP TRIGGER refuse_commit ON audit.access_log")
 
         // A grant is used only by the session that started it: another session of the same officer gets nothing.
         let officer = try await PostgresConnection.connect(compliance)
