@@ -11,12 +11,14 @@ DISTINCT ?= $(BENCH_DISTINCT)
 COMPLIANCE_ROWS ?= 1000000
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
+# `make bench-rewrap DATA_KEYS=1000` (see scripts/bench-rewrap).
+DATA_KEYS ?= 1000
 # `make install PREFIX=/opt/piivault`: the binary in $(PREFIX)/bin, the migrations in $(PREFIX)/share/piivault/migrations,
 # where `piivault migrate` looks beside its bin folder. CONFIGURATION=debug installs the debug build (tests).
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-sqs services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-sqs bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -78,6 +80,10 @@ bench-compliance: release
 # The SQS end-to-end comparison (slow on moto_server, whose receive slows as the queue grows; see scripts/bench-sqs).
 bench-sqs: release
 	scripts/with-services scripts/bench-sqs "$(SQS_MESSAGES)"
+
+# `piivault rewrap` of DATA_KEYS data keys (issue 13's benchmark: 1,000).
+bench-rewrap: release
+	scripts/with-services scripts/bench-rewrap "$(DATA_KEYS)"
 
 # Long-lived local services for development (`swift test` then finds them through .local/services.env).
 services: deps

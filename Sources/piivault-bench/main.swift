@@ -5,6 +5,7 @@ import Foundation
 let suites: [String: ([String]) throws -> Void] = [
     "crypto": CryptoBench.run,
     "sqs-loop": SQSLoopBench.run,
+    "data-keys": DataKeysBench.run,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

@@ -22,6 +22,7 @@ struct Piivault: AsyncParsableCommand {
             Lookup.self,
             Forget.self,
             Retention.self,
+            Rewrap.self,
             Runs.self,
             Audit.self,
         ]

@@ -69,6 +69,25 @@ final class SealingTests: XCTestCase {
             try DataKeyOpener(sealedDataKey: forged, secretKey: other), equals: SealingError.dataKeyDamaged(keyID: other.keyID))
     }
 
+    /// `rewrap`: the data key sealed again to another vault key is the same data key (values sealed before open with
+    /// it), records the new key id, no longer opens with the old key, and is new bytes.
+    func testADataKeySealedAgainToANewKeyOpensTheSameValuesWithTheNewKeyOnly() throws {
+        let old = VaultSecretKey.generate(), new = VaultSecretKey.generate()
+        let sealer = try DataKeySealer(vaultPublicKey: old.publicKey)
+        let sealed = try sealer.seal("192.0.2.7", token: "ip.v1.dddd")
+        let rewrapped = try DataKeyOpener(sealedDataKey: sealer.sealedDataKey, secretKey: old).sealed(to: new.publicKey)
+        XCTAssertEqual(rewrapped.keyID, new.keyID)
+        XCTAssertEqual(rewrapped.sealed.count, 80)
+        XCTAssertNotEqual(rewrapped.sealed, sealer.sealedDataKey.sealed)
+        XCTAssertEqual(try DataKeyOpener(sealedDataKey: rewrapped, secretKey: new).openString(sealed, token: "ip.v1.dddd"),
+                       "192.0.2.7")
+        XCTAssertThrowsError(try DataKeyOpener(sealedDataKey: rewrapped, secretKey: old),
+                             equals: SealingError.wrongVaultKey(recorded: new.keyID, given: old.keyID))
+        let relabelled = SealedDataKey(keyID: old.keyID, sealed: rewrapped.sealed)
+        XCTAssertThrowsError(try DataKeyOpener(sealedDataKey: relabelled, secretKey: old),
+                             equals: SealingError.dataKeyDamaged(keyID: old.keyID))
+    }
+
     func testSecretBytesNeverPrint() throws {
         let key = try fixedTokenKey()
         XCTAssertEqual("\(key.bytes)", "SecretBytes(32 bytes, redacted)")

@@ -64,6 +64,13 @@ struct LoggedAccessGate: Sendable {
     /// Step 1. `call` must return one row with `log_seq`, `outcome`, `row_count` and `other_key_id`.
     /// `deniedSubject` is what a refused login's attempt records (fixed values only; see `audit.record_denied`).
     func request(_ call: PostgresQuery, reason: String, deniedSubject: String) async throws -> AccessGrant {
+        try await requestRow(call, reason: reason, deniedSubject: deniedSubject).grant
+    }
+
+    /// Step 1, also handing back the request function's row for the columns an action adds (counts, ...).
+    func requestRow(_ call: PostgresQuery, reason: String, deniedSubject: String) async throws
+        -> (grant: AccessGrant, row: PostgresRow)
+    {
         guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
         let rows: PostgresRows
         do {
@@ -74,8 +81,9 @@ struct LoggedAccessGate: Sendable {
             throw AccessLogBusy(holders: await lockHolders())
         }
         guard let row = rows.first else { throw UnmaskProtocolError() }
-        return AccessGrant(seq: try row["log_seq"].requiredInt(), outcome: try row["outcome"].requiredString(),
-                           rowCount: try row["row_count"].requiredInt(), otherKeyID: try row["other_key_id"].string())
+        return (AccessGrant(seq: try row["log_seq"].requiredInt(), outcome: try row["outcome"].requiredString(),
+                            rowCount: try row["row_count"].requiredInt(), otherKeyID: try row["other_key_id"].string()),
+                row)
     }
 
     /// Step 2: the granted rows of `grant`, handed to `body` inside the releasing transaction (a throw rolls the

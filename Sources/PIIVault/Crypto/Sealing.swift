@@ -141,6 +141,15 @@ public final class DataKeyOpener: Sendable {
         self.dataKey = key
     }
 
+    /// The same data key sealed again, to `publicKey` (`crypto_box_seal`): what `rewrap` stores in place of the old
+    /// sealed bytes. The data key itself stays in guarded memory.
+    public func sealed(to publicKey: VaultPublicKey) throws -> SealedDataKey {
+        var sealed = [UInt8](repeating: 0, count: SealedValueFormat.keyBytes + crypto_box_sealbytes())
+        let rc = dataKey.withUInt8Pointer { crypto_box_seal(&sealed, $0, UInt64(dataKey.count), publicKey.bytes) }
+        guard rc == 0 else { throw SealingError.sealFailed }
+        return SealedDataKey(keyID: publicKey.keyID, sealed: sealed)
+    }
+
     /// Opens a sealed value with its row's token as additional data. Throws `.malformed` for bytes too short to be
     /// a sealed value, `.authenticationFailed` when it does not open (moved or damaged: see `open(_:token:candidates:)`).
     public func open(_ sealed: [UInt8], token: String) throws -> [UInt8] {
