@@ -277,9 +277,9 @@ final class ETLTests: XCTestCase {
     }
 
     /// Issue 12, acceptance 5 (the race itself): a forget that commits after a batch was prepared but before its
-    /// insert (the insert waits on the user's lock) makes the batch fail closed: no row of the user, the run fails
-    /// (exit 1), and the next run suppresses the message.
-    func testAForgetCommittedWhileABatchWaitsOnTheUsersLockLoadsNoRowOfThatUser() async throws {
+    /// insert (the insert waits on the vault-wide lock forget holds) makes the batch fail closed: no row of the user,
+    /// the run fails (exit 1), and the next run suppresses the message.
+    func testAForgetCommittedWhileABatchWaitsOnTheVaultLockLoadsNoRowOfThatUser() async throws {
         var record = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
         record["user_id"] = "race-user-1"
         let file = try writeLines([String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)])
@@ -287,9 +287,11 @@ final class ETLTests: XCTestCase {
         let hash = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
             .hash(userID: "race-user-1")
 
-        // A forget in progress: it holds the user's lock and has written the tombstone, not yet committed.
+        // A forget in progress, as ForgetService runs it: it holds the vault-wide lock and has written the tombstone,
+        // not yet committed.
         let forgetting = try await database.connect()
         try await forgetting.execute("BEGIN")
+        _ = try await forgetting.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
         _ = try await forgetting.query("SELECT vault.lock_subjects(ARRAY[\(hash)])")
         try await forgetting.execute("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
 
@@ -413,8 +415,9 @@ final class ETLTests: XCTestCase {
     }
 
     /// The shared-value race, made to happen: another user's batch has looked up the vault (it found the forgotten
-    /// user's device id sealed, so it does not seal it again) and waits on its user's lock, while `forget` runs.
-    /// Forget must wait for the batch (the vault-wide lock) and then keep the value the batch now references.
+    /// user's device id sealed, so it does not seal it again) and waits on the vault-wide lock (held here by another
+    /// session), while `forget` queues behind it. Forget must wait for the batch and then keep the value the batch
+    /// now references.
     func testForgetWaitsForABatchThatReliesOnAValueItWouldDelete() async throws {
         var record = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
         record["ip"] = "198.51.100.10"
@@ -428,7 +431,6 @@ final class ETLTests: XCTestCase {
         let loadFirst = try etl(["--from-file", first.path])
         XCTAssertEqual(loadFirst.status, 0, loadFirst.stderr)
         let tokenKey = keys.appendingPathComponent("token.key").path
-        let hashY = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: tokenKey)).hash(userID: "race-y")
         func waiters() async throws -> Int {
             try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").first![0].requiredInt()
         }
@@ -442,7 +444,7 @@ final class ETLTests: XCTestCase {
 
         let holder = try await database.connect()
         try await holder.execute("BEGIN")
-        _ = try await holder.query("SELECT vault.lock_subjects(ARRAY[\(hashY)])")
+        _ = try await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
         let invocation = try etlInvocation(["--from-file", second.path])
         let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
         try await wait { try await waiters() >= 1 || !run.isRunning }

@@ -470,19 +470,16 @@ extension RetentionTests {
 // MARK: forget's lock timeout
 
 extension RetentionTests {
-    /// When an ETL batch holds the locks forget needs (the vault-wide lock shared and the user's lock, as
-    /// ETLStore.insert holds them) for longer than forget waits (10 s), forget deletes nothing and says that an ETL
+    /// When an ETL batch holds the lock forget needs (the vault-wide lock shared, as ETLStore.insert holds it) for longer than forget waits (10 s), forget deletes nothing and says that an ETL
     /// run is loading, with its pid; once the batch ends, forget succeeds.
     func testForgetBlockedByAnETLBatchSaysAnETLRunHoldsTheLock() async throws {
         try load([Login(user: "lock-user", ip: "192.0.2.88", device: "lock-device", daysAgo: 1)])
         let tokenKey = keys.appendingPathComponent("token.key").path
-        let hash = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: tokenKey)).hash(userID: "lock-user")
         let batch = try await database.connect()
         try await batch.execute("BEGIN")
         try await batch.execute("SET LOCAL application_name = 'piivault etl'")
         let pid = try await batch.query("SELECT pg_backend_pid()").first![0].requiredInt()
         _ = try await batch.query("SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))")
-        _ = try await batch.query("SELECT vault.lock_subjects(ARRAY[\(hash)])")
         func forget() throws -> ProcessResult {
             try runPiivault(["forget", "--database-url", officer, "--token-key", tokenKey, "--reason", "ERASE-L",
                              "--user-id", "lock-user"], environment: ["PIIVAULT_TOKEN_KEY": nil])
