@@ -50,7 +50,9 @@ final class RetokenizeTests: XCTestCase {
             return url
         }
         try load(try file(0..<100, "first.ndjson"), tokenKey: v1Path)
-        try load(try file(100..<200, "second.ndjson"), tokenKey: v2Path)
+        // The second half as an ETL login: its inserts evaluate migration 0016's index on the token version.
+        let etl = try await database.createLogin(memberOf: "piivault_etl")
+        try load(try file(100..<200, "second.ndjson"), tokenKey: v2Path, databaseURL: etl)
         compliance = try await database.createLogin(memberOf: "piivault_compliance")
     }
 
