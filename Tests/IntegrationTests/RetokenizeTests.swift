@@ -264,7 +264,7 @@ final class RetokenizeTests: XCTestCase {
 
             let rerun = try retokenize(["--batch-size", "10"], databaseURL: copy.url)
             XCTAssertEqual(rerun.status, 0, rerun.stderr)
-            XCTAssertFalse(rerun.stdout.contains("moved 0 "), rerun.stdout)
+            XCTAssertFalse(rerun.stdout.contains("in 0 batches"), rerun.stdout)
             let copyDump = try await dump(databaseURL: copy.url)
             let originalDump = try await dump()
             XCTAssertEqual(copyDump, originalDump)

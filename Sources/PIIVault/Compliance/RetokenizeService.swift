@@ -29,7 +29,7 @@ public struct RetokenizeReport: Sendable, Equatable {
     public var valuesJoined = 0
     /// Values gone before their batch applied (erased by forget, moved by another run).
     public var valuesSkipped = 0
-    /// Token fields (`masked_ip`, `masked_device_id`) rewritten in `user_logins`.
+    /// Rows of `user_logins` whose `masked_ip` or `masked_device_id` (or both) were rewritten.
     public var loginsUpdated = 0
     /// Transactions committed.
     public var batches = 0
@@ -42,7 +42,7 @@ public struct RetokenizeReport: Sendable, Equatable {
         moved \(valuesMoved) sealed values to v\(toVersion)
         joined \(valuesJoined) values already sealed under v\(toVersion)
         skipped \(valuesSkipped) values erased or moved meanwhile
-        rewrote \(loginsUpdated) token fields in user_logins
+        rewrote the tokens of \(loginsUpdated) logins
         in \(batches) batches under \(dataKeys) new data keys
 
         """
