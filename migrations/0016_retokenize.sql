@@ -3,13 +3,15 @@
 --
 -- One run: request_retokenize appends the run's `retokenize` entry (subject: the versions; outcome: the counts) and
 -- records a grant of kind 'versions' in audit.access_grants (wanted: the target version; keys: token key id, vault
--- key id). Then, batch after batch, each in its own transaction: release_retokenize_values hands out a batch of
--- sealed values of older versions (the grant must be committed, this login's, unfinished, under a day old); the
+-- key id). start_retokenize claims the grant (audit.claim_grant: committed earlier, this login, once, within five
+-- minutes) and binds the run to this session (its pid and a session-level advisory lock, held until the connection
+-- ends). Then, batch after batch, each in its own transaction: release_retokenize_values hands out a batch of
+-- sealed values of older versions (only in that session, until the run finishes); the
 -- client opens them, computes the new tokens, seals the values again bound to the new tokens under a new data key
 -- (add_retokenize_data_key) and hands the mappings to apply_retokenize_batch, which inserts the new values (keeping a
 -- value the ETL already sealed under the new version), rewrites the logins' tokens and deletes the old values no
--- login references. finish_retokenize closes the grant. A run killed midway leaves whole batches done; the next
--- run (a new entry) moves the rest.
+-- login references. finish_retokenize ends the run. A run killed midway leaves whole batches done and its grant dies
+-- with its connection; the next run (a new entry) moves the rest.
 
 -- The version n of an `ip.vn.` / `dev.vn.` token; NULL for anything else.
 CREATE FUNCTION vault.token_version(token text) RETURNS integer
@@ -44,33 +46,60 @@ BEGIN
 END
 $$;
 
--- The target version of the retokenize grant `grant_seq`; raises (42501) unless the grant is a retokenize grant of
--- this login, committed by an earlier transaction, not finished, and its entry under a day old (a run longer than
--- that asks again: a new entry). Callable by the functions below only.
+-- Running retokenize runs: the session each was started in.
+CREATE TABLE audit.retokenize_runs (
+    seq         bigint      PRIMARY KEY,  -- the run's entry and grant
+    backend_pid integer     NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz
+);
+REVOKE ALL ON audit.retokenize_runs FROM PUBLIC;
+
+-- Advisory-lock namespace of running retokenize runs (pg_advisory_lock(namespace, seq)).
+CREATE FUNCTION audit.retokenize_lock_namespace() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 7271503 $$;
+
+-- Step 2: claims the grant and binds the run to this session (pid and a session-level advisory lock).
+CREATE FUNCTION vault.start_retokenize(grant_seq bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.claim_grant(grant_seq, 'retokenize', 'versions');
+    PERFORM pg_advisory_lock(audit.retokenize_lock_namespace(), (grant_seq % 2147483647)::integer);
+    INSERT INTO audit.retokenize_runs (seq, backend_pid) VALUES (grant_seq, pg_backend_pid());
+END
+$$;
+
+-- The grant of run `grant_seq`, if this login started it in this session, the session still holds its lock, and
+-- the run has not finished; else 42501. Callable by the functions below only.
 CREATE FUNCTION vault.retokenize_grant(grant_seq bigint) RETURNS audit.access_grants
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    g        audit.access_grants;
-    asked_at timestamptz;
+    g audit.access_grants;
+    r audit.retokenize_runs;
 BEGIN
     SELECT * INTO g FROM audit.access_grants AS a WHERE a.seq = grant_seq;
-    IF g.seq IS NULL OR g.db_user <> session_user OR g.action <> 'retokenize' OR g.kind <> 'versions' THEN
-        RAISE EXCEPTION 'no retokenize grant % for this login', grant_seq USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF g.created_xid = pg_current_xact_id_if_assigned() THEN
-        RAISE EXCEPTION 'the access-log entry % must be committed before values are released', grant_seq
+    SELECT * INTO r FROM audit.retokenize_runs AS w WHERE w.seq = grant_seq;
+    IF g.seq IS NULL OR r.seq IS NULL OR g.db_user <> session_user OR g.action <> 'retokenize'
+       OR g.kind <> 'versions' OR r.backend_pid <> pg_backend_pid()
+       OR NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_locks AS l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid()
+              AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d WHERE d.datname = current_database())
+              AND l.classid = audit.retokenize_lock_namespace()::oid
+              AND l.objid = (grant_seq % 2147483647)::oid AND l.objsubid = 2)
+    THEN
+        RAISE EXCEPTION 'retokenize grant % was not started by this login in this session; run retokenize again', grant_seq
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF g.claimed_at IS NOT NULL THEN
+    IF r.finished_at IS NOT NULL THEN
         RAISE EXCEPTION 'retokenize run % has finished; run retokenize again', grant_seq
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    SELECT l.at INTO asked_at FROM audit.access_log AS l WHERE l.seq = grant_seq;
-    IF asked_at < clock_timestamp() - interval '1 day' THEN
-        RAISE EXCEPTION 'retokenize grant % has expired; run retokenize again (it resumes)', grant_seq
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN g;
@@ -291,13 +320,16 @@ BEGIN
     SELECT count(*)::integer INTO remaining FROM vault.secrets AS s
      WHERE vault.token_version(s.token) < g.wanted::integer;
     IF remaining = 0 THEN
-        UPDATE audit.access_grants AS a SET claimed_at = clock_timestamp() WHERE a.seq = grant_seq;
+        UPDATE audit.retokenize_runs AS w SET finished_at = clock_timestamp() WHERE w.seq = grant_seq;
     END IF;
     RETURN remaining;
 END
 $$;
 
+REVOKE ALL ON FUNCTION audit.retokenize_lock_namespace() FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault.start_retokenize(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.retokenize_grant(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.start_retokenize(bigint) TO piivault_compliance;
 REVOKE ALL ON FUNCTION vault.request_retokenize(integer, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.release_retokenize_values(bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault.add_retokenize_data_key(bigint, text, bytea) FROM PUBLIC;

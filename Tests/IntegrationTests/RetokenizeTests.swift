@@ -192,6 +192,18 @@ final class RetokenizeTests: XCTestCase {
             XCTAssertFalse(run.stdout.contains(value) || run.stderr.contains(value), "a value in the output")
         }
 
+        // The run's grant was bound to its session: another session of the same login cannot use it.
+        let seqRows = try await query("SELECT max(seq) FROM audit.access_log WHERE action = 'retokenize'")
+        let seq = try XCTUnwrap(seqRows.first?[0] ?? nil)
+        let officer = try await PostgresConnection.connect(compliance)
+        do {
+            _ = try await officer.query(PostgresQuery(unsafeSQL: "SELECT * FROM vault.release_retokenize_values(\(seq), 10)"))
+            XCTFail("another session released values under the run's grant")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "42501")
+        }
+        await officer.close()
+
         // No v1 token anywhere.
         let actual2 = try await count("SELECT count(*) FROM user_logins WHERE masked_ip LIKE '%.v1.%' OR masked_device_id LIKE '%.v1.%'")
         XCTAssertEqual(actual2, 0)

@@ -119,6 +119,8 @@ public struct RetokenizeService: Sendable {
             if grant.isRefused {
                 throw RetokenizeError.refused(outcome: grant.outcome, logSeq: grant.seq, otherKeyID: grant.otherKeyID)
             }
+            // Claims the grant and binds the run to this session: no other session can use it, and it ends with ours.
+            _ = try await connection.query("SELECT vault.start_retokenize(\(grant.seq))")
             var report = RetokenizeReport(logSeq: grant.seq, outcome: grant.outcome, toVersion: tokenKey.version)
             let tokenizer = Tokenizer(key: tokenKey)
             let ring = DataKeyRing(secretKey: secretKey)
