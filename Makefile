@@ -9,6 +9,9 @@ MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
 # `make bench-compliance COMPLIANCE_ROWS=1000000`: lookup, forget and retention on that many loaded logins.
 COMPLIANCE_ROWS ?= 1000000
+# `make bench-retokenize RETOKENIZE_ROWS=1000000 RETOKENIZE_DISTINCT=0.1` (issue 13, acceptance 5).
+RETOKENIZE_ROWS ?= 1000000
+RETOKENIZE_DISTINCT ?= 0.1
 # `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
 SQS_MESSAGES ?= 2000
 # `make bench-rewrap DATA_KEYS=1000` (see scripts/bench-rewrap).
@@ -18,7 +21,7 @@ DATA_KEYS ?= 1000
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-sqs bench-rewrap services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-retokenize bench-sqs bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -76,6 +79,10 @@ bench: release
 # The data-subject requests on COMPLIANCE_ROWS logins: lookup and forget database time, retention rate.
 bench-compliance: release
 	scripts/with-services scripts/bench-compliance "$(COMPLIANCE_ROWS)"
+
+# retokenize of RETOKENIZE_ROWS logins (RETOKENIZE_DISTINCT of them distinct values) from token key v1 to v2.
+bench-retokenize: release
+	scripts/with-services scripts/bench-retokenize "$(RETOKENIZE_ROWS)" "$(RETOKENIZE_DISTINCT)"
 
 # The SQS end-to-end comparison (slow on moto_server, whose receive slows as the queue grows; see scripts/bench-sqs).
 bench-sqs: release

@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "NIOSSL", package: "swift-nio-ssl")],
                     swiftSettings: strictSettings),
-        .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport"]),
+        .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport", "CSodium"]),
         // Integration tier (`make test` runs both tiers): real PostgreSQL, moto_server, Python cross-checks.
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(

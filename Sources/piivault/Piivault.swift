@@ -23,6 +23,7 @@ struct Piivault: AsyncParsableCommand {
             Forget.self,
             Retention.self,
             Rewrap.self,
+            Retokenize.self,
             Runs.self,
             Audit.self,
         ]

@@ -110,11 +110,11 @@ final class KeyFileTests: XCTestCase {
         // Wrong label: a public key file given as the token key.
         try write(try String(contentsOfFile: keys.vaultPublicKeyPath, encoding: .utf8))
         assertLoadFails(
-            path, .wrongLabel(file: path, expected: "PIIVAULT-TOKEN-KEY-1", found: "PIIVAULT-VAULT-PUBLIC-KEY-1"),
+            path, .wrongLabel(file: path, expected: "PIIVAULT-TOKEN-KEY-1 or PIIVAULT-TOKEN-KEY-2", found: "PIIVAULT-VAULT-PUBLIC-KEY-1"),
             code: .dataError, secretBase64: secret)
         // A bare base64 key with no label: the "label" is not echoed.
         try write(secret + "\n")
-        assertLoadFails(path, .wrongLabel(file: path, expected: "PIIVAULT-TOKEN-KEY-1", found: nil), code: .dataError, secretBase64: secret)
+        assertLoadFails(path, .wrongLabel(file: path, expected: "PIIVAULT-TOKEN-KEY-1 or PIIVAULT-TOKEN-KEY-2", found: nil), code: .dataError, secretBase64: secret)
         // Bad base64: a character outside the alphabet, and padding in the middle.
         try write(original.replacingOccurrences(of: secret, with: "*" + secret.dropFirst()))
         assertLoadFails(path, .badBase64(file: path), code: .dataError, secretBase64: secret)

@@ -40,6 +40,8 @@ public struct LookupReport: Sendable {
     public let matches: [LookupMatch]
     public let logSeq: Int
     public let outcome: String
+    /// Token versions present in the vault for which no token key was given: values are not searched under them.
+    public var versionsWithoutKey: [Int] = []
 }
 
 /// Why a lookup printed nothing, beyond a refusal.
@@ -67,17 +69,30 @@ public enum LookupError: PIIVaultReportableError, Equatable {
 }
 
 /// `lookup`: the logins a data subject's ip addresses or device ids appear in. Each value is canonicalised as the
-/// ETL does and tokenized under every token key version the ETL has used; only the tokens go to the database, through
+/// ETL does and tokenized under every token key version given (one key file per version: after a rotation, tokens of
+/// older versions stay until `retokenize` moves them); versions present in the vault without a key are reported in
+/// `LookupReport.versionsWithoutKey`. Only the tokens go to the database, through
 /// the `LoggedAccessGate` (action `lookup`, subject the tokens), and the rows come back only after the entry is
 /// committed. Opens its own connection and closes it.
 public struct LookupService: Sendable {
     public let databaseURL: String
-    public let tokenKey: TokenKey
+    public let tokenKeys: TokenKeySet
     public let caller: AccessLogCaller
+    /// Told, before the database is asked, of each token version present in the vault without a key given (one
+    /// line, no PII), since values are not searched under it.
+    public var warn: @Sendable (String) -> Void = { _ in }
 
     public init(databaseURL: String, tokenKey: TokenKey, caller: AccessLogCaller = .current) {
         self.databaseURL = databaseURL
-        self.tokenKey = tokenKey
+        // One key is one version: no conflict possible.
+        self.tokenKeys = try! TokenKeySet([tokenKey])
+        self.caller = caller
+    }
+
+    /// With one token key per version.
+    public init(databaseURL: String, tokenKeys: TokenKeySet, caller: AccessLogCaller = .current) {
+        self.databaseURL = databaseURL
+        self.tokenKeys = tokenKeys
         self.caller = caller
     }
 
@@ -95,14 +110,18 @@ public struct LookupService: Sendable {
             }
         }
         return try await Database.withConnection(databaseURL) { connection in
-            var versions = [1]
+            var present: [Int] = []
             do {
-                versions = try await connection.query("SELECT v FROM vault.token_versions() AS v")
+                present = try await connection.query("SELECT v FROM vault.token_versions() AS v")
                     .map { try $0["v"].requiredInt() }.filter { (1...Token.maximumVersion).contains($0) }
             } catch let error as PostgresError where error.isPermissionDenied {
                 // A login outside compliance: the gate's request below is refused too, and records the attempt.
             }
-            let tokenizers = versions.map { Tokenizer(key: tokenKey, version: $0) }
+            let tokenizers = tokenKeys.versions.compactMap { tokenKeys[$0].map { Tokenizer(key: $0) } }
+            let versionsWithoutKey = Set(present).subtracting(tokenKeys.versions).sorted()
+            for version in versionsWithoutKey {
+                warn("the vault holds tokens of token key version \(version), but no token key of that version was given: values are not searched under it; add --token-key for version \(version), or run retokenize")
+            }
             let tokens = canonical.map { field, value in tokenizers.map { $0.token(forCanonical: value, field: field) } }
             var valueOfToken: [String: Int] = [:]
             for (index, list) in tokens.enumerated() { for token in list where valueOfToken[token] == nil { valueOfToken[token] = index + 1 } }
@@ -129,7 +148,7 @@ public struct LookupService: Sendable {
                 }
             }
             return LookupReport(tokens: tokens, matches: matches.sorted { ($0.valueNumber, $0.createDate ?? "") < ($1.valueNumber, $1.createDate ?? "") },
-                                logSeq: grant.seq, outcome: grant.outcome)
+                                logSeq: grant.seq, outcome: grant.outcome, versionsWithoutKey: versionsWithoutKey)
         }
     }
 }

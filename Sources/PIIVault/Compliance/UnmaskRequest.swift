@@ -41,6 +41,9 @@ public struct UnmaskReport: Sendable {
     /// What was asked for but not printed, to report after the rows (and exit with its code); nil when everything
     /// was printed.
     public let shortfall: UnmaskShortfall?
+    /// Token versions whose values were printed without the check against their tokens: no token key of that
+    /// version was given. Empty when every value was checked (or checks were turned off).
+    public var unverifiedTokenVersions: [Int] = []
 }
 
 /// Why part (or all) of an unmask was not printed although the access went through. Decided by the core, reported

@@ -4,15 +4,25 @@ public struct UnmaskService: Sendable {
     /// A libpq connection string or URI ("" for libpq's defaults).
     public let databaseURL: String
     public let secretKey: VaultSecretKey
-    /// The token key, to check each opened value against its token (a value that does not match is reported as
-    /// forged and withheld). nil skips the check.
-    public let tokenKey: TokenKey?
+    /// The token keys, to check each opened value against its token with the key of the token's version (a value
+    /// that does not match is reported as forged and withheld; one of a version without a key is reported in
+    /// `UnmaskReport.unverifiedTokenVersions`). nil skips the check.
+    public let tokenKeys: TokenKeySet?
     public let caller: AccessLogCaller
 
     public init(databaseURL: String, secretKey: VaultSecretKey, tokenKey: TokenKey?, caller: AccessLogCaller = .current) {
         self.databaseURL = databaseURL
         self.secretKey = secretKey
-        self.tokenKey = tokenKey
+        // One key is one version: no conflict possible.
+        self.tokenKeys = tokenKey.map { try! TokenKeySet([$0]) }
+        self.caller = caller
+    }
+
+    /// With several token keys (one per version).
+    public init(databaseURL: String, secretKey: VaultSecretKey, tokenKeys: TokenKeySet?, caller: AccessLogCaller = .current) {
+        self.databaseURL = databaseURL
+        self.secretKey = secretKey
+        self.tokenKeys = tokenKeys
         self.caller = caller
     }
 
@@ -20,8 +30,10 @@ public struct UnmaskService: Sendable {
     /// `UnmaskError` for a refusal that prints nothing; what was recovered in part comes back with a `shortfall`.
     public func run(_ request: UnmaskRequest) async throws -> UnmaskReport {
         try await Database.withConnection(databaseURL) { connection in
-            try await Unmasker(connection: connection, secretKey: secretKey, tokenKey: tokenKey, caller: caller)
-                .run(request)
+            let unmasker = Unmasker(connection: connection, secretKey: secretKey, tokenKeys: tokenKeys, caller: caller)
+            var report = try await unmasker.run(request)
+            report.unverifiedTokenVersions = unmasker.unverified.sorted
+            return report
         }
     }
 }

@@ -15,13 +15,16 @@ import Postgres
 struct Unmasker {
     let gate: LoggedAccessGate
     let secretKey: VaultSecretKey
-    /// Checks values against their tokens; nil when the caller chose not to verify.
-    let tokenKey: TokenKey?
+    /// Checks values against their tokens with the key of each token's version; nil when the caller chose not to
+    /// verify.
+    let tokenKeys: TokenKeySet?
+    /// The token versions met without a key to check them, collected over the access.
+    let unverified = UnverifiedVersions()
 
-    init(connection: PostgresConnection, secretKey: VaultSecretKey, tokenKey: TokenKey?, caller: AccessLogCaller) {
+    init(connection: PostgresConnection, secretKey: VaultSecretKey, tokenKeys: TokenKeySet?, caller: AccessLogCaller) {
         self.gate = LoggedAccessGate(connection: connection, caller: caller, action: "unmask")
         self.secretKey = secretKey
-        self.tokenKey = tokenKey
+        self.tokenKeys = tokenKeys
     }
 
     func run(_ request: UnmaskRequest) async throws -> UnmaskReport {
@@ -154,7 +157,8 @@ struct Unmasker {
         _ grant: AccessGrant, _ call: PostgresQuery, subject: String, reason: String,
         open: ([PostgresRow], ValueOpener) throws -> Rows
     ) async throws -> (rows: Rows, shortfall: UnmaskShortfall?) {
-        let opener = ValueOpener(secretKey: secretKey, tokenKey: tokenKey)
+        let opener = ValueOpener(secretKey: secretKey, tokenKeys: tokenKeys)
+        defer { unverified.add(opener.unverifiedVersions) }
         let rows: Rows
         if grant.rowCount == 0 {
             rows = try open([], opener)
@@ -204,15 +208,17 @@ struct Unmasker {
 final class ValueOpener {
     let ring: DataKeyRing
     private let secretKeyID: String
-    private let tokenKey: TokenKey?
+    private let tokenKeys: TokenKeySet?
     private var tokenizers: [Int: Tokenizer] = [:]
+    /// Versions of tokens whose values could not be checked: no key of that version was given.
+    private(set) var unverifiedVersions: Set<Int> = []
     private(set) var forged: [String] = []
     private(set) var otherKey: [UnmaskShortfall.OtherKeyRow] = []
 
-    init(secretKey: VaultSecretKey, tokenKey: TokenKey?) {
+    init(secretKey: VaultSecretKey, tokenKeys: TokenKeySet?) {
         ring = DataKeyRing(secretKey: secretKey)
         secretKeyID = secretKey.keyID.hex
-        self.tokenKey = tokenKey
+        self.tokenKeys = tokenKeys
     }
 
     /// The value sealed for `token` in `row`, or nil when it is withheld (another vault key, forged).
@@ -224,14 +230,19 @@ final class ValueOpener {
             return nil
         }
         let value = try ring.openValue(try row[sealed].requiredBytes(), token: token, dataKey: reference)
-        guard let tokenKey else { return value }
+        guard let tokenKeys else { return value }
         // The token is the HMAC of the canonical value under the token key (of the token's version): a value that
         // does not give its own token back was not sealed by an ETL run that held token.key.
         guard let parsed = Token(parsing: token) else {
             forged.append(token)
             return nil
         }
-        let tokenizer = tokenizers[parsed.version] ?? Tokenizer(key: tokenKey, version: parsed.version)
+        guard let tokenKey = tokenKeys[parsed.version] else {
+            // A version without its key (an older version before retokenize, say): reported, not checked.
+            unverifiedVersions.insert(parsed.version)
+            return value
+        }
+        let tokenizer = tokenizers[parsed.version] ?? Tokenizer(key: tokenKey)
         tokenizers[parsed.version] = tokenizer
         guard tokenizer.token(forCanonical: value, field: parsed.field) == token else {
             forged.append(token)
@@ -239,4 +250,15 @@ final class ValueOpener {
         }
         return value
     }
+}
+
+/// The token versions an access met without a key to check their values. A class so that the value-type `Unmasker`
+/// can collect into it. `versions` is guarded by `lock` (an access runs on one task, but the type must be Sendable).
+final class UnverifiedVersions: @unchecked Sendable {
+    private let lock = NSLock()
+    private var versions: Set<Int> = []  // guarded by lock
+
+    func add(_ more: Set<Int>) { lock.withLock { versions.formUnion(more) } }
+
+    var sorted: [Int] { lock.withLock { versions.sorted() } }
 }

@@ -37,8 +37,9 @@ public final class Tokenizer: Sendable {
     /// The token prefix of each field without the version (`ip`, `dev`): `Token`'s.
     public static func prefix(for field: PIIField) -> String { Token.prefix(for: field) }
 
-    /// A tokenizer for key version `version` (1 or more).
-    public init(key: TokenKey, version: Int = 1) {
+    /// A tokenizer for the key's own version (`key.version`); `version` overrides it only for test vectors.
+    public init(key: TokenKey, version: Int? = nil) {
+        let version = version ?? key.version
         precondition((1...Token.maximumVersion).contains(version), "token key versions are 1 to \(Token.maximumVersion)")
         Sodium.ensureInitialized()
         self.version = version

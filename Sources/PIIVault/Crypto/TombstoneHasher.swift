@@ -2,22 +2,18 @@ import CSodium
 
 /// The keyed hash that names a data subject once forgotten (the tombstone, the `forget` log entry, the lock forget
 /// and the ETL share): `hex(HMAC-SHA-256(subkey, utf8(user_id)))` with
-/// `subkey = crypto_kdf_derive_from_key(32, 1, "PIIV-TMB", token master key)`. Its own kdf context, so it is no
+/// `subkey` the token key's tombstone key: `crypto_kdf_derive_from_key(32, 1, "PIIV-TMB", token master key)` of a
+/// version 1 key, carried forward unchanged into later versions (`TokenKey.tombstoneKey`). Its own kdf context, so it is no
 /// token of any field; keyed, so a user id cannot be checked against a tombstone without the token key.
 public struct TombstoneHasher: Sendable {
     /// The kdf context (8 bytes, part of the contract).
     public static let context = "PIIV-TMB"
     private let subkey: SecretBytes
 
+    /// The hasher of `key`'s tombstone key (derived from the master for a version 1 key, carried in a versioned file).
     public init(key: TokenKey) {
         Sodium.ensureInitialized()
-        subkey = SecretBytes(count: 32) { out in
-            let rc = key.bytes.withUInt8Pointer { master in
-                crypto_kdf_derive_from_key(out.baseAddress!.assumingMemoryBound(to: UInt8.self), 32, 1,
-                                           TombstoneHasher.context, master)
-            }
-            precondition(rc == 0, "crypto_kdf_derive_from_key failed")
-        }
+        subkey = key.tombstoneKey
     }
 
     /// 64 lowercase hex digits.

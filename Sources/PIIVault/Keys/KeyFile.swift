@@ -3,6 +3,8 @@ import CSodium
 /// The labels of the key-file formats (the contract in SECURITY.md).
 public enum KeyFileLabel: String, Sendable, CaseIterable {
     case tokenKey = "PIIVAULT-TOKEN-KEY-1"
+    /// A token key that carries its version and tombstone key (`TokenKeyPayload`).
+    case tokenKeyVersioned = "PIIVAULT-TOKEN-KEY-2"
     case vaultPublicKey = "PIIVAULT-VAULT-PUBLIC-KEY-1"
     case vaultSecretKey = "PIIVAULT-VAULT-SECRET-KEY-1"
     case vaultEncryptedKey = "PIIVAULT-VAULT-ENCRYPTED-KEY-1"

@@ -23,6 +23,8 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
     case badBase64(file: String)
     /// The decoded key has the wrong length.
     case wrongLength(file: String, expected: Int, found: Int)
+    /// A token key version outside 1 to 999999999 (or below 2 where a new version is asked for).
+    case badVersion(file: String, version: Int)
     /// More than one key line.
     case extraContent(file: String)
     /// The passphrase does not open the encrypted key (or the file was altered).
@@ -66,6 +68,8 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
             return "\(file) is damaged: its key line is not valid base64"
         case let .wrongLength(file, expected, found):
             return "\(file) is damaged: the key is \(found) bytes long, expected \(expected)"
+        case let .badVersion(file, version):
+            return "\(file) names token key version \(version); versions are 1 to \(Token.maximumVersion) (keygen --token-key-version needs 2 or more)"
         case let .extraContent(file):
             return "\(file) has more than one key line"
         case let .wrongPassphrase(file):
@@ -88,7 +92,7 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
     public var exitCode: PIIVaultExitCode {
         switch self {
         case .accessibleByOthers, .wrongOwner, .writableByOthers, .wrongPassphrase: return .noPermission
-        case .truncated, .wrongLabel, .badBase64, .wrongLength, .extraContent, .tooLarge, .unsafeParameters,
+        case .truncated, .wrongLabel, .badBase64, .wrongLength, .extraContent, .tooLarge, .unsafeParameters, .badVersion,
              .weakParameters:
             return .dataError
         case .passphraseMismatch, .emptyPassphrase, .passphraseUnavailable, .passphraseTooShort: return .usage

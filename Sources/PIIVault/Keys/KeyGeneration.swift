@@ -122,6 +122,60 @@ public enum KeyGeneration {
             vaultPublicKeyPath: p.publicKey, vaultSecretKeyPath: p.secretKey, passphraseProtected: pass != nil)
     }
 
+    /// What `keygen --token-key-version` wrote.
+    public struct GeneratedTokenKey: Sendable {
+        public let keyID: KeyID
+        public let version: Int
+        public let path: String
+        /// Whether the tombstone key was carried forward from a previous token key.
+        public let tombstoneKeyCarried: Bool
+    }
+
+    /// Writes a new versioned token key (`PIIVAULT-TOKEN-KEY-2`) of `version` (2 or more) to `directory/token.key`,
+    /// carrying `previous`'s tombstone key forward so that users forgotten under earlier keys stay forgotten. Never
+    /// overwrites; writes no vault key pair.
+    public static func generateTokenKey(
+        in directory: String, version: Int, previous: TokenKey?, now: Date = Date()
+    ) throws -> GeneratedTokenKey {
+        Sodium.ensureInitialized()
+        guard (2...Token.maximumVersion).contains(version) else {
+            throw KeyFileError.badVersion(file: "--token-key-version", version: version)
+        }
+        if let previous, previous.version >= version {
+            throw KeyFileError.badVersion(file: "--token-key-version (the previous key is version \(previous.version))", version: version)
+        }
+        var info = stat()
+        if !directory.isEmpty && stat(directory, &info) != 0 {
+            guard mkdir(directory, 0o700) == 0 else {
+                throw KeyFileError.cannotWrite(file: directory, reason: String(cString: strerror(errno)))
+            }
+        }
+        let path = paths(in: directory).token
+        if lstat(path, &info) == 0 { throw KeyFileError.alreadyExists(files: [path]) }
+        let key = try TokenKey.generate(version: version, previous: previous)
+        let created = ISO8601DateFormatter().string(from: now)
+        let payload = TokenKeyPayload.encode(key)
+        var text = payload.withUnsafeBytes { bytes in
+            KeyFile.render(
+                label: .tokenKeyVersioned,
+                comments: [
+                    "piivault token key: SECRET; for the ETL (and compliance, for lookup and retokenize)",
+                    "created: \(created)", "key id: \(key.keyID)", "token key version: \(version)",
+                    previous.map { "tombstone key carried forward from token key \($0.keyID) (version \($0.version))" }
+                        ?? "new tombstone key (no previous token key given)",
+                ], payload: bytes)
+        }
+        defer { sodium_memzero(&text, text.count) }
+        var wroteFile = false
+        do {
+            try writeNew(path: path, contents: text, mode: 0o600) { wroteFile = true }
+        } catch {
+            if wroteFile { unlink(path) }
+            throw error
+        }
+        return GeneratedTokenKey(keyID: key.keyID, version: version, path: path, tombstoneKeyCarried: previous != nil)
+    }
+
     /// Creates `path` with `O_EXCL` (never replacing anything, not even through a symlink), sets the exact mode
     /// (the umask could only narrow it, but 0644 must stay 0644), writes and syncs.
     static func writeNew(path: String, contents: [UInt8], mode: mode_t, created: () -> Void) throws {

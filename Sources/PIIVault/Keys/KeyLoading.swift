@@ -13,11 +13,13 @@ public enum KeyLoading {
     /// Key files are a few hundred bytes; anything much larger is not one.
     static let maxFileBytes = 64 * 1024
 
-    /// Loads the token master key (`PIIVAULT-TOKEN-KEY-1`).
+    /// Loads a token key: `PIIVAULT-TOKEN-KEY-1` (the master only: version 1, tombstone key derived from it) or
+    /// `PIIVAULT-TOKEN-KEY-2` (version, master and tombstone key; `TokenKeyPayload`).
     public static func loadTokenKey(path: String) throws -> TokenKey {
         var text = try readKeyFile(path: path, protection: .secret)
         defer { sodium_memzero(&text, text.count) }
-        let (_, payload) = try KeyFile.parse(text, file: path, expected: [.tokenKey])
+        let (label, payload) = try KeyFile.parse(text, file: path, expected: [.tokenKey, .tokenKeyVersioned])
+        if label == .tokenKeyVersioned { return try TokenKeyPayload.decode(payload, file: path) }
         guard payload.count == TokenKey.byteCount else {
             throw KeyFileError.wrongLength(file: path, expected: TokenKey.byteCount, found: payload.count)
         }
@@ -122,4 +124,36 @@ enum KeyFileProtection {
     case secret
     /// `vault.pub`: anyone may read it; only its owner may write it, and its owner is the current user or root.
     case publicKey
+}
+
+/// The `PIIVAULT-TOKEN-KEY-2` payload (68 bytes): `version (u32 little-endian) || master key (32) || tombstone key (32)`.
+enum TokenKeyPayload {
+    static let byteCount = 4 + TokenKey.byteCount + TokenKey.tombstoneKeyByteCount
+
+    /// The payload of `key`, in guarded memory.
+    static func encode(_ key: TokenKey) -> SecretBytes {
+        SecretBytes(count: byteCount) { out in
+            let version = UInt32(key.version)
+            for i in 0..<4 { out[i] = UInt8(truncatingIfNeeded: version >> (8 * UInt32(i))) }
+            key.bytes.withUnsafeBytes { out.baseAddress!.advanced(by: 4).copyMemory(from: $0.baseAddress!, byteCount: 32) }
+            key.tombstoneKey.withUnsafeBytes {
+                out.baseAddress!.advanced(by: 36).copyMemory(from: $0.baseAddress!, byteCount: 32)
+            }
+        }
+    }
+
+    static func decode(_ payload: SecretBytes, file: String) throws -> TokenKey {
+        guard payload.count == byteCount else {
+            throw KeyFileError.wrongLength(file: file, expected: byteCount, found: payload.count)
+        }
+        let version = payload.withUnsafeBytes { bytes in
+            (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[$1]) << (8 * UInt32($1)) }
+        }
+        guard version >= 1, version <= UInt32(Token.maximumVersion) else {
+            throw KeyFileError.badVersion(file: file, version: Int(version))
+        }
+        let master = payload.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[4..<36])) }
+        let tombstone = payload.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[36..<68])) }
+        return try TokenKey(bytes: master, version: Int(version), tombstoneKey: tombstone)
+    }
 }

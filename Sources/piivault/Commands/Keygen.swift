@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PIIVault
 
 struct Keygen: AsyncParsableCommand {
@@ -10,6 +11,10 @@ struct Keygen: AsyncParsableCommand {
             compliance officer only). Never overwrites: if any of them exists, nothing is written. With \
             --passphrase, vault.key is encrypted under a passphrase asked twice on the terminal (or read from the \
             file named by PIIVAULT_PASSPHRASE_FILE).
+
+            With --token-key-version N (2 or more), writes only a new token.key of that version (tokens ip.vN. and \
+            dev.vN.), for a token key rotation; --previous-token-key names the key it replaces, whose tombstone key \
+            it carries forward so that users forgotten before the rotation stay forgotten.
             """)
 
     @Option(name: .customLong("dir"), help: ArgumentHelp("The folder to write the key files to.", valueName: "DIR"))
@@ -18,7 +23,39 @@ struct Keygen: AsyncParsableCommand {
     @Flag(help: "Protect vault.key with a passphrase (Argon2id).")
     var passphrase = false
 
+    @Option(help: ArgumentHelp("Write only a new token key of this version (2 or more).", valueName: "N"))
+    var tokenKeyVersion: Int?
+
+    @Option(help: ArgumentHelp("With --token-key-version: the token key being replaced (its tombstone key is kept).",
+                               valueName: "FILE"))
+    var previousTokenKey: String?
+
+    func validate() throws {
+        if let tokenKeyVersion {
+            guard tokenKeyVersion >= 2 && tokenKeyVersion <= 999_999_999 else {
+                throw ValidationError("--token-key-version must be 2 to 999999999 (version 1 is the first key keygen writes)")
+            }
+            guard !passphrase else { throw ValidationError("--passphrase protects vault.key; --token-key-version writes only token.key") }
+        } else if previousTokenKey != nil {
+            throw ValidationError("--previous-token-key goes with --token-key-version")
+        }
+    }
+
     func run() async throws {
+        if let tokenKeyVersion {
+            let written = try await reportingErrors {
+                let previous = try previousTokenKey.map { try KeyLoading.loadTokenKey(path: $0) }
+                return try KeyGeneration.generateTokenKey(in: directory, version: tokenKeyVersion, previous: previous)
+            }
+            print("""
+                token key id \(written.keyID), version \(written.version)
+                  \(written.path)  secret: give it to the ETL (and to compliance, for lookup and retokenize); mode 0600
+                """)
+            if !written.tombstoneKeyCarried {
+                FileHandle.standardError.write(Data("piivault: warning: no --previous-token-key: this key has a new tombstone key, so users forgotten under earlier token keys are not recognised by runs with it; give the previous key unless none was ever used\n".utf8))
+            }
+            return
+        }
         let keys = try await reportingErrors {
             try KeyGeneration.generate(
                 in: directory,

@@ -8,7 +8,8 @@ struct Lookup: AsyncParsableCommand {
         abstract: "Find the logins a data subject's ip addresses or device ids appear in (compliance; logged first).",
         discussion: """
             Run as a login in role piivault_compliance, with the token key. Each value is canonicalised as the ETL \
-            does and tokenized under every token key version the ETL has used; only the tokens reach the database \
+            does and tokenized under every token key given (repeat --token-key, one per version, while a rotation is \
+            not yet retokenized; a version present without its key is named in a warning); only the tokens reach the database \
             and the access log (action lookup, subject the tokens); the rows are printed only once the entry is \
             committed. Values are never printed: each row names the value by its position (1, 2, ...).
 
@@ -19,8 +20,9 @@ struct Lookup: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("The token key file (also PIIVAULT_TOKEN_KEY).", valueName: "FILE"))
-    var tokenKey: String?
+    @Option(help: ArgumentHelp("A token key file (also PIIVAULT_TOKEN_KEY); repeat it for each token key version present.",
+                               valueName: "FILE"))
+    var tokenKey: [String] = []
 
     @Option(help: ArgumentHelp("Why this access is needed (case or request number); logged.", valueName: "TEXT"))
     var reason: String?
@@ -54,14 +56,16 @@ struct Lookup: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            guard let path = tokenKey ?? ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
+            let paths = tokenKey.isEmpty ? [ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"] ?? ""] : tokenKey
+            guard !paths.contains(where: \.isEmpty) else {
                 throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
             }
-            let key = try KeyLoading.loadTokenKey(path: path)
+            let keys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0) })
             let values = ips.map { (field: PIIField.ip, value: $0) } + deviceIDs.map { (field: PIIField.deviceID, value: $0) }
                 + (try readValuesFile())
-            let report = try await LookupService(databaseURL: database.resolved, tokenKey: key)
-                .run(LookupRequest(values: values, reason: reason ?? "", maxRows: maxRows))
+            var service = LookupService(databaseURL: database.resolved, tokenKeys: keys)
+            service.warn = { FileHandle.standardError.write(Data("piivault: warning: \($0)\n".utf8)) }
+            let report = try await service.run(LookupRequest(values: values, reason: reason ?? "", maxRows: maxRows))
             print(format.render(report), terminator: "")
             fflush(nil)
             FileHandle.standardError.write(Data("piivault: access logged as entry \(report.logSeq)\n".utf8))

@@ -13,7 +13,8 @@ struct Unmask: AsyncParsableCommand {
             and printed only once that entry is committed. A refusal (no permission, another vault's key, a value \
             moved between rows or damaged, over --max-rows) prints no value and is logged with its own outcome.
 
-            Every value is checked against its token with the token key (--token-key, or PIIVAULT_TOKEN_KEY): a value \
+            Every value is checked against its token with the token key of the token's version (--token-key, \
+            repeatable, or PIIVAULT_TOKEN_KEY; a version without its key is named in a warning, unchecked): a value \
             that is not the value of its token was planted by someone who could write to the vault; it is reported \
             as forged, withheld, and logged. --no-verify-tokens skips the check (for an officer without token.key). \
             Values sealed to another vault key than the key file's are withheld row by row; the rest are printed.
@@ -30,9 +31,9 @@ struct Unmask: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The vault secret key file (also PIIVAULT_VAULT_KEY).", valueName: "FILE"))
     var keyFile: String?
 
-    @Option(help: ArgumentHelp("The token key file, to check each value against its token (also PIIVAULT_TOKEN_KEY).",
+    @Option(help: ArgumentHelp("A token key file, to check each value against its token (also PIIVAULT_TOKEN_KEY); repeat it for each token key version present.",
                                valueName: "FILE"))
-    var tokenKey: String?
+    var tokenKey: [String] = []
 
     @Flag(help: "Do not check values against their tokens (no token key needed; a forged value goes unnoticed).")
     var noVerifyTokens = false
@@ -95,12 +96,13 @@ struct Unmask: AsyncParsableCommand {
                 try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
             let environment = ProcessInfo.processInfo.environment
-            var tokenKeyFile: TokenKey?
+            var tokenKeys: TokenKeySet?
             if !noVerifyTokens {
-                guard let path = tokenKey ?? environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
+                let paths = tokenKey.isEmpty ? [environment["PIIVAULT_TOKEN_KEY"] ?? ""] : tokenKey
+                guard !paths.contains(where: \.isEmpty) else {
                     throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
                 }
-                tokenKeyFile = try KeyLoading.loadTokenKey(path: path)
+                tokenKeys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0) })
             }
             let target: UnmaskRequest.Target
             if let userID {
@@ -110,8 +112,11 @@ struct Unmask: AsyncParsableCommand {
             } else {
                 target = .tokens(try Self.checkTokens(tokens, source: "--token") + readTokenFile())
             }
-            let service = UnmaskService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: tokenKeyFile)
+            let service = UnmaskService(databaseURL: database.resolved, secretKey: secretKey, tokenKeys: tokenKeys)
             let report = try await service.run(UnmaskRequest(target, reason: reason, maxRows: maxRows))
+            for version in report.unverifiedTokenVersions {
+                FileHandle.standardError.write(Data("piivault: warning: values of token key version \(version) were not checked against their tokens: no token key of that version was given (add --token-key for it)\n".utf8))
+            }
             if report.rows != nil {
                 printOutput(csv.rendering { format.render(report) })
                 logged(report.logSeq)
