@@ -9,8 +9,8 @@ MESSAGES ?= $(BENCH_MESSAGES)
 DISTINCT ?= $(BENCH_DISTINCT)
 # `make bench-compliance COMPLIANCE_ROWS=1000000`: lookup, forget and retention on that many loaded logins.
 COMPLIANCE_ROWS ?= 1000000
-# `make bench-sqs SQS_MESSAGES=20000` (against LocalStack: see scripts/bench-sqs).
-SQS_MESSAGES ?= 2000
+# `make bench-sqs SQS_MESSAGES=20000` (on a throwaway LocalStack; PIIVAULT_BENCH_SQS=moto: moto_server; see scripts/bench-sqs).
+SQS_MESSAGES ?= 20000
 # `make install PREFIX=/opt/piivault`: the binary in $(PREFIX)/bin, the migrations in $(PREFIX)/share/piivault/migrations,
 # where `piivault migrate` looks beside its bin folder. CONFIGURATION=debug installs the debug build (tests).
 PREFIX ?= /usr/local
@@ -75,8 +75,11 @@ bench: release
 bench-compliance: release
 	scripts/with-services scripts/bench-compliance "$(COMPLIANCE_ROWS)"
 
-# The SQS end-to-end comparison (slow on moto_server, whose receive slows as the queue grows; see scripts/bench-sqs).
+# The SQS end-to-end comparison on a throwaway LocalStack started on loopback without Docker (installed into
+# .local/localstack-venv by `scripts/install-deps --bench`; `make test` does not need it): the bare loop's rate, the
+# ETL's, their ratio, and 4 ETL processes on one queue loading every message once (see scripts/bench-sqs).
 bench-sqs: release
+	scripts/install-deps --bench
 	scripts/with-services scripts/bench-sqs "$(SQS_MESSAGES)"
 
 # Long-lived local services for development (`swift test` then finds them through .local/services.env).
