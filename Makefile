@@ -73,27 +73,27 @@ demo: build
 
 # Benchmarks (measurements, not tests): every distinct share in DISTINCT, then a summary table.
 bench: release
-	scripts/with-services scripts/bench "$(MESSAGES)" $(DISTINCT)
-	scripts/with-services scripts/bench-unmask
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench "$(MESSAGES)" $(DISTINCT)
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-unmask
 
 # The data-subject requests on COMPLIANCE_ROWS logins: lookup and forget database time, retention rate.
 bench-compliance: release
-	scripts/with-services scripts/bench-compliance "$(COMPLIANCE_ROWS)"
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-compliance "$(COMPLIANCE_ROWS)"
 
 # retokenize of RETOKENIZE_ROWS logins (RETOKENIZE_DISTINCT of them distinct values) from token key v1 to v2.
 bench-retokenize: release
-	scripts/with-services scripts/bench-retokenize "$(RETOKENIZE_ROWS)" "$(RETOKENIZE_DISTINCT)"
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-retokenize "$(RETOKENIZE_ROWS)" "$(RETOKENIZE_DISTINCT)"
 
 # The SQS end-to-end comparison on a throwaway LocalStack started on loopback without Docker (installed into
 # .local/localstack-venv by `scripts/install-deps --bench`; `make test` does not need it): the bare loop's rate, the
 # ETL's, their ratio, and 4 ETL processes on one queue loading every message once (see scripts/bench-sqs).
 bench-sqs: release
 	scripts/install-deps --bench
-	scripts/with-services scripts/bench-sqs "$(SQS_MESSAGES)"
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-sqs "$(SQS_MESSAGES)"
 
 # `piivault rewrap` of DATA_KEYS data keys (issue 13's benchmark: 1,000).
 bench-rewrap: release
-	scripts/with-services scripts/bench-rewrap "$(DATA_KEYS)"
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-rewrap "$(DATA_KEYS)"
 
 # Long-lived local services for development (`swift test` then finds them through .local/services.env).
 services: deps
