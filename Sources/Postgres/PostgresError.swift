@@ -51,6 +51,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     /// `insufficient_privilege` (42501): the role may not do this.
     public var isPermissionDenied: Bool { sqlState == "42501" }
 
+    /// The server ended the transaction to break a deadlock (40P01) or a serialization conflict (40001): nothing of
+    /// it was kept, and running it again may succeed.
+    public var isTransientConflict: Bool { sqlState == "40P01" || sqlState == "40001" }
+
     /// True for errors caused by the data of one row (data exceptions, integrity constraint violations), which a
     /// loader can isolate by splitting its batch; false for errors that would fail any batch.
     public var isRowSpecific: Bool {

@@ -388,20 +388,45 @@ final class ETLTests: XCTestCase {
             })
         }
         defer { for file in files { try? FileManager.default.removeItem(at: file) } }
-        // Held the way forget holds it, so that the four batches wait and then go in together.
+        try await loadTogether(files, batchSize: 8000)
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 32_000)
+    }
+
+    /// Four ETL processes sealing the same 600 values at the same moment, each in its own order: their batches
+    /// insert into the vault's primary key in token order, so they wait on each other in one direction and never
+    /// deadlock (and a deadlock with anything else is retried).
+    func testFourProcessesSealingTheSameValuesAtOnceAllSucceed() async throws {
+        var generator = SystemRandomNumberGenerator()
+        let files = try (0..<4).map { process in
+            try writeLines((0..<3000).map { i in i }.shuffled(using: &generator).map { i in
+                #"{"user_id": "shared-\#(process)-\#(i)", "device_type": "ios", "ip": "10.9.\#((i % 300) >> 8).\#((i % 300) & 255)", "device_id": "shared-device-\#(i % 300)"}"#
+            })
+        }
+        defer { for file in files { try? FileManager.default.removeItem(at: file) } }
+        try await loadTogether(files, batchSize: 3000)
+        let rows = try await count("user_logins")
+        XCTAssertEqual(rows, 12_000)
+        let values = try await count("vault.secrets")
+        XCTAssertEqual(values, 600, "each value sealed once")
+    }
+
+    /// Runs one `etl --from-file` per file, lets them prepare their first batch while the vault-wide lock is held
+    /// (as forget holds it), then releases it so that the batches go in together; every run must succeed.
+    private func loadTogether(_ files: [URL], batchSize: Int) async throws {
         let holder = try await database.connect()
         try await holder.execute("BEGIN")
         _ = try await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
         let runs = try files.map { file in
-            let invocation = try etlInvocation(["--from-file", file.path, "--batch-size", "8000"])
+            let invocation = try etlInvocation(["--from-file", file.path, "--batch-size", String(batchSize)])
             return try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
         }
-        try await waitUntil("four batches wait on the vault-wide lock", timeout: 120) {
+        try await waitUntil("every batch waits on the vault-wide lock", timeout: 120) {
             let waiting = try await self.query("""
                 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """).first![0].requiredInt()
-            return waiting >= 4 || runs.contains { !$0.isRunning }
+            return waiting >= files.count || runs.contains { !$0.isRunning }
         }
         try await holder.execute("COMMIT")
         await holder.close()
@@ -410,8 +435,6 @@ final class ETLTests: XCTestCase {
             XCTAssertTrue(exited)
             XCTAssertEqual(run.status, 0, String(run.stderr.suffix(1000)))
         }
-        let rows = try await count("user_logins")
-        XCTAssertEqual(rows, 32_000)
     }
 
     /// The shared-value race, made to happen: another user's batch has looked up the vault (it found the forgotten

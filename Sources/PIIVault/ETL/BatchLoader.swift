@@ -40,6 +40,7 @@ struct EncodedBatch: Sendable {
         logins = CopyTextWriter(reservingCapacity: batch.count * 240)
         secrets = CopyTextWriter(reservingCapacity: batch.count * 300)
         quarantine = CopyTextWriter()
+        var sealedValues: [PreparedSecret] = []
         for message in batch {
             switch message.content {
             case .login(let login, let sealed):
@@ -56,14 +57,7 @@ struct EncodedBatch: Sendable {
                 logins.append(login.appVersionText)
                 logins.append(login.createDate)
                 logins.endRow()
-                for secret in sealed {
-                    tokens.append(secret.token)
-                    secrets.append(secret.token)
-                    secrets.append(secret.field.rawValue)
-                    secrets.append(dataKeyID)
-                    secrets.append(bytes: secret.sealed)
-                    secrets.endRow()
-                }
+                sealedValues += sealed
             case .quarantine(let entry):
                 quarantine.append(entry.messageID)
                 quarantine.append(entry.reason)
@@ -72,6 +66,17 @@ struct EncodedBatch: Sendable {
             case .suppressed:
                 suppressed += 1
             }
+        }
+        // In token order: two ETL processes whose batches seal some of the same values then wait on each other's
+        // uncommitted rows of vault.secrets' primary key in one order, never in a cycle (a deadlock, 40P01).
+        sealedValues.sort { $0.token < $1.token }
+        for secret in sealedValues {
+            tokens.append(secret.token)
+            secrets.append(secret.token)
+            secrets.append(secret.field.rawValue)
+            secrets.append(dataKeyID)
+            secrets.append(bytes: secret.sealed)
+            secrets.endRow()
         }
     }
 }
@@ -85,21 +90,34 @@ struct BatchLoader: Sendable {
     /// Loads `batch`, whose values were sealed with `quarantiner`'s data key.
     func load(_ batch: [PreparedMessage], quarantiner: Quarantiner) async throws -> LoadOutcome {
         do {
-            return try await store.insert(EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID),
-                                          dataKeyID: quarantiner.dataKeyID)
+            return try await insert(EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID), dataKeyID: quarantiner.dataKeyID)
         } catch let error as PostgresError where error.isRowSpecific {
             if batch.count == 1, case .login = batch[0].content {
                 let reason = "rejected by the database: \(error.sqlState ?? "unknown")"
                     + (error.column.map { " in column \($0)" } ?? "")
                 let entry = try quarantiner.quarantine(batch[0].source, reason: reason)
-                return try await store.insert(EncodedBatch([entry], dataKeyID: quarantiner.dataKeyID),
-                                              dataKeyID: quarantiner.dataKeyID)
+                return try await insert(EncodedBatch([entry], dataKeyID: quarantiner.dataKeyID),
+                                        dataKeyID: quarantiner.dataKeyID)
             }
             if batch.count == 1 { throw error }
             let middle = batch.count / 2
             var outcome = try await load(Array(batch[..<middle]), quarantiner: quarantiner)
             outcome.add(try await load(Array(batch[middle...]), quarantiner: quarantiner))
             return outcome
+        }
+    }
+
+    /// One transaction, tried again (at most twice more) when the server ended it to break a deadlock or a
+    /// serialization conflict with another session (an erasure, another ETL process): it rolled back whole, so
+    /// trying again loads nothing twice.
+    private func insert(_ encoded: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome {
+        var attempt = 1
+        while true {
+            do {
+                return try await store.insert(encoded, dataKeyID: dataKeyID)
+            } catch let error as PostgresError where error.isTransientConflict && attempt < 3 {
+                attempt += 1
+            }
         }
     }
 }

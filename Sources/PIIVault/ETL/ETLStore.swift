@@ -149,7 +149,7 @@ actor ETLStore {
                         "COPY piivault_stage_secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes)
                     outcome.valuesSealed = try await connection.execute("""
                         INSERT INTO vault.secrets (token, field, data_key_id, sealed)
-                        SELECT token, field, data_key_id, sealed FROM piivault_stage_secrets
+                        SELECT token, field, data_key_id, sealed FROM piivault_stage_secrets ORDER BY token
                         ON CONFLICT DO NOTHING
                         """)
                 }
