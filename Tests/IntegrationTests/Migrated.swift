@@ -4,6 +4,16 @@ import TestSupport
 import XCTest
 
 extension ScratchDatabase {
+    /// SQL (for the database owner) that makes every append to the access log fail with "access log is read-only for
+    /// this test", as a full disk or a broken grant would: the fail-closed tests run a command against it. Undone by
+    /// `DROP TRIGGER refuse_append ON audit.access_log`.
+    static let refuseAccessLogAppends = """
+        CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
+        CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
+            FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
+        """
+
     /// A scratch database migrated with the project's migrations by the real binary. The binary migrates one
     /// template database per test process; each test gets a copy of it (`CREATE DATABASE ... TEMPLATE`), which takes a
     /// fraction of the time of migrating afresh.

@@ -200,12 +200,7 @@ final class RetentionTests: XCTestCase {
 
         // Fail closed: the entry cannot be written, so no batch runs.
         let owner = try await database.connect()
-        try await owner.executeScript("""
-            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
-            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
-                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
-            """)
+        try await owner.executeScript(ScratchDatabase.refuseAccessLogAppends)
         let appendFails = try retention(["--reason", "POLICY-30", "--older-than", "30"])
         outputs.append(appendFails)
         XCTAssertEqual(appendFails.status, 1, appendFails.stderr)
@@ -401,12 +396,7 @@ final class RetentionTests: XCTestCase {
         XCTAssertEqual(refused.status, 77, refused.stderr)
 
         let owner = try await database.connect()
-        try await owner.executeScript("""
-            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
-            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
-                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
-            """)
+        try await owner.executeScript(ScratchDatabase.refuseAccessLogAppends)
         let appendFails = try forget(["--reason", "ERASE-Q", "--quarantined", messageID])
         XCTAssertEqual(appendFails.status, 1, appendFails.stderr)
         let afterFailure = try await quarantined()

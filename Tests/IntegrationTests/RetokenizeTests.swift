@@ -324,12 +324,7 @@ final class RetokenizeTests: XCTestCase {
 
         let dataKeysBefore = try await count("SELECT count(*) FROM vault.data_keys")
         let connection = try await database.connect()
-        try await connection.executeScript("""
-            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
-            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
-                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
-            """)
+        try await connection.executeScript(ScratchDatabase.refuseAccessLogAppends)
         await connection.close()
         let failing = try retokenize()
         XCTAssertEqual(failing.status, PIIVaultExitCode.failure.rawValue, failing.stderr)

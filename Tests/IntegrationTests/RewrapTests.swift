@@ -434,12 +434,7 @@ final class RewrapTests: XCTestCase {
         await etl.close()
 
         // The append fails: nothing changes, plain or full.
-        try await execute("""
-            CREATE FUNCTION public.refuse_append() RETURNS trigger LANGUAGE plpgsql AS
-                $$ BEGIN RAISE EXCEPTION 'access log is read-only for this test'; END $$;
-            CREATE TRIGGER refuse_append BEFORE INSERT ON audit.access_log
-                FOR EACH ROW EXECUTE FUNCTION public.refuse_append();
-            """)
+        try await execute(ScratchDatabase.refuseAccessLogAppends)
         let logBefore = try await logLength()
         for full in [false, true] {
             let result = try rewrap(["--reason", "ROT-2"] + (full ? ["--full"] : []))
