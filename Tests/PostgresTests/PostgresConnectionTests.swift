@@ -34,6 +34,31 @@ final class PostgresConnectionTests: XCTestCase {
         XCTAssertEqual(try count.first?["n"].int(), hostile.count, "the table survived every hostile value")
     }
 
+    func testArrayLiteralsArriveElementByElement() async throws {
+        let texts = ["plain", "with,comma", "\"quoted\"", "back\\slash", "{braces}", "", "NULL", "O'Brien"]
+        let bytes: [[UInt8]] = [[], [0, 1, 0xfe, 0xff], Array("\\x\"".utf8)]
+        let rows = try await connection.query("""
+            SELECT array_length(\(PostgresArray.texts(texts))::text[], 1) AS n_texts,
+                   array_length(\(PostgresArray.bigints([1, -2, 9_007_199_254_740_993]))::bigint[], 1) AS n_ints,
+                   (\(PostgresArray.bigints([1, -2, 9_007_199_254_740_993]))::bigint[])[3] AS third,
+                   array_length(\(PostgresArray.bytes(bytes))::bytea[], 1) AS n_bytes
+            """)
+        XCTAssertEqual(try rows.first?["n_texts"].int(), texts.count)
+        XCTAssertEqual(try rows.first?["n_ints"].int(), 3)
+        XCTAssertEqual(try rows.first?["third"].int(), 9_007_199_254_740_993)
+        XCTAssertEqual(try rows.first?["n_bytes"].int(), bytes.count)
+        for (index, text) in texts.enumerated() {
+            let element = try await connection.query(
+                "SELECT (\(PostgresArray.texts(texts))::text[])[\(index + 1)] AS v")
+            XCTAssertEqual(try element.first?["v"].string(), text)
+        }
+        for (index, value) in bytes.enumerated() {
+            let element = try await connection.query(
+                "SELECT (\(PostgresArray.bytes(bytes))::bytea[])[\(index + 1)] AS v")
+            XCTAssertEqual(try element.first?["v"].bytes(), value)
+        }
+    }
+
     func testNULByteIsRejectedClearlyWithoutEchoingTheValue() async throws {
         do {
             try await connection.query("SELECT \("secret\u{0}value")::text")

@@ -97,7 +97,7 @@ public struct RetokenizeService: Sendable {
     public let tokenKey: TokenKey
     public let caller: AccessLogCaller
     /// Called after batch N (1, 2, ...) has committed. Tests use it to simulate a crash midway.
-    public var afterCommit: @Sendable (_ batchNumber: Int, _ report: RetokenizeReport) async throws -> Void = { _, _ in }
+    public var afterCommit: @Sendable (_ batchNumber: Int) async throws -> Void = { _ in }
 
     public init(databaseURL: String, secretKey: VaultSecretKey, tokenKey: TokenKey, caller: AccessLogCaller = .current) {
         self.databaseURL = databaseURL
@@ -136,7 +136,7 @@ public struct RetokenizeService: Sendable {
                     sealerID = nil
                 }
                 guard let current = sealer else { break }
-                var oldTokens: [String] = [], newTokens: [String] = [], newSealed: [String] = []
+                var oldTokens: [String] = [], newTokens: [String] = [], newSealed: [[UInt8]] = []
                 for row in rows {
                     let old = try row["token"].requiredString()
                     guard moved.insert(old).inserted else { throw RetokenizeError.noProgress(token: old) }
@@ -153,12 +153,10 @@ public struct RetokenizeService: Sendable {
                     let new = tokenizer.token(forCanonical: value, field: field)
                     oldTokens.append(old)
                     newTokens.append(new)
-                    newSealed.append(hexString(try current.seal(value, token: new)))
+                    newSealed.append(try current.seal(value, token: new))
                 }
-                // Tokens and hex need no quoting in an array literal; each literal is still one bound parameter.
-                let oldLiteral = "{" + oldTokens.joined(separator: ",") + "}"
-                let newLiteral = "{" + newTokens.joined(separator: ",") + "}"
-                let sealedLiteral = "{" + newSealed.joined(separator: ",") + "}"
+                let oldLiteral = PostgresArray.texts(oldTokens), newLiteral = PostgresArray.texts(newTokens)
+                let sealedLiteral = PostgresArray.bytes(newSealed)
                 let (applied, keyID) = try await connection.transaction { connection -> (PostgresRow, Int) in
                     var keyID = sealerID
                     if keyID == nil {
@@ -170,10 +168,7 @@ public struct RetokenizeService: Sendable {
                     guard let keyID else { throw UnmaskProtocolError() }
                     let rows = try await connection.query("""
                         SELECT * FROM vault.apply_retokenize_batch(
-                            \(grant.seq), \(oldLiteral)::text[], \(newLiteral)::text[],
-                            ARRAY(SELECT decode(h, 'hex') FROM unnest(\(sealedLiteral)::text[]) WITH ORDINALITY AS u(h, i)
-                                  ORDER BY i),
-                            \(keyID))
+                            \(grant.seq), \(oldLiteral)::text[], \(newLiteral)::text[], \(sealedLiteral)::bytea[], \(keyID))
                         """)
                     guard let row = rows.first else { throw UnmaskProtocolError() }
                     return (row, keyID)
@@ -185,7 +180,7 @@ public struct RetokenizeService: Sendable {
                 report.valuesSkipped += try applied["values_skipped"].requiredInt()
                 report.loginsUpdated += try applied["logins_updated"].requiredInt()
                 report.batches += 1
-                try await afterCommit(report.batches, report)
+                try await afterCommit(report.batches)
             }
             _ = try await connection.query("SELECT vault.finish_retokenize(\(grant.seq)) AS remaining")
             return report

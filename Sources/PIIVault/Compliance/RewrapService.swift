@@ -360,21 +360,3 @@ private struct RewrapRun {
         return outcome
     }
 }
-
-/// Array literals in Postgres's text format, bound as one text parameter and cast in SQL.
-enum PostgresArray {
-    static func bigints(_ values: [Int]) -> String {
-        "{" + values.map(String.init).joined(separator: ",") + "}"
-    }
-
-    /// Every element quoted, with `\` and `"` escaped.
-    static func texts(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
-    }
-
-    /// bytea elements in hex form (`\x...`, the backslash escaped inside the quoted element).
-    static func bytes(_ values: [[UInt8]]) -> String {
-        "{" + values.map { "\"\\\\x" + Sodium.hex($0) + "\"" }.joined(separator: ",") + "}"
-    }
-}

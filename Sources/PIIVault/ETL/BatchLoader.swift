@@ -30,7 +30,7 @@ struct EncodedBatch: Sendable {
     var tokens: [String] = []
     /// Logins of forgotten users in the batch (not loaded).
     var suppressed = 0
-    /// The keyed user-id hashes of the batch's logins: the insert locks them as `forget` does.
+    /// The keyed user-id hashes of the batch's logins: the insert checks them against the tombstones under the lock.
     var subjectHashes: [String] = []
     /// The distinct tokens the batch's logins reference (checked present under `VaultValueLock`).
     var referencedTokens: [String] { Array(referenced) }

@@ -11,7 +11,7 @@ struct PreparedLogin: Sendable {
     let appVersion: Int?
     let appVersionText: String?
     let createDate: String
-    /// The keyed hash of the user id (`TombstoneHasher`): the tombstone a `forget` leaves, and the lock it takes.
+    /// The keyed hash of the user id (`TombstoneHasher`): the tombstone a `forget` leaves.
     var subjectHash: String = ""
 }
 

@@ -90,7 +90,7 @@ struct ETL: AsyncParsableCommand {
         let result: Result<ETLSummary, any Error>
         do {
             var run = try await ETLRun.open(settings: settings, logger: logger)
-            run.afterCommit = Self.faultHook(environment: environment, logger: logger)
+            run.afterCommit = faultExitAfterCommits(environment)
             run.metrics = metrics
             result = .success(try await run.run(stop: stop) { progressLine.show($0) })
         } catch {
@@ -152,20 +152,5 @@ struct ETL: AsyncParsableCommand {
         flags.metricsFile = metricsFile
         flags.metricsPushURL = metricsPushURL
         return flags
-    }
-
-    /// `PIIVAULT_FAULT_EXIT_AFTER_COMMITS=N` (tests only): exit 75 after batch N commits, before its messages are
-    /// deleted, as a crash there would.
-    private static func faultHook(environment: [String: String], logger: Logger)
-        -> @Sendable (Int) async throws -> Void
-    {
-        guard let crashAfter = environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"].flatMap(Int.init) else {
-            return { _ in }
-        }
-        return { batchNumber in
-            guard batchNumber >= crashAfter else { return }
-            logger.warning("exiting after commit, before delete (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)")
-            Foundation.exit(75)
-        }
     }
 }

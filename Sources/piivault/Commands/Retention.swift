@@ -49,7 +49,7 @@ struct Retention: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let service = RetentionService(databaseURL: database.resolved,
-                                           afterBatch: Self.faultHook(ProcessInfo.processInfo.environment))
+                                           afterBatch: faultExitAfterCommits(ProcessInfo.processInfo.environment))
             let report = try await service.run(RetentionRequest(
                 olderThanDays: olderThan, reason: reason ?? "", dryRun: dryRun, batchSize: batchSize))
             print(report.rendered(format), terminator: "")
@@ -59,18 +59,6 @@ struct Retention: AsyncParsableCommand {
             } else {
                 FileHandle.standardError.write(Data("piivault: dry run: nothing changed, nothing logged\n".utf8))
             }
-        }
-    }
-
-    /// `PIIVAULT_FAULT_EXIT_AFTER_COMMITS=N` (tests only): exit 75 after batch N commits, as a kill there would.
-    private static func faultHook(_ environment: [String: String]) -> @Sendable (Int) async throws -> Void {
-        guard let exitAfter = environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"].flatMap(Int.init) else {
-            return { _ in }
-        }
-        return { batch in
-            guard batch >= exitAfter else { return }
-            FileHandle.standardError.write(Data("piivault: exiting after batch \(batch) (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)\n".utf8))
-            Foundation.exit(75)
         }
     }
 }

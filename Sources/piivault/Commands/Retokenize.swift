@@ -60,25 +60,11 @@ struct Retokenize: AsyncParsableCommand {
             }
             let newKey = try KeyLoading.loadTokenKey(path: tokenPath)
             var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey)
-            service.afterCommit = Self.faultHook(environment: environment)
+            service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))
             print(report.text, terminator: "")
             fflush(nil)
             FileHandle.standardError.write(Data("piivault: retokenize logged as entry \(report.logSeq)\n".utf8))
-        }
-    }
-
-    /// `PIIVAULT_FAULT_EXIT_AFTER_COMMITS=N` (tests only): exit 75 after batch N commits, as a crash there would.
-    private static func faultHook(environment: [String: String])
-        -> @Sendable (Int, RetokenizeReport) async throws -> Void
-    {
-        guard let crashAfter = environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"].flatMap(Int.init) else {
-            return { _, _ in }
-        }
-        return { batchNumber, _ in
-            guard batchNumber >= crashAfter else { return }
-            FileHandle.standardError.write(Data("piivault: exiting after batch \(batchNumber) (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)\n".utf8))
-            Foundation.exit(75)
         }
     }
 }

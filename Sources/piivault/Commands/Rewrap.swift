@@ -63,7 +63,7 @@ struct Rewrap: AsyncParsableCommand {
                 try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
             let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey)
-            let service = RewrapService(databaseURL: database.resolved, afterBatch: Self.faultHook(environment))
+            let service = RewrapService(databaseURL: database.resolved, afterBatch: faultExitAfterCommits(environment))
             let (report, shortfall) = try await service.run(
                 RewrapRequest(oldSecretKey: oldKey, newPublicKey: newKey, reason: reason ?? "", full: full,
                               batchSize: batchSize, dryRun: dryRun))
@@ -75,19 +75,6 @@ struct Rewrap: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("piivault: dry run: nothing changed, nothing logged\n".utf8))
             }
             if let shortfall { throw shortfall }
-        }
-    }
-
-    /// `PIIVAULT_FAULT_EXIT_AFTER_COMMITS=N` (tests only): exit 75 once N batches have committed, as a crash between
-    /// batches would.
-    private static func faultHook(_ environment: [String: String]) -> @Sendable (Int) async throws -> Void {
-        guard let crashAfter = environment["PIIVAULT_FAULT_EXIT_AFTER_COMMITS"].flatMap(Int.init) else {
-            return { _ in }
-        }
-        return { batches in
-            guard batches >= crashAfter else { return }
-            FileHandle.standardError.write(Data("piivault: exiting after \(batches) committed batches (PIIVAULT_FAULT_EXIT_AFTER_COMMITS)\n".utf8))
-            Foundation.exit(75)
         }
     }
 }
