@@ -43,16 +43,13 @@ class AWSTestCase: XCTestCase {
         return env
     }
 
-    /// Sends the real sample with botocore (an independent client) to a new queue on the emulator; its URL.
-    func sendSample(queue: String) throws -> String {
+    /// Sends the real sample to a new queue on the emulator, each body `json.dumps(record, sort_keys=True)`; its URL.
+    func sendSample(queue: String) async throws -> String {
         let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
-        let script = TestServices.repositoryRoot.appendingPathComponent("scripts/send-messages.py").path
-        let result = try runProcess("python3", [script, "--endpoint-url", try TestServices.sqsEndpoint(),
-                                                "--queue-name", queue, "--file", sample.path],
-                                    environment: ["AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                                                  "AWS_DEFAULT_REGION": "us-east-1", "AWS_PROFILE": nil])
-        guard result.status == 0 else { throw TestSetupError("send-messages.py failed: \(result.stderr)") }
-        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as? [Any] else {
+            throw TestSetupError("\(sample.path) is not a JSON array")
+        }
+        return try await SQSEmulator.send(records.map(SQSEmulator.pythonJSON), toQueueNamed: queue)
     }
 
     /// Runs `piivault etl` on this test's database and keys with `environment` on top of the clean AWS environment.

@@ -15,7 +15,7 @@ final class CredentialsChainTests: AWSTestCase {
     private func drain(through front: AWSFront, environment: [String: String?], secrets: () -> [String],
                        expectedKeys: () -> Set<String>, extraArguments: [String] = [],
                        file: StaticString = #filePath, line: UInt = #line) async throws -> ProcessResult {
-        let queueURL = try sendSample(queue: "chain-\(ScratchDatabase.randomHex(4))")
+        let queueURL = try await sendSample(queue: "chain-\(ScratchDatabase.randomHex(4))")
         var env = environment
         env["AWS_ENDPOINT_URL_SQS"] = front.url
         env["PIIVAULT_LOG_LEVEL"] = "trace"

@@ -9,7 +9,7 @@ import XCTest
 /// and SQS requests after the refresh are signed with the new keys (as the front before the emulator saw them).
 final class CredentialsRefreshTests: AWSTestCase {
     func testRunOutlivesTwoSecondCredentials() async throws {
-        let queueURL = try sendSample(queue: "refresh-\(ScratchDatabase.randomHex(4))")
+        let queueURL = try await sendSample(queue: "refresh-\(ScratchDatabase.randomHex(4))")
         let front = try AWSFront(["upstream": try TestServices.sqsEndpoint()])
         defer { front.stop() }
         let provider = ShortLivedProvider(lifetime: 2)

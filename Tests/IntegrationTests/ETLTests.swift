@@ -30,8 +30,18 @@ final class ETLTests: XCTestCase {
         }
     }
 
-    /// Sends records with botocore (an independent client), each body `json.dumps(record)`; returns the queue URL.
-    func send(_ recordsFile: URL, queue: String, repeat count: Int = 1) throws -> String {
+    /// Sends the records of a JSON array file to a new queue on the emulator, `count` times over, each body
+    /// `json.dumps(record, sort_keys=True)`; returns the queue URL.
+    func send(_ recordsFile: URL, queue: String, repeat count: Int = 1) async throws -> String {
+        guard let records = try JSONSerialization.jsonObject(with: Data(contentsOf: recordsFile)) as? [Any] else {
+            throw TestSetupError("\(recordsFile.path) is not a JSON array")
+        }
+        let bodies = records.map(SQSEmulator.pythonJSON)
+        return try await SQSEmulator.send((0..<count).flatMap { _ in bodies }, toQueueNamed: queue)
+    }
+
+    /// The same with botocore (an independent client), each body `json.dumps(record)`; returns the queue URL.
+    func sendWithBotocore(_ recordsFile: URL, queue: String, repeat count: Int = 1) throws -> String {
         let script = TestServices.repositoryRoot.appendingPathComponent("scripts/send-messages.py").path
         let result = try runProcess("python3", [script, "--endpoint-url", try TestServices.sqsEndpoint(),
                                                 "--queue-name", queue, "--file", recordsFile.path,
@@ -111,8 +121,9 @@ final class ETLTests: XCTestCase {
     func testTheRealSampleThroughSQS() async throws {
         let queue = "sample-\(ScratchDatabase.randomHex(4))"
         // The send date is taken on both sides of the sending, so that a run across UTC midnight still passes.
+        // botocore sends here: the ETL reads what an independent client wrote.
         let dayBeforeSending = MessagePreparerDate.utcToday()
-        let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let queueURL = try sendWithBotocore(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
         let dayAfterSending = MessagePreparerDate.utcToday()
         let summaryFile = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(queue).json")
         let result = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
@@ -232,7 +243,7 @@ final class ETLTests: XCTestCase {
 
         // Sent again to the queue: new SQS message ids, so only the tombstone keeps the user out.
         let queue = "forgotten-\(ScratchDatabase.randomHex(4))"
-        let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let queueURL = try await send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
         let summaryFile = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(queue).json")
         defer { try? FileManager.default.removeItem(at: summaryFile) }
         let fromQueue = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
@@ -523,7 +534,7 @@ final class ETLTests: XCTestCase {
 
     func testRedeliveryAfterCommitAddsNoRows() async throws {
         let queue = "redeliver-\(ScratchDatabase.randomHex(4))"
-        let queueURL = try send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let queueURL = try await send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
         // Load everything in one batch, then die before deleting: every message comes back.
         let crashed = try etl(["--queue-url", queueURL, "--visibility-timeout", "2", "--batch-size", "200"],
                               environment: ["PIIVAULT_FAULT_EXIT_AFTER_COMMITS": "1"])
@@ -617,8 +628,11 @@ final class ETLTests: XCTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(queue).json")
         try JSONSerialization.data(withJSONObject: records).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let queueURL = try send(file, queue: queue, repeat: 2)  // 200 messages: every valid record twice
-        let invocation = try etlInvocation(["--queue-url", queueURL, "--batch-size", "20", "--concurrency", "2"])
+        let queueURL = try await send(file, queue: queue, repeat: 2)  // 200 messages: every valid record twice
+        // A short visibility timeout, so that a message whose delete moto lost (two DeleteMessageBatch calls that
+        // overlap can undo one another there; SQS itself does not) is back soon for the check at the end.
+        let invocation = try etlInvocation(["--queue-url", queueURL, "--batch-size", "20", "--concurrency", "2",
+                                            "--visibility-timeout", "5"])
         let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
             for _ in 0..<2 {
                 group.addTask { try runPiivault(invocation.arguments, environment: invocation.environment) }
@@ -634,6 +648,15 @@ final class ETLTests: XCTestCase {
         XCTAssertEqual(distinct, 198)
         let secrets = try await count("vault.secrets")
         XCTAssertEqual(secrets, 198, "99 ips and 99 device ids, each sealed once")
+        // Whatever is still queued was loaded already: a rerun loads nothing and empties the queue.
+        if try await queueDepth(queueURL) > 0 {
+            try await waitUntilNothingInFlight(queueURL, timeout: 30)
+            let rerun = try etl(["--queue-url", queueURL, "--visibility-timeout", "5"])
+            XCTAssertEqual(rerun.status, 0, rerun.stderr)
+            XCTAssertEqual(summaryCounts(rerun.stdout)["loaded"], 0, rerun.stdout)
+            let rowsAfter = try await count("user_logins")
+            XCTAssertEqual(rowsAfter, 198)
+        }
         let depth = try await queueDepth(queueURL)
         XCTAssertEqual(depth, 0)
     }

@@ -38,7 +38,7 @@ extension ETLTests {
         // 2. Interrupted: SIGTERM while it waits on an empty queue.
         let empty = try writeRecords([], name: "runs-empty")
         defer { try? FileManager.default.removeItem(at: empty) }
-        let queueURL = try send(empty, queue: "runs-\(ScratchDatabase.randomHex(4))")
+        let queueURL = try await send(empty, queue: "runs-\(ScratchDatabase.randomHex(4))")
         let interrupted = try await startIdleRun(queueURL: queueURL)
         interrupted.send(SIGTERM)
         let interruptedEnded = try await interrupted.waitForExit(timeout: 20)
@@ -55,7 +55,7 @@ extension ETLTests {
         await admin.close()
         let message = try writeRecords([#"{"user_id": "u2", "device_type": "ios", "ip": "192.0.2.2", "device_id": "d-2"}"#], name: "runs-one")
         defer { try? FileManager.default.removeItem(at: message) }
-        _ = try send(message, queue: URL(string: queueURL)!.lastPathComponent)
+        _ = try await send(message, queue: URL(string: queueURL)!.lastPathComponent)
         let failedEnded = try await failing.waitForExit(timeout: 30)
         XCTAssertTrue(failedEnded)
         XCTAssertEqual(failing.status, 1, failing.stderr)

@@ -71,7 +71,7 @@ final class SQSFailureExitTests: AWSTestCase {
     /// the messages it holds) fails the run, exit 1 and `failed` in etl_runs, instead of a retry that receives
     /// nothing and a run that calls itself completed. Before the fix the run printed `completed` and exited 0.
     func testOversizedReceiveFailsTheRun() async throws {
-        let queueURL = try sendSample(queue: "oversized-\(ScratchDatabase.randomHex(4))")
+        let queueURL = try await sendSample(queue: "oversized-\(ScratchDatabase.randomHex(4))")
         // 64 MiB of padding: more than the largest legal answer (about 60 MiB).
         let front = try AWSFront(["upstream": try TestServices.sqsEndpoint(),
                                   "oversize_first_receive": 64 * 1024 * 1024])
@@ -93,7 +93,7 @@ final class SQSFailureExitTests: AWSTestCase {
     /// The other side of the limit: an answer of 40 MiB (legal: ten 1 MiB messages escape to up to 60 MiB) is read,
     /// and the run loads everything. With the old 16 MiB limit this answer was lost and its messages hidden.
     func testLargeLegalReceiveIsRead() async throws {
-        let queueURL = try sendSample(queue: "large-\(ScratchDatabase.randomHex(4))")
+        let queueURL = try await sendSample(queue: "large-\(ScratchDatabase.randomHex(4))")
         let front = try AWSFront(["upstream": try TestServices.sqsEndpoint(),
                                   "oversize_first_receive": 40 * 1024 * 1024])
         defer { front.stop() }

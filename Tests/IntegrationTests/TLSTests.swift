@@ -28,8 +28,8 @@ final class AWSTLSTests: AWSTestCase {
     }
 
     /// Runs the ETL over the sample's queue through the front at `https://HOST:PORT`, with `environment` on top.
-    private func runThroughFront(host: String, environment: [String: String?]) throws -> ProcessResult {
-        let queueURL = try sendSample(queue: "tls-\(ScratchDatabase.randomHex(4))")
+    private func runThroughFront(host: String, environment: [String: String?]) async throws -> ProcessResult {
+        let queueURL = try await sendSample(queue: "tls-\(ScratchDatabase.randomHex(4))")
         let endpoint = "https://\(host):\(front.port)"
         var env = environment
         env["AWS_ENDPOINT_URL_SQS"] = endpoint
@@ -62,7 +62,7 @@ final class AWSTLSTests: AWSTestCase {
     func testDrainsTheQueueThroughTLSWithTheTestCA() async throws {
         let tokenFile = home.appendingPathComponent("token")
         try "eyJhbGciOiJSUzI1NiJ9.tls-test-token.sig\n".write(to: tokenFile, atomically: true, encoding: .utf8)
-        let result = try runThroughFront(host: "localhost", environment: [
+        let result = try await runThroughFront(host: "localhost", environment: [
             "AWS_CA_BUNDLE": certificates.caCertificate.path,
             "AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile.path, "AWS_ROLE_ARN": roleArn,
             "AWS_ENDPOINT_URL_STS": "https://localhost:\(front.port)",
@@ -89,7 +89,7 @@ final class AWSTLSTests: AWSTestCase {
         let system = "/etc/ssl/certs/ca-certificates.crt"
         if FileManager.default.fileExists(atPath: system) { bundles.append(system) }
         for bundle in bundles {
-            let result = try runThroughFront(host: "localhost", environment: [
+            let result = try await runThroughFront(host: "localhost", environment: [
                 "AWS_CA_BUNDLE": bundle, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
             ])
             try await assertRefused(result, saying: "the server's certificate is not signed by a trusted CA")
@@ -100,7 +100,7 @@ final class AWSTLSTests: AWSTestCase {
     /// The certificate names `localhost` only: reaching the same front as `127.0.0.1` is refused even though the CA
     /// is trusted.
     func testWrongHostNameIsRefused() async throws {
-        let result = try runThroughFront(host: "127.0.0.1", environment: [
+        let result = try await runThroughFront(host: "127.0.0.1", environment: [
             "AWS_CA_BUNDLE": certificates.caCertificate.path, "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
         ])
@@ -113,7 +113,7 @@ final class AWSTLSTests: AWSTestCase {
         try "not a certificate\n".write(to: notPEM, atomically: true, encoding: .utf8)
         for (path, reason) in [(notPEM.path, "holds no PEM certificate"),
                                (home.appendingPathComponent("absent.pem").path, "does not exist")] {
-            let result = try runThroughFront(host: "localhost", environment: [
+            let result = try await runThroughFront(host: "localhost", environment: [
                 "AWS_CA_BUNDLE": path, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
             ])
             XCTAssertEqual(result.status, 65, result.stderr)

@@ -1,15 +1,19 @@
 import Foundation
 
-/// Polls `condition` every `interval` until it holds; throws when `timeout` seconds pass first. Tests wait on what
-/// they need this way instead of sleeping for a fixed time.
+/// Polls `condition` until it holds; throws when `timeout` seconds pass first. Tests wait on what they need this way
+/// instead of sleeping for a fixed time. The first polls come `interval` apart, later ones up to `maxInterval`: a
+/// condition that holds soon is seen soon, and a long wait (a visibility timeout) does not poll the emulator or the
+/// database hundreds of times, which on a busy machine takes the CPU the other tests need.
 public func waitUntil(
-    _ what: @autoclosure () -> String, timeout: Double, interval: Duration = .milliseconds(50),
-    _ condition: () async throws -> Bool
+    _ what: @autoclosure () -> String, timeout: Double, interval: Duration = .milliseconds(20),
+    maxInterval: Duration = .milliseconds(250), _ condition: () async throws -> Bool
 ) async throws {
     let deadline = Date().addingTimeInterval(timeout)
+    var pause = interval
     while try await !condition() {
         guard Date() < deadline else { throw TestSetupError("timed out after \(timeout) s waiting until \(what())") }
-        try await Task.sleep(for: interval)
+        try await Task.sleep(for: pause)
+        pause = min(pause * 2, maxInterval)
     }
 }
 

@@ -61,8 +61,15 @@ private final class LockedData: @unchecked Sendable {
     }
 }
 
-/// The `piivault` binary built next to the test bundle (`swift build` before `swift test`).
+/// The `piivault` binary under test: `PIIVAULT_TEST_BINARY` when set (`make test` sets it to the release build, the
+/// binary users run), else the one built next to the test bundle (`swift build` before `swift test`).
 public func piivaultBinary() throws -> String {
+    if let path = ProcessInfo.processInfo.environment["PIIVAULT_TEST_BINARY"], !path.isEmpty {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw TestSetupError("PIIVAULT_TEST_BINARY=\(path) is not an executable; build it or unset the variable")
+        }
+        return path
+    }
     let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     var dir = testBinary.deletingLastPathComponent()
     for _ in 0..<4 {
