@@ -472,9 +472,11 @@ extension RetentionTests {
         _ = try await batch.query("SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))")
         func forget() throws -> ProcessResult {
             try runPiivault(["forget", "--database-url", officer, "--token-key", tokenKey, "--reason", "ERASE-L",
-                             "--user-id", "lock-user"], environment: ["PIIVAULT_TOKEN_KEY": nil])
+                             "--user-id", "lock-user", "--lock-wait", "1"], environment: ["PIIVAULT_TOKEN_KEY": nil])
         }
+        let started = Date()
         let blocked = try forget()
+        XCTAssertLessThan(Date().timeIntervalSince(started), 8, "--lock-wait 1 gives up after a second, not the default 10")
         XCTAssertEqual(blocked.status, 69, blocked.stderr)
         XCTAssertTrue(blocked.stderr.contains("an ETL run (pid \(pid)) is loading this user's messages"), blocked.stderr)
         XCTAssertTrue(blocked.stderr.contains("retry after it ends"), blocked.stderr)

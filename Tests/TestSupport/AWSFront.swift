@@ -17,7 +17,7 @@ public final class AWSFront: @unchecked Sendable {
     /// Starts the front with the script's settings (see the script's docstring); `log` is added.
     public init(_ settings: [String: Any]) throws {
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("aws-front-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         var settings = settings
         settings["log"] = logFile.path
         server = try ScriptServer(script: "aws_front.py", settings: settings)

@@ -9,11 +9,17 @@ public struct ForgetRequest: Sendable {
     public let reason: String
     /// Count only: nothing changes and nothing is logged.
     public let dryRun: Bool
+    /// How long to wait, in whole seconds, for an ETL batch (or another erasure) holding the vault-wide lock.
+    public let lockWaitSeconds: Int
 
-    public init(userID: String, reason: String, dryRun: Bool = false) {
+    /// The default wait for the vault-wide lock: an ETL batch holds it for the length of its commit.
+    public static let defaultLockWaitSeconds = 10
+
+    public init(userID: String, reason: String, dryRun: Bool = false, lockWaitSeconds: Int = defaultLockWaitSeconds) {
         self.userID = userID
         self.reason = reason
         self.dryRun = dryRun
+        self.lockWaitSeconds = lockWaitSeconds
     }
 }
 
@@ -67,11 +73,13 @@ public struct ForgetService: Sendable {
             do {
                 // One transaction: the entry and the deletions commit together or not at all. First the vault-wide
                 // lock (`VaultValueLock`): no ETL batch is between its look-up of the vault and its commit while
-                // forget decides which sealed values no login references any more. Waited for 10 s at most (an ETL
-                // batch holds it for its commit), then reported with its holder.
+                // forget decides which sealed values no login references any more. Waited for `lockWaitSeconds` at
+                // most (10 s by default; an ETL batch holds it for its commit), then reported with its holder.
                 rows = try await connection.transaction { connection in
                     if !request.dryRun {
-                        try await connection.execute("SET LOCAL lock_timeout = '10s'")
+                        // set_config(..., true) is SET LOCAL with a bound value.
+                        let wait = "\(max(1, request.lockWaitSeconds))s"
+                        _ = try await connection.query("SELECT set_config('lock_timeout', \(wait), true)")
                         _ = try await connection.query(VaultValueLock.exclusive)
                     }
                     return try await connection.query("""

@@ -16,7 +16,8 @@ struct Forget: AsyncParsableCommand {
             --dry-run prints the counts and changes and logs nothing.
 
             Exit status: 0 done; 1 failure (nothing deleted), or no quarantined message with that id (logged); 64 \
-            usage; 65 token key malformed; 69 database unavailable, or a lock held by an ETL run past 10 s (retry); \
+            usage; 65 token key malformed; 69 database unavailable, or a lock held by an ETL run past --lock-wait \
+            (retry); \
             77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
             """)
 
@@ -37,6 +38,11 @@ struct Forget: AsyncParsableCommand {
     @Flag(help: "Print what would be deleted; change nothing, log nothing.")
     var dryRun = false
 
+    @Option(help: ArgumentHelp(
+        "How long to wait for an ETL batch that holds the vault's lock, then give up (exit 69; default 10).",
+        valueName: "SECONDS"))
+    var lockWait: Int = ForgetRequest.defaultLockWaitSeconds
+
     func validate() throws {
         guard let reason, !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ValidationError("--reason is required: give the erasure request's number; it is logged")
@@ -46,6 +52,7 @@ struct Forget: AsyncParsableCommand {
         }
         guard userID?.isEmpty != true else { throw ValidationError("--user-id must not be empty") }
         guard quarantined?.isEmpty != true else { throw ValidationError("--quarantined must not be empty") }
+        guard (1...3600).contains(lockWait) else { throw ValidationError("--lock-wait must be 1 to 3600 seconds") }
     }
 
     func run() async throws {
@@ -63,7 +70,7 @@ struct Forget: AsyncParsableCommand {
             }
             let key = try KeyLoading.loadTokenKey(path: path)
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
-                .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun))
+                .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             print(report.text, terminator: "")
             fflush(nil)
             reportLogged(report.logSeq)
