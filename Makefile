@@ -20,6 +20,7 @@ DATA_KEYS ?= 1000
 # where `piivault migrate` looks beside its bin folder. CONFIGURATION=debug installs the debug build (tests).
 PREFIX ?= /usr/local
 CONFIGURATION ?= release
+INSTALL_FLAGS = $(if $(filter release,$(CONFIGURATION)),$(RELEASE_FLAGS),-c $(CONFIGURATION))
 
 .PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-retokenize bench-sqs bench-rewrap services services-stop services-status clean
 
@@ -35,12 +36,16 @@ deps-build:
 build: deps
 	$(SWIFT) build
 
+# Release builds link the Swift runtime and Foundation into the binary, as the Docker image does: it runs on a Linux
+# with only libpq and libsodium, and starts in half the CPU time (20 ms instead of 40; the tests start it 600 times).
+RELEASE_FLAGS := -c release --static-swift-stdlib
+
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build $(RELEASE_FLAGS)
 
 install: deps-build
-	$(SWIFT) build -c $(CONFIGURATION) --product piivault
-	scripts/install-piivault "$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path)" "$(PREFIX)"
+	$(SWIFT) build $(INSTALL_FLAGS) --product piivault
+	scripts/install-piivault "$$($(SWIFT) build $(INSTALL_FLAGS) --show-bin-path)" "$(PREFIX)"
 
 # The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
 UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests
@@ -60,8 +65,8 @@ test-unit: deps-build
 # manifest again (10 s) whenever the environment differs from the last build's.
 TEST_WORKERS ?= 6
 test: build lint-deploy
-	$(SWIFT) build -c release --product piivault
-	PIIVAULT_TEST_BINARY="$$($(SWIFT) build -c release --show-bin-path)/piivault" \
+	$(SWIFT) build $(RELEASE_FLAGS) --product piivault
+	PIIVAULT_TEST_BINARY="$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/piivault" \
 	PIIVAULT_REQUIRE_SERVICES=1 SWIFT_BACKTRACE=preset=full \
 	scripts/with-services bash -c '$(SWIFT) build --build-tests && time $(SWIFT) test --skip-build \
 		--disable-swift-testing --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/test-results.xml'
