@@ -98,7 +98,7 @@ let package = Package(
         // Shared helpers for tests: service discovery, scratch databases, running the binary.
         .target(
             name: "TestSupport",
-            dependencies: ["Postgres"],
+            dependencies: ["Postgres", "CSodium"],
             path: "Tests/TestSupport"
         ),
         // Unit tier (`make test-unit`): no Postgres, no SQS emulator, no Python. They may run the built binary.

@@ -188,7 +188,7 @@ final class SQSClientTests: XCTestCase {
 }
 
 /// The XML reader copes with the largest legal ReceiveMessage answer: ten 1 MiB bodies of `"`, each escaped to
-/// 6 MiB (given to libxml2 at once, anything over 10 MB was refused as not well-formed).
+/// 6 MiB (libxml2, which read these answers before, refused anything over 10 MB given at once).
 final class LargestAnswerTests: XCTestCase {
     func testLargestLegalAnswerParses() throws {
         let escaped = Array(String(repeating: "&quot;", count: 1024 * 1024).utf8)

@@ -61,7 +61,9 @@ public final class ScratchDatabase: @unchecked Sendable {
         let password = Self.randomHex(12)
         let admin = try await PostgresConnection.connect(adminURL)
         let membership = role.map { " IN ROLE \($0)" } ?? ""
-        try await admin.execute(PostgresQuery(unsafeSQL: "CREATE ROLE \(user) LOGIN PASSWORD '\(password)'\(membership)"))
+        // Stored as a cheap SCRAM verifier: the tests connect as these logins hundreds of times.
+        let verifier = ScramVerifier.make(password: password)
+        try await admin.execute(PostgresQuery(unsafeSQL: "CREATE ROLE \(user) LOGIN PASSWORD '\(verifier)'\(membership)"))
         await admin.close()
         lock.withLock { logins.append(user) }
         var components = URLComponents(string: url)!

@@ -7,16 +7,19 @@ Usage: crosscheck.py COMMAND < request.json > answer.json
   canonical  {"values": [str]} -> {"ip": [str or null]}   (Python's ipaddress module)
   open       {"vault_sk": hex, "sealed_key": hex, "values": [{"ad": str, "sealed": hex}]} -> {"plain": [hex]}
   seal       {"vault_pk": hex, "values": [{"ad": str, "plain": hex}]} -> {"sealed_key": hex, "sealed": [hex]}
+  xml        {"documents": [base64]} -> {"trees": [[[local name, text]] or null]}   (expat, through ElementTree)
 
-Only the standard library for tokens (hashlib's BLAKE2b with salt and personal reproduces crypto_kdf_derive_from_key);
+Only the standard library for tokens and XML (hashlib's BLAKE2b with salt and personal reproduces crypto_kdf_derive_from_key);
 PyNaCl for sealing. Never run on real keys or values.
 """
+import base64
 import hashlib
 import hmac
 import ipaddress
 import json
 import struct
 import sys
+import xml.etree.ElementTree as ElementTree
 
 
 def kdf(master: bytes, subkey_id: int, ctx: bytes) -> bytes:
@@ -98,7 +101,23 @@ def seal_values(req):
     return {"sealed_key": sealed_key.hex(), "sealed": sealed}
 
 
-COMMANDS = {"tokens": tokens, "canonical": canonical, "open": open_values, "seal": seal_values,
+def xml_trees(req):
+    """Each document's elements in document order as [name without namespace, text between its children], or None
+    when expat refuses the document."""
+    trees = []
+    for document in req["documents"]:
+        try:
+            root = ElementTree.fromstring(base64.b64decode(document))
+        except ElementTree.ParseError:
+            trees.append(None)
+            continue
+        trees.append([[element.tag.rsplit("}", 1)[-1],
+                       (element.text or "") + "".join(child.tail or "" for child in element)]
+                      for element in root.iter()])
+    return {"trees": trees}
+
+
+COMMANDS = {"xml": xml_trees, "tokens": tokens, "canonical": canonical, "open": open_values, "seal": seal_values,
             "check-nacl": lambda req: (need_nacl(), {"ok": True})[1]}
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+import AWS
+import Foundation
+import TestSupport
+import XCTest
+
+/// The XML reader and Python's expat (through ElementTree) agree on which documents are well-formed and on every
+/// element's name and text.
+final class XMLCrossCheckTests: XCTestCase {
+    /// Documents both readers accept.
+    static let wellFormed: [[UInt8]] = [
+        """
+        <?xml version="1.0" encoding="UTF-8"?>
+        <ReceiveMessageResponse xmlns="http://queue.amazonaws.com/doc/2012-11-05/"><ReceiveMessageResult><Message>\
+        <MessageId>m1</MessageId><Body>{&quot;ip&quot;: &quot;10.0.0.1&quot;}</Body></Message></ReceiveMessageResult>\
+        <ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></ReceiveMessageResponse>
+        """,
+        "<a>&lt;&gt;&amp;&apos;&quot;&#233;&#xE9;&#x1F600;&#10;&#13;&#9;&#0065;</a>",
+        "<a>x<![CDATA[<b>&amp;]]]]>y</a>",
+        "<!-- c --><a><!-- in -->x<?pi data?>y</a><!-- after -->\n",
+        "<a k=\"v\" j='w&amp;' l = \"x>y\"><b/></a>",
+        "<p:a xmlns:p=\"urn:x\"><p:b>t</p:b></p:a>",
+        "<a>1\r\n2\r3\n<![CDATA[4\r\n5]]></a>",
+        "\u{FEFF}<a>x</a>",
+        "<a>é 😀 日本</a>",
+        "  \n<a> </a>\n ",
+        "<a>1<b>2<c>3</c>4</b>5<d/>6</a>",
+        "<a>x</a >",
+        "<a\n/>",
+    ].map { Array($0.utf8) }
+
+    /// Documents both readers refuse.
+    static let malformed: [[UInt8]] = [
+        "<a><b></a></b>", "<a>", "<a></a><b></b>", "text<a/>", "<a/>junk", "<a>&unknown;</a>", "<a>a & b</a>",
+        "<a>&#0;</a>", "<a>&#xD800;</a>", "<a>&#x110000;</a>", "<a>&#;</a>", "<a>&#xZZ;</a>", "<a>&#X41;</a>",
+        "", "<a b></a>", "<a b=\"1\"c=\"2\"></a>", "<1a/>", "<a><![CDATA[x</a>", "<a><!-- x</a>", "<a>x<</a>",
+        "<a k=\"<\"/>", "<![CDATA[x]]><a/>", "<a>&amp</a>", "</a>", "<a></A>",
+    ].map { Array($0.utf8) } + [
+        [UInt8]("<a>".utf8) + [0xFF] + [UInt8]("</a>".utf8),  // not UTF-8
+        [UInt8]("<a>".utf8) + [0xC3] + [UInt8]("</a>".utf8),  // a cut-off sequence
+    ]
+
+    func testReaderAgreesWithExpat() throws {
+        let documents = Self.wellFormed + Self.malformed
+        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/crosscheck.py").path
+        let request = try JSONSerialization.data(withJSONObject: [
+            "documents": documents.map { Data($0).base64EncodedString() },
+        ])
+        let result = try runProcess("python3", [script, "xml"], input: request)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let answer = try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any])
+        let trees = try XCTUnwrap(answer["trees"] as? [Any])
+        XCTAssertEqual(trees.count, documents.count)
+        for (index, document) in documents.enumerated() {
+            let label = "document \(index): \(String(decoding: document, as: UTF8.self).debugDescription)"
+            let expected = (trees[index] as? [[String]])?.map { $0.joined(separator: "=") }
+            let ours = XMLElementNode.parse(document).map(Self.flatten)
+            XCTAssertEqual(ours, expected, label)
+            XCTAssertEqual(ours != nil, index < Self.wellFormed.count, label)
+        }
+    }
+
+    /// Elements depth first as `name=text`, the order of ElementTree's `iter()`.
+    static func flatten(_ node: XMLElementNode) -> [String] {
+        ["\(node.name)=\(node.text)"] + node.children.flatMap(flatten)
+    }
+}
