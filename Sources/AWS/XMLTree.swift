@@ -36,7 +36,11 @@ public final class XMLElementNode {
     /// building a chain of nodes whose release would overflow the stack.
     public static let maxDepth = 100
 
-    /// Parses a document; nil when it is not well-formed or nests deeper than `maxDepth`.
+    /// How many elements a document may hold: a ReceiveMessage answer of ten messages with every attribute has a few
+    /// hundred, and a limit keeps a hostile 60 MiB answer of `<a/>`s from growing into a gigabyte of nodes.
+    public static let maxElements = 10_000
+
+    /// Parses a document; nil when it is not well-formed, not UTF-8, or beyond `maxDepth` or `maxElements`.
     ///
     /// A reader of our own rather than Foundation's `XMLParser`: that one calls back once per entity, so the largest
     /// legal ReceiveMessage answer (ten 1 MiB bodies of `"`, 60 MiB once escaped) took seconds of CPU, and libxml2
@@ -80,6 +84,8 @@ private struct XMLReader {
     var open: [OpenElement] = []
     /// The document element, once its start tag is read.
     var root: XMLElementNode?
+    /// Elements read so far.
+    var elements = 0
 
     init(input: UnsafePointer<UInt8>, count: Int, decoded: UnsafeMutablePointer<UInt8>) {
         self.input = input
@@ -94,8 +100,10 @@ private struct XMLReader {
             if byte == Byte.lessThan {
                 let wellFormed: Bool
                 if starts(with: "<?") {
+                    position += 2
                     wellFormed = skip(past: "?>")
                 } else if starts(with: "<!--") {
+                    position += 4
                     wellFormed = skip(past: "-->")
                 } else if starts(with: "<![CDATA[") {
                     wellFormed = cdata()
@@ -120,14 +128,16 @@ private struct XMLReader {
 
     // MARK: Tags
 
-    /// Reads `<name attributes>` or `<name attributes/>`; false when the tag is malformed, starts a second root or
-    /// nests too deep.
+    /// Reads `<name attributes>` or `<name attributes/>`; false when the tag is malformed, starts a second root, or
+    /// goes beyond the limits.
     mutating func startTag() -> Bool {
         position += 1
         let nameStart = position
-        guard name() else { return false }
+        guard name(), let local = localName(from: nameStart) else { return false }
         let nameCount = position - nameStart
-        let node = XMLElementNode(name: localName(from: nameStart))
+        elements += 1
+        guard elements <= XMLElementNode.maxElements else { return false }
+        let node = XMLElementNode(name: local)
         if open.isEmpty {
             guard root == nil else { return false }
             root = node
@@ -170,8 +180,7 @@ private struct XMLReader {
         for piece in element.pieces {
             text.append(contentsOf: UnsafeBufferPointer(start: decoded + piece.lowerBound, count: piece.count))
         }
-        guard let string = String(validating: text, as: UTF8.self) else { return false }
-        element.node.text = string
+        element.node.text = String(decoding: text, as: UTF8.self)  // each piece was checked as it was read
         return true
     }
 
@@ -210,11 +219,11 @@ private struct XMLReader {
             || byte == Byte.period || byte == Byte.colon || byte >= 0x80
     }
 
-    /// The name read since `start`, without its prefix (the part up to the last `:`).
-    func localName(from start: Int) -> String {
+    /// The name read since `start`, without its prefix (the part up to the last `:`); nil when it is not UTF-8.
+    func localName(from start: Int) -> String? {
         var localStart = start
         for index in start..<position where input[index] == Byte.colon { localStart = index + 1 }
-        return String(decoding: UnsafeBufferPointer(start: input + localStart, count: position - localStart),
+        return String(validating: UnsafeBufferPointer(start: input + localStart, count: position - localStart),
                       as: UTF8.self)
     }
 
@@ -240,8 +249,7 @@ private struct XMLReader {
             decodedCount += 1
             position += 1
         }
-        addPiece(start..<decodedCount)
-        return true
+        return addPiece(start..<decodedCount)
     }
 
     /// Reads `<![CDATA[...]]>` inside an element; its content counts as text as it stands, but for line ends.
@@ -262,19 +270,22 @@ private struct XMLReader {
         }
         guard position < count else { return false }
         position += 3
-        addPiece(start..<decodedCount)
-        return true
+        return addPiece(start..<decodedCount)
     }
 
-    /// Gives the innermost element a piece of decoded text, joined to its last piece when they touch.
-    mutating func addPiece(_ piece: Range<Int>) {
-        guard !piece.isEmpty else { return }
+    /// Gives the innermost element a piece of decoded text, joined to its last piece when they touch; false when
+    /// the piece is not UTF-8 on its own (a character may not be split by a comment or an element).
+    mutating func addPiece(_ piece: Range<Int>) -> Bool {
+        guard !piece.isEmpty else { return true }
+        guard String(validating: UnsafeBufferPointer(start: decoded + piece.lowerBound, count: piece.count),
+                     as: UTF8.self) != nil else { return false }
         let innermost = open.count - 1
         if let last = open[innermost].pieces.last, last.upperBound == piece.lowerBound {
             open[innermost].pieces[open[innermost].pieces.count - 1] = last.lowerBound..<piece.upperBound
         } else {
             open[innermost].pieces.append(piece)
         }
+        return true
     }
 
     /// Reads one entity (`&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`) or character reference (`&#233;`, `&#xE9;`) at
@@ -307,7 +318,10 @@ private struct XMLReader {
         var value: UInt32 = 0
         var digits = 0
         while position < count, input[position] != Byte.semicolon {
-            guard let digit = Self.digit(input[position], hexadecimal: hexadecimal), digits < 8 else { return false }
+            // Leading zeros are allowed; a value past Unicode's last stops the reading before it can overflow.
+            guard let digit = Self.digit(input[position], hexadecimal: hexadecimal), value <= 0x10FFFF else {
+                return false
+            }
             value = value * (hexadecimal ? 16 : 10) + digit
             digits += 1
             position += 1

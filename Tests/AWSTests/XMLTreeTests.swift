@@ -22,6 +22,7 @@ final class XMLTreeTests: XCTestCase {
         XCTAssertEqual(parse("<a>&#65;&#x42;&#x0043;&#233;&#x1F600;</a>")?.text, "ABCé😀")
         XCTAssertEqual(parse("<a>&#13;&#10;</a>")?.text, "\r\n", "a referenced carriage return stays")
         XCTAssertEqual(parse("<a>1\r\n2\r3</a>")?.text, "1\n2\n3", "literal line ends read as line feeds")
+        XCTAssertEqual(parse("<a>&#x0000000041;&#000000066;</a>")?.text, "AB", "leading zeros")
         for refused in ["&#0;", "&#x1;", "&#xD800;", "&#xFFFE;", "&#x110000;", "&#+65;", "&#x+41;", "&#-1;", "&#;",
                         "&#x;", "&#99999999999999999999;", "&nbsp;", "&", "&amp", "&AMP;"] {
             XCTAssertNil(parse("<a>\(refused)</a>"), refused)
@@ -56,5 +57,20 @@ final class XMLTreeTests: XCTestCase {
         XCTAssertEqual(node.text, "x")
         XCTAssertNil(parse(nested(XMLElementNode.maxDepth + 1)))
         XCTAssertNotNil(parse("<r>" + String(repeating: nested(XMLElementNode.maxDepth - 1), count: 3) + "</r>"))
+    }
+
+    /// So is the number of elements, so a hostile 60 MiB answer of `<a/>`s cannot become a gigabyte of nodes.
+    func testElementCountIsLimited() {
+        func flat(_ count: Int) -> String { "<r>" + String(repeating: "<a/>", count: count - 1) + "</r>" }
+        XCTAssertEqual(parse(flat(XMLElementNode.maxElements))?.children.count, XMLElementNode.maxElements - 1)
+        XCTAssertNil(parse(flat(XMLElementNode.maxElements + 1)))
+    }
+
+    /// A comment's `<!--` is not also its `-->`, and a processing instruction needs its own `?>`.
+    func testCommentsAndInstructionsEndAfterTheyStart() {
+        XCTAssertEqual(parse("<a><!-->b<c/>--></a>")?.children.count, 0)
+        XCTAssertEqual(parse("<a><!-->b<c/>--></a>")?.text, "")
+        XCTAssertNil(parse("<a><!--></a>"))
+        XCTAssertNil(parse("<?><a/>"))
     }
 }

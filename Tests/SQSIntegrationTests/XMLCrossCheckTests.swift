@@ -26,6 +26,9 @@ final class XMLCrossCheckTests: XCTestCase {
         "<a>1<b>2<c>3</c>4</b>5<d/>6</a>",
         "<a>x</a >",
         "<a\n/>",
+        "<a><!-->b<c/>--></a>",
+        "<a>x<!---->y<?p?>z</a>",
+        "<a>&#x000000041;&#0000065;</a>",
     ].map { Array($0.utf8) }
 
     /// Documents both readers refuse.
@@ -33,11 +36,17 @@ final class XMLCrossCheckTests: XCTestCase {
         "<a><b></a></b>", "<a>", "<a></a><b></b>", "text<a/>", "<a/>junk", "<a>&unknown;</a>", "<a>a & b</a>",
         "<a>&#0;</a>", "<a>&#xD800;</a>", "<a>&#x110000;</a>", "<a>&#;</a>", "<a>&#xZZ;</a>", "<a>&#X41;</a>",
         "", "<a b></a>", "<a b=\"1\"c=\"2\"></a>", "<1a/>", "<a><![CDATA[x</a>", "<a><!-- x</a>", "<a>x<</a>",
-        "<a k=\"<\"/>", "<![CDATA[x]]><a/>", "<a>&amp</a>", "</a>", "<a></A>",
-    ].map { Array($0.utf8) } + [
-        [UInt8]("<a>".utf8) + [0xFF] + [UInt8]("</a>".utf8),  // not UTF-8
-        [UInt8]("<a>".utf8) + [0xC3] + [UInt8]("</a>".utf8),  // a cut-off sequence
+        "<a k=\"<\"/>", "<![CDATA[x]]><a/>", "<a>&amp</a>", "</a>", "<a></A>", "<?><a/>", "<a><!--></a>",
+        "<a>&#x110000000041;</a>",
+    ].map { Array($0.utf8) } + notUTF8
+
+    /// Bytes that are not UTF-8: alone, cut off, a character split by a comment or an element, in a name.
+    static let notUTF8: [[UInt8]] = [
+        wrap([0xFF]), wrap([0xC3]), wrap([0xC3] + Array("<!---->".utf8) + [0xA9]),
+        wrap([0xC3] + Array("<b>x</b>".utf8) + [0xA9]), Array("<".utf8) + [0xFF] + Array("/>".utf8),
     ]
+
+    static func wrap(_ content: [UInt8]) -> [UInt8] { Array("<a>".utf8) + content + Array("</a>".utf8) }
 
     func testReaderAgreesWithExpat() throws {
         let documents = Self.wellFormed + Self.malformed
