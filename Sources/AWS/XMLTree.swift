@@ -238,16 +238,9 @@ private struct XMLReader {
             if byte == Byte.lessThan { break }
             if byte == Byte.ampersand {
                 guard reference() else { return false }
-                continue
-            }
-            if byte == Byte.carriageReturn {
-                if position + 1 < count, input[position + 1] == Byte.lineFeed { position += 1 }
-                decoded[decodedCount] = Byte.lineFeed
             } else {
-                decoded[decodedCount] = byte
+                copyByte()
             }
-            decodedCount += 1
-            position += 1
         }
         return addPiece(start..<decodedCount)
     }
@@ -257,20 +250,23 @@ private struct XMLReader {
         guard !open.isEmpty else { return false }
         position += 9
         let start = decodedCount
-        while position < count, !starts(with: "]]>") {
-            let byte = input[position]
-            if byte == Byte.carriageReturn {
-                if position + 1 < count, input[position + 1] == Byte.lineFeed { position += 1 }
-                decoded[decodedCount] = Byte.lineFeed
-            } else {
-                decoded[decodedCount] = byte
-            }
-            decodedCount += 1
-            position += 1
-        }
+        while position < count, !starts(with: "]]>") { copyByte() }
         guard position < count else { return false }
         position += 3
         return addPiece(start..<decodedCount)
+    }
+
+    /// Copies the byte at `position` to the decoded text and moves past it, with XML's line-end rule: `\r\n` and a
+    /// lone `\r` read as `\n`.
+    mutating func copyByte() {
+        if input[position] == Byte.carriageReturn {
+            if position + 1 < count, input[position + 1] == Byte.lineFeed { position += 1 }
+            decoded[decodedCount] = Byte.lineFeed
+        } else {
+            decoded[decodedCount] = input[position]
+        }
+        decodedCount += 1
+        position += 1
     }
 
     /// Gives the innermost element a piece of decoded text, joined to its last piece when they touch; false when
