@@ -51,7 +51,7 @@ public final class XMLElementNode {
         guard !data.isEmpty else { return nil }
         return data.withUnsafeBufferPointer { bytes in
             // Decoded text is never longer than the text it came from (every reference is longer than what it
-            // stands for), so one buffer the size of the document holds the text of every element.
+            // stands for), so a buffer the size of the document holds any run of text.
             let decoded = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
             defer { decoded.deallocate() }
             var reader = XMLReader(input: bytes.baseAddress!, count: bytes.count, decoded: decoded)
@@ -60,10 +60,10 @@ public final class XMLElementNode {
     }
 }
 
-/// The reader behind `XMLElementNode.parse`: one pass over the bytes with a stack of open elements. Text is decoded
-/// into one shared buffer; each open element keeps the ranges of it that are its own (the pieces between its
-/// children) and turns them into a checked UTF-8 string at its end tag. Plain pointers and byte comparisons, so
-/// that a debug build too reads 60 MiB in well under a second.
+/// The reader behind `XMLElementNode.parse`: one pass over the bytes with a stack of open elements. Each run of text
+/// (between two tags, comments or CDATA sections) is decoded into a buffer, checked as UTF-8 on its own and added to
+/// the innermost element's text. Plain pointers and byte comparisons, so that a debug build too reads 60 MiB in well
+/// under a second.
 private struct XMLReader {
     /// An element whose end tag is still to come.
     struct OpenElement {
@@ -71,13 +71,12 @@ private struct XMLReader {
         /// Where its full (prefixed) name stands in the input, to match the end tag against.
         let nameStart: Int
         let nameCount: Int
-        /// Its text so far, as ranges of `decoded`.
-        var pieces: [Range<Int>] = []
     }
 
     let input: UnsafePointer<UInt8>
     let count: Int
     var position = 0
+    /// The run of text being read, decoded.
     let decoded: UnsafeMutablePointer<UInt8>
     var decodedCount = 0
     /// Open elements, innermost last.
@@ -161,7 +160,7 @@ private struct XMLReader {
         }
     }
 
-    /// Reads `</name>`, which must close the innermost open element, and sets that element's text.
+    /// Reads `</name>`, which must close the innermost open element.
     mutating func endTag() -> Bool {
         position += 2
         let nameStart = position
@@ -173,14 +172,6 @@ private struct XMLReader {
         guard position < count, input[position] == Byte.greaterThan else { return false }
         position += 1
         open.removeLast()
-        var text: [UInt8] = []
-        if element.pieces.count > 1 {
-            text.reserveCapacity(element.pieces.reduce(0) { $0 + $1.count })
-        }
-        for piece in element.pieces {
-            text.append(contentsOf: UnsafeBufferPointer(start: decoded + piece.lowerBound, count: piece.count))
-        }
-        element.node.text = String(decoding: text, as: UTF8.self)  // each piece was checked as it was read
         return true
     }
 
@@ -232,7 +223,7 @@ private struct XMLReader {
     /// Reads text up to the next `<`, decoding references and XML's line ends (`\r\n` and a lone `\r` read as
     /// `\n`) into the innermost element's text; false at a reference that is not well-formed.
     mutating func text() -> Bool {
-        let start = decodedCount
+        decodedCount = 0
         while position < count {
             let byte = input[position]
             if byte == Byte.lessThan { break }
@@ -242,18 +233,18 @@ private struct XMLReader {
                 copyByte()
             }
         }
-        return addPiece(start..<decodedCount)
+        return appendDecodedText()
     }
 
     /// Reads `<![CDATA[...]]>` inside an element; its content counts as text as it stands, but for line ends.
     mutating func cdata() -> Bool {
         guard !open.isEmpty else { return false }
         position += 9
-        let start = decodedCount
+        decodedCount = 0
         while position < count, !starts(with: "]]>") { copyByte() }
         guard position < count else { return false }
         position += 3
-        return addPiece(start..<decodedCount)
+        return appendDecodedText()
     }
 
     /// Copies the byte at `position` to the decoded text and moves past it, with XML's line-end rule: `\r\n` and a
@@ -269,18 +260,13 @@ private struct XMLReader {
         position += 1
     }
 
-    /// Gives the innermost element a piece of decoded text, joined to its last piece when they touch; false when
-    /// the piece is not UTF-8 on its own (a character may not be split by a comment or an element).
-    mutating func addPiece(_ piece: Range<Int>) -> Bool {
-        guard !piece.isEmpty else { return true }
-        guard String(validating: UnsafeBufferPointer(start: decoded + piece.lowerBound, count: piece.count),
-                     as: UTF8.self) != nil else { return false }
-        let innermost = open.count - 1
-        if let last = open[innermost].pieces.last, last.upperBound == piece.lowerBound {
-            open[innermost].pieces[open[innermost].pieces.count - 1] = last.lowerBound..<piece.upperBound
-        } else {
-            open[innermost].pieces.append(piece)
-        }
+    /// Adds the decoded run to the innermost element's text; false when the run is not UTF-8 on its own (a
+    /// character may not be split by a comment or an element).
+    mutating func appendDecodedText() -> Bool {
+        guard decodedCount > 0 else { return true }
+        guard let run = String(validating: UnsafeBufferPointer(start: decoded, count: decodedCount), as: UTF8.self)
+        else { return false }
+        open[open.count - 1].node.text += run
         return true
     }
 

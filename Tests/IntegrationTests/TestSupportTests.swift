@@ -24,19 +24,12 @@ final class TestSupportTests: XCTestCase {
         XCTAssertEqual(records.map(SQSEmulator.pythonJSON), expected)
     }
 
-    /// `ScramVerifier` computes what Python's hashlib and hmac compute for RFC 5802's stored and server keys.
+    /// `ScramVerifier` computes what `scripts/scram-verifier` (Python's hashlib and hmac) computes.
     func testScramVerifierMatchesPython() throws {
         let salt: [UInt8] = Array(0..<16)
         let ours = ScramVerifier.make(password: "pencil-é", salt: salt, iterations: 4096)
-        let result = try runProcess("python3", ["-c", """
-            import base64, hashlib, hmac
-            salt = bytes(range(16))
-            salted = hashlib.pbkdf2_hmac("sha256", "pencil-é".encode(), salt, 4096)
-            stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
-            server = hmac.new(salted, b"Server Key", "sha256").digest()
-            b64 = lambda data: base64.b64encode(data).decode()
-            print(f"SCRAM-SHA-256$4096:{b64(salt)}${b64(stored)}:{b64(server)}")
-            """])
+        let script = TestServices.repositoryRoot.appendingPathComponent("scripts/scram-verifier").path
+        let result = try runProcess("python3", [script, "pencil-é", "4096", salt.map { String(format: "%02x", $0) }.joined()])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(ours, result.stdout.trimmingCharacters(in: .newlines))
     }
@@ -45,29 +38,25 @@ final class TestSupportTests: XCTestCase {
     /// and a wrong password is refused.
     func testScratchLoginsAuthenticateBySCRAM() async throws {
         let database = try await ScratchDatabase.create(prefix: "scram")
+        defer { Task { await database.drop() } }
+        let loginURL = try await database.createLogin(memberOf: nil)
+        let login = try XCTUnwrap(URLComponents(string: loginURL))
+        let user = try XCTUnwrap(login.user)
+        let connection = try await PostgresConnection.connect(login.string!)
+        let currentUser = try await connection.query("SELECT current_user").first![0].string()
+        await connection.close()
+        XCTAssertEqual(currentUser, user)
+        let admin = try await database.connect()
+        let stored = try await admin.query("SELECT rolpassword FROM pg_authid WHERE rolname = \(user)")
+            .first![0].string() ?? ""
+        await admin.close()
+        XCTAssertTrue(stored.hasPrefix("SCRAM-SHA-256$16:"), "stored as a SCRAM verifier of 16 iterations")
+        var wrong = login
+        wrong.password = "not-the-password"
         do {
-            let login = try await database.createLogin(memberOf: nil)
-            let connection = try await PostgresConnection.connect(login)
-            let user = try await connection.query("SELECT current_user").first![0].string()
-            XCTAssertEqual(user, URLComponents(string: login)!.user)
-            await connection.close()
-            let admin = try await database.connect()
-            let stored = try await admin.query("""
-                SELECT rolpassword FROM pg_authid WHERE rolname = \(URLComponents(string: login)!.user!)
-                """).first![0].string() ?? ""
-            await admin.close()
-            XCTAssertTrue(stored.hasPrefix("SCRAM-SHA-256$16:"), "stored as a SCRAM verifier of 16 iterations")
-            var wrong = URLComponents(string: login)!
-            wrong.password = "not-the-password"
-            do {
-                let refused = try await PostgresConnection.connect(wrong.string!)
-                await refused.close()
-                XCTFail("a wrong password was accepted")
-            } catch {}
-        } catch {
-            await database.drop()
-            throw error
-        }
-        await database.drop()
+            let refused = try await PostgresConnection.connect(wrong.string!)
+            await refused.close()
+            XCTFail("a wrong password was accepted")
+        } catch {}
     }
 }

@@ -9,8 +9,8 @@ Usage: crosscheck.py COMMAND < request.json > answer.json
   seal       {"vault_pk": hex, "values": [{"ad": str, "plain": hex}]} -> {"sealed_key": hex, "sealed": [hex]}
   xml        {"documents": [base64]} -> {"trees": [[[local name, text]] or null]}   (expat, through ElementTree)
 
-Only the standard library for tokens and XML (hashlib's BLAKE2b with salt and personal reproduces crypto_kdf_derive_from_key);
-PyNaCl for sealing. Never run on real keys or values.
+Only the standard library for tokens (hashlib's BLAKE2b with salt and personal reproduces crypto_kdf_derive_from_key)
+and XML; PyNaCl for sealing. Never run on real keys or values.
 """
 import base64
 import hashlib
