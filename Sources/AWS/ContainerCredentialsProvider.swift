@@ -45,7 +45,7 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
         var headers: [(name: String, value: String)] = [(name: "Accept", value: "application/json")]
         if let token = try authorizationToken() { headers.append((name: "Authorization", value: token)) }
         let request = HTTPRequest(method: "GET", url: url, headers: headers, maxResponseBytes: 64 * 1024)
-        let context = "container credentials from \(url.absoluteString)"
+        let context = "container credentials from \(redactedURL(url.absoluteString))"
         var lastError: AWSError?
         for attempt in 1...Self.attempts {
             let response: HTTPResponse
@@ -53,10 +53,10 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
                 response = try await transport.send(request, timeout: Self.timeout)
             } catch let error as HTTPTransportError where error.kind == .tlsFailed {
                 throw AWSError(kind: .unavailable,
-                               message: "cannot get \(context): TLS verification failed (\(error.detail)); \(error.tlsAdvice)")
+                               message: "cannot get \(context): TLS verification failed (\(redactingURLs(in: error.detail))); \(error.tlsAdvice)")
             } catch let error as HTTPTransportError {
                 lastError = AWSError(kind: .unavailable,
-                                     message: "cannot get \(context) (\(error.detail)); check that the task or pod has a role and the endpoint is reachable")
+                                     message: "cannot get \(context) (\(redactingURLs(in: error.detail))); check that the task or pod has a role and the endpoint is reachable")
                 logger.debug("container credentials request failed", metadata: ["attempt": "\(attempt)"])
                 continue
             }

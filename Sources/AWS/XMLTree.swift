@@ -10,7 +10,9 @@ import Darwin
 public final class XMLElementNode {
     /// The element's name without a namespace prefix.
     public let name: String
-    /// The element's text (entities decoded), the pieces between its child elements joined.
+    /// The element's text (entities decoded) up to its first child element, comments and processing instructions
+    /// skipped: ElementTree's `text`, which is what botocore reads for a field. Text after a child element (a `tail`)
+    /// is checked and dropped, so `<MessageId>m-1<x/>-extra</MessageId>` reads `m-1`, as botocore reads it.
     public internal(set) var text = ""
     /// The child elements in document order.
     public internal(set) var children: [XMLElementNode] = []
@@ -260,13 +262,15 @@ private struct XMLReader {
         position += 1
     }
 
-    /// Adds the decoded run to the innermost element's text; false when the run is not UTF-8 on its own (a
-    /// character may not be split by a comment or an element).
+    /// Adds the decoded run to the innermost element's text while that element has no child element yet (see
+    /// `XMLElementNode.text`); false when the run is not UTF-8 on its own (a character may not be split by a comment
+    /// or an element).
     mutating func appendDecodedText() -> Bool {
         guard decodedCount > 0 else { return true }
         guard let run = String(validating: UnsafeBufferPointer(start: decoded, count: decodedCount), as: UTF8.self)
         else { return false }
-        open[open.count - 1].node.text += run
+        let node = open[open.count - 1].node
+        if node.children.isEmpty { node.text += run }
         return true
     }
 

@@ -230,6 +230,39 @@ final class ProvidersTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 10)
     }
 
+    /// Issue 24, defect 2: the limit stops the whole process group. The shell's `sleep` holds the pipe open after the
+    /// shell is killed; killing the shell alone left the read waiting for it (here 20 s, in the report 100,000).
+    func testHungCredentialProcessIsStoppedWithItsChildren() async throws {
+        let started = Date()
+        do {
+            _ = try await CredentialProcessSplit.run("/bin/sh -c 'sleep 20; true'", timeout: 0.5)
+            XCTFail("expected an error")
+        } catch let error as AWSError {
+            XCTAssertEqual(error.kind, .unavailable)
+            XCTAssertTrue(error.message.contains("was stopped with its children"), error.message)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+    }
+
+    /// Issue 24, defect 2: output beyond 1 MiB stops the process (77), instead of reading 400 MB into memory.
+    func testCredentialProcessOutputIsCapped() async throws {
+        do {
+            _ = try await CredentialProcessSplit.run("/bin/sh -c 'head -c 400000000 /dev/zero'", timeout: 30)
+            XCTFail("expected an error")
+        } catch let error as AWSError {
+            XCTAssertEqual(error.kind, .credentialsRefused)
+            XCTAssertTrue(error.message.contains("printed more than 1024 KiB"), error.message)
+        }
+    }
+
+    /// A program found on PATH (no slash in its name) runs, and one that exits early with output is read whole.
+    func testCredentialProcessOnPath() async throws {
+        let credentials = try await CredentialProcessSplit.run(
+            #"sh -c 'printf "{\"Version\": 1, \"AccessKeyId\": \"ASIAPATH\", \"SecretAccessKey\": \"s\"}"'"#,
+            timeout: 10)
+        XCTAssertEqual(credentials.accessKeyId, "ASIAPATH")
+    }
+
     /// `web_identity_token_file` + `role_arn` in the profile: the web identity provider uses them, the shared-files
     /// provider leaves them alone; `credential_source = Environment` signs AssumeRole with the environment's keys.
     func testProfileWebIdentityAndCredentialSource() async throws {

@@ -12,7 +12,7 @@ final class XMLTreeTests: XCTestCase {
             """))
         XCTAssertEqual(tree.name, "Envelope")
         let body = try XCTUnwrap(tree.child("Body"))
-        XCTAssertEqual(body.text, "xyz")
+        XCTAssertEqual(body.text, "x", "text after a child element is not the element's text (botocore's reading)")
         XCTAssertEqual(body.children("Item").map(\.text), ["1", "", "&&amp;"])
         XCTAssertEqual(tree.descendants("Item").count, 3)
         XCTAssertNil(tree.child("Item"))
@@ -45,6 +45,17 @@ final class XMLTreeTests: XCTestCase {
             XCTAssertNil(parse(refused), refused)
         }
         XCTAssertNil(XMLElementNode.parse([UInt8]("<a>".utf8) + [0xC3, 0x28] + [UInt8]("</a>".utf8)))
+    }
+
+    /// A field with a child element reads as botocore reads it: the text before the child (issue 24, defect 4: the
+    /// reader took `m-real-extra` and deleted with `rh-Arh-B` where botocore reads `m-real` and `rh-A`).
+    func testFieldWithAChildElementReadsTheTextBeforeIt() throws {
+        let message = try XCTUnwrap(parse(
+            "<Message><MessageId>m-real<x/>-extra</MessageId><ReceiptHandle>rh-A<x/>rh-B</ReceiptHandle></Message>"))
+        XCTAssertEqual(message.childText("MessageId"), "m-real")
+        XCTAssertEqual(message.childText("ReceiptHandle"), "rh-A")
+        XCTAssertEqual(parse("<a>x<!-- c -->y<b/>z</a>")?.text, "xy")
+        XCTAssertNil(XMLElementNode.parse(Array("<a><b/>".utf8) + [0xFF] + Array("</a>".utf8)), "text after a child is still checked")
     }
 
     /// Nesting is limited, so a hostile answer of millions of `<a>` cannot build a chain too long to release.

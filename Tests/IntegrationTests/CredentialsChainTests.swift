@@ -259,4 +259,34 @@ final class CredentialsChainTests: AWSTestCase {
         XCTAssertTrue(unreachable.stderr.contains("cannot reach STS"), unreachable.stderr)
         XCTAssertTrue(unreachable.stderr.contains("check AWS_ENDPOINT_URL_STS"), unreachable.stderr)
     }
+
+    /// Issue 24, defect 2, through the binary: a credential_process that prints without end is stopped at 1 MiB (the
+    /// run exits 77 in one line, without reading 400 MB into memory first).
+    func testEndlessCredentialProcessIsStoppedAtItsSizeCap() async throws {
+        let config = try write("""
+            [profile nightly]
+            region = us-east-1
+            credential_process = /bin/sh -c "head -c 400000000 /dev/zero"
+            """, to: "config")
+        let started = Date()
+        let result = try etl(["--queue-url", "\(try TestServices.sqsEndpoint())/123456789012/unused"],
+                             environment: ["AWS_CONFIG_FILE": config.path, "AWS_PROFILE": "nightly",
+                                           "PIIVAULT_LOG_LEVEL": "error"])
+        XCTAssertEqual(result.status, 77, result.stderr)
+        XCTAssertEqual(errorLines(result).count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("printed more than 1024 KiB and was stopped"), result.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20)
+    }
+
+    /// Issue 24, defect 3: the container endpoint's password and query values never reach the error.
+    func testContainerURISecretsAreNotPrinted() throws {
+        let port = try closedPort()
+        let result = try etl(["--queue-url", "\(try TestServices.sqsEndpoint())/123456789012/unused"],
+                             environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://user:s3cretpw@127.0.0.1:\(port)/c?token=qsecret",
+                                           "PIIVAULT_LOG_LEVEL": "trace"])
+        XCTAssertEqual(result.status, 69, result.stderr)
+        XCTAssertTrue(result.stderr.contains("http://user:***@127.0.0.1:\(port)/c?token=***"), result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains("s3cretpw"), result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains("qsecret"), result.stderr)
+    }
 }

@@ -206,14 +206,17 @@ extension ETLTests {
             #"{"user_id": "ok", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d-1"}"#,
             #"{"user_id": "evil\u001b]0;pwned\u0007", "device_type": "ios", "ip": "192.0.2.2", "device_id": "d-2"}"#,
             #"{"user_id": "u3", "device_type": "ios", "ip": "192.0.2.3", "device_id": "d-3", "locale": "en\u202e"}"#,
+            // Issue 24, defect 7: an invisible format character makes a look-alike of another user id.
+            #"{"user_id": "ok\u200b", "device_type": "ios", "ip": "192.0.2.4", "device_id": "d-4"}"#,
         ].joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
         let result = try etl(["--from-file", input.path])
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stdout.hasPrefix("completed: received 3, loaded 1, duplicates 0, quarantined 2"), result.stdout)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 4, loaded 1, duplicates 0, quarantined 3"), result.stdout)
         let reasons = try await query("SELECT reason FROM vault.quarantine ORDER BY reason").map { try $0["reason"].requiredString() }
         XCTAssertEqual(reasons, [
             "field locale: contains bidirectional formatting character U+202E, not allowed in a field stored in clear",
             "field user_id: contains control character U+001B, not allowed in a field stored in clear",
+            "field user_id: contains invisible format character U+200B, not allowed in a field stored in clear",
         ])
         let users = try await query("SELECT user_id FROM public.user_logins").map { try $0["user_id"].requiredString() }
         XCTAssertEqual(users, ["ok"])

@@ -111,4 +111,47 @@ extension ETLTests {
         XCTAssertTrue(pushed.contains(#"piivault_etl_run_success{instance="",job="piivault_etl"} 0"#), pushed)
         XCTAssertEqual(sample("piivault_etl_last_success_timestamp_seconds", in: pushed), lastSuccess)
     }
+
+    /// Issue 24, defect 3: a Pushgateway URL's password and query values never reach the warning.
+    func testPushURLSecretsAreNotPrinted() throws {
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("push-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try (#"{"user_id": "u9", "device_type": "ios", "ip": "192.0.2.9", "device_id": "d-9"}"# + "\n").write(to: input, atomically: true, encoding: .utf8)
+        let port = try freePort()
+        let result = try etl(["--from-file", input.path,
+                              "--metrics-push-url", "http://pushuser:pushS3cret@127.0.0.1:\(port)/?api_key=QSECRET"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("cannot push metrics to http://pushuser:***@127.0.0.1:\(port)/?api_key=***"),
+                      result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains("pushS3cret"), result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains("QSECRET"), result.stderr)
+    }
+
+    /// Issue 24, defect 1: a symlink planted where the temporary metrics file used to go (`.etl.prom.<pid>.tmp`, the
+    /// pid known in advance through `exec`) is neither followed nor made world-readable, and `etl.prom` ends up a
+    /// regular file of mode 0644, not a link to the victim.
+    func testMetricsFileIgnoresAPlantedSymlink() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mdir-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let victim = folder.appendingPathComponent("victim")
+        try "secret-key-material".write(to: victim, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(victim.path, 0o600), 0)
+        let input = folder.appendingPathComponent("in.ndjson")
+        try (#"{"user_id": "u9", "device_type": "ios", "ip": "192.0.2.9", "device_id": "d-9"}"# + "\n").write(to: input, atomically: true, encoding: .utf8)
+        let metricsFile = folder.appendingPathComponent("etl.prom")
+        let invocation = try etlInvocation(["--from-file", input.path, "--metrics-file", metricsFile.path], environment: [:])
+        let binary = try piivaultBinary()
+        let script = #"ln -s "$1" "$2/.etl.prom.$$.tmp"; shift 2; exec "$@""#
+        let result = try runProcess("bash", ["-c", script, "plant", victim.path, folder.path, binary] + invocation.arguments,
+                                    environment: invocation.environment)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try String(contentsOf: victim, encoding: .utf8), "secret-key-material")
+        let victimAttributes = try FileManager.default.attributesOfItem(atPath: victim.path)
+        XCTAssertEqual((victimAttributes[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        let attributes = try FileManager.default.attributesOfItem(atPath: metricsFile.path)
+        XCTAssertEqual(attributes[.type] as? FileAttributeType, .typeRegular)
+        XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o644)
+        XCTAssertEqual(sample("piivault_etl_run_success", in: try String(contentsOf: metricsFile, encoding: .utf8)), 1)
+    }
 }

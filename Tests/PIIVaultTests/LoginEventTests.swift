@@ -136,6 +136,15 @@ final class LoginEventClearTextTests: XCTestCase {
                        "field user_id: contains control character U+007F, not allowed in a field stored in clear")
     }
 
+    /// Issue 24, defect 7: every format character (category Cf) is refused in clear, not only the bidirectional ones.
+    func testInvisibleFormatCharactersAreRefusedByCodePoint() {
+        for (escaped, codePoint) in [("\\u200b", "U+200B"), ("\\u2060", "U+2060"), ("\\ufeff", "U+FEFF"),
+                                     ("\\u00ad", "U+00AD"), ("\\udb40\\udc01", "U+E0001")] {
+            XCTAssertEqual(reason(#"{"user_id": "alice"# + escaped + #"", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d"}"#),
+                           "field user_id: contains invisible format character \(codePoint), not allowed in a field stored in clear")
+        }
+    }
+
     func testSealedFieldsAndOrdinaryTextStillLoad() {
         // device_id is sealed, never shown in clear: only NUL is refused there.
         XCTAssertNil(reason(#"{"user_id": "zoë 李", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d\u001bx", "locale": "fr-CA"}"#))

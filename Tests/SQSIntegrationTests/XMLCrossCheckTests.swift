@@ -1,5 +1,7 @@
 import AWS
 import Foundation
+@testable import SQS
+import SigV4
 import TestSupport
 import XCTest
 
@@ -29,6 +31,8 @@ final class XMLCrossCheckTests: XCTestCase {
         "<a><!-->b<c/>--></a>",
         "<a>x<!---->y<?p?>z</a>",
         "<a>&#x000000041;&#0000065;</a>",
+        "<Message><MessageId>m-real<x/>-extra</MessageId><ReceiptHandle>rh-A<x/>rh-B</ReceiptHandle></Message>",
+        "<a><b>x</b>tail</a>", "<a>x<b>1<c/>2</b>y<d/>z</a>",
     ].map { Array($0.utf8) }
 
     /// Documents both readers refuse.
@@ -65,6 +69,45 @@ final class XMLCrossCheckTests: XCTestCase {
             let ours = XMLElementNode.parse(document).map(Self.flatten)
             XCTAssertEqual(ours, expected, label)
             XCTAssertEqual(ours != nil, index < Self.wellFormed.count, label)
+        }
+    }
+
+    /// ReceiveMessage answers that SQSClient and botocore's own QueryParser must read alike (issue 24, defect 4: a
+    /// field with a child element was read as all its text joined, so the ETL stored `m-real-extra` and deleted with
+    /// `rh-Arh-B`, where botocore reads `m-real` and `rh-A`).
+    static let receiveAnswers: [String] = [
+        "<Message><MessageId>m-1</MessageId><ReceiptHandle>rh-1</ReceiptHandle><Body>{}</Body></Message>",
+        "<Message><MessageId>m-real<x/>-extra</MessageId><ReceiptHandle>rh-A<x/>rh-B</ReceiptHandle><Body>b</Body></Message>",
+        "<Message><MessageId>m<!-- c -->2</MessageId><ReceiptHandle>r<![CDATA[h&2]]></ReceiptHandle><Body>a&amp;b<i>x</i>c</Body></Message>",
+        "<Message><MessageId>m-3</MessageId><ReceiptHandle>rh-3</ReceiptHandle><Body>1</Body></Message>"
+            + "<Message><MessageId>m-4</MessageId><ReceiptHandle>rh-4</ReceiptHandle><Body><b>2</b>tail</Body></Message>",
+    ].map {
+        "<?xml version=\"1.0\"?><ReceiveMessageResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\">"
+            + "<ReceiveMessageResult>\($0)</ReceiveMessageResult></ReceiveMessageResponse>"
+    }
+
+    func testReceiveReadsFieldsAsBotocoreDoes() async throws {
+        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/crosscheck.py").path
+        let request = try JSONSerialization.data(withJSONObject: [
+            "documents": Self.receiveAnswers.map { Data($0.utf8).base64EncodedString() },
+        ])
+        let result = try runProcess("python3", [script, "receive"], input: request)
+        XCTAssertEqual(result.status, 0, "crosscheck.py receive (needs botocore: pip install awscli): \(result.stderr)")
+        let answer = try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdoutData) as? [String: Any])
+        let expected = try XCTUnwrap(answer["answers"] as? [[[String]]])
+        XCTAssertEqual(expected.count, Self.receiveAnswers.count)
+        XCTAssertEqual(expected[1].first, ["m-real", "rh-A", "b"], "botocore's reading of the issue's example")
+        for (index, document) in Self.receiveAnswers.enumerated() {
+            let server = try CannedServer(responses: [["status": 200, "body": document]])
+            defer { server.stop() }
+            let configuration = SQSConfiguration(
+                credentials: SigV4.Credentials(accessKeyId: "AK", secretAccessKey: "SK"), region: "us-east-1",
+                endpoint: URL(string: "http://127.0.0.1:\(server.port)")!)
+            let client = SQSClient(configuration: configuration, logger: SQSTestEnvironment.logger(CapturingLogStore()))
+            let messages = try await client.receiveMessages(
+                queueURL: "http://127.0.0.1:\(server.port)/000000000000/q",
+                options: SQSReceiveOptions(maxMessages: 10, waitTimeSeconds: 0))
+            XCTAssertEqual(messages.map { [$0.messageId, $0.receiptHandle, $0.body] }, expected[index], "answer \(index)")
         }
     }
 

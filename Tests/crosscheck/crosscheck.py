@@ -8,6 +8,7 @@ Usage: crosscheck.py COMMAND < request.json > answer.json
   open       {"vault_sk": hex, "sealed_key": hex, "values": [{"ad": str, "sealed": hex}]} -> {"plain": [hex]}
   seal       {"vault_pk": hex, "values": [{"ad": str, "plain": hex}]} -> {"sealed_key": hex, "sealed": [hex]}
   xml        {"documents": [base64]} -> {"trees": [[[local name, text]] or null]}   (expat, through ElementTree)
+  receive    {"documents": [base64]} -> {"answers": [[[MessageId, ReceiptHandle, Body]] or null]}   (botocore's QueryParser)
 
 Only the standard library for tokens (hashlib's BLAKE2b with salt and personal reproduces crypto_kdf_derive_from_key)
 and XML; PyNaCl for sealing. Never run on real keys or values.
@@ -102,8 +103,8 @@ def seal_values(req):
 
 
 def xml_trees(req):
-    """Each document's elements in document order as [name without namespace, text between its children], or None
-    when expat refuses the document."""
+    """Each document's elements in document order as [name without namespace, text before its first child (what
+    botocore reads for a field)], or None when expat refuses the document."""
     trees = []
     for document in req["documents"]:
         try:
@@ -111,13 +112,39 @@ def xml_trees(req):
         except ElementTree.ParseError:
             trees.append(None)
             continue
-        trees.append([[element.tag.rsplit("}", 1)[-1],
-                       (element.text or "") + "".join(child.tail or "" for child in element)]
-                      for element in root.iter()])
+        trees.append([[element.tag.rsplit("}", 1)[-1], element.text or ""] for element in root.iter()])
     return {"trees": trees}
 
 
-COMMANDS = {"xml": xml_trees, "tokens": tokens, "canonical": canonical, "open": open_values, "seal": seal_values,
+def receive_answers(req):
+    """Each ReceiveMessage answer (query protocol, XML) read by botocore's own QueryParser, as
+    [[MessageId, ReceiptHandle, Body], ...], or None when botocore cannot read it. The output shape is the query
+    protocol's (flattened list of Message, flattened map of Attribute), as botocore's SQS model had it before SQS
+    moved to JSON."""
+    from botocore import model, parsers
+    shapes = {
+        "ReceiveMessageResult": {"type": "structure", "resultWrapper": "ReceiveMessageResult",
+                                 "members": {"Messages": {"shape": "MessageList", "locationName": "Message"}}},
+        "MessageList": {"type": "list", "member": {"shape": "Message", "locationName": "Message"}, "flattened": True},
+        "Message": {"type": "structure", "members": {
+            "MessageId": {"shape": "String"}, "ReceiptHandle": {"shape": "String"}, "Body": {"shape": "String"}}},
+        "String": {"type": "string"},
+    }
+    shape = model.ShapeResolver(shapes).get_shape_by_name("ReceiveMessageResult")
+    answers = []
+    for document in req["documents"]:
+        try:
+            parsed = parsers.QueryParser().parse(
+                {"body": base64.b64decode(document), "headers": {}, "status_code": 200}, shape)
+        except Exception:  # botocore raises its own parse errors; any of them means "cannot read"
+            answers.append(None)
+            continue
+        answers.append([[m.get("MessageId", ""), m.get("ReceiptHandle", ""), m.get("Body", "")]
+                        for m in parsed.get("Messages", [])])
+    return {"answers": answers}
+
+
+COMMANDS = {"xml": xml_trees, "receive": receive_answers, "tokens": tokens, "canonical": canonical, "open": open_values, "seal": seal_values,
             "check-nacl": lambda req: (need_nacl(), {"ok": True})[1]}
 
 if __name__ == "__main__":

@@ -137,9 +137,9 @@ public enum SummaryFile {
             return
         }
         do {
-            try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try AtomicFile.replace(path, with: bytes, mode: 0o644)
         } catch {
-            throw SummaryFileError(path: path, reason: error.localizedDescription)
+            throw SummaryFileError(path: path, reason: error.reason)
         }
     }
 

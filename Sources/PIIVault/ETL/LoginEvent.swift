@@ -124,8 +124,10 @@ public struct LoginEvent: Sendable, Equatable {
     }
 
     /// Length and characters. A field stored in clear (user_id, device_type, locale, app_version) reaches analysts'
-    /// terminals through psql and exports: control characters (C0, DEL, C1) and bidirectional formatting characters
-    /// (which reorder what a terminal shows) are refused there, naming the code point. Sealed fields (ip, device_id)
+    /// terminals through psql and exports: control characters (C0, DEL, C1) and format characters (Unicode category
+    /// Cf: the bidirectional ones reorder what a terminal shows, the others, such as U+200B, are invisible, so that
+    /// `alice` and `alice` followed by U+200B look alike but are different users) are refused there, naming the code
+    /// point. Sealed fields (ip, device_id)
     /// only refuse NUL; `unmask` escapes what it prints.
     private static func checkText(_ text: String, field: String, maxLength: Int, storedInClear: Bool)
         throws(MessageRejection)
@@ -133,10 +135,10 @@ public struct LoginEvent: Sendable, Equatable {
         var count = 0
         for scalar in text.unicodeScalars {
             if scalar.value == 0 { throw MessageRejection("field \(field): contains a NUL character") }
-            if storedInClear && isRefusedInClear(scalar.value) {
+            if storedInClear && isRefusedInClear(scalar) {
                 let hex = String(scalar.value, radix: 16, uppercase: true)
                 let codePoint = "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-                throw MessageRejection("field \(field): contains \(isBidiControl(scalar.value) ? "bidirectional formatting character" : "control character") \(codePoint), not allowed in a field stored in clear")
+                throw MessageRejection("field \(field): contains \(refusedKind(scalar)) \(codePoint), not allowed in a field stored in clear")
             }
             count += 1
         }
@@ -144,9 +146,18 @@ public struct LoginEvent: Sendable, Equatable {
     }
 }
 
-/// C0 controls, DEL, C1 controls, and the bidirectional formatting characters.
-private func isRefusedInClear(_ value: UInt32) -> Bool {
-    value < 0x20 || (0x7F...0x9F).contains(value) || isBidiControl(value)
+/// C0 controls, DEL, C1 controls, and format characters (category Cf, the bidirectional ones among them). ASCII
+/// letters are decided without the Unicode tables (the common case on the ETL's path).
+private func isRefusedInClear(_ scalar: Unicode.Scalar) -> Bool {
+    let value = scalar.value
+    if value < 0x7F { return value < 0x20 }
+    return value <= 0x9F || scalar.properties.generalCategory == .format
+}
+
+/// How a refused character is named in the quarantine reason.
+private func refusedKind(_ scalar: Unicode.Scalar) -> String {
+    if isBidiControl(scalar.value) { return "bidirectional formatting character" }
+    return scalar.properties.generalCategory == .format ? "invisible format character" : "control character"
 }
 
 /// U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: they reorder or hide text on a terminal.

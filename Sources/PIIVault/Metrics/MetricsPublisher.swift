@@ -1,3 +1,4 @@
+import AWS
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -50,25 +51,13 @@ public struct MetricsPublisher: Sendable, Equatable {
         return nil
     }
 
-    /// node_exporter reads the folder at any moment: write a temporary file beside the target, then rename it.
+    /// node_exporter reads the folder at any moment: a temporary file beside the target, then a rename. World-readable:
+    /// the collector usually runs as another user; metrics hold counts, no PII.
     static func writeAtomically(_ text: String, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
         do {
-            try Data(text.utf8).write(to: temporary)
-            // World-readable: the collector usually runs as another user; metrics hold counts, no PII.
-            _ = chmod(temporary.path, 0o644)
-            guard rename(temporary.path, path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? FileManager.default.removeItem(at: temporary)
-                throw MetricsError.file(path: path, reason: reason)
-            }
-        } catch let error as MetricsError {
-            throw error
+            try AtomicFile.replace(path, with: Array(text.utf8), mode: 0o644)
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw MetricsError.file(path: path, reason: error.localizedDescription)
+            throw MetricsError.file(path: path, reason: error.reason)
         }
     }
 
@@ -109,7 +98,7 @@ public enum MetricsError: PIIVaultReportableError {
         case let .file(path, reason):
             return "cannot write the metrics file \(path): \(reason); check the folder and its permissions"
         case let .push(url, reason):
-            return "cannot push metrics to \(url): \(reason); check the Pushgateway URL and that it is up"
+            return "cannot push metrics to \(redactedURL(url)): \(redactingURLs(in: reason)); check the Pushgateway URL and that it is up"
         }
     }
 
