@@ -197,3 +197,45 @@ extension AuditTests {
         XCTAssertTrue(terminal.stdout.contains("evil\\u{1b}[2J\\u{202e}"), terminal.stdout.debugDescription)
     }
 }
+
+extension AuditTests {
+    /// Issue 24, defect 8: the report classifies outcomes (`ok: 6 rows deleted` is a success, not a red refusal),
+    /// lists attempts by analyst, ETL and auditor logins in a table of their own and leaves them out of the
+    /// accesses-per-officer chart, and lets a long subject wrap instead of widening the page.
+    func testTheReportClassifiesOutcomesAndListsOtherLoginsApart() async throws {
+        let owner = try await database.connect()
+        let longSubject = "message_id:" + String(repeating: "m0123456789", count: 30)
+        try await owner.execute("SELECT audit.append_entry('forget', 'ERASE-1', \(longSubject), 6, 'ok: 6 rows deleted', 'o', 'h')")
+        await owner.close()
+        for role in ["piivault_analyst", "piivault_etl", "piivault_auditor"] {
+            let connection = try await PostgresConnection.connect(try await database.createLogin(memberOf: role))
+            try await connection.execute("CALL audit.record_denied('unmask', 'curious', 'user_id', 'o', 'h', NULL)")
+            await connection.close()
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let page = dir.appendingPathComponent("review.html")
+        let result = try runPiivault(["audit", "report", "--database-url", auditorURL, "--html", page.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let html = try String(contentsOf: page, encoding: .utf8)
+        func section(_ id: String) throws -> String {
+            let start = try XCTUnwrap(html.range(of: "id=\"\(id)\""), "no \(id) in the page")
+            let end = html.range(of: "<h2>", range: start.upperBound..<html.endIndex)?.lowerBound ?? html.endIndex
+            return String(html[start.upperBound..<end])
+        }
+        let unusual = try section("unusual")
+        XCTAssertTrue(unusual.contains("None"), unusual)
+        XCTAssertFalse(unusual.contains("rows deleted"), unusual)
+        let others = try section("refused-others")
+        XCTAssertEqual(others.components(separatedBy: "<tr><td class=\"num\">").count - 1, 3, others)
+        XCTAssertTrue(others.contains("refused: not permitted"), others)
+        let destructive = try section("destructive")
+        XCTAssertTrue(destructive.contains("<td class=\"ok\">ok: 6 rows deleted</td>"), destructive)
+        XCTAssertTrue(destructive.contains("<td class=\"subject\">message_id:m0123"), destructive)
+        XCTAssertTrue(html.contains("td.subject,td.reason{overflow-wrap:anywhere"), "long subjects wrap")
+        let chart = try section("per-officer")
+        let counts = chart.components(separatedBy: "data-count=\"").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
+        XCTAssertEqual(counts, [51], "only the officer's 51 entries, not the three refused logins")
+    }
+}

@@ -24,8 +24,29 @@ public struct AccessLogEntry: Sendable, Equatable {
     public var subject: String
     /// How many rows the access returned.
     public var rowCount: Int
-    /// `ok`, or `refused: ...`.
+    /// `ok`, `ok: DETAIL` (counts of what an erasure or a run did), `refused: WHY` (the database writes every refusal
+    /// so), or another word and its detail (`not found: ...`, `unknown tokens: ...`: the access ran and found less).
     public var outcome: String
+
+    /// How an access ended, read from the first word of its outcome.
+    public enum OutcomeClass: String, Sendable {
+        /// It ran: `ok`, `ok: 6 rows deleted`, `not found: ...`.
+        case ok
+        /// The database or the gate refused it: `refused: ...`.
+        case refused
+        /// It started and did not finish: `failed: ...`, `aborted: ...`.
+        case failed
+    }
+
+    /// The outcome's class, from its first word (what comes before the first colon).
+    public var outcomeClass: OutcomeClass {
+        let word = outcome.prefix { $0 != ":" }.trimmingCharacters(in: .whitespaces)
+        switch word {
+        case "refused": return .refused
+        case "failed", "aborted": return .failed
+        default: return .ok
+        }
+    }
     /// The previous entry's hash (32 zero bytes for entry 1).
     public var prevHash: [UInt8]
     /// SHA-256(prevHash || canonicalBytes), as stored.

@@ -16,30 +16,40 @@ public struct AuditReport: Sendable {
     public var until: String?
     /// When the report was made (UTC).
     public var generatedAt: String
+    /// The logins of the period that may act as compliance officers (members of `piivault_compliance`, or superusers,
+    /// when the report was made). Everyone else's entries are refused attempts, listed apart from the officers'.
+    public var officerLogins: Set<String>
 
     public init(entries: [AccessLogEntry], verdict: AccessLogVerdict, checkpoints: [SignedCheckpoint],
-                since: String?, until: String?, generatedAt: String) {
+                since: String?, until: String?, generatedAt: String, officerLogins: Set<String>) {
         self.entries = entries
         self.verdict = verdict
         self.checkpoints = checkpoints
         self.since = since
         self.until = until
         self.generatedAt = generatedAt
+        self.officerLogins = officerLogins
     }
 
     /// Actions that change or destroy data, listed on their own.
     static let destructiveActions: Set<String> = ["forget", "retention", "rewrap", "retokenize"]
 
-    /// Accesses per officer (database login), most first.
-    public var perOfficer: [(String, Int)] { Self.counted(entries.map(\.dbUser)) }
+    /// Entries of compliance officers: the accesses under review.
+    public var officerEntries: [AccessLogEntry] { entries.filter { officerLogins.contains($0.dbUser) } }
+
+    /// Accesses per officer (database login), most first; attempts by other logins are not accesses.
+    public var perOfficer: [(String, Int)] { Self.counted(officerEntries.map(\.dbUser)) }
 
     /// Accesses per day (`YYYY-MM-DD` of the entry's time), in date order.
     public var perDay: [(String, Int)] {
-        Self.counted(entries.map { String($0.at.prefix(10)) }).sorted { $0.0 < $1.0 }
+        Self.counted(officerEntries.map { String($0.at.prefix(10)) }).sorted { $0.0 < $1.0 }
     }
 
-    /// Entries whose outcome is not `ok`.
-    public var unusual: [AccessLogEntry] { entries.filter { $0.outcome != "ok" } }
+    /// Officers' entries that were refused or failed (`ok: 6 rows deleted` is an ordinary success).
+    public var unusual: [AccessLogEntry] { officerEntries.filter { $0.outcomeClass != .ok } }
+
+    /// Attempts by logins outside compliance (an analyst, the ETL, the auditor): refused by the database, each logged.
+    public var refusedOthers: [AccessLogEntry] { entries.filter { !officerLogins.contains($0.dbUser) } }
 
     /// The ten entries with the most rows.
     public var largest: [AccessLogEntry] {
@@ -61,6 +71,7 @@ public struct AuditReport: Sendable {
             h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
             table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
             .ok{color:#1a7f37}.bad{color:#b42318;font-weight:bold}.num{text-align:right}
+            td.subject,td.reason{overflow-wrap:anywhere;word-break:break-word;max-width:24em}
             svg text{font-size:12px;font-family:system-ui,sans-serif}
             </style></head><body>
             <h1>piivault access review</h1>
@@ -90,8 +101,11 @@ public struct AuditReport: Sendable {
 
         page += "<h2>Accesses per officer</h2>\n" + Self.barChart(perOfficer, id: "per-officer")
         page += "<h2>Accesses per day</h2>\n" + Self.barChart(perDay, id: "per-day")
-        page += "<h2>Refusals and unusual outcomes</h2>\n"
-            + table(unusual, id: "unusual", empty: "None: every access in the period had the outcome ok.")
+        page += "<h2>Officers' refusals and failures</h2>\n"
+            + table(unusual, id: "unusual", empty: "None: every officer's access in the period succeeded.")
+        page += "<h2>Attempts by logins outside compliance</h2>\n"
+            + table(refusedOthers, id: "refused-others",
+                    empty: "None: no analyst, ETL or auditor login tried a compliance action.")
         page += "<h2>Largest requests</h2>\n" + table(largest, id: "largest", empty: "No access returned rows.")
         page += "<h2>Erasures, retention and key rotation</h2>\n"
             + table(destructive, id: "destructive", empty: "None in the period.")
@@ -104,11 +118,12 @@ public struct AuditReport: Sendable {
         var out = "<table id=\"\(id)\"><tr><th>seq</th><th>at</th><th>login</th><th>os user</th><th>action</th>"
             + "<th>rows</th><th>outcome</th><th>reason</th><th>subject</th></tr>\n"
         for entry in rows {
-            let outcomeClass = entry.outcome == "ok" ? "ok" : "bad"
+            let outcomeClass = entry.outcomeClass == .ok ? "ok" : "bad"
             out += "<tr><td class=\"num\">\(entry.seq)</td><td>\(Self.escape(entry.at))</td><td>\(Self.escape(entry.dbUser))</td>"
                 + "<td>\(Self.escape(entry.osUser))</td><td>\(Self.escape(entry.action))</td>"
                 + "<td class=\"num\">\(entry.rowCount)</td><td class=\"\(outcomeClass)\">\(Self.escape(entry.outcome))</td>"
-                + "<td>\(Self.escape(entry.reason))</td><td>\(Self.escape(Self.shortened(entry.subject)))</td></tr>\n"
+                + "<td class=\"reason\">\(Self.escape(entry.reason))</td>"
+                + "<td class=\"subject\">\(Self.escape(Self.shortened(entry.subject)))</td></tr>\n"
         }
         return out + "</table>\n"
     }

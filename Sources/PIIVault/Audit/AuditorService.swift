@@ -78,12 +78,25 @@ public struct AuditorService: Sendable {
         } else {
             verdict = try await Database.withConnection(databaseURL) { try await AccessLogReader(connection: $0).verify() }
         }
-        let entries = try await Database.withConnection(databaseURL) { connection in
-            try await AccessLogReader(connection: connection).entries(
+        let (entries, officers) = try await Database.withConnection(databaseURL) { connection in
+            let entries = try await AccessLogReader(connection: connection).entries(
                 matching: AccessLogFilter(since: since, until: until))
+            return (entries, try await Self.officerLogins(among: Set(entries.map(\.dbUser)), connection))
         }
         return AuditReport(entries: entries, verdict: verdict, checkpoints: checkpoints, since: since, until: until,
-                           generatedAt: SignedCheckpoint.now())
+                           generatedAt: SignedCheckpoint.now(), officerLogins: officers)
+    }
+
+    /// Which of `logins` may act as compliance officers now (members of `piivault_compliance`, superusers included);
+    /// a login dropped since counts as an officer, so that nothing an officer did drops out of the review.
+    static func officerLogins(among logins: Set<String>, _ connection: PostgresConnection) async throws -> Set<String> {
+        guard !logins.isEmpty else { return [] }
+        let others = try await connection.query("""
+            SELECT r.rolname FROM pg_catalog.pg_roles AS r
+             WHERE r.rolname = ANY(\(PostgresArray.texts(logins.sorted()))::text[])
+               AND NOT pg_catalog.pg_has_role(r.oid, 'piivault_compliance', 'MEMBER')
+            """)
+        return logins.subtracting(try others.map { try $0["rolname"].requiredString() })
     }
 
     /// `NAME on HOST:PORT` as the server sees itself.
