@@ -239,3 +239,44 @@ extension AuditTests {
         XCTAssertEqual(counts, [51], "only the officer's 51 entries, not the three refused logins")
     }
 }
+
+extension AuditTests {
+    /// Issue 24, defect 5: a checkpoint signed on a copy of the database (`CREATE DATABASE c TEMPLATE db`, which
+    /// carries the same log byte for byte) is refused against the original, and one of the original against the copy,
+    /// each in one line; the original's own checkpoint still matches.
+    func testACheckpointOfACopyIsRefused() async throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertEqual(try runPiivault(["audit", "keygen", "--dir", dir.path]).status, 0)
+        let secretKey = dir.appendingPathComponent("auditor.key").path, publicKey = dir.appendingPathComponent("auditor.pub").path
+        let copy = try await ScratchDatabase.create(prefix: "auditcopy", template: database.name)
+        defer { Task { await copy.drop() } }
+        let auditorLogin = try XCTUnwrap(URLComponents(string: auditorURL)?.user)
+        let copyConnection = try await copy.connect()
+        try await copyConnection.execute(PostgresQuery(unsafeSQL: "GRANT CONNECT ON DATABASE \(copy.name) TO \(auditorLogin)"))
+        await copyConnection.close()
+        var copyURL = try XCTUnwrap(URLComponents(string: auditorURL))
+        copyURL.path = "/" + copy.name
+        let copyAuditorURL = try XCTUnwrap(copyURL.string)
+
+        let ofCopy = dir.appendingPathComponent("copy.txt").path, ofOriginal = dir.appendingPathComponent("original.txt").path
+        XCTAssertEqual(try runPiivault(["audit", "checkpoint", "--database-url", copyAuditorURL, "--sign", secretKey,
+                                        "--out", ofCopy]).status, 0)
+        XCTAssertEqual(try runPiivault(["audit", "checkpoint", "--database-url", auditorURL, "--sign", secretKey,
+                                        "--out", ofOriginal]).status, 0)
+        XCTAssertTrue(try String(contentsOfFile: ofCopy, encoding: .utf8).contains("\ndatabase-id: "))
+
+        let refused = try runPiivault(["audit", "verify", "--database-url", auditorURL, "--checkpoint", ofCopy,
+                                       "--auditor-key", publicKey])
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("is a checkpoint of another database"), refused.stderr)
+        let refusedOnCopy = try runPiivault(["audit", "verify", "--database-url", copyAuditorURL, "--checkpoint",
+                                             ofOriginal, "--auditor-key", publicKey])
+        XCTAssertEqual(refusedOnCopy.status, 1, refusedOnCopy.stdout + refusedOnCopy.stderr)
+        let matches = try runPiivault(["audit", "verify", "--database-url", auditorURL, "--checkpoint", ofOriginal,
+                                       "--auditor-key", publicKey])
+        XCTAssertEqual(matches.status, 0, matches.stdout + matches.stderr)
+        XCTAssertTrue(matches.stdout.contains("matches"), matches.stdout)
+    }
+}

@@ -5,7 +5,16 @@ import XCTest
 final class MinisignTests: XCTestCase {
     private let checkpoint = SignedCheckpoint(
         head: AccessLogAnchor(seq: 42, hash: [UInt8](repeating: 0xab, count: 32)), takenAt: "2026-11-25T07:00:00Z",
-        database: "piivault on 127.0.0.1:5432")
+        database: "piivault on 127.0.0.1:5432", databaseID: "0b9f3c1e-7d2a-4c55-9e61-3a8f0d4b2c11/16384")
+
+    /// A statement written before the database's identity was recorded has no `database-id` line and still reads.
+    func testAStatementWithoutADatabaseIDStillReads() throws {
+        let old = "piivault access-log checkpoint\nhead: 42:\(String(repeating: "ab", count: 32))\n"
+            + "time: 2026-11-25T07:00:00Z\ndatabase: piivault on 127.0.0.1:5432\n"
+        let parsed = try SignedCheckpoint(statement: old, file: "c")
+        XCTAssertNil(parsed.databaseID)
+        XCTAssertEqual(parsed.statement, old)
+    }
 
     func testASignedCheckpointVerifiesAndRoundTrips() throws {
         let key = Minisign.generateKeyPair()

@@ -17,11 +17,12 @@ public struct AuditorService: Sendable {
         let signaturePath = path + ".minisig"
         let existing = [path, signaturePath].filter { FileManager.default.fileExists(atPath: $0) }
         guard existing.isEmpty else { throw KeyFileError.alreadyExists(files: existing) }
-        let (head, database) = try await Database.withConnection(databaseURL) { connection in
+        let (head, database, identity) = try await Database.withConnection(databaseURL) { connection in
             let head = try await AccessLogReader(connection: connection).checkpoint()
-            return (head, try await Self.databaseName(connection))
+            return (head, try await Self.databaseName(connection), try await DatabaseIdentity.current(connection))
         }
-        let checkpoint = SignedCheckpoint(head: head, takenAt: SignedCheckpoint.now(), database: database)
+        let checkpoint = SignedCheckpoint(head: head, takenAt: SignedCheckpoint.now(), database: database,
+                                          databaseID: identity)
         try KeyGeneration.writeNew(path: path, contents: Array(checkpoint.statement.utf8), mode: 0o644) {}
         do {
             try KeyGeneration.writeNew(path: signaturePath, contents: Array(checkpoint.signature(with: key).utf8),
@@ -39,10 +40,18 @@ public struct AuditorService: Sendable {
         async throws -> (AccessLogVerdict, [SignedCheckpoint])
     {
         let checkpoints = try paths.map { try SignedCheckpoint.load(path: $0, publicKey: auditorKey) }
-        let entries = try await Database.withConnection(databaseURL) { connection in
-            try await connection.transaction { connection in
+        let (entries, identity) = try await Database.withConnection(databaseURL) { connection in
+            let entries = try await connection.transaction { connection in
                 try await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return try await AccessLogReader(connection: connection).entries()
+            }
+            return (entries, try await DatabaseIdentity.current(connection))
+        }
+        // A checkpoint of a copy would otherwise match: the copy's log is the original's, byte for byte.
+        for (path, checkpoint) in zip(paths, checkpoints) {
+            if let signedID = checkpoint.databaseID, signedID != identity {
+                throw CheckpointDatabaseMismatch(file: path, checkpointDatabase: checkpoint.database,
+                                                 checkpointIdentity: signedID, currentIdentity: identity)
             }
         }
         let anchors = checkpoints.map(\.head) + (anchor.map { [$0] } ?? [])

@@ -13,18 +13,23 @@ public struct SignedCheckpoint: Sendable, Equatable {
     public var takenAt: String
     /// Which database: `NAME on HOST:PORT` as the server reports it.
     public var database: String
+    /// The database's identity (`DatabaseIdentity`), which verification compares; nil in checkpoints taken before
+    /// it was recorded (their statements have no `database-id` line and verify as before).
+    public var databaseID: String?
 
     static let title = "piivault access-log checkpoint"
 
-    public init(head: AccessLogAnchor, takenAt: String, database: String) {
+    public init(head: AccessLogAnchor, takenAt: String, database: String, databaseID: String?) {
         self.head = head
         self.takenAt = takenAt
         self.database = database
+        self.databaseID = databaseID
     }
 
     /// The statement's text: what is signed, byte for byte.
     public var statement: String {
         "\(Self.title)\nhead: \(head)\ntime: \(takenAt)\ndatabase: \(database)\n"
+            + (databaseID.map { "database-id: \($0)\n" } ?? "")
     }
 
     /// One line, signed as minisign's trusted comment (what `minisign -V` prints).
@@ -48,7 +53,7 @@ public struct SignedCheckpoint: Sendable, Equatable {
         guard let headText = fields["head"], let head = AccessLogAnchor(parsing: headText), let time = fields["time"],
               let database = fields["database"]
         else { throw MinisignError.malformed(file: file, what: "not a piivault checkpoint (head, time or database missing)") }
-        self.init(head: head, takenAt: time, database: database)
+        self.init(head: head, takenAt: time, database: database, databaseID: fields["database-id"])
     }
 
     /// The signature file's text for this checkpoint.
