@@ -259,3 +259,42 @@ extension ETLTests {
         XCTAssertEqual(try row["masked_device_id"].requiredString(), try tokenizer.tokenize("dev-199", as: .deviceID).token)
     }
 }
+
+extension ETLTests {
+    /// Issue 24, defect 6: a fresh token key of a version the vault already holds (here a second version-1 key) is
+    /// refused before anything is written (77, one line naming both key ids); the right key still loads.
+    func testAnotherTokenKeyOfAKnownVersionIsRefused() async throws {
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("tk-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: input) }
+        func write(_ user: String) throws {
+            try (#"{"user_id": "\#(user)", "device_type": "ios", "ip": "192.0.2.7", "device_id": "d-7"}"# + "\n")
+                .write(to: input, atomically: true, encoding: .utf8)
+        }
+        try write("first")
+        let first = try etl(["--from-file", input.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let known = try await query("SELECT version, key_id FROM vault.token_keys").map {
+            "\(try $0["version"].requiredInt()):\(try $0["key_id"].requiredString())"
+        }
+        XCTAssertEqual(known.count, 1, "the first run records its key")
+
+        let other = FileManager.default.temporaryDirectory.appendingPathComponent("wrong-keys-\(ScratchDatabase.randomHex(4))")
+        defer { try? FileManager.default.removeItem(at: other) }
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", other.path]).status, 0)
+        try write("second")
+        let refused = try etl(["--from-file", input.path,
+                               "--token-key", other.appendingPathComponent("token.key").path])
+        XCTAssertEqual(refused.status, 77, refused.stderr)
+        let lines = refused.stderr.split(separator: "\n").filter { $0.hasPrefix("piivault: error:") }
+        XCTAssertEqual(lines.count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("this vault's version 1 tokens were made with key id \(known[0].dropFirst(2))"),
+                      refused.stderr)
+        let afterRefusal = try await count("public.user_logins")
+        XCTAssertEqual(afterRefusal, 1, "nothing loaded under the wrong key")
+
+        let right = try etl(["--from-file", input.path])
+        XCTAssertEqual(right.status, 0, right.stderr)
+        let afterRight = try await count("public.user_logins")
+        XCTAssertEqual(afterRight, 2)
+    }
+}

@@ -119,6 +119,9 @@ public struct RetokenizeService: Sendable {
             if grant.isRefused {
                 throw RetokenizeError.refused(outcome: grant.outcome, logSeq: grant.seq, otherKeyID: grant.otherKeyID)
             }
+            // The new version's key is recorded before any token of it is written, or the run is refused when the
+            // vault knows that version under another key.
+            try await TokenKeyRegistry.check(version: tokenKey.version, keyID: tokenKey.keyID.description, on: connection)
             // Claims the grant and binds the run to this session: no other session can use it, and it ends with ours.
             _ = try await connection.query("SELECT vault.start_retokenize(\(grant.seq))")
             var report = RetokenizeReport(logSeq: grant.seq, outcome: grant.outcome, toVersion: tokenKey.version)

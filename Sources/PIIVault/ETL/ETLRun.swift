@@ -66,6 +66,7 @@ public struct ETLRun: Sendable {
     ) async throws -> ETLSummary {
         try await checkVaultKey(store: store)
         let tokenizer = Tokenizer(key: tokenKey)
+        try await store.checkTokenKey(version: tokenizer.version, keyID: tokenKey.keyID.description)
         let runID = try await store.beginRun(source: source.label, keys: RunKeys(
             vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
             tokenKeyVersion: tokenizer.version))

@@ -73,6 +73,16 @@ actor ETLStore {
         }
     }
 
+    /// Refuses a token key whose version the vault knows under another key id (and records a version it does not
+    /// know yet): see `TokenKeyRegistry`.
+    func checkTokenKey(version: Int, keyID: String) async throws {
+        do {
+            try await TokenKeyRegistry.check(version: version, keyID: keyID, on: connection)
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            throw ETLError.notMigrated
+        }
+    }
+
     /// The vault key id of the latest run that sealed to a recorded key, if any.
     func lastVaultKeyID() async throws -> String? {
         do {
