@@ -22,7 +22,7 @@ final class UnmaskTests: XCTestCase {
         keys = FileManager.default.temporaryDirectory.appendingPathComponent("unmask-keys-\(ScratchDatabase.randomHex(4))")
         let keygen = try runPiivault(["keygen", "--dir", keys.path])
         XCTAssertEqual(keygen.status, 0, keygen.stderr)
-        let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        let sample = try TestServices.fixture("fetch-sample-messages.json")
         records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as! [[String: Any]]
         lines = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
         let input = keys.appendingPathComponent("sample.ndjson")
