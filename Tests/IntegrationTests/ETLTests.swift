@@ -664,9 +664,10 @@ final class ETLTests: XCTestCase {
     func testMissingKeyFileIsAClearError() throws {
         let result = try runPiivault(["etl", "--from-file", "/dev/null", "--token-key", "/nonexistent/token.key",
                                       "--database-url", database.url])
-        XCTAssertEqual(result.status, PIIVaultExitCode.failure.rawValue, "exit 1: an unreadable key file (SECURITY.md)")
+        XCTAssertEqual(result.status, PIIVaultExitCode.dataError.rawValue, "exit 65: a missing key file (SECURITY.md)")
         XCTAssertTrue(result.stderr.hasPrefix("piivault: error:"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("token.key"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("/nonexistent/token.key does not exist; give the key file's path with --token-key"),
+                      result.stderr)
     }
 }
 

@@ -148,7 +148,7 @@ public enum SummaryFile {
         do {
             try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            throw SummaryFileError(path: path, reason: error.localizedDescription)
+            throw SummaryFileError(path: path, reason: FileErrorReason.describe(error))
         }
     }
 

@@ -68,7 +68,7 @@ public struct MetricsPublisher: Sendable, Equatable {
             throw error
         } catch {
             try? FileManager.default.removeItem(at: temporary)
-            throw MetricsError.file(path: path, reason: error.localizedDescription)
+            throw MetricsError.file(path: path, reason: FileErrorReason.describe(error))
         }
     }
 
