@@ -3,8 +3,8 @@
 
     send-messages.py --endpoint-url URL --queue-name NAME [--file FILE] [--repeat N]
 
-Reads a JSON array of records (default ../shared/data/fetch-sample-messages.json); when that file is absent it says so
-and sends a few built-in examples. Creates the queue if needed. Uses botocore, an independent SQS client.
+Reads a JSON array of records (default Tests/Fixtures/fetch-sample-messages.json, the 100 messages of the original
+queue). Creates the queue if needed. Uses botocore, an independent SQS client.
 """
 import argparse
 import json
@@ -13,20 +13,10 @@ import sys
 
 import botocore.session
 
-BUILT_IN = [
-    {"user_id": "demo-user-1", "app_version": "2.3.0", "device_type": "android", "ip": "192.0.2.10",
-     "locale": "RU", "device_id": "593-47-5928"},
-    {"user_id": "demo-user-2", "app_version": "0.96", "device_type": "ios", "ip": "198.51.100.7",
-     "locale": None, "device_id": "104-25-0070"},
-    {"user_id": "demo-user-1", "app_version": "2.3.0", "device_type": "android", "ip": "192.0.2.10",
-     "locale": "RU", "device_id": "593-47-5928"},
-    {"foo": "oops_wrong_msg_type", "bar": "123"},
-]
-
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    default_file = os.path.join(here, "..", "..", "shared", "data", "fetch-sample-messages.json")
+    default_file = os.path.join(here, "..", "Tests", "Fixtures", "fetch-sample-messages.json")
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoint-url", required=True)
     parser.add_argument("--queue-name", default="login-queue")
@@ -34,14 +24,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    if os.path.exists(args.file):
-        with open(args.file, encoding="utf-8") as f:
-            records = json.load(f)
-        print(f"send-messages: {len(records)} records from {os.path.normpath(args.file)}", file=sys.stderr)
-    else:
-        records = BUILT_IN
-        print(f"send-messages: {os.path.normpath(args.file)} is absent (../shared beside the checkout?); "
-              f"sending {len(records)} built-in examples instead", file=sys.stderr)
+    with open(args.file, encoding="utf-8") as f:
+        records = json.load(f)
+    print(f"send-messages: {len(records)} records from {os.path.normpath(args.file)}", file=sys.stderr)
 
     session = botocore.session.get_session()
     client = session.create_client(

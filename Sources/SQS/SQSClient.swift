@@ -438,6 +438,9 @@ public struct SQSClient: Sendable {
         case .tlsFailed:
             return SQSError(kind: .tlsVerification,
                             message: "\(context): TLS verification of SQS at \(endpoint) failed (\(detail)); \(error.tlsAdvice)")
+        case .connectFailed where error.detail.contains("UnknownHost"):
+            return SQSError(kind: .unknownHost,
+                            message: "\(context): cannot reach SQS at \(endpoint): its host name does not resolve (\(detail)); give the endpoint of the SQS to use (AWS_ENDPOINT_URL_SQS or the queue URL; for AWS itself, the region in AWS_REGION) or check the network's DNS")
         case .connectFailed, .failed:
             return SQSError(kind: .connection,
                             message: "\(context): cannot reach SQS at \(endpoint) (\(detail)); check the endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL or the queue URL) and the network")

@@ -15,8 +15,11 @@ public struct SQSError: Error, CustomStringConvertible, Sendable {
         case throttled
         /// SQS answered with a 5xx status.
         case serverError
-        /// The endpoint could not be reached (refused, reset, DNS, a TLS protocol failure).
+        /// The endpoint could not be reached (refused, reset, a TLS protocol failure).
         case connection
+        /// The endpoint's host name does not resolve (DNS). Not retried: a name that does not resolve now will not a
+        /// moment later; most often the endpoint setting is missing or misspelt.
+        case unknownHost
         /// The endpoint's TLS certificate did not verify (an untrusted CA, a certificate for another host name).
         /// Not retried: the same certificate would fail again.
         case tlsVerification

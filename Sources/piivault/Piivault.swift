@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PIIVault
 
 /// The `piivault` command tree. Each subcommand parses its arguments, calls the core and prints; nothing more.
@@ -28,4 +29,26 @@ struct Piivault: AsyncParsableCommand {
             Audit.self,
         ]
     )
+
+    /// ArgumentParser's own `main`, except that a usage error starts with the line every other error has
+    /// (`piivault: error: WHAT; WHAT TO DO`), followed by the command's usage, instead of an `Error:` block.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            // A command's own errors were printed already and come here as a bare ExitCode.
+            let text = fullMessage(for: error)
+            guard !(error is ExitCode), exitCode(for: error) == .validationFailure, !text.isEmpty else {
+                exit(withError: error)
+            }
+            let usage = text.hasPrefix("Error: ") ? String(text.dropFirst("Error: ".count)) : text
+            FileHandle.standardError.write(Data("piivault: error: \(usage)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
+    }
 }

@@ -3,18 +3,16 @@ import PIIVault
 
 /// A progress line that rewrites itself on a terminal (stderr), and stays silent otherwise.
 final class ProgressLine: @unchecked Sendable {
-    private let enabled = isatty(STDERR_FILENO) == 1
+    // @unchecked: `shown` is only read and written under `lock`.
+    /// Whether standard error is a terminal (else the progress goes to the log).
+    let isTerminal = isatty(STDERR_FILENO) == 1
     private let lock = NSLock()
     private var shown = false
 
-    func show(_ progress: ETLProgress) {
-        guard enabled else { return }
-        let s = progress.summary
-        var line = String(format: "received %d, loaded %d, quarantined %d, %.0f messages/s", s.received, s.loaded,
-                          s.quarantined, s.messagesPerSecond)
-        if let depth = progress.queueDepth { line += ", ~\(depth) queued" }
+    func show(_ progress: ETLProgressSnapshot) {
+        guard isTerminal else { return }
         lock.withLock {
-            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(progress.line)".utf8))
             shown = true
         }
     }

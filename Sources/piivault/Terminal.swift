@@ -26,7 +26,8 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
         printError(error.message)
         throw ExitCode(error.exitCode.rawValue)
     } catch {
-        printError(String(describing: error))
+        // Never Foundation's `Error Domain=NSCocoaErrorDomain ...` text: the system's reason instead.
+        printError(FileErrorReason.describe(error))
         throw ExitCode(PIIVaultExitCode.failure.rawValue)
     }
 }

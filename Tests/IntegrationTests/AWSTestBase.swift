@@ -45,7 +45,7 @@ class AWSTestCase: XCTestCase {
 
     /// Sends the real sample to a new queue on the emulator, each body `json.dumps(record, sort_keys=True)`; its URL.
     func sendSample(queue: String) async throws -> String {
-        let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        let sample = try TestServices.fixture("fetch-sample-messages.json")
         guard let records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as? [Any] else {
             throw TestSetupError("\(sample.path) is not a JSON array")
         }

@@ -15,6 +15,19 @@ final class DeploymentFilesTests: XCTestCase {
         return names.sorted().map { directory.appendingPathComponent($0).path }
     }
 
+    /// docker-compose.yaml's LocalStack is the release `make bench-sqs` measures (scripts/install-deps --bench pins
+    /// localstack-core): one version, whichever way it is written (2026.03.0 as an image tag, 2026.3.0 on PyPI).
+    func testDockerComposeRunsTheLocalStackTheBenchmarkMeasures() throws {
+        func version(_ pattern: String, in file: String) throws -> [Int] {
+            let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+            let match = try XCTUnwrap(text.firstMatch(of: try Regex(pattern)), "\(file): no \(pattern)")
+            return try XCTUnwrap(match.output[1].substring).split(separator: ".").map { Int($0) ?? -1 }
+        }
+        let image = try version(#"image: localstack/localstack:([0-9.]+)"#, in: "docker-compose.yaml")
+        let measured = try version(#"localstack-core\[base-runtime\]==([0-9.]+)"#, in: "scripts/install-deps")
+        XCTAssertEqual(image, measured, "docker-compose.yaml's LocalStack differs from the one make bench-sqs installs")
+    }
+
     func testDockerfilePassesHadolint() throws {
         let result = try runProcess("hadolint", ["Dockerfile"], currentDirectory: root)
         XCTAssertEqual(result.status, 0, "hadolint Dockerfile: \(result.stdout)\(result.stderr)")

@@ -102,7 +102,7 @@ final class ETLTests: XCTestCase {
     }
 
     private func sampleRecords() throws -> [[String: Any]] {
-        let url = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        let url = try TestServices.fixture("fetch-sample-messages.json")
         return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [[String: Any]]
     }
 
@@ -123,7 +123,7 @@ final class ETLTests: XCTestCase {
         // The send date is taken on both sides of the sending, so that a run across UTC midnight still passes.
         // botocore sends here: the ETL reads what an independent client wrote.
         let dayBeforeSending = MessagePreparerDate.utcToday()
-        let queueURL = try sendWithBotocore(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let queueURL = try sendWithBotocore(try TestServices.fixture("fetch-sample-messages.json"), queue: queue)
         let dayAfterSending = MessagePreparerDate.utcToday()
         let summaryFile = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(queue).json")
         let result = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
@@ -243,7 +243,7 @@ final class ETLTests: XCTestCase {
 
         // Sent again to the queue: new SQS message ids, so only the tombstone keeps the user out.
         let queue = "forgotten-\(ScratchDatabase.randomHex(4))"
-        let queueURL = try await send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let queueURL = try await send(try TestServices.fixture("fetch-sample-messages.json"), queue: queue)
         let summaryFile = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(queue).json")
         defer { try? FileManager.default.removeItem(at: summaryFile) }
         let fromQueue = try etl(["--queue-url", queueURL, "--summary-json", summaryFile.path])
@@ -534,7 +534,7 @@ final class ETLTests: XCTestCase {
 
     func testRedeliveryAfterCommitAddsNoRows() async throws {
         let queue = "redeliver-\(ScratchDatabase.randomHex(4))"
-        let queueURL = try await send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: queue)
+        let queueURL = try await send(try TestServices.fixture("fetch-sample-messages.json"), queue: queue)
         // Load everything in one batch, then die before deleting: every message comes back.
         let crashed = try etl(["--queue-url", queueURL, "--visibility-timeout", "2", "--batch-size", "200"],
                               environment: ["PIIVAULT_FAULT_EXIT_AFTER_COMMITS": "1"])
@@ -664,9 +664,10 @@ final class ETLTests: XCTestCase {
     func testMissingKeyFileIsAClearError() throws {
         let result = try runPiivault(["etl", "--from-file", "/dev/null", "--token-key", "/nonexistent/token.key",
                                       "--database-url", database.url])
-        XCTAssertEqual(result.status, PIIVaultExitCode.failure.rawValue, "exit 1: an unreadable key file (SECURITY.md)")
+        XCTAssertEqual(result.status, PIIVaultExitCode.dataError.rawValue, "exit 65: a missing key file (SECURITY.md)")
         XCTAssertTrue(result.stderr.hasPrefix("piivault: error:"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("token.key"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("/nonexistent/token.key does not exist; give the key file's path with --token-key"),
+                      result.stderr)
     }
 }
 

@@ -28,12 +28,15 @@ final class InstallTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
     }
 
-    /// The installed binary, run from its prefix (so no `./migrations` of the checkout is in reach) with
+    /// The installed binary as a user runs it: found through `PATH` (so its `argv[0]` is just `piivault`), from a
+    /// folder of its own (no `./migrations` of the checkout, no `./share` of the prefix in reach), with
     /// PIIVAULT_MIGRATIONS_DIR removed from its environment.
     private func migrateWithInstalledBinary() throws -> ProcessResult {
-        try runProcess(prefix.appendingPathComponent("bin/piivault").path,
-                       ["migrate", "--database-url", database.url],
-                       environment: ["PIIVAULT_MIGRATIONS_DIR": nil], currentDirectory: prefix)
+        let elsewhere = prefix.appendingPathComponent("elsewhere")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        let path = prefix.appendingPathComponent("bin").path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        return try runProcess("piivault", ["migrate", "--database-url", database.url],
+                              environment: ["PIIVAULT_MIGRATIONS_DIR": nil, "PATH": path], currentDirectory: elsewhere)
     }
 
     func testInstalledBinaryFindsItsMigrations() throws {

@@ -62,7 +62,7 @@ extension ETLTests {
         let metricsFile = folder.appendingPathComponent("piivault.prom")
 
         // A run over the real sample through SQS.
-        let queueURL = try await send(try TestServices.sharedFile("data/fetch-sample-messages.json"), queue: "metrics-\(ScratchDatabase.randomHex(4))")
+        let queueURL = try await send(try TestServices.fixture("fetch-sample-messages.json"), queue: "metrics-\(ScratchDatabase.randomHex(4))")
         let summaryFile = folder.appendingPathComponent("summary.json")
         let result = try etl(["--queue-url", queueURL, "--metrics-file", metricsFile.path, "--metrics-push-url", gatewayURL,
                               "--summary-json", summaryFile.path])

@@ -61,6 +61,8 @@ final class PrivilegeTests: XCTestCase {
         await assertRefused(analyst, "SELECT token FROM vault.secrets")
         await assertRefused(analyst, "SELECT sealed FROM vault.secrets")
         await assertRefused(analyst, "SELECT * FROM audit.access_log")
+        // SECURITY.md's role table: the run history is the operator's and the auditor's, not the analyst's.
+        await assertRefused(analyst, "SELECT * FROM etl_runs")
         await assertRefused(analyst, "INSERT INTO user_logins (user_id) VALUES ('x')")
     }
 

@@ -68,7 +68,7 @@ final class RetokenizeTests: XCTestCase {
     private var secretKeyPath: String { keys.appendingPathComponent("vault.key").path }
 
     private static func templateRecord() throws -> [String: Any] {
-        let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        let sample = try TestServices.fixture("fetch-sample-messages.json")
         let records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as! [[String: Any]]
         return try XCTUnwrap(records.first { ($0["ip"] as? String) != nil && ($0["device_id"] as? String) != nil
                                              && ($0["user_id"] as? String) != nil && $0["app_version"] != nil })

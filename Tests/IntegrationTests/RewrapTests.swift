@@ -23,7 +23,7 @@ final class RewrapTests: XCTestCase {
             let keygen = try runPiivault(["keygen", "--dir", keys.appendingPathComponent(pair).path])
             XCTAssertEqual(keygen.status, 0, keygen.stderr)
         }
-        let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        let sample = try TestServices.fixture("fetch-sample-messages.json")
         records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as! [[String: Any]]
         let lines = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
         let size = (lines.count + chunks - 1) / chunks

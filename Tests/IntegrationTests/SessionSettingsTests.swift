@@ -73,7 +73,8 @@ final class SessionSettingsTests: XCTestCase {
         XCTAssertEqual(quarantined.status, 0, quarantined.stderr)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: quarantined.stdoutData) as? [String: Any])
         let receivedAt = try XCTUnwrap(object["received_at"] as? String, "\(object.keys)")
-        XCTAssertNotNil(receivedAt.range(of: #"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?\+00$"#, options: .regularExpression),
+        // The same form as every other time piivault prints (audit log, run history): ISO 8601, UTC, with a T and a Z.
+        XCTAssertNotNil(receivedAt.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"#, options: .regularExpression),
                         "received_at in ISO form, UTC: \(receivedAt)")
     }
 }

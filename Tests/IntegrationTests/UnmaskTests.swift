@@ -22,7 +22,7 @@ final class UnmaskTests: XCTestCase {
         keys = FileManager.default.temporaryDirectory.appendingPathComponent("unmask-keys-\(ScratchDatabase.randomHex(4))")
         let keygen = try runPiivault(["keygen", "--dir", keys.path])
         XCTAssertEqual(keygen.status, 0, keygen.stderr)
-        let sample = try TestServices.sharedFile("data/fetch-sample-messages.json")
+        let sample = try TestServices.fixture("fetch-sample-messages.json")
         records = try JSONSerialization.jsonObject(with: Data(contentsOf: sample)) as! [[String: Any]]
         lines = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
         let input = keys.appendingPathComponent("sample.ndjson")
@@ -263,7 +263,8 @@ final class UnmaskTests: XCTestCase {
             ("blank reason", try unmask(["--reason", "  ", "--token", token]), 64, "--reason is required"),
             ("no key file", try unmask(["--reason", "r", "--token", token], keyFile: .some(nil)), 64, "--key-file is required"),
             ("missing key file", try unmask(["--reason", "r", "--token", token],
-                                            keyFile: keys.appendingPathComponent("nope.key").path), 1, "cannot read"),
+                                            keyFile: keys.appendingPathComponent("nope.key").path), 65,
+             "nope.key does not exist; give the key file's path with --key-file"),
             ("mode 0644", try unmask(["--reason", "r", "--token", token], keyFile: exposed.path), 77, "chmod 600"),
             ("a value given as a token", try unmask(["--reason", "r", "--token", record["ip"] as! String]), 64,
              "are not tokens"),
@@ -592,9 +593,15 @@ final class UnmaskTests: XCTestCase {
         // Written non-canonically (IPv4-mapped IPv6), as a data subject might give it.
         let byIP = try lookup(["--reason", "SAR-12-1", "--ip", "::ffff:" + ip.canonical, "--format", "json"])
         XCTAssertEqual(byIP.status, 0, byIP.stderr)
-        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: byIP.stdoutData) as? [[String: String]])
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: byIP.stdoutData) as? [[String: Any]])
         XCTAssertEqual(rows.count, expectedRows)
-        XCTAssertTrue(rows.contains { $0["user_id"] == userID && $0["masked_ip"] == ip.token && $0["value"] == "1" }, byIP.stdout)
+        XCTAssertTrue(rows.contains { $0["user_id"] as? String == userID && $0["masked_ip"] as? String == ip.token && $0["value"] as? Int == 1 },
+                      byIP.stdout)
+        // Typed as unmask types them: app_version a number (the sample's are all set), not a string.
+        for row in rows {
+            XCTAssertNotNil(row["app_version"] as? Int, "app_version as a number: \(byIP.stdout)")
+            XCTAssertNil(row["app_version"] as? String, byIP.stdout)
+        }
 
         let byDevice = try lookup(["--reason", "SAR-12-2", "--device-id", record["device_id"] as! String])
         XCTAssertEqual(byDevice.status, 0, byDevice.stderr)

@@ -17,7 +17,18 @@ final class ETLSettingsTests: XCTestCase {
         XCTAssertEqual(settings.configuration.maxBatchAge, 5)
         XCTAssertNil(settings.summaryPath)
         XCTAssertEqual(settings.logFormat, .text)
-        XCTAssertEqual(settings.logLevel, .warning)
+        // Issue 26: the run talks by default: its periodic progress line is an info line, every 30 s in a log.
+        XCTAssertEqual(settings.logLevel, .info)
+        XCTAssertEqual(settings.progressInterval, 30)
+    }
+
+    func testProgressIntervalFromFlagOrVariable() throws {
+        XCTAssertEqual(try ETLSettings.resolve(ETLFlags(), environment: ["PIIVAULT_PROGRESS_INTERVAL": "2.5"]).progressInterval, 2.5)
+        var flags = ETLFlags()
+        flags.progressInterval = 0
+        XCTAssertEqual(try ETLSettings.resolve(flags, environment: ["PIIVAULT_PROGRESS_INTERVAL": "5"]).progressInterval, 0)
+        flags.progressInterval = -1
+        XCTAssertThrowsError(try ETLSettings.resolve(flags, environment: [:]))
     }
 
     func testVariablesApplyWhenNoFlagIsGiven() throws {

@@ -30,6 +30,27 @@ final class KeygenCLITests: XCTestCase {
         }
     }
 
+    /// Issue 26: the vault-rotation step (`keygen --dir new --passphrase`) handed out a new token.key nobody may use;
+    /// `--vault-key-only` writes the vault key pair alone (and creates the folder, as plain keygen does).
+    func testVaultKeyOnlyWritesNoTokenKey() throws {
+        let dir = try makeTemporaryDirectory(self).appendingPathComponent("new")
+        let result = try runPiivault(["keygen", "--dir", dir.path, "--vault-key-only"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["vault.key", "vault.pub"])
+        XCTAssertEqual(try mode(dir), 0o700)
+        XCTAssertEqual(try mode(dir.appendingPathComponent("vault.key")), 0o600)
+        let vaultKey = try KeyLoading.loadVaultPublicKey(path: dir.appendingPathComponent("vault.pub").path)
+        XCTAssertTrue(result.stdout.contains("vault key id \(vaultKey.keyID)"), result.stdout)
+        XCTAssertFalse(result.stdout.contains("token"), result.stdout)
+        // A token.key already in the folder is neither a conflict nor touched.
+        let other = try makeTemporaryDirectory(self)
+        try Data("keep me\n".utf8).write(to: other.appendingPathComponent("token.key"))
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", other.path, "--vault-key-only"]).status, 0)
+        XCTAssertEqual(try String(contentsOf: other.appendingPathComponent("token.key"), encoding: .utf8), "keep me\n")
+        let both = try runPiivault(["keygen", "--vault-key-only", "--token-key-version", "2"])
+        XCTAssertEqual(both.status, 64, both.stderr)
+    }
+
     func testKeygenNeverOverwrites() throws {
         let dir = try makeTemporaryDirectory(self)
         XCTAssertEqual(try runPiivault(["keygen", "--dir", dir.path]).status, 0)

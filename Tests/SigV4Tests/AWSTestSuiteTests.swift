@@ -3,7 +3,7 @@ import SigV4
 import TestSupport
 import XCTest
 
-/// Runs the AWS Signature Version 4 test suite (`../shared/vectors/aws-sigv4`) stage by stage.
+/// Runs the AWS Signature Version 4 test suite (`Tests/Fixtures/aws-sigv4`) stage by stage.
 final class AWSTestSuiteTests: XCTestCase {
     static let credentials = SigV4.Credentials(
         accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -77,7 +77,7 @@ final class AWSTestSuiteTests: XCTestCase {
     }
 
     func testSuiteStageByStage() throws {
-        let suite = try TestServices.sharedFile("vectors/aws-sigv4")
+        let suite = try TestServices.fixture("aws-sigv4")
         let cases = try Self.caseNames(in: suite)
         XCTAssertGreaterThanOrEqual(cases.count, 30, "the suite looks incomplete")
         for skipped in Self.skippedCases {
@@ -128,7 +128,7 @@ final class AWSTestSuiteTests: XCTestCase {
             sessionToken: "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267")
         let headers = SigV4.sign(method: "GET", url: url, headers: [], payloadHash: SigV4.emptyPayloadHash,
                                  credentials: credentials, region: "us-east-1", service: "service", date: Self.date)
-        let suite = try TestServices.sharedFile("vectors/aws-sigv4/get-vanilla-with-session-token")
+        let suite = try TestServices.fixture("aws-sigv4/get-vanilla-with-session-token")
         let expected = try String(contentsOf: suite.appendingPathComponent("get-vanilla-with-session-token.authz"),
                                   encoding: .utf8)
         XCTAssertEqual(headers.first { $0.name == "authorization" }?.value, expected)

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// Finds the local services (started by `scripts/services start`) and the reference material in `../shared`.
+/// Finds the local services (started by `scripts/services start`) and the tests' reference data in `Tests/Fixtures`.
 ///
 /// Settings come from the environment first, then from `.local/services.env` in the checkout. When a service is
 /// missing, a test is skipped on a developer's machine but fails when `CI` or `PIIVAULT_REQUIRE_SERVICES=1` is set:
@@ -14,20 +14,16 @@ public enum TestServices {
         return url
     }()
 
-    /// `../shared` beside the checkout (or `PIIVAULT_SHARED_DIR`).
-    public static var sharedDirectory: URL {
-        if let dir = ProcessInfo.processInfo.environment["PIIVAULT_SHARED_DIR"], !dir.isEmpty {
-            return URL(fileURLWithPath: dir)
-        }
-        return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    /// The tests' reference data, carried in the repository: `Tests/Fixtures` (see its README).
+    public static var fixturesDirectory: URL {
+        repositoryRoot.appendingPathComponent("Tests/Fixtures")
     }
 
-    /// A file under `../shared`, or an error that says clearly that the reference material is absent.
-    public static func sharedFile(_ relativePath: String) throws -> URL {
-        let url = sharedDirectory.appendingPathComponent(relativePath)
+    /// A file or folder under `Tests/Fixtures`, or an error naming the missing path.
+    public static func fixture(_ relativePath: String) throws -> URL {
+        let url = fixturesDirectory.appendingPathComponent(relativePath)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw TestSetupError(
-                "reference material missing: \(url.path) does not exist; these tests need ../shared beside the checkout (or PIIVAULT_SHARED_DIR)")
+            throw TestSetupError("test fixture missing: \(url.path) does not exist; it is part of the repository (git checkout -- Tests/Fixtures)")
         }
         return url
     }

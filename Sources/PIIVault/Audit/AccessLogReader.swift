@@ -16,6 +16,9 @@ public struct AccessLogFilter: Sendable, Equatable {
     /// Entries after this sequence number (exclusive), for incremental export.
     public var afterSeq: Int?
 
+    /// The actions the access log records (the fixed list in `audit.append_denied`).
+    public static let actions = ["unmask", "lookup", "forget", "retention", "rewrap", "retokenize"]
+
     public init(since: String? = nil, until: String? = nil, actor: String? = nil, action: String? = nil,
                 outcome: String? = nil, afterSeq: Int? = nil) {
         self.since = since

@@ -16,7 +16,7 @@ public struct AuditorService: Sendable {
     public func signCheckpoint(with key: Minisign.SecretKey, to path: String) async throws -> SignedCheckpoint {
         let signaturePath = path + ".minisig"
         let existing = [path, signaturePath].filter { FileManager.default.fileExists(atPath: $0) }
-        guard existing.isEmpty else { throw KeyFileError.alreadyExists(files: existing) }
+        guard existing.isEmpty else { throw CheckpointFileExists(files: existing) }
         let (head, database, identity) = try await Database.withConnection(databaseURL) { connection in
             let head = try await AccessLogReader(connection: connection).checkpoint()
             return (head, try await Self.databaseName(connection), try await DatabaseIdentity.current(connection))
@@ -116,4 +116,13 @@ public struct AuditorService: Sendable {
             """).first!
         return "\(try row["name"].requiredString()) on \(try row["host"].requiredString()):\(try row["port"].requiredString())"
     }
+}
+
+/// `audit checkpoint --sign` found its statement or signature file already there; nothing was written.
+public struct CheckpointFileExists: PIIVaultReportableError, Equatable {
+    public let files: [String]
+    public var message: String {
+        "\(files.joined(separator: ", ")) already \(files.count == 1 ? "exists" : "exist"); a signed checkpoint never replaces one: choose another --out, or move the old one away"
+    }
+    public var exitCode: PIIVaultExitCode { .failure }
 }

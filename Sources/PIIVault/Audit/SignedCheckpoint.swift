@@ -93,6 +93,7 @@ public struct SignedCheckpoint: Sendable, Equatable {
 public enum AuditorKeys {
     /// Writes `auditor.key` (secret, 0600) and `auditor.pub` (0644) into `directory`; refuses if either exists.
     public static func generate(in directory: String) throws -> (secretKey: String, publicKey: String, keyID: String) {
+        try KeyGeneration.createDirectoryIfMissing(directory)  // as `piivault keygen` does
         let secretPath = (directory as NSString).appendingPathComponent("auditor.key")
         let publicPath = (directory as NSString).appendingPathComponent("auditor.pub")
         let existing = [secretPath, publicPath].filter { FileManager.default.fileExists(atPath: $0) }

@@ -165,7 +165,14 @@ extension OutputFormat {
         switch self {
         case .table: return TextOutput.table(header: header, rows: rows)
         case .csv: return TextOutput.csv(header: header, rows: rows)
-        case .json: return TextOutput.json(rows.map { Dictionary(uniqueKeysWithValues: zip(header, $0)) })
+        case .json:
+            // Typed as `unmask --format json` types them: numbers as numbers, absent values as null.
+            return TextOutput.json(report.matches.map { m -> [String: Any] in
+                ["value": m.valueNumber, "token": m.token, "user_id": m.userID, "create_date": m.createDate ?? NSNull(),
+                 "device_type": m.deviceType ?? NSNull(), "locale": m.locale ?? NSNull(),
+                 "app_version": m.appVersion ?? NSNull(), "masked_ip": m.maskedIP ?? NSNull(),
+                 "masked_device_id": m.maskedDeviceID ?? NSNull(), "message_id": m.messageID ?? NSNull()]
+            })
         }
     }
 }

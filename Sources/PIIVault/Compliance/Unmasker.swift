@@ -122,7 +122,7 @@ struct Unmasker {
             """, reason: reason, deniedSubject: "message_id")
         try refuseIfRefused(grant)
         let opened = try await release(
-            grant, "SELECT *, received_at::text AS received_at_text FROM vault.release_unmask_quarantined(\(grant.seq))",
+            grant, "SELECT *, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS received_at_text FROM vault.release_unmask_quarantined(\(grant.seq))",
             subject: "message_id:" + messageID, reason: reason
         ) { rows, opener -> UnmaskedMessage? in
             guard let row = rows.first else { return nil }

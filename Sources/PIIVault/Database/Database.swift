@@ -33,6 +33,12 @@ extension PostgresError: PIIVaultReportableError {
         if isPermissionDenied {
             return "the database refused: \(description); check that the login is a member of the right piivault_* role"
         }
+        if isAuthenticationFailure {
+            return "\(description); check the login and its password in the connection string (or PGUSER, PGPASSWORD, ~/.pgpass)"
+        }
+        if isNotMigrated {
+            return "\(description): the database has no piivault schema, or an older one; run `piivault migrate` first"
+        }
         // libpq's TLS verification failures (sslmode=verify-ca or verify-full) say what failed but not what to do.
         if kind == .connectionFailed,
            ["certificate", "SSL error", "SSL SYSCALL"].contains(where: { description.contains($0) }) {
@@ -42,8 +48,23 @@ extension PostgresError: PIIVaultReportableError {
     }
 
     public var exitCode: PIIVaultExitCode {
-        if isPermissionDenied { return .noPermission }
+        if isPermissionDenied || isAuthenticationFailure { return .noPermission }
         if isConnectionError { return .unavailable }
+        if isNotMigrated { return .dataError }
         return .failure
+    }
+
+    /// The server refused the login itself (no such role, a wrong password, no pg_hba.conf entry): libpq reports it
+    /// as a failed connection, with no SQLSTATE, so the server's words tell it apart from an unreachable server.
+    var isAuthenticationFailure: Bool {
+        guard kind == .connectionFailed else { return false }
+        return ["authentication failed", "no pg_hba.conf entry", "no password supplied"].contains { text.contains($0) }
+            || (text.contains("role \"") && text.contains("does not exist"))
+    }
+
+    /// piivault's own schema, table, function or role is missing: the database was never migrated (or is older than
+    /// this binary). piivault's SQL names only its own objects, so these states mean exactly that.
+    var isNotMigrated: Bool {
+        ["3F000", "42P01", "42883", "42704"].contains(sqlState)
     }
 }

@@ -86,7 +86,7 @@ public enum MigrationFiles {
             return URL(fileURLWithPath: fromEnvironment)
         }
         var candidates: [URL] = []
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let executable = runningExecutable()
         let binDirectory = executable.deletingLastPathComponent()
         candidates.append(binDirectory.deletingLastPathComponent().appendingPathComponent("share/piivault/migrations"))
         var directory = binDirectory
@@ -100,6 +100,15 @@ public enum MigrationFiles {
             return candidate
         }
         throw MigrationError.directoryNotFound(searched: candidates.map(\.path))
+    }
+
+    /// The running binary's real path. `argv[0]` is only the name typed when the binary was found through `PATH`
+    /// (and relative to the working directory when a relative path was typed), so Linux's `/proc/self/exe` first.
+    static func runningExecutable() -> URL {
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return URL(fileURLWithPath: path)
+        }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     }
 }
 

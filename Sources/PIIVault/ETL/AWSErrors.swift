@@ -6,7 +6,7 @@ import SQS
 extension SQSError: PIIVaultReportableError {
     public var exitCode: PIIVaultExitCode {
         switch kind {
-        case .connection, .tlsVerification, .timeout, .serverError, .throttled: return .unavailable
+        case .connection, .unknownHost, .tlsVerification, .timeout, .serverError, .throttled: return .unavailable
         case .badCredentials, .accessDenied: return .noPermission
         case .noSuchQueue, .invalidRequest, .invalidResponse, .checksumMismatch, .lostReceive: return .failure
         }

@@ -21,6 +21,8 @@ public struct ETLRun: Sendable {
     public var expectedVaultKeyID: String?
     /// Where the run records its metrics; nil for none.
     public var metrics: ETLMetrics?
+    /// The live counts, for a progress report while the run works.
+    public var tracker = ETLProgressTracker()
 
     public init(
         source: any MessageSource, databaseURL: String, tokenKey: TokenKey, vaultPublicKey: VaultPublicKey,
@@ -40,6 +42,7 @@ public struct ETLRun: Sendable {
         async throws -> ETLSummary
     {
         let started = Date()
+        tracker.begin(at: started)
         let store = try await ETLStore.connect(databaseURL)
         let lookup: VaultLookup
         do { lookup = try await VaultLookup.connect(databaseURL) } catch {
@@ -84,14 +87,14 @@ public struct ETLRun: Sendable {
             let reason = (error as? any PIIVaultReportableError)?.message ?? String(describing: error)
             summary.outcome = "failed"
             summary.error = reason
-            summary.updateRate(since: started)
+            summary.updateRate(since: started, workEnded: tracker.workEndedAt)
             await store.finishRun(runID, summary: summary)
             await recordEnd(summary)
             logger.debug("run failed", metadata: ["reason": "\(reason)"])
             throw ETLError.failed("the run stopped before loading everything it received: \(reason); messages not committed stay in the queue and a later run will load them", summary)
         }
         summary.outcome = stop.isRequested ? "interrupted" : "completed"
-        summary.updateRate(since: started)
+        summary.updateRate(since: started, workEnded: tracker.workEndedAt)
         await store.finishRun(runID, summary: summary)
         await recordEnd(summary)
         return summary
@@ -128,7 +131,8 @@ public struct ETLRun: Sendable {
         store: ETLStore, lookup: VaultLookup, tokenizer: Tokenizer, stop: StopSignal, summary: inout ETLSummary,
         progress: (ETLSummary) async -> Void
     ) async throws {
-        var collector = BatchCollector(source: source, configuration: configuration)
+        var collector = BatchCollector(source: CountingMessageSource(base: source, tracker: tracker),
+                                       configuration: configuration)
         let preparer = MessagePreparer(tokenizer: tokenizer, tombstoneHasher: TombstoneHasher(key: tokenKey))
         let loader = BatchLoader(store: store)
         // The batch being loaded and then deleted from the source, while the next one is received and prepared: the
@@ -163,7 +167,7 @@ public struct ETLRun: Sendable {
                 let quarantiner = preparer.quarantiner
                 let batchNumber = committedBatches + 1
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
-                let metrics = self.metrics
+                let metrics = self.metrics, tracker = self.tracker
                 inFlight = Task {
                     let clock = ContinuousClock()
                     let loadStarted = clock.now
@@ -172,6 +176,7 @@ public struct ETLRun: Sendable {
                     try await afterCommit(batchNumber)
                     // Only now, with the batch committed, may the messages leave the queue.
                     let deleteFailures = try await source.acknowledge(batch)
+                    tracker.committed(outcome)
                     logger.debug("batch committed", metadata: [
                         "messages": "\(batch.count)", "loaded": "\(outcome.loaded)",
                         "quarantined": "\(outcome.quarantined)", "sealed": "\(outcome.valuesSealed)",

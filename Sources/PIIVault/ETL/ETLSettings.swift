@@ -22,6 +22,7 @@ public struct ETLFlags: Sendable {
     public var vaultKeyID: String?
     public var metricsFile: String?
     public var metricsPushURL: String?
+    public var progressInterval: Double?
 
     public init() {}
 }
@@ -54,6 +55,8 @@ public struct ETLSettings: Sendable, Equatable {
     public var expectedVaultKeyID: String?
     /// Where the run's metrics go, if anywhere.
     public var metrics: MetricsPublisher
+    /// Seconds between two progress lines in the log when standard error is not a terminal; 0 for none.
+    public var progressInterval: Double
 
     /// The log line format.
     public enum LogFormat: String, Sendable, CaseIterable {
@@ -93,6 +96,9 @@ public struct ETLSettings: Sendable, Equatable {
             throw SettingsError("--visibility-timeout must be 1 to 43200 seconds")
         }
         guard configuration.idleExit >= 0 else { throw SettingsError("--idle-exit must be 0 or more seconds") }
+        let progressInterval = try lookup.number(flags.progressInterval, "PIIVAULT_PROGRESS_INTERVAL", "--progress-interval")
+            ?? ETLProgressReporter.defaultLogInterval
+        guard progressInterval >= 0 else { throw SettingsError("--progress-interval must be 0 or more seconds") }
         // A batch must be loaded and deleted well before its first messages become visible again.
         configuration.maxBatchAge = min(configuration.maxBatchAge, Double(visibility) / 4)
 
@@ -108,7 +114,7 @@ public struct ETLSettings: Sendable, Equatable {
         guard let logFormat = LogFormat(rawValue: formatText) else {
             throw SettingsError("log format \"\(formatText)\" is not one of text, json")
         }
-        let levelText = lookup.text(flags.logLevel, "PIIVAULT_LOG_LEVEL") ?? LogLevel.warning.rawValue
+        let levelText = lookup.text(flags.logLevel, "PIIVAULT_LOG_LEVEL") ?? LogLevel.info.rawValue
         guard let logLevel = LogLevel(rawValue: levelText) else {
             throw SettingsError("log level \"\(levelText)\" is not one of "
                                 + LogLevel.allCases.map(\.rawValue).joined(separator: ", "))
@@ -123,7 +129,8 @@ public struct ETLSettings: Sendable, Equatable {
             logFormat: logFormat, logLevel: logLevel,
             expectedVaultKeyID: lookup.text(flags.vaultKeyID, "PIIVAULT_VAULT_KEY_ID"),
             metrics: MetricsPublisher(filePath: lookup.text(flags.metricsFile, "PIIVAULT_METRICS_FILE"),
-                                      pushURL: lookup.text(flags.metricsPushURL, "PIIVAULT_METRICS_PUSH_URL")))
+                                      pushURL: lookup.text(flags.metricsPushURL, "PIIVAULT_METRICS_PUSH_URL")),
+            progressInterval: progressInterval)
     }
 }
 
@@ -165,8 +172,8 @@ extension ETLRun {
     /// A run as `settings` describe it: the key files loaded and checked, the source opened (for SQS, the queue's
     /// URL found when only its name is given).
     public static func open(settings: ETLSettings, logger: Logger) async throws -> ETLRun {
-        let tokenKey = try KeyLoading.loadTokenKey(path: settings.tokenKeyPath)
-        let publicKey = try KeyLoading.loadVaultPublicKey(path: settings.vaultPublicKeyPath)
+        let tokenKey = try KeyLoading.loadTokenKey(path: settings.tokenKeyPath, option: "--token-key")
+        let publicKey = try KeyLoading.loadVaultPublicKey(path: settings.vaultPublicKeyPath, option: "--vault-public-key")
         let source: any MessageSource
         switch settings.source {
         case .file(let path):

@@ -28,7 +28,11 @@ public struct ETLSummary: Sendable, Codable, Equatable {
     public var suppressed = 0
     /// Messages the queue refused to delete after their batch committed (they will be redelivered and skipped).
     public var deleteFailures = 0
+    /// The run's whole time, the final wait for an empty queue (`--idle-exit`) included.
     public var seconds = 0.0
+    /// The time spent working: until the last message arrived or the last batch committed, whichever came later.
+    public var workingSeconds = 0.0
+    /// Messages received per working second.
     public var messagesPerSecond = 0.0
     /// `completed`, `interrupted`, `failed`.
     public var outcome = "running"
@@ -40,6 +44,7 @@ public struct ETLSummary: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case received, loaded, duplicates, quarantined, suppressed, seconds, outcome, error
         case valuesSealed = "values_sealed"
+        case workingSeconds = "working_seconds"
         case deleteFailures = "delete_failures"
         case messagesPerSecond = "messages_per_second"
     }
@@ -54,16 +59,20 @@ public struct ETLSummary: Sendable, Codable, Equatable {
         self.deleteFailures += deleteFailures
     }
 
-    /// Sets `seconds` to the time since `started` and `messagesPerSecond` to the messages received per second.
-    mutating func updateRate(since started: Date) {
-        seconds = Date().timeIntervalSince(started)
-        messagesPerSecond = seconds > 0 ? Double(received) / seconds : 0
+    /// Sets `seconds` to the time since `started`, `workingSeconds` to the time from `started` to `workEnded` (the
+    /// run's last receive or commit; nil: all of it), and `messagesPerSecond` to the messages received per working
+    /// second.
+    mutating func updateRate(since started: Date, workEnded: Date? = nil) {
+        let now = Date()
+        seconds = now.timeIntervalSince(started)
+        workingSeconds = min(seconds, max(0, (workEnded ?? now).timeIntervalSince(started)))
+        messagesPerSecond = workingSeconds > 0 ? Double(received) / workingSeconds : 0
     }
 
     /// The one-line summary that ends every run.
     public var line: String {
-        String(format: "%@: received %d, loaded %d, duplicates %d, quarantined %d, values sealed %d, %.2f s, %.0f messages/s",
-               outcome, received, loaded, duplicates, quarantined, valuesSealed, seconds, messagesPerSecond)
+        String(format: "%@: received %d, loaded %d, duplicates %d, quarantined %d, values sealed %d, %.2f s (%.2f s working), %.0f messages/s",
+               outcome, received, loaded, duplicates, quarantined, valuesSealed, seconds, workingSeconds, messagesPerSecond)
             + (suppressed > 0 ? ", suppressed \(suppressed)" : "")
             + (deleteFailures > 0 ? ", \(deleteFailures) not deleted" : "")
     }
@@ -77,7 +86,7 @@ public struct ETLSummary: Sendable, Codable, Equatable {
     }
 }
 
-/// Progress after each batch, for a terminal's progress line.
+/// Progress after each batch (the run's `progress` callback).
 public struct ETLProgress: Sendable {
     public let summary: ETLSummary
     /// Approximate messages still queued, when the source knows.

@@ -5,6 +5,8 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
     case alreadyExists(files: [String])
     /// The file could not be opened or read.
     case cannotRead(file: String, reason: String)
+    /// The file does not exist; `option` is the flag that named it, when known.
+    case missing(file: String, option: String?)
     /// The file could not be created or written.
     case cannotWrite(file: String, reason: String)
     /// A secret key file is group- or world-accessible.
@@ -48,6 +50,8 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
             return "\(files.joined(separator: ", ")) already \(files.count == 1 ? "exists" : "exist"); keygen never overwrites keys: move them away or use another --dir"
         case let .cannotRead(file, reason):
             return "cannot read \(file): \(reason)"
+        case let .missing(file, option):
+            return "\(file) does not exist; give the key file's path\(option.map { " with \($0)" } ?? "") (piivault keygen writes the key files)"
         case let .cannotWrite(file, reason):
             return "cannot write \(file): \(reason)"
         case let .accessibleByOthers(file, mode):
@@ -93,10 +97,10 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
         switch self {
         case .accessibleByOthers, .wrongOwner, .writableByOthers, .wrongPassphrase: return .noPermission
         case .truncated, .wrongLabel, .badBase64, .wrongLength, .extraContent, .tooLarge, .unsafeParameters, .badVersion,
-             .weakParameters:
+             .weakParameters, .missing, .cannotRead:
             return .dataError
         case .passphraseMismatch, .emptyPassphrase, .passphraseUnavailable, .passphraseTooShort: return .usage
-        case .alreadyExists, .cannotRead, .cannotWrite: return .failure
+        case .alreadyExists, .cannotWrite: return .failure
         }
     }
 }

@@ -35,14 +35,26 @@ public enum KeyGeneration {
         return (join(tokenKeyFileName), join(vaultPublicKeyFileName), join(vaultSecretKeyFileName))
     }
 
-    /// Throws `KeyFileError.alreadyExists` when any of the three files (or a symlink by that name) exists.
-    public static func checkNoneExist(in directory: String) throws {
+    /// Throws `KeyFileError.alreadyExists` when any of the three files (or a symlink by that name) exists
+    /// (`token.key` only when `includingTokenKey`).
+    public static func checkNoneExist(in directory: String, includingTokenKey: Bool = true) throws {
         let p = paths(in: directory)
-        let existing = [p.token, p.publicKey, p.secretKey].filter { path in
+        let candidates = (includingTokenKey ? [p.token] : []) + [p.publicKey, p.secretKey]
+        let existing = candidates.filter { path in
             var info = stat()
             return lstat(path, &info) == 0
         }
         if !existing.isEmpty { throw KeyFileError.alreadyExists(files: existing) }
+    }
+
+    /// Creates `directory` with mode 0700 when it does not exist (its parent must). Every keygen does this first.
+    public static func createDirectoryIfMissing(_ directory: String) throws {
+        var info = stat()
+        if !directory.isEmpty && stat(directory, &info) != 0 {
+            guard mkdir(directory, 0o700) == 0 else {
+                throw KeyFileError.cannotWrite(file: directory, reason: String(cString: strerror(errno)))
+            }
+        }
     }
 
     /// Generates a token key and a vault key pair into `directory` (created with mode 0700 when missing).
@@ -51,15 +63,44 @@ public enum KeyGeneration {
     public static func generate(
         in directory: String, passphrase: (() throws -> SecretBytes)? = nil, now: Date = Date()
     ) throws -> GeneratedKeys {
+        let written = try generateFiles(in: directory, passphrase: passphrase, vaultKeyOnly: false, now: now)
+        return GeneratedKeys(
+            tokenKeyID: written.tokenKeyID!, vaultKeyID: written.vault.vaultKeyID, tokenKeyPath: written.tokenKeyPath!,
+            vaultPublicKeyPath: written.vault.vaultPublicKeyPath, vaultSecretKeyPath: written.vault.vaultSecretKeyPath,
+            passphraseProtected: written.vault.passphraseProtected)
+    }
+
+    /// What `keygen --vault-key-only` wrote.
+    public struct GeneratedVaultKeyPair: Sendable {
+        public let vaultKeyID: KeyID
+        public let vaultPublicKeyPath: String
+        public let vaultSecretKeyPath: String
+        public let passphraseProtected: Bool
+
+        public init(vaultKeyID: KeyID, vaultPublicKeyPath: String, vaultSecretKeyPath: String, passphraseProtected: Bool) {
+            self.vaultKeyID = vaultKeyID
+            self.vaultPublicKeyPath = vaultPublicKeyPath
+            self.vaultSecretKeyPath = vaultSecretKeyPath
+            self.passphraseProtected = passphraseProtected
+        }
+    }
+
+    /// Generates only a vault key pair (`vault.pub`, `vault.key`) into `directory`, as ``generate(in:passphrase:now:)``
+    /// does: a vault key rotation must not hand out a token key nobody should use. A `token.key` already there is
+    /// left alone.
+    public static func generateVaultKeyPair(
+        in directory: String, passphrase: (() throws -> SecretBytes)? = nil, now: Date = Date()
+    ) throws -> GeneratedVaultKeyPair {
+        try generateFiles(in: directory, passphrase: passphrase, vaultKeyOnly: true, now: now).vault
+    }
+
+    private static func generateFiles(
+        in directory: String, passphrase: (() throws -> SecretBytes)?, vaultKeyOnly: Bool, now: Date
+    ) throws -> (tokenKeyID: KeyID?, tokenKeyPath: String?, vault: GeneratedVaultKeyPair) {
         Sodium.ensureInitialized()
         let p = paths(in: directory)
-        var info = stat()
-        if !directory.isEmpty && stat(directory, &info) != 0 {
-            guard mkdir(directory, 0o700) == 0 else {
-                throw KeyFileError.cannotWrite(file: directory, reason: String(cString: strerror(errno)))
-            }
-        }
-        try checkNoneExist(in: directory)
+        try createDirectoryIfMissing(directory)
+        try checkNoneExist(in: directory, includingTokenKey: !vaultKeyOnly)
         let pass = try passphrase?()
         if let pass { try Passphrase.checkNew(pass) }
 
@@ -105,9 +146,8 @@ public enum KeyGeneration {
 
         var createdPaths: [String] = []
         do {
-            for (path, text, mode) in [
-                (p.token, tokenText, mode_t(0o600)), (p.publicKey, publicText, mode_t(0o644)),
-                (p.secretKey, secretText, mode_t(0o600)),
+            for (path, text, mode) in (vaultKeyOnly ? [] : [(p.token, tokenText, mode_t(0o600))]) + [
+                (p.publicKey, publicText, mode_t(0o644)), (p.secretKey, secretText, mode_t(0o600)),
             ] {
                 var text = text
                 defer { sodium_memzero(&text, text.count) }
@@ -117,9 +157,9 @@ public enum KeyGeneration {
             for path in createdPaths { unlink(path) }
             throw error
         }
-        return GeneratedKeys(
-            tokenKeyID: tokenKey.keyID, vaultKeyID: vaultKey.keyID, tokenKeyPath: p.token,
-            vaultPublicKeyPath: p.publicKey, vaultSecretKeyPath: p.secretKey, passphraseProtected: pass != nil)
+        let vault = GeneratedVaultKeyPair(vaultKeyID: vaultKey.keyID, vaultPublicKeyPath: p.publicKey,
+                                          vaultSecretKeyPath: p.secretKey, passphraseProtected: pass != nil)
+        return (vaultKeyOnly ? nil : tokenKey.keyID, vaultKeyOnly ? nil : p.token, vault)
     }
 
     /// What `keygen --token-key-version` wrote.
@@ -144,12 +184,8 @@ public enum KeyGeneration {
         if let previous, previous.version >= version {
             throw KeyFileError.badVersion(file: "--token-key-version (the previous key is version \(previous.version))", version: version)
         }
+        try createDirectoryIfMissing(directory)
         var info = stat()
-        if !directory.isEmpty && stat(directory, &info) != 0 {
-            guard mkdir(directory, 0o700) == 0 else {
-                throw KeyFileError.cannotWrite(file: directory, reason: String(cString: strerror(errno)))
-            }
-        }
         let path = paths(in: directory).token
         if lstat(path, &info) == 0 { throw KeyFileError.alreadyExists(files: [path]) }
         let key = try TokenKey.generate(version: version, previous: previous)

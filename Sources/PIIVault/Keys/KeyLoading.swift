@@ -15,8 +15,10 @@ public enum KeyLoading {
 
     /// Loads a token key: `PIIVAULT-TOKEN-KEY-1` (the master only: version 1, tombstone key derived from it) or
     /// `PIIVAULT-TOKEN-KEY-2` (version, master and tombstone key; `TokenKeyPayload`).
-    public static func loadTokenKey(path: String) throws -> TokenKey {
-        var text = try readKeyFile(path: path, protection: .secret)
+    /// `option` names the flag that gave the path, for the message when the file does not exist.
+    public static func loadTokenKey(path: String, option: String? = nil) throws -> TokenKey {
+        var text = try readKeyFile(path: path, protection: .secret, option: option,
+                                   expected: [.tokenKey, .tokenKeyVersioned])
         defer { sodium_memzero(&text, text.count) }
         let (label, payload) = try KeyFile.parse(text, file: path, expected: [.tokenKey, .tokenKeyVersioned])
         if label == .tokenKeyVersioned { return try TokenKeyPayload.decode(payload, file: path) }
@@ -28,8 +30,8 @@ public enum KeyLoading {
 
     /// Loads the vault public key (`PIIVAULT-VAULT-PUBLIC-KEY-1`). Readable by anyone, but refused when group- or
     /// world-writable or owned by another user than the current one or root: its writer chooses where originals go.
-    public static func loadVaultPublicKey(path: String) throws -> VaultPublicKey {
-        let text = try readKeyFile(path: path, protection: .publicKey)
+    public static func loadVaultPublicKey(path: String, option: String? = nil) throws -> VaultPublicKey {
+        let text = try readKeyFile(path: path, protection: .publicKey, option: option)
         let (_, payload) = try KeyFile.parse(text, file: path, expected: [.vaultPublicKey])
         guard payload.count == VaultPublicKey.byteCount else {
             throw KeyFileError.wrongLength(file: path, expected: VaultPublicKey.byteCount, found: payload.count)
@@ -39,8 +41,11 @@ public enum KeyLoading {
 
     /// Loads the vault secret key, plain (`PIIVAULT-VAULT-SECRET-KEY-1`) or passphrase-protected
     /// (`PIIVAULT-VAULT-ENCRYPTED-KEY-1`); `passphrase` is asked only for the latter.
-    public static func loadVaultSecretKey(path: String, passphrase: () throws -> SecretBytes) throws -> VaultSecretKey {
-        var text = try readKeyFile(path: path, protection: .secret)
+    public static func loadVaultSecretKey(path: String, option: String? = nil, passphrase: () throws -> SecretBytes)
+        throws -> VaultSecretKey
+    {
+        var text = try readKeyFile(path: path, protection: .secret, option: option,
+                                   expected: [.vaultSecretKey, .vaultEncryptedKey])
         defer { sodium_memzero(&text, text.count) }
         let (label, payload) = try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey])
         switch label {
@@ -58,20 +63,28 @@ public enum KeyLoading {
     }
 
     /// Whether a vault secret key file is passphrase-protected (so that a caller can ask for the passphrase up front).
-    public static func isPassphraseProtected(path: String) throws -> Bool {
-        var text = try readKeyFile(path: path, protection: .secret)
+    public static func isPassphraseProtected(path: String, option: String? = nil) throws -> Bool {
+        var text = try readKeyFile(path: path, protection: .secret, option: option,
+                                   expected: [.vaultSecretKey, .vaultEncryptedKey])
         defer { sodium_memzero(&text, text.count) }
         return try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey]).0 == .vaultEncryptedKey
     }
 
     /// Reads a key file, checking type, size, owner and mode on the opened descriptor (no window between check and
     /// read). `currentUser` is the user the file must belong to: the effective user (a test may name another).
+    /// `option` names the flag that gave the path (for a missing file's message); `expected` are the labels the
+    /// caller accepts: a secret key file readable by others that is another kind of key file (`vault.pub` given as
+    /// the secret key) is refused for its label, not its mode.
     static func readKeyFile(
-        path: String, protection: KeyFileProtection, currentUser: UInt32 = UInt32(geteuid())
+        path: String, protection: KeyFileProtection, option: String? = nil, expected: [KeyFileLabel] = [],
+        currentUser: UInt32 = UInt32(geteuid())
     ) throws -> [UInt8] {
         // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it changes nothing for a regular file.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else { throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else {
+            if errno == ENOENT { throw KeyFileError.missing(file: path, option: option) }
+            throw KeyFileError.cannotRead(file: path, reason: String(cString: strerror(errno)))
+        }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -83,7 +96,16 @@ public enum KeyLoading {
         let mode = UInt32(info.st_mode) & 0o7777, owner = UInt32(info.st_uid)
         switch protection {
         case .secret:
-            if mode & 0o077 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode) }
+            if mode & 0o077 != 0 {
+                if mode & 0o044 != 0, info.st_size <= maxFileBytes, let label = try? readLabel(fd: fd, path: path),
+                   !expected.isEmpty, !expected.contains(label)
+                {
+                    // Anyone may read it already, and it is not the key asked for: say so, not "chmod 600".
+                    throw KeyFileError.wrongLabel(file: path, expected: expected.map(\.rawValue).joined(separator: " or "),
+                                                  found: label.rawValue)
+                }
+                throw KeyFileError.accessibleByOthers(file: path, mode: mode)
+            }
             if owner != currentUser {
                 throw KeyFileError.wrongOwner(file: path, owner: owner, currentUser: currentUser)
             }
@@ -115,6 +137,24 @@ public enum KeyLoading {
         let text = Array(data[0..<used])
         sodium_memzero(&data, data.count)
         return text
+    }
+}
+
+extension KeyLoading {
+    /// The label of the key file open on `fd` (read from its start; the text is wiped), nil when it has none of
+    /// piivault's labels.
+    fileprivate static func readLabel(fd: Int32, path: String) throws -> KeyFileLabel? {
+        var data = [UInt8](repeating: 0, count: maxFileBytes)
+        defer { sodium_memzero(&data, data.count) }
+        let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
+        guard n > 0 else { return nil }
+        for line in data[0..<n].split(separator: UInt8(ascii: "\n")) {
+            let text = line.drop { $0 == UInt8(ascii: " ") || $0 == 9 }
+            if text.isEmpty || text.first == UInt8(ascii: "#") || text.first == UInt8(ascii: "\r") { continue }
+            let label = text.prefix { $0 != UInt8(ascii: " ") && $0 != 9 && $0 != UInt8(ascii: "\r") }
+            return KeyFileLabel(rawValue: String(decoding: label, as: UTF8.self))
+        }
+        return nil
     }
 }
 

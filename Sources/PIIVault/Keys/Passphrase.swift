@@ -18,6 +18,8 @@ public enum Passphrase {
             bytes = try KeyLoading.readKeyFile(path: path, protection: .secret)
         } catch KeyFileError.cannotRead(_, let reason) {
             throw KeyFileError.passphraseUnavailable(reason: "\(fileVariable) names \(path): \(reason)")
+        } catch KeyFileError.missing {
+            throw KeyFileError.passphraseUnavailable(reason: "\(fileVariable) names \(path), which does not exist")
         }
         defer { sodium_memzero(&bytes, bytes.count) }
         var length = bytes.count

@@ -58,6 +58,10 @@ struct Audit: AsyncParsableCommand {
 
         func validate() throws {
             if let afterSeq, afterSeq < 0 { throw ValidationError("--after-seq must be 0 or more") }
+            // A misspelt action would match nothing and look like an empty log.
+            if let action, !AccessLogFilter.actions.contains(action) {
+                throw ValidationError("--action \(action) is not an action the log records; use one of \(AccessLogFilter.actions.joined(separator: ", "))")
+            }
         }
 
         func run() async throws {
@@ -151,8 +155,14 @@ struct Audit: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Sign the checkpoint with this auditor key (from `audit keygen`).", valueName: "FILE"))
         var sign: String?
 
-        @Option(help: ArgumentHelp("Where the signed statement goes (default: piivault-checkpoint-TIME.txt).", valueName: "FILE"))
+        @Option(help: ArgumentHelp("With --sign: where the signed statement goes (default: piivault-checkpoint-TIME.txt).", valueName: "FILE"))
         var out: String?
+
+        func validate() throws {
+            if out != nil && sign == nil {
+                throw ValidationError("--out names the signed statement's file and goes with --sign auditor.key; without --sign the checkpoint line is printed (redirect it to keep it)")
+            }
+        }
 
         func run() async throws {
             try await reportingErrors {
@@ -232,7 +242,11 @@ struct Audit: AsyncParsableCommand {
                 let key = try auditorKey.map(AuditorKeys.loadPublicKey(path:))
                 let report = try await AuditorService(databaseURL: database.resolved)
                     .report(since: since, until: until, checkpoints: checkpoints, auditorKey: key)
-                try Data(report.html.utf8).write(to: URL(fileURLWithPath: html), options: .atomic)
+                do {
+                    try AtomicFile.replace(html, with: Array(report.html.utf8), mode: 0o644)
+                } catch {
+                    throw OutputFileError(path: html, error: error)
+                }
                 return report
             }
             print("report written to \(html): \(report.entries.count) entries")

@@ -12,7 +12,11 @@ struct ETL: AsyncParsableCommand {
             with keyed tokens, seals the originals to the vault public key, and loads the rows into Postgres, one \
             transaction per batch. A message leaves the queue only after its batch committed; a message that breaks \
             the rules goes to vault.quarantine with its body sealed. The run ends when the queue stays empty for \
-            --idle-exit seconds, after --max-messages, or on SIGTERM/SIGINT (finishing the batch in hand).
+            --idle-exit seconds, after --max-messages, or on SIGTERM/SIGINT (finishing the batch in hand; it says so at \
+            once, and a second signal exits at once). While it works it reports its progress: on a terminal a line \
+            refreshed every second, in a log an info line every --progress-interval seconds. The summary line gives \
+            the run's time, the time spent working (without the final wait for an empty queue) and the rate over \
+            the working time.
 
             Exit status: 0 when every received message was loaded or quarantined; 1 when the run stopped early \
             (messages not committed stay in the queue for the next run); 64 usage; 65 bad key file or input file; \
@@ -72,8 +76,11 @@ struct ETL: AsyncParsableCommand {
     @Option(help: "Log format: text or json (also PIIVAULT_LOG_FORMAT).")
     var logFormat: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (also PIIVAULT_LOG_LEVEL; default warning).")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (also PIIVAULT_LOG_LEVEL; default info).")
     var logLevel: String?
+
+    @Option(help: ArgumentHelp("When standard error is not a terminal, log a progress line (info) every SECONDS; 0 for none (also PIIVAULT_PROGRESS_INTERVAL; default 30). On a terminal the progress line is refreshed every second.", valueName: "SECONDS"))
+    var progressInterval: Double?
 
     @OptionGroup var database: DatabaseOptions
 
@@ -84,18 +91,38 @@ struct ETL: AsyncParsableCommand {
         let logger = Logger(label: "piivault.etl")
 
         let stop = StopSignal()
-        SignalHandlers.install(stop: stop)
         let progressLine = ProgressLine()
+        SignalHandlers.install(stop: stop) {
+            progressLine.clear()
+            logger.notice("stopping after the batch in hand (it is loaded and deleted from the queue first); a second signal exits at once")
+        }
         let metrics = settings.metrics.isEnabled ? ETLMetrics() : nil
+        let tracker = ETLProgressTracker()
+        // The progress report: a line refreshed every second on a terminal, an info line every
+        // --progress-interval seconds in a log.
+        let reporter = Task {
+            if progressLine.isTerminal {
+                await ETLProgressReporter.run(every: ETLProgressReporter.terminalInterval, tracker: tracker) {
+                    progressLine.show($0)
+                }
+            } else {
+                await ETLProgressReporter.run(every: settings.progressInterval, tracker: tracker) {
+                    logger.info("progress: \($0.line)")
+                }
+            }
+        }
         let result: Result<ETLSummary, any Error>
         do {
             var run = try await ETLRun.open(settings: settings, logger: logger)
             run.afterCommit = faultExitAfterCommits(environment)
             run.metrics = metrics
-            result = .success(try await run.run(stop: stop) { progressLine.show($0) })
+            run.tracker = tracker
+            result = .success(try await run.run(stop: stop) { tracker.noteQueueDepth($0.queueDepth) })
         } catch {
             result = .failure(error)
         }
+        reporter.cancel()
+        await reporter.value
         progressLine.clear()
 
         // The counts end the run whatever happened: the summary line, the JSON, the metrics.
@@ -151,6 +178,7 @@ struct ETL: AsyncParsableCommand {
         flags.vaultKeyID = vaultKeyID
         flags.metricsFile = metricsFile
         flags.metricsPushURL = metricsPushURL
+        flags.progressInterval = progressInterval
         return flags
     }
 }

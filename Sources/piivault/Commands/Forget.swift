@@ -68,7 +68,7 @@ struct Forget: AsyncParsableCommand {
             guard let userID, let path = tokenKey ?? ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
                 throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
             }
-            let key = try KeyLoading.loadTokenKey(path: path)
+            let key = try KeyLoading.loadTokenKey(path: path, option: "--token-key")
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             print(report.text, terminator: "")

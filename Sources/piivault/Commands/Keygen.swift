@@ -12,6 +12,9 @@ struct Keygen: AsyncParsableCommand {
             --passphrase, vault.key is encrypted under a passphrase asked twice on the terminal (or read from the \
             file named by PIIVAULT_PASSPHRASE_FILE).
 
+            With --vault-key-only, writes only a new vault key pair (vault.pub, vault.key), for a vault key rotation \
+            (then `piivault rewrap --to NEW/vault.pub`): the token key stays the one in use.
+
             With --token-key-version N (2 or more), writes only a new token.key of that version (tokens ip.vN. and \
             dev.vN.), for a token key rotation; --previous-token-key names the key it replaces, whose tombstone key \
             it carries forward so that users forgotten before the rotation stay forgotten.
@@ -22,6 +25,9 @@ struct Keygen: AsyncParsableCommand {
 
     @Flag(help: "Protect vault.key with a passphrase (Argon2id).")
     var passphrase = false
+
+    @Flag(help: "Write only a new vault key pair (vault.pub, vault.key), no token.key: for a vault key rotation.")
+    var vaultKeyOnly = false
 
     @Option(help: ArgumentHelp("Write only a new token key of this version (2 or more).", valueName: "N"))
     var tokenKeyVersion: Int?
@@ -36,6 +42,7 @@ struct Keygen: AsyncParsableCommand {
                 throw ValidationError("--token-key-version must be 2 to 999999999 (version 1 is the first key keygen writes)")
             }
             guard !passphrase else { throw ValidationError("--passphrase protects vault.key; --token-key-version writes only token.key") }
+            guard !vaultKeyOnly else { throw ValidationError("--vault-key-only writes only the vault key pair; --token-key-version writes only token.key: use one") }
         } else if previousTokenKey != nil {
             throw ValidationError("--previous-token-key goes with --token-key-version")
         }
@@ -44,7 +51,7 @@ struct Keygen: AsyncParsableCommand {
     func run() async throws {
         if let tokenKeyVersion {
             let written = try await reportingErrors {
-                let previous = try previousTokenKey.map { try KeyLoading.loadTokenKey(path: $0) }
+                let previous = try previousTokenKey.map { try KeyLoading.loadTokenKey(path: $0, option: "--previous-token-key") }
                 return try KeyGeneration.generateTokenKey(in: directory, version: tokenKeyVersion, previous: previous)
             }
             print("""
@@ -56,18 +63,27 @@ struct Keygen: AsyncParsableCommand {
             }
             return
         }
-        let keys = try await reportingErrors {
-            try KeyGeneration.generate(
-                in: directory,
-                passphrase: passphrase
-                    ? { try PassphrasePrompt.read(prompt: "Passphrase for vault.key: ", confirm: true) } : nil)
+        let passphraseSource: (() throws -> SecretBytes)? = passphrase
+            ? { try PassphrasePrompt.read(prompt: "Passphrase for vault.key: ", confirm: true) } : nil
+        let vault: KeyGeneration.GeneratedVaultKeyPair
+        if vaultKeyOnly {
+            vault = try await reportingErrors {
+                try KeyGeneration.generateVaultKeyPair(in: directory, passphrase: passphraseSource)
+            }
+        } else {
+            let keys = try await reportingErrors { try KeyGeneration.generate(in: directory, passphrase: passphraseSource) }
+            print("""
+                token key id \(keys.tokenKeyID)
+                  \(keys.tokenKeyPath)  secret: give it to the ETL (and to compliance, for lookup); mode 0600
+                """)
+            vault = KeyGeneration.GeneratedVaultKeyPair(
+                vaultKeyID: keys.vaultKeyID, vaultPublicKeyPath: keys.vaultPublicKeyPath,
+                vaultSecretKeyPath: keys.vaultSecretKeyPath, passphraseProtected: keys.passphraseProtected)
         }
         print("""
-            token key id \(keys.tokenKeyID)
-              \(keys.tokenKeyPath)  secret: give it to the ETL (and to compliance, for lookup); mode 0600
-            vault key id \(keys.vaultKeyID)
-              \(keys.vaultPublicKeyPath)  public: give it to the ETL
-              \(keys.vaultSecretKeyPath)  secret\(keys.passphraseProtected ? ", passphrase-protected" : ""): \
+            vault key id \(vault.vaultKeyID)
+              \(vault.vaultPublicKeyPath)  public: give it to the ETL
+              \(vault.vaultSecretKeyPath)  secret\(vault.passphraseProtected ? ", passphrase-protected" : ""): \
             give it to the compliance officer only, never to the ETL; mode 0600
             """)
     }

@@ -60,7 +60,7 @@ struct Lookup: AsyncParsableCommand {
             guard !paths.contains(where: \.isEmpty) else {
                 throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
             }
-            let keys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0) })
+            let keys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0, option: "--token-key") })
             let values = ips.map { (field: PIIField.ip, value: $0) } + deviceIDs.map { (field: PIIField.deviceID, value: $0) }
                 + (try readValuesFile())
             var service = LookupService(databaseURL: database.resolved, tokenKeys: keys)

@@ -55,10 +55,10 @@ struct Retokenize: AsyncParsableCommand {
                 throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): the new token key")
             }
             // The keys first: a missing, exposed or locked key file stops here, before the database is asked.
-            let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath) {
+            let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath, option: "--key-file") {
                 try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
-            let newKey = try KeyLoading.loadTokenKey(path: tokenPath)
+            let newKey = try KeyLoading.loadTokenKey(path: tokenPath, option: "--token-key")
             var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey)
             service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))

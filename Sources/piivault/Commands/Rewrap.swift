@@ -59,10 +59,10 @@ struct Rewrap: AsyncParsableCommand {
                 throw ValidationError("--key-file is required (or PIIVAULT_VAULT_KEY): the old vault secret key file")
             }
             // Both keys first: a refused key file never reaches the database.
-            let oldKey = try KeyLoading.loadVaultSecretKey(path: keyPath) {
+            let oldKey = try KeyLoading.loadVaultSecretKey(path: keyPath, option: "--key-file") {
                 try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
-            let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey)
+            let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey, option: "--to")
             let service = RewrapService(databaseURL: database.resolved, afterBatch: faultExitAfterCommits(environment))
             let (report, shortfall) = try await service.run(
                 RewrapRequest(oldSecretKey: oldKey, newPublicKey: newKey, reason: reason ?? "", full: full,

@@ -92,7 +92,7 @@ struct Unmask: AsyncParsableCommand {
                 throw ValidationError("--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
             }
             // The key first: a missing, exposed or locked key file stops here, before the database is asked.
-            let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath) {
+            let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath, option: "--key-file") {
                 try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
             }
             let environment = ProcessInfo.processInfo.environment
@@ -102,7 +102,7 @@ struct Unmask: AsyncParsableCommand {
                 guard !paths.contains(where: \.isEmpty) else {
                     throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
                 }
-                tokenKeys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0) })
+                tokenKeys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0, option: "--token-key") })
             }
             let target: UnmaskRequest.Target
             if let userID {
