@@ -60,9 +60,10 @@ public struct ETLRun: Sendable {
         }
     }
 
-    private func run(
-        store: ETLStore, lookup: VaultLookup, started: Date, stop: StopSignal,
-        progress: @Sendable (ETLProgress) -> Void
+    /// The run over open sessions (the unit tests pass fakes); the caller closes them.
+    func run(
+        store: any ETLWriteSession, lookup: any ETLReadSession, started: Date = Date(), stop: StopSignal,
+        progress: @Sendable (ETLProgress) -> Void = { _ in }
     ) async throws -> ETLSummary {
         try await checkVaultKey(store: store)
         let tokenizer = Tokenizer(key: tokenKey)
@@ -103,7 +104,7 @@ public struct ETLRun: Sendable {
 
     /// Whoever can write `vault.pub` decides whose key the night's values are sealed to: with `--vault-key-id` a
     /// different key is refused; without it, a key that differs from the last run's is reported.
-    private func checkVaultKey(store: ETLStore) async throws {
+    private func checkVaultKey(store: any ETLWriteSession) async throws {
         let actual = vaultPublicKey.keyID.description
         if let expected = expectedVaultKeyID {
             guard expected.lowercased() == actual else {
@@ -124,8 +125,8 @@ public struct ETLRun: Sendable {
 
     /// Receives, prepares and loads batches until the collector ends; counts into `summary`.
     private func drain(
-        store: ETLStore, lookup: VaultLookup, tokenizer: Tokenizer, stop: StopSignal, summary: inout ETLSummary,
-        progress: (ETLSummary) async -> Void
+        store: any ETLWriteSession, lookup: any ETLReadSession, tokenizer: Tokenizer, stop: StopSignal,
+        summary: inout ETLSummary, progress: (ETLSummary) async -> Void
     ) async throws {
         var collector = BatchCollector(source: source, configuration: configuration)
         let preparer = MessagePreparer(tokenizer: tokenizer, tombstoneHasher: TombstoneHasher(key: tokenKey))
