@@ -53,7 +53,7 @@ install: deps-build
 	scripts/install-piivault "$$($(SWIFT) build $(INSTALL_FLAGS) --show-bin-path)" "$(PREFIX)"
 
 # The unit tier: test targets that need no service. Listed here; every other test target is the integration tier.
-UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests
+UNIT_TEST_TARGETS := SigV4Tests AWSTests PIIVaultTests CommandParsingTests
 empty :=
 space := $(empty) $(empty)
 test-unit: deps-build

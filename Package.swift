@@ -107,7 +107,16 @@ let package = Package(
         .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "NIOSSL", package: "swift-nio-ssl")],
                     swiftSettings: strictSettings),
-        .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport", "CSodium"]),
+        // Unit tier: the core, and the ETL's batch logic over fakes of its sessions and source (Postgres: its error type).
+        .testTarget(
+            name: "PIIVaultTests",
+            dependencies: ["PIIVault", "Postgres", "TestSupport", "CSodium", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Unit tier: the command line parsed in process (the executable's commands, imported as a module).
+        .testTarget(
+            name: "CommandParsingTests",
+            dependencies: ["piivault", "PIIVault", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Integration tier (`make test` runs both tiers): real PostgreSQL, moto_server, Python cross-checks.
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(

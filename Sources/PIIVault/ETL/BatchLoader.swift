@@ -85,7 +85,7 @@ struct EncodedBatch: Sendable {
 /// on a row-specific database error the batch is split in halves until the offending message is alone; that message
 /// is then quarantined and the rest loads.
 struct BatchLoader: Sendable {
-    let store: ETLStore
+    let store: any ETLWriteSession
 
     /// Loads `batch`, whose values were sealed with `quarantiner`'s data key.
     func load(_ batch: [PreparedMessage], quarantiner: Quarantiner) async throws -> LoadOutcome {

@@ -63,9 +63,10 @@ public struct ETLRun: Sendable {
         }
     }
 
-    private func run(
-        store: ETLStore, lookup: VaultLookup, started: Date, stop: StopSignal,
-        progress: @Sendable (ETLProgress) -> Void
+    /// The run over open sessions (the unit tests pass fakes); the caller closes them.
+    func run(
+        store: any ETLWriteSession, lookup: any ETLReadSession, started: Date = Date(), stop: StopSignal,
+        progress: @Sendable (ETLProgress) -> Void = { _ in }
     ) async throws -> ETLSummary {
         try await checkVaultKey(store: store)
         let tokenizer = Tokenizer(key: tokenKey)
@@ -107,7 +108,7 @@ public struct ETLRun: Sendable {
 
     /// Whoever can write `vault.pub` decides whose key the night's values are sealed to: with `--vault-key-id` a
     /// different key is refused; without it, a key that differs from the last run's is reported.
-    private func checkVaultKey(store: ETLStore) async throws {
+    private func checkVaultKey(store: any ETLWriteSession) async throws {
         let actual = vaultPublicKey.keyID.description
         if let expected = expectedVaultKeyID {
             guard expected.lowercased() == actual else {
@@ -128,8 +129,8 @@ public struct ETLRun: Sendable {
 
     /// Receives, prepares and loads batches until the collector ends; counts into `summary`.
     private func drain(
-        store: ETLStore, lookup: VaultLookup, tokenizer: Tokenizer, stop: StopSignal, summary: inout ETLSummary,
-        progress: (ETLSummary) async -> Void
+        store: any ETLWriteSession, lookup: any ETLReadSession, tokenizer: Tokenizer, stop: StopSignal,
+        summary: inout ETLSummary, progress: (ETLSummary) async -> Void
     ) async throws {
         var collector = BatchCollector(source: CountingMessageSource(base: source, tracker: tracker),
                                        configuration: configuration)

@@ -1,0 +1,27 @@
+/// What a run's loop (``ETLRun``) and its loader (``BatchLoader``) need of the run's write session: the run history,
+/// data keys, and one transaction per batch. ``ETLStore`` is the one implementation; the unit tests drive the batch
+/// logic over a fake of it, without a database.
+protocol ETLWriteSession: Sendable {
+    /// Marks runs of dead processes `abandoned`, records a new run and holds its lock; returns the run's id.
+    func beginRun(source: String, keys: RunKeys) async throws -> Int
+    /// The vault key id of the latest run that sealed to a recorded key, if any.
+    func lastVaultKeyID() async throws -> String?
+    /// Records the end of run `id`; never throws (the next run marks a run left `running` as abandoned).
+    func finishRun(_ id: Int, summary: ETLSummary) async
+    /// Stores a sealed data key; returns its `vault.data_keys` id.
+    func storeDataKey(_ key: SealedDataKey) async throws -> Int
+    /// Inserts one encoded batch in one transaction, all or nothing.
+    func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome
+}
+
+/// What a run needs of its read session: which users are forgotten and which values the vault holds, as committed.
+/// ``VaultLookup`` is the one implementation; the unit tests use a fake.
+protocol ETLReadSession: Sendable {
+    /// Which of `hashes` (keyed user-id hashes) name forgotten users.
+    func tombstoned(_ hashes: [String]) async throws -> Set<String>
+    /// Which of `tokens` the vault already holds.
+    func vaultHolds(_ tokens: [String]) async throws -> Set<String>
+}
+
+extension ETLStore: ETLWriteSession {}
+extension VaultLookup: ETLReadSession {}
