@@ -127,6 +127,8 @@ actor FakeWriteSession: ETLWriteSession {
 
     func lastVaultKeyID() async throws -> String? { nil }
 
+    func checkTokenKey(version: Int, keyID: String) async throws {}
+
     func finishRun(_ id: Int, summary: ETLSummary) async {
         finished.append(summary)
     }

@@ -4,6 +4,8 @@
 protocol ETLWriteSession: Sendable {
     /// Marks runs of dead processes `abandoned`, records a new run and holds its lock; returns the run's id.
     func beginRun(source: String, keys: RunKeys) async throws -> Int
+    /// Refuses a token key whose version the vault knows under another key id (and records a new version's key).
+    func checkTokenKey(version: Int, keyID: String) async throws
     /// The vault key id of the latest run that sealed to a recorded key, if any.
     func lastVaultKeyID() async throws -> String?
     /// Records the end of run `id`; never throws (the next run marks a run left `running` as abandoned).
