@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// `credential_process`: runs the command (split like a POSIX shell would split it, without a shell) and reads its
 /// standard output: `{"Version": 1, "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}`. Its standard
@@ -145,12 +146,11 @@ enum CredentialProcess {
     }
 }
 
-/// Whether the watchdog stopped the process. An NSLock guards the flag.
-private final class StoppedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+/// Whether the watchdog stopped the process.
+private final class StoppedFlag: Sendable {
+    private let value = NIOLockedValueBox(false)
+    func set() { value.withLockedValue { $0 = true } }
+    var isSet: Bool { value.withLockedValue { $0 } }
 }
 
 /// `credential_process` word splitting and running, public for tests.
