@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "NIOSSL", package: "swift-nio-ssl")],
                     swiftSettings: strictSettings),
-        .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "TestSupport", "CSodium"]),
+        .testTarget(name: "PIIVaultTests", dependencies: ["PIIVault", "AWS", "TestSupport", "CSodium"]),
         // Integration tier (`make test` runs both tiers): real PostgreSQL, moto_server, Python cross-checks.
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(
