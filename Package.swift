@@ -48,6 +48,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -70,9 +71,7 @@ let package = Package(
             dependencies: [
                 "CSodium", "Postgres", "AWS", "SQS",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSettings
@@ -83,6 +82,7 @@ let package = Package(
             dependencies: [
                 "PIIVault",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -91,7 +91,8 @@ let package = Package(
         // Benchmarks (`make bench`): measurements, not tests.
         .executableTarget(
             name: "piivault-bench",
-            dependencies: ["PIIVault", "SQS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PIIVault", "SQS", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
 
@@ -110,7 +111,7 @@ let package = Package(
         // Unit tier: the core, and the ETL's batch logic over fakes of its sessions and source (Postgres: its error type).
         .testTarget(
             name: "PIIVaultTests",
-            dependencies: ["PIIVault", "Postgres", "TestSupport", "CSodium", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PIIVault", "Postgres", "AWS", "TestSupport", "CSodium", .product(name: "Logging", package: "swift-log")]
         ),
         // Unit tier: the command line parsed in process (the executable's commands, imported as a module).
         .testTarget(

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -111,16 +112,15 @@ public protocol HTTPTransport: Sendable {
 /// made on first use and never shut down (like `HTTPClient.shared`; a process makes one or two). Unlike
 /// `HTTPClient.shared`, a failed connection fails the attempt at once instead of being retried inside the client
 /// until the deadline, so that the callers' own retry policies (and a fast "unreachable") decide.
-///
-/// `@unchecked Sendable`: the dictionary is only read and written with `lock` held.
-private final class AWSHTTPClients: @unchecked Sendable {
+private final class AWSHTTPClients: Sendable {
     static let shared = AWSHTTPClients()
-    private let lock = NSLock()
-    private var clients: [String: HTTPClient] = [:]
+    private let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
 
     func client(caBundle: AWSCABundle?) -> HTTPClient {
-        lock.lock()
-        defer { lock.unlock() }
+        clients.withLockedValue { clients in Self.client(caBundle: caBundle, in: &clients) }
+    }
+
+    private static func client(caBundle: AWSCABundle?, in clients: inout [String: HTTPClient]) -> HTTPClient {
         let key = caBundle?.path ?? ""
         if let client = clients[key] { return client }
         var configuration = HTTPClient.Configuration.singletonConfiguration

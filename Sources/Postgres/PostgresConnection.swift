@@ -344,7 +344,7 @@ private func serverError(_ result: OpaquePointer, handle: OpaquePointer) -> Post
     guard let sqlState = field("C") else { return connectionError(handle) }
     let column = field("c")
     var message = field("M") ?? "database error"
-    if sqlState.hasPrefix("22") {
+    if sqlState.hasPrefix(PostgresError.Code.dataExceptionClass) {
         // Data exceptions quote the offending value ("invalid input syntax for type integer: \"...\"").
         message = "invalid data" + (column.map { " in column \"\($0)\"" } ?? "") + " (value withheld)"
     }

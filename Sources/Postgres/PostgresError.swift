@@ -48,25 +48,65 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 
     static let closed = PostgresError(kind: .closed, message: "the database connection is closed")
 
-    /// `insufficient_privilege` (42501): the role may not do this.
-    public var isPermissionDenied: Bool { sqlState == "42501" }
+    /// A SQLSTATE code, named as in PostgreSQL's errcodes table (as postgres-nio's `PostgresError.Code`). The only
+    /// place SQLSTATE values are spelled out: code elsewhere compares against these names.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        /// The five characters.
+        public let raw: String
 
-    /// The server ended the transaction to break a deadlock (40P01) or a serialization conflict (40001): nothing of
-    /// it was kept, and running it again may succeed.
-    public var isTransientConflict: Bool { sqlState == "40P01" || sqlState == "40001" }
+        public init(raw: String) { self.raw = raw }
+
+        /// The two-character class (`22` for every data exception).
+        public var errorClass: String { String(raw.prefix(2)) }
+
+        public var description: String { raw }
+
+        // Classes.
+        public static let connectionExceptionClass = "08"
+        public static let dataExceptionClass = "22"
+        public static let integrityConstraintViolationClass = "23"
+
+        // Codes.
+        public static let uniqueViolation = Code(raw: "23505")
+        public static let checkViolation = Code(raw: "23514")
+        public static let invalidParameterValue = Code(raw: "22023")
+        public static let invalidCatalogName = Code(raw: "2D000")
+        public static let serializationFailure = Code(raw: "40001")
+        public static let deadlockDetected = Code(raw: "40P01")
+        public static let insufficientPrivilege = Code(raw: "42501")
+        public static let undefinedColumn = Code(raw: "42703")
+        public static let undefinedTable = Code(raw: "42P01")
+        public static let lockNotAvailable = Code(raw: "55P03")
+        public static let adminShutdown = Code(raw: "57P01")
+        public static let crashShutdown = Code(raw: "57P02")
+        public static let cannotConnectNow = Code(raw: "57P03")
+    }
+
+    /// `sqlState` as a `Code`, for server errors.
+    public var code: Code? { sqlState.map(Code.init(raw:)) }
+
+    /// `insufficient_privilege`: the role may not do this.
+    public var isPermissionDenied: Bool { code == .insufficientPrivilege }
+
+    /// `lock_not_available`: `lock_timeout` (or `NOWAIT`) gave up waiting for a lock another session holds.
+    public var isLockTimeout: Bool { code == .lockNotAvailable }
+
+    /// The server ended the transaction to break a deadlock or a serialization conflict: nothing of it was kept, and
+    /// running it again may succeed.
+    public var isTransientConflict: Bool { code == .deadlockDetected || code == .serializationFailure }
 
     /// True for errors caused by the data of one row (data exceptions, integrity constraint violations), which a
     /// loader can isolate by splitting its batch; false for errors that would fail any batch.
     public var isRowSpecific: Bool {
-        guard let sqlState else { return false }
-        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
+        guard let code else { return false }
+        return code.errorClass == Code.dataExceptionClass || code.errorClass == Code.integrityConstraintViolationClass
     }
 
     /// True when the connection is gone, so retrying needs a new connection.
     public var isConnectionError: Bool {
         kind == .connectionFailed || kind == .connectionLost || kind == .closed
-            || (sqlState?.hasPrefix("08") ?? false) || sqlState == "57P01" || sqlState == "57P02"
-            || sqlState == "57P03"
+            || code?.errorClass == Code.connectionExceptionClass
+            || code == .adminShutdown || code == .crashShutdown || code == .cannotConnectNow
     }
 
     public var description: String {

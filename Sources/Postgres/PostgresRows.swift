@@ -11,6 +11,15 @@ public struct PostgresRows: Sendable, Sequence {
     public var isEmpty: Bool { values.isEmpty }
     public var first: PostgresRow? { values.isEmpty ? nil : PostgresRow(columns: columns, values: values[0]) }
 
+    /// The first row of a statement that always returns one (`INSERT ... RETURNING`, a function returning a row);
+    /// throws a decoding error naming `statement` when there is none, instead of trapping.
+    public func requiredFirst(_ statement: @autoclosure () -> String) throws -> PostgresRow {
+        guard let first else {
+            throw PostgresError(kind: .decoding, message: "\(statement()) returned no row")
+        }
+        return first
+    }
+
     public subscript(index: Int) -> PostgresRow { PostgresRow(columns: columns, values: values[index]) }
 
     public func makeIterator() -> some IteratorProtocol<PostgresRow> {

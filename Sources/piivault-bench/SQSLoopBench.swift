@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SQS
 
 /// The bare SQS loop the ETL is compared with (README, "Benchmarks"): concurrent pollers that receive up to 10 messages and delete
@@ -62,19 +63,17 @@ enum SQSLoopBench {
     }
 }
 
-private final class LastMessage: @unchecked Sendable {
-    private let lock = NSLock()
-    private var instant: ContinuousClock.Instant
-    init(_ instant: ContinuousClock.Instant) { self.instant = instant }
-    func get() -> ContinuousClock.Instant { lock.withLock { instant } }
-    func set(_ value: ContinuousClock.Instant) { lock.withLock { instant = max(instant, value) } }
+private final class LastMessage: Sendable {
+    private let instant: NIOLockedValueBox<ContinuousClock.Instant>
+    init(_ instant: ContinuousClock.Instant) { self.instant = NIOLockedValueBox(instant) }
+    func get() -> ContinuousClock.Instant { instant.withLockedValue { $0 } }
+    func set(_ value: ContinuousClock.Instant) { instant.withLockedValue { $0 = max($0, value) } }
 }
 
-private final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<(Int, Double), any Error> = .failure(BenchUsage("not run"))
-    func set(_ value: Result<(Int, Double), any Error>) { lock.withLock { result = value } }
-    func get() throws -> (Int, Double) { try lock.withLock { result }.get() }
+private final class ResultBox: Sendable {
+    private let result = NIOLockedValueBox<Result<(Int, Double), any Error>>(.failure(BenchUsage("not run")))
+    func set(_ value: Result<(Int, Double), any Error>) { result.withLockedValue { $0 = value } }
+    func get() throws -> (Int, Double) { try result.withLockedValue { $0 }.get() }
 }
 
 struct BenchUsage: Error, CustomStringConvertible {

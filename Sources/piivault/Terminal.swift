@@ -47,36 +47,27 @@ struct DatabaseOptions: ParsableArguments {
     }
 }
 
-/// `--format table|json|csv` for `audit log` and `unmask`.
+/// `--format table|json|csv`.
 extension OutputFormat: ExpressibleByArgument {}
 
-/// Prints rendered output. On a terminal, control and format characters other than line ends (escape sequences,
-/// bidi overrides) are shown as `\u{..}`: stored text must not drive or reorder the terminal. Redirected to a file or
-/// a pipe, the output is written exactly.
+/// Whether standard output is a terminal (then control characters in printed text are escaped).
+var standardOutputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+
+/// Prints text a command made (a summary, JSON lines) through the core's terminal escaping: on a terminal, control
+/// and format characters other than line ends are shown as `\u{..}`; to a file or a pipe, exactly.
 func printOutput(_ text: String) {
-    guard isatty(STDOUT_FILENO) == 1 else {
-        print(text, terminator: "")
-        return
-    }
-    var out = ""
-    for scalar in text.unicodeScalars {
-        let category = scalar.properties.generalCategory
-        if scalar != "\n" && scalar != "\r" && (category == .control || category == .format) {
-            out += "\\u{\(String(scalar.value, radix: 16))}"
-        } else {
-            out.unicodeScalars.append(scalar)
-        }
-    }
-    print(out, terminator: "")
+    print(RenderedOutput.terminalSafe(text, forTerminal: standardOutputIsTerminal), terminator: "")
 }
 
-/// `--safe-csv`, for every command that prints CSV.
+/// `--safe-csv`, for every command that prints CSV; and the one way a command prints its rows.
 struct CSVSafetyOptions: ParsableArguments {
     @Flag(help: "In CSV, prefix cells starting with =, +, -, @ (formulas to a spreadsheet) with ' and quote them.")
     var safeCSV = false
 
-    /// `render` with the CSV renderer guarding formulas when asked to.
-    func rendering(_ render: () -> String) -> String {
-        CSVOptions.$guardFormulas.withValue(safeCSV) { render() }
+    /// Prints `value` in `format` through `RenderedOutput.render`: formulas guarded when asked to, terminal
+    /// controls escaped when standard output is a terminal.
+    func print(_ value: some Renderable, as format: OutputFormat) {
+        Swift.print(RenderedOutput.render(value, as: format, guardingFormulas: safeCSV,
+                                          forTerminal: standardOutputIsTerminal), terminator: "")
     }
 }

@@ -94,7 +94,7 @@ public struct AccessLogReader: Sendable {
             guard let value else { continue }
             do {
                 try await connection.query("SELECT \(value)::timestamptz")
-            } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true {
+            } catch let error as PostgresError where error.code?.errorClass == PostgresError.Code.dataExceptionClass {
                 throw AccessLogError.invalidTime(option: option)
             }
         }

@@ -113,7 +113,7 @@ public struct AuditorService: Sendable {
         let row = try await connection.query("""
             SELECT current_database() AS name, coalesce(host(inet_server_addr()), 'local socket') AS host,
                    current_setting('port') AS port
-            """).first!
+            """).requiredFirst("SELECT current_database()")
         return "\(try row["name"].requiredString()) on \(try row["host"].requiredString()):\(try row["port"].requiredString())"
     }
 }

@@ -17,7 +17,7 @@ struct DataKeyReference {
 /// refusal in its place.
 enum OpenFailure: Error {
     /// Decided without another look at the database (wrong vault key, damaged data key or body).
-    case refused(UnmaskError)
+    case refused(ComplianceError)
     /// A value that does not open under its token: moved or damaged, to be told apart with the data key's tokens.
     case value(token: String, dataKeyID: Int, sealed: [UInt8], opener: DataKeyOpener)
 }

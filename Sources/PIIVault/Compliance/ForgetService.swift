@@ -50,7 +50,7 @@ public struct ForgetReport: Sendable, Equatable {
 /// `forget`: erases one data subject through `vault.forget_user` (migration 0013), which appends the `forget` entry,
 /// deletes the user's logins and every sealed value no remaining login references, and keeps the tombstone, all in
 /// one transaction: if the entry cannot be written, nothing is deleted. Takes the vault-wide lock exclusively (each ETL
-/// batch takes it shared). Opens its own connection and closes it.
+/// batch takes it shared). Runs through the `ComplianceRunner` (action `forget`).
 public struct ForgetService: Sendable {
     public let databaseURL: String
     public let tokenKey: TokenKey
@@ -63,56 +63,27 @@ public struct ForgetService: Sendable {
     }
 
     public func run(_ request: ForgetRequest) async throws -> ForgetReport {
-        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw UnmaskError.reasonRequired
-        }
         let subjectHash = TombstoneHasher(key: tokenKey).hash(userID: request.userID)
-        return try await Database.withConnection(databaseURL, applicationName: "piivault forget") { connection in
-            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
-            let rows: PostgresRows
-            do {
+        return try await ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "forget")
+            .run(reason: request.reason) { session in
                 // One transaction: the entry and the deletions commit together or not at all. First the vault-wide
                 // lock (`VaultValueLock`): no ETL batch is between its look-up of the vault and its commit while
                 // forget decides which sealed values no login references any more. Waited for `lockWaitSeconds` at
                 // most (10 s by default; an ETL batch holds it for its commit), then reported with its holder.
-                rows = try await connection.transaction { connection in
-                    if !request.dryRun {
-                        // set_config(..., true) is SET LOCAL with a bound value.
-                        let wait = "\(max(1, request.lockWaitSeconds))s"
-                        _ = try await connection.query("SELECT set_config('lock_timeout', \(wait), true)")
-                        _ = try await connection.query(VaultValueLock.exclusive)
-                    }
-                    return try await connection.query("""
-                        SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
-                                                        \(caller.osUser), \(caller.clientHost), \(request.dryRun))
-                        """)
+                let row = try await session.request("""
+                    SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
+                                                    \(caller.osUser), \(caller.clientHost), \(request.dryRun))
+                    """, deniedSubject: "user_id", waitsOn: .vault(subjectHashes: [subjectHash])) { connection in
+                    guard !request.dryRun else { return }
+                    // set_config(..., true) is SET LOCAL with a bound value.
+                    let wait = "\(max(1, request.lockWaitSeconds))s"
+                    _ = try await connection.query("SELECT set_config('lock_timeout', \(wait), true)")
+                    _ = try await connection.query(VaultValueLock.exclusive)
                 }
-            } catch let error as PostgresError where error.isPermissionDenied {
-                // A dry run by a login outside compliance is an attempt too.
-                throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "user_id", reason: request.reason))
-            } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw await Self.lockTimeout(on: connection, gate: gate, subjectHashes: [subjectHash])
+                return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
+                                    valuesDeleted: try row["values_deleted"].requiredInt(),
+                                    valuesKept: try row["values_kept"].requiredInt(), logSeq: try row["log_seq"].int())
             }
-            guard let row = rows.first else { throw UnmaskProtocolError() }
-            return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
-                                valuesDeleted: try row["values_deleted"].requiredInt(),
-                                valuesKept: try row["values_kept"].requiredInt(), logSeq: try row["log_seq"].int())
-        }
-    }
-}
-
-extension ForgetService {
-    /// A lock timeout, named by its holder: an ETL batch or another erasure holding the vault-wide or the user's lock,
-    /// else a session holding the access log's append lock.
-    static func lockTimeout(on connection: PostgresConnection, gate: LoggedAccessGate, subjectHashes: [String]) async
-        -> any PIIVaultReportableError
-    {
-        let holders = await VaultLockHolders.find(on: connection, subjectHashes: subjectHashes)
-        if holders.isEmpty {
-            let logHolders = await gate.lockHolders()
-            if !logHolders.isEmpty { return AccessLogBusy(holders: logHolders) }
-        }
-        return VaultLockTimeout(action: gate.action, holders: holders)
     }
 }
 
@@ -155,24 +126,15 @@ extension ForgetService {
     public static func forgetQuarantined(
         messageID: String, reason: String, dryRun: Bool, databaseURL: String, caller: AccessLogCaller = .current
     ) async throws -> QuarantineForgetReport {
-        guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw UnmaskError.reasonRequired }
-        let report = try await Database.withConnection(databaseURL, applicationName: "piivault forget") { connection in
-            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "forget")
-            let rows: PostgresRows
-            do {
-                rows = try await connection.query("""
+        let report = try await ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "forget")
+            .run(reason: reason) { session in
+                let row = try await session.request("""
                     SELECT * FROM vault.forget_quarantined(\(messageID), \(reason), \(caller.osUser),
                                                            \(caller.clientHost), \(dryRun))
-                    """)
-            } catch let error as PostgresError where error.isPermissionDenied {
-                throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "message_id", reason: reason))
-            } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw AccessLogBusy(holders: await gate.lockHolders())
+                    """, deniedSubject: "message_id")
+                return QuarantineForgetReport(messageID: messageID, bodiesDeleted: try row["bodies_deleted"].requiredInt(),
+                                              logSeq: try row["log_seq"].int())
             }
-            guard let row = rows.first else { throw UnmaskProtocolError() }
-            return QuarantineForgetReport(messageID: messageID, bodiesDeleted: try row["bodies_deleted"].requiredInt(),
-                                          logSeq: try row["log_seq"].int())
-        }
         if report.bodiesDeleted == 0 { throw QuarantinedMessageNotFound(logSeq: report.logSeq) }
         return report
     }

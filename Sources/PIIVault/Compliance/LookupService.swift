@@ -72,8 +72,8 @@ public enum LookupError: PIIVaultReportableError, Equatable {
 /// ETL does and tokenized under every token key version given (one key file per version: after a rotation, tokens of
 /// older versions stay until `retokenize` moves them); versions present in the vault without a key are reported in
 /// `LookupReport.versionsWithoutKey`. Only the tokens go to the database, through
-/// the `LoggedAccessGate` (action `lookup`, subject the tokens), and the rows come back only after the entry is
-/// committed. Opens its own connection and closes it.
+/// the `ComplianceRunner` (action `lookup`, subject the tokens), and the rows come back only after the entry is
+/// committed. Runs through the `ComplianceRunner`.
 public struct LookupService: Sendable {
     public let databaseURL: String
     public let tokenKeys: TokenKeySet
@@ -98,9 +98,6 @@ public struct LookupService: Sendable {
 
     /// Canonicalises every value first (an invalid one is refused before the database), then looks them up.
     public func run(_ request: LookupRequest) async throws -> LookupReport {
-        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw UnmaskError.reasonRequired
-        }
         var canonical: [(PIIField, String)] = []
         for (index, item) in request.values.enumerated() {
             do {
@@ -109,70 +106,80 @@ public struct LookupService: Sendable {
                 throw LookupError.invalidValue(number: index + 1, field: item.field)
             }
         }
-        return try await Database.withConnection(databaseURL) { connection in
-            var present: [Int] = []
-            do {
-                present = try await connection.query("SELECT v FROM vault.token_versions() AS v")
-                    .map { try $0["v"].requiredInt() }.filter { (1...Token.maximumVersion).contains($0) }
-            } catch let error as PostgresError where error.isPermissionDenied {
-                // A login outside compliance: the gate's request below is refused too, and records the attempt.
-            }
-            let tokenizers = tokenKeys.versions.compactMap { tokenKeys[$0].map { Tokenizer(key: $0) } }
-            let versionsWithoutKey = Set(present).subtracting(tokenKeys.versions).sorted()
-            for version in versionsWithoutKey {
-                warn("the vault holds tokens of token key version \(version), but no token key of that version was given: values are not searched under it; add --token-key for version \(version), or run retokenize")
-            }
-            let tokens = canonical.map { field, value in tokenizers.map { $0.token(forCanonical: value, field: field) } }
-            var valueOfToken: [String: Int] = [:]
-            for (index, list) in tokens.enumerated() { for token in list where valueOfToken[token] == nil { valueOfToken[token] = index + 1 } }
-            let all = Array(valueOfToken.keys).sorted()
-            let subject = "tokens:" + all.joined(separator: ",")
-            let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: all), as: UTF8.self)
-            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "lookup")
-            let grant = try await gate.request("""
-                SELECT * FROM vault.request_lookup_tokens(ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(request.reason), \(caller.osUser),
-                                                          \(caller.clientHost), \(request.maxRows))
-                """, reason: request.reason, deniedSubject: subject)
-            if grant.isRefused { throw UnmaskError.overRowCap(outcome: grant.outcome, logSeq: grant.seq) }
-            guard grant.rowCount > 0 else { throw LookupError.notFound(logSeq: grant.seq) }
-            let matches = try await gate.release(grant, "SELECT *, create_date::text AS create_date_text FROM vault.release_lookup_tokens(\(grant.seq))") { rows in
-                try rows.map { row -> LookupMatch in
-                    let ip = try row["masked_ip"].string()
-                    let device = try row["masked_device_id"].string()
-                    let token = [ip, device].compactMap { $0 }.first { valueOfToken[$0] != nil } ?? ""
-                    return LookupMatch(
-                        valueNumber: valueOfToken[token] ?? 0, token: token, userID: try row["user_id"].requiredString(),
-                        deviceType: try row["device_type"].string(), maskedIP: ip, maskedDeviceID: device,
-                        locale: try row["locale"].string(), appVersion: try row["app_version"].int(),
-                        createDate: try row["create_date_text"].string(), messageID: try row["message_id"].string())
+        return try await ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "lookup")
+            .run(reason: request.reason) { session in
+                let versionsWithoutKey = try await self.versionsWithoutKey(session.connection)
+                for version in versionsWithoutKey {
+                    warn("the vault holds tokens of token key version \(version), but no token key of that version was given: values are not searched under it; add --token-key for version \(version), or run retokenize")
                 }
+                let tokenizers = tokenKeys.versions.compactMap { tokenKeys[$0].map { Tokenizer(key: $0) } }
+                let tokens = canonical.map { field, value in tokenizers.map { $0.token(forCanonical: value, field: field) } }
+                var valueOfToken: [String: Int] = [:]
+                for (index, list) in tokens.enumerated() {
+                    for token in list where valueOfToken[token] == nil { valueOfToken[token] = index + 1 }
+                }
+                let all = Array(valueOfToken.keys).sorted()
+                let grant = try await session.requestGrant("""
+                    SELECT * FROM vault.request_lookup_tokens(\(PostgresArray.texts(all))::text[], \(request.reason),
+                                                              \(caller.osUser), \(caller.clientHost), \(request.maxRows))
+                    """, deniedSubject: "tokens:" + all.joined(separator: ","))
+                if grant.isRefused { throw ComplianceError.overRowCap(outcome: grant.outcome, logSeq: grant.seq) }
+                guard grant.rowCount > 0 else { throw LookupError.notFound(logSeq: grant.seq) }
+                let valueNumbers = valueOfToken
+                let matches = try await session.release(
+                    "SELECT *, create_date::text AS create_date_text FROM vault.release_lookup_tokens(\(grant.seq))"
+                ) { rows in
+                    try rows.map { row -> LookupMatch in
+                        let ip = try row["masked_ip"].string()
+                        let device = try row["masked_device_id"].string()
+                        let token = [ip, device].compactMap { $0 }.first { valueNumbers[$0] != nil } ?? ""
+                        return LookupMatch(
+                            valueNumber: valueNumbers[token] ?? 0, token: token, userID: try row["user_id"].requiredString(),
+                            deviceType: try row["device_type"].string(), maskedIP: ip, maskedDeviceID: device,
+                            locale: try row["locale"].string(), appVersion: try row["app_version"].int(),
+                            createDate: try row["create_date_text"].string(), messageID: try row["message_id"].string())
+                    }
+                }
+                return LookupReport(
+                    tokens: tokens,
+                    matches: matches.sorted { ($0.valueNumber, $0.createDate ?? "") < ($1.valueNumber, $1.createDate ?? "") },
+                    logSeq: grant.seq, outcome: grant.outcome, versionsWithoutKey: versionsWithoutKey)
             }
-            return LookupReport(tokens: tokens, matches: matches.sorted { ($0.valueNumber, $0.createDate ?? "") < ($1.valueNumber, $1.createDate ?? "") },
-                                logSeq: grant.seq, outcome: grant.outcome, versionsWithoutKey: versionsWithoutKey)
+    }
+
+    /// Token versions present in the vault without a key given. A login outside compliance may not ask
+    /// (`vault.token_versions`): none, and the request step after it records the attempt.
+    private func versionsWithoutKey(_ connection: PostgresConnection) async throws -> [Int] {
+        let present: [Int]
+        do {
+            present = try await connection.query("SELECT v FROM vault.token_versions() AS v")
+                .map { try $0["v"].requiredInt() }.filter { (1...Token.maximumVersion).contains($0) }
+        } catch let error as PostgresError where error.isPermissionDenied {
+            return []
         }
+        return Set(present).subtracting(tokenKeys.versions).sorted()
     }
 }
 
-extension OutputFormat {
-    /// `lookup`: one row per matching login, with the number of the value that matched and its token.
-    public func render(_ report: LookupReport) -> String {
-        let header = ["value", "token", "user_id", "create_date", "device_type", "locale", "app_version",
-                      "masked_ip", "masked_device_id", "message_id"]
-        let rows = report.matches.map { m in
-            [String(m.valueNumber), m.token, m.userID, m.createDate ?? "", m.deviceType ?? "", m.locale ?? "",
-             m.appVersion.map(String.init) ?? "", m.maskedIP ?? "", m.maskedDeviceID ?? "", m.messageID ?? ""]
-        }
-        switch self {
-        case .table: return TextOutput.table(header: header, rows: rows)
-        case .csv: return TextOutput.csv(header: header, rows: rows)
-        case .json:
-            // Typed as `unmask --format json` types them: numbers as numbers, absent values as null.
-            return TextOutput.json(report.matches.map { m -> [String: Any] in
-                ["value": m.valueNumber, "token": m.token, "user_id": m.userID, "create_date": m.createDate ?? NSNull(),
-                 "device_type": m.deviceType ?? NSNull(), "locale": m.locale ?? NSNull(),
-                 "app_version": m.appVersion ?? NSNull(), "masked_ip": m.maskedIP ?? NSNull(),
-                 "masked_device_id": m.maskedDeviceID ?? NSNull(), "message_id": m.messageID ?? NSNull()]
+/// `lookup`: one row per matching login, with the number of the value that matched and its token.
+extension LookupReport: Renderable {
+    public var tableRows: TextRows {
+        TextRows(
+            header: ["value", "token", "user_id", "create_date", "device_type", "locale", "app_version", "masked_ip",
+                     "masked_device_id", "message_id"],
+            rows: matches.map { m in
+                [String(m.valueNumber), m.token, m.userID, m.createDate ?? "", m.deviceType ?? "", m.locale ?? "",
+                 m.appVersion.map(String.init) ?? "", m.maskedIP ?? "", m.maskedDeviceID ?? "", m.messageID ?? ""]
             })
+    }
+
+    /// Typed as `unmask --format json` types them: numbers as numbers, absent values as null.
+    public var jsonValue: Any {
+        matches.map { m -> [String: Any] in
+            ["value": m.valueNumber, "token": m.token, "user_id": m.userID, "create_date": m.createDate ?? NSNull(),
+             "device_type": m.deviceType ?? NSNull(), "locale": m.locale ?? NSNull(),
+             "app_version": m.appVersion ?? NSNull(), "masked_ip": m.maskedIP ?? NSNull(),
+             "masked_device_id": m.maskedDeviceID ?? NSNull(), "message_id": m.messageID ?? NSNull()]
         }
     }
 }

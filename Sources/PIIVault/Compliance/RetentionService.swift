@@ -36,29 +36,33 @@ public struct RetentionReport: Sendable, Equatable {
     public var isDryRun: Bool { logSeq == nil }
 
     /// The counts in `format`, ending with a newline. No token, no value: counts and the cutoff only.
-    public func rendered(_ format: OutputFormat) -> String {
-        switch format {
-        case .table:
-            let verb = isDryRun ? "would delete" : "deleted"
-            return """
-                cutoff \(cutoff) (logins dated before it)
-                \(verb) \(loginsDeleted) login rows
-                \(verb) \(valuesDeleted) sealed values
-                \(verb) \(dataKeysDeleted) data keys
+    public func rendered(_ format: OutputFormat) -> String { format.render(self) }
+}
 
-                """
-        case .json:
-            return TextOutput.json([
-                "cutoff": cutoff, "logins_deleted": loginsDeleted, "values_deleted": valuesDeleted,
-                "data_keys_deleted": dataKeysDeleted, "dry_run": isDryRun,
-                "log_seq": logSeq.map { $0 as Any } ?? NSNull(),
-            ] as [String: Any])
-        case .csv:
-            return TextOutput.csv(
-                header: ["cutoff", "logins_deleted", "values_deleted", "data_keys_deleted", "dry_run", "log_seq"],
-                rows: [[cutoff, String(loginsDeleted), String(valuesDeleted), String(dataKeysDeleted),
-                        String(isDryRun), logSeq.map(String.init) ?? ""]])
-        }
+extension RetentionReport: Renderable {
+    /// A few lines of prose.
+    public var tableText: String {
+        let verb = isDryRun ? "would delete" : "deleted"
+        return """
+            cutoff \(cutoff) (logins dated before it)
+            \(verb) \(loginsDeleted) login rows
+            \(verb) \(valuesDeleted) sealed values
+            \(verb) \(dataKeysDeleted) data keys
+
+            """
+    }
+
+    public var tableRows: TextRows {
+        TextRows(header: ["cutoff", "logins_deleted", "values_deleted", "data_keys_deleted", "dry_run", "log_seq"],
+                 rows: [[cutoff, String(loginsDeleted), String(valuesDeleted), String(dataKeysDeleted),
+                         String(isDryRun), logSeq.map(String.init) ?? ""]])
+    }
+
+    public var jsonValue: Any {
+        [
+            "cutoff": cutoff, "logins_deleted": loginsDeleted, "values_deleted": valuesDeleted,
+            "data_keys_deleted": dataKeysDeleted, "dry_run": isDryRun, "log_seq": logSeq.map { $0 as Any } ?? NSNull(),
+        ] as [String: Any]
     }
 }
 
@@ -66,7 +70,8 @@ public struct RetentionReport: Sendable, Equatable {
 /// the data keys no remaining value or quarantined body uses (migration 0014). One `retention` entry per run, appended
 /// and committed before anything is deleted (`vault.request_retention`); then each batch is its own short transaction
 /// through a function that checks that committed grant, so a failed append deletes nothing, the ETL keeps loading
-/// beside it, and a run killed midway is finished by the next. Opens its own connection and closes it.
+/// beside it, and a run killed midway is finished by the next. Runs through the `ComplianceRunner` (action
+/// `retention`).
 public struct RetentionService: Sendable {
     public let databaseURL: String
     public let caller: AccessLogCaller
@@ -82,71 +87,55 @@ public struct RetentionService: Sendable {
     }
 
     public func run(_ request: RetentionRequest) async throws -> RetentionReport {
-        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw UnmaskError.reasonRequired
-        }
-        return try await Database.withConnection(databaseURL, applicationName: "piivault retention") { connection in
-            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "retention")
-            let started: PostgresRows
-            do {
-                started = try await connection.query(request.dryRun ? """
-                    SELECT NULL::bigint AS log_seq, cutoff::text AS cutoff_text, logins, sealed_values, data_keys
-                      FROM vault.preview_retention(\(request.olderThanDays))
-                    """ : """
-                    SELECT log_seq, cutoff::text AS cutoff_text, logins, sealed_values, data_keys
-                      FROM vault.request_retention(\(request.olderThanDays), \(request.reason), \(caller.osUser),
-                                                   \(caller.clientHost))
-                    """)  // its own transaction: the entry and its grant are committed when it returns
-            } catch let error as PostgresError where error.isPermissionDenied {
-                // A dry run by a login outside compliance is an attempt too.
-                throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "cutoff", reason: request.reason))
-            } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw AccessLogBusy(holders: await gate.lockHolders())
-            }
-            guard let row = started.first else { throw UnmaskProtocolError() }
+        var runner = ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "retention")
+        runner.afterBatch = afterBatch
+        return try await runner.run(reason: request.reason) { session in
+            // Its own transaction: the entry and its grant are committed when it returns.
+            let row = try await session.request(request.dryRun ? """
+                SELECT NULL::bigint AS log_seq, cutoff::text AS cutoff_text, logins, sealed_values, data_keys
+                  FROM vault.preview_retention(\(request.olderThanDays))
+                """ : """
+                SELECT log_seq, cutoff::text AS cutoff_text, logins, sealed_values, data_keys
+                  FROM vault.request_retention(\(request.olderThanDays), \(request.reason), \(caller.osUser),
+                                               \(caller.clientHost))
+                """, deniedSubject: "cutoff")
             let cutoff = try row["cutoff_text"].requiredString()
             guard let seq = try row["log_seq"].int() else {
                 return RetentionReport(cutoff: cutoff, loginsDeleted: try row["logins"].requiredInt(),
                                        valuesDeleted: try row["sealed_values"].requiredInt(),
                                        dataKeysDeleted: try row["data_keys"].requiredInt(), logSeq: nil)
             }
-            do {
-                return try await deleteInBatches(seq: seq, cutoff: cutoff, batchSize: request.batchSize,
-                                                 connection: connection)
-            } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw await ForgetService.lockTimeout(on: connection, gate: gate, subjectHashes: [])
-            }
+            return try await deleteInBatches(seq: seq, cutoff: cutoff, batchSize: request.batchSize, session: session)
         }
     }
 
     /// Steps 1 to 3 under grant `seq`, each batch committed on its own (autocommit), then the grant closed.
-    private func deleteInBatches(seq: Int, cutoff: String, batchSize: Int, connection: PostgresConnection)
+    private func deleteInBatches(seq: Int, cutoff: String, batchSize: Int, session: ComplianceSession)
         async throws -> RetentionReport
     {
-        var batches = 0
+        let connection = session.connection
         var logins = 0
-        while true {
-            let deleted = try await connection.query(
-                "SELECT vault.retention_delete_logins(\(seq), \(batchSize)) AS n").first?["n"].requiredInt() ?? 0
-            if deleted == 0 { break }
+        let batches = try await session.batches {
+            let deleted = try await connection.query("SELECT vault.retention_delete_logins(\(seq), \(batchSize)) AS n")
+                .requiredFirst("vault.retention_delete_logins")["n"].requiredInt()
             logins += deleted
-            batches += 1
-            try await afterBatch(batches)
+            return deleted == 0 ? .finished : .committed(more: true)
         }
         var values = 0
-        while true {
+        _ = try await session.batches(after: batches) {
             guard let row = try await connection.query(
-                "SELECT * FROM vault.retention_delete_values(\(seq), \(batchSize))").first else { break }
+                "SELECT * FROM vault.retention_delete_values(\(seq), \(batchSize))").first else { return .finished }
             let taken = try row["tokens_taken"].requiredInt()
-            if taken == 0 { break }
+            if taken == 0 { return .finished }
             values += try row["values_deleted"].requiredInt()
-            batches += 1
-            try await afterBatch(batches)
+            return .committed(more: true)
         }
-        let keys = try await connection.query(
-            "SELECT vault.retention_delete_data_keys(\(seq)) AS n").first?["n"].requiredInt() ?? 0
-        _ = try await connection.query("SELECT vault.finish_retention(\(seq))")
-        return RetentionReport(cutoff: cutoff, loginsDeleted: logins, valuesDeleted: values, dataKeysDeleted: keys,
-                               logSeq: seq)
+        return try await session.step {
+            let keys = try await connection.query("SELECT vault.retention_delete_data_keys(\(seq)) AS n")
+                .requiredFirst("vault.retention_delete_data_keys")["n"].requiredInt()
+            _ = try await connection.query("SELECT vault.finish_retention(\(seq))")
+            return RetentionReport(cutoff: cutoff, loginsDeleted: logins, valuesDeleted: values, dataKeysDeleted: keys,
+                                   logSeq: seq)
+        }
     }
 }

@@ -83,13 +83,13 @@ public enum RetokenizeError: PIIVaultReportableError, Equatable {
 }
 
 /// `retokenize`: moves every sealed value and login row from older token key versions to the version of the token key
-/// given, through the `LoggedAccessGate` (action `retokenize`, one entry per run; migration 0016). For each value of
+/// given, through the `ComplianceRunner` (action `retokenize`, one entry per run; migration 0016). For each value of
 /// an older version: open it (the data key with the vault secret key, the value with its old token as additional
 /// data), compute its token under the new key, seal it again bound to the new token under a data key of this run
 /// (sealed to the vault key's public half; a new one after `DataKeySealer.valueLimit` values), and hand the mapping to
 /// `vault.apply_retokenize_batch`, which inserts the new value (or keeps the one the ETL already sealed), rewrites the
 /// logins and deletes the old value. Each batch is one transaction, so a run killed midway leaves whole batches, and
-/// the next run moves the rest: resumable and idempotent. Opens its own connection and closes it.
+/// the next run moves the rest: resumable and idempotent. Runs through the `ComplianceRunner`.
 public struct RetokenizeService: Sendable {
     public let databaseURL: String
     public let secretKey: VaultSecretKey
@@ -107,73 +107,69 @@ public struct RetokenizeService: Sendable {
     }
 
     public func run(_ request: RetokenizeRequest) async throws -> RetokenizeReport {
-        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw UnmaskError.reasonRequired
-        }
-        return try await Database.withConnection(databaseURL) { connection in
-            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "retokenize")
-            let grant = try await gate.request("""
+        var runner = ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "retokenize")
+        runner.afterBatch = afterCommit
+        return try await runner.run(reason: request.reason) { session in
+            let grant = try await session.requestGrant("""
                 SELECT * FROM vault.request_retokenize(\(tokenKey.version), \(tokenKey.keyID.hex), \(secretKey.keyID.hex),
                                                        \(request.reason), \(caller.osUser), \(caller.clientHost))
-                """, reason: request.reason, deniedSubject: "tokens")
+                """, deniedSubject: "tokens")
             if grant.isRefused {
                 throw RetokenizeError.refused(outcome: grant.outcome, logSeq: grant.seq, otherKeyID: grant.otherKeyID)
             }
             // The new version's key is recorded before any token of it is written, or the run is refused when the
             // vault knows that version under another key.
-            try await TokenKeyRegistry.check(version: tokenKey.version, keyID: tokenKey.keyID.description, on: connection)
-            // Claims the grant and binds the run to this session: no other session can use it, and it ends with ours.
-            _ = try await connection.query("SELECT vault.start_retokenize(\(grant.seq))")
+            try await TokenKeyRegistry.check(version: tokenKey.version, keyID: tokenKey.keyID.description, on: session.connection)
+            try await session.bind("SELECT vault.start_retokenize(\(grant.seq))")
             var report = RetokenizeReport(logSeq: grant.seq, outcome: grant.outcome, toVersion: tokenKey.version)
             let tokenizer = Tokenizer(key: tokenKey)
             let ring = DataKeyRing(secretKey: secretKey)
             var sealer: DataKeySealer?
             var sealerID: Int?
             var moved = Set<String>()
-            while true {
-                let rows = try await connection.query(
+            report.batches = try await session.batches {
+                let rows = try await session.connection.query(
                     "SELECT * FROM vault.release_retokenize_values(\(grant.seq), \(request.batchSize))")
-                if rows.isEmpty { break }
+                if rows.isEmpty { return .finished }
                 if sealer.map({ $0.sealedCount + rows.count > DataKeySealer.valueLimit }) ?? true {
                     sealer = try DataKeySealer(vaultPublicKey: secretKey.publicKey)
                     sealerID = nil
                 }
-                guard let current = sealer else { break }
+                guard let current = sealer else { return .finished }
                 var oldTokens: [String] = [], newTokens: [String] = [], newSealed: [[UInt8]] = []
                 for row in rows {
                     let old = try row["token"].requiredString()
                     guard moved.insert(old).inserted else { throw RetokenizeError.noProgress(token: old) }
                     guard let field = PIIField(rawValue: try row["field"].requiredString()) else {
-                        throw RetokenizeError.valueDoesNotOpen(token: old, logSeq: try await refuse(gate, old, request))
+                        throw RetokenizeError.valueDoesNotOpen(token: old, logSeq: try await refuse(session, old))
                     }
                     let reference = try DataKeyReference(row, id: "data_key_id", keyID: "key_id", sealed: "sealed_key")
                     let value: String
                     do {
                         value = try ring.openValue(try row["sealed"].requiredBytes(), token: old, dataKey: reference)
                     } catch {
-                        throw RetokenizeError.valueDoesNotOpen(token: old, logSeq: try await refuse(gate, old, request))
+                        throw RetokenizeError.valueDoesNotOpen(token: old, logSeq: try await refuse(session, old))
                     }
                     let new = tokenizer.token(forCanonical: value, field: field)
                     oldTokens.append(old)
                     newTokens.append(new)
                     newSealed.append(try current.seal(value, token: new))
                 }
-                let oldLiteral = PostgresArray.texts(oldTokens), newLiteral = PostgresArray.texts(newTokens)
-                let sealedLiteral = PostgresArray.bytes(newSealed)
-                let (applied, keyID) = try await connection.transaction { connection -> (PostgresRow, Int) in
-                    var keyID = sealerID
+                let knownKeyID = sealerID
+                let (applied, keyID) = try await session.connection.transaction { connection -> (PostgresRow, Int) in
+                    var keyID = knownKeyID
                     if keyID == nil {
                         keyID = try await connection.query("""
                             SELECT vault.add_retokenize_data_key(\(grant.seq), \(current.sealedDataKey.keyID.hex),
                                                                  \(current.sealedDataKey.sealed)) AS id
-                            """).first?["id"].requiredInt()
+                            """).requiredFirst("vault.add_retokenize_data_key")["id"].requiredInt()
                     }
-                    guard let keyID else { throw UnmaskProtocolError() }
-                    let rows = try await connection.query("""
+                    guard let keyID else { throw ComplianceError.protocolError(action: "retokenize") }
+                    let row = try await connection.query("""
                         SELECT * FROM vault.apply_retokenize_batch(
-                            \(grant.seq), \(oldLiteral)::text[], \(newLiteral)::text[], \(sealedLiteral)::bytea[], \(keyID))
-                        """)
-                    guard let row = rows.first else { throw UnmaskProtocolError() }
+                            \(grant.seq), \(PostgresArray.texts(oldTokens))::text[], \(PostgresArray.texts(newTokens))::text[],
+                            \(PostgresArray.bytes(newSealed))::bytea[], \(keyID))
+                        """).requiredFirst("vault.apply_retokenize_batch")
                     return (row, keyID)
                 }
                 if sealerID == nil { report.dataKeys += 1 }
@@ -182,17 +178,16 @@ public struct RetokenizeService: Sendable {
                 report.valuesJoined += try applied["values_joined"].requiredInt()
                 report.valuesSkipped += try applied["values_skipped"].requiredInt()
                 report.loginsUpdated += try applied["logins_updated"].requiredInt()
-                report.batches += 1
-                try await afterCommit(report.batches)
+                return .committed(more: true)
             }
-            _ = try await connection.query("SELECT vault.finish_retokenize(\(grant.seq)) AS remaining")
+            _ = try await session.connection.query("SELECT vault.finish_retokenize(\(grant.seq)) AS remaining")
             return report
         }
     }
 
     /// Logs a value that does not open as a refusal of this run and returns the entry's seq.
-    private func refuse(_ gate: LoggedAccessGate, _ token: String, _ request: RetokenizeRequest) async throws -> Int {
-        try await gate.recordRefusal(subject: "tokens:\(token)", reason: request.reason,
-                                     outcome: "refused: value damaged (token \(token) does not open with its token)")
+    private func refuse(_ session: ComplianceSession, _ token: String) async throws -> Int {
+        try await session.recordRefusal(subject: "tokens:\(token)",
+                                        outcome: "refused: value damaged (token \(token) does not open with its token)")
     }
 }

@@ -132,7 +132,7 @@ public struct RewrapSameKey: PIIVaultReportableError {
 /// gate (migration 0015): one `rewrap` entry per run, committed before anything is released; then batches, each its
 /// own transaction, each guarded by what it replaces. A killed run is finished by running it again (a new entry).
 /// With `full`, every value under those data keys is re-encrypted under new data keys sealed to the new key, and the
-/// old data keys are deleted once nothing references them. Opens its own connection and closes it.
+/// old data keys are deleted once nothing references them. Runs through the `ComplianceRunner`.
 public struct RewrapService: Sendable {
     public let databaseURL: String
     public let caller: AccessLogCaller
@@ -149,32 +149,17 @@ public struct RewrapService: Sendable {
 
     /// Runs one rewrap. Returns the report and, when something was left undone, why.
     public func run(_ request: RewrapRequest) async throws -> (report: RewrapReport, shortfall: RewrapShortfall?) {
-        guard !request.reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw UnmaskError.reasonRequired
-        }
         let oldID = request.oldSecretKey.keyID, newID = request.newPublicKey.keyID
         guard oldID != newID else { throw RewrapSameKey(keyID: oldID.hex) }
-        return try await Database.withConnection(databaseURL) { connection in
-            let gate = LoggedAccessGate(connection: connection, caller: caller, action: "rewrap")
-            let call: PostgresQuery = """
+        var runner = ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "rewrap")
+        runner.afterBatch = afterBatch
+        return try await runner.run(reason: request.reason) { session in
+            // A dry run only counts (no entry, no grant); it goes through the request step all the same.
+            let row = try await session.request("""
                 SELECT * FROM vault.request_rewrap(\(oldID.hex), \(newID.hex), \(request.full), \(request.reason),
                                                    \(caller.osUser), \(caller.clientHost), \(request.dryRun))
-                """
-            let row: PostgresRow
-            var seq: Int?
-            if request.dryRun {
-                do {
-                    guard let first = try await connection.query(call).first else { throw UnmaskProtocolError() }
-                    row = first
-                } catch let error as PostgresError where error.isPermissionDenied {
-                    throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "vault_key",
-                                                                                        reason: request.reason))
-                }
-            } else {
-                let asked = try await gate.requestRow(call, reason: request.reason, deniedSubject: "vault_key")
-                row = asked.row
-                seq = asked.grant.seq
-            }
+                """, deniedSubject: "vault_key")
+            let seq = request.dryRun ? nil : try AccessGrant(row).seq
             var report = RewrapReport(oldKeyID: oldID.hex, newKeyID: newID.hex, full: request.full, logSeq: seq)
             report.dataKeysFound = try row["data_keys"].requiredInt()
             report.valuesFound = try row["sealed_values"].requiredInt() + row["quarantined_values"].requiredInt()
@@ -182,16 +167,16 @@ public struct RewrapService: Sendable {
             report.otherKeyIDs = try row["other_key_ids"].string().map { $0.split(separator: ",").map(String.init) } ?? []
             guard let seq, !report.nothingToDo else { return (report, nil) }
 
-            _ = try await connection.query("SELECT vault.start_rewrap(\(seq))")  // its own transaction: claimed
-            let run = RewrapRun(connection: connection, seq: seq, request: request, afterBatch: afterBatch)
+            try await session.bind("SELECT vault.start_rewrap(\(seq))")
+            let run = RewrapRun(session: session, seq: seq, request: request)
             if request.full {
                 try await run.reencryptValues(into: &report)
             } else {
                 try await run.rewrapDataKeys(into: &report)
             }
             if report.dataKeysDamaged > 0 || report.valuesDamaged > 0 {
-                let refusal = try await gate.recordRefusal(
-                    subject: "vault_key:\(oldID.hex)->\(newID.hex)", reason: request.reason,
+                let refusal = try await session.recordRefusal(
+                    subject: "vault_key:\(oldID.hex)->\(newID.hex)",
                     outcome: "refused: data key damaged (\(report.dataKeysDamaged) data keys and \(report.valuesDamaged) values did not open with vault key \(oldID.hex))")
                 return (report, .damaged(dataKeys: report.dataKeysDamaged, values: report.valuesDamaged, logSeq: refusal))
             }
@@ -205,17 +190,16 @@ public struct RewrapService: Sendable {
 
 /// The batches of one started rewrap run, on its session (the run is bound to it: migration 0015).
 private struct RewrapRun {
-    let connection: PostgresConnection
+    let session: ComplianceSession
     let seq: Int
     let request: RewrapRequest
-    let afterBatch: @Sendable (Int) async throws -> Void
 
     /// Plain rewrap: each batch of data keys opened with the old key and sealed again to the new one.
     func rewrapDataKeys(into report: inout RewrapReport) async throws {
         let oldKey = request.oldSecretKey, newKey = request.newPublicKey
         var after = 0
-        while true {
-            let (count, last, rewrapped, changed, damaged) = try await connection.transaction { connection in
+        let batches = try await session.batches(after: report.batches) {
+            let (count, last, rewrapped, changed, damaged) = try await session.connection.transaction { connection in
                 let rows = try await connection.query(
                     "SELECT id, sealed_key FROM vault.release_rewrap_keys(\(seq), \(after), \(request.batchSize))")
                 var ids: [Int] = [], old: [[UInt8]] = [], new: [[UInt8]] = []
@@ -234,19 +218,18 @@ private struct RewrapRun {
                         SELECT vault.replace_rewrap_keys(\(seq), \(PostgresArray.bigints(ids))::bigint[],
                                                          \(PostgresArray.bytes(old))::bytea[],
                                                          \(PostgresArray.bytes(new))::bytea[]) AS n
-                        """).first!["n"].requiredInt()
+                        """).requiredFirst("vault.replace_rewrap_keys")["n"].requiredInt()
                 }
                 return (rows.count, last, replaced, ids.count - replaced, damaged)
             }
-            guard count > 0 else { return }
+            guard count > 0 else { return .finished }
             report.dataKeysRewrapped += rewrapped
             report.dataKeysChanged += changed
             report.dataKeysDamaged += damaged
-            report.batches += 1
             after = last
-            try await afterBatch(report.batches)
-            if count < request.batchSize { return }
+            return .committed(more: count >= request.batchSize)
         }
+        report.batches = batches
     }
 
     /// Full rewrap: every value under the old data keys opened and sealed again under a data key of this run (sealed
@@ -257,13 +240,13 @@ private struct RewrapRun {
         var opener: (id: Int, opener: DataKeyOpener?)?
         for kind in ["secret", "quarantine"] {
             var afterKey = 0, afterRef = ""
-            while true {
+            let batches = try await session.batches(after: report.batches) {
                 let current = sealer, cached = opener
-                let outcome = try await connection.transaction { connection in
+                let outcome = try await session.connection.transaction { connection in
                     try await reencryptBatch(kind: kind, afterKey: afterKey, afterRef: afterRef, sealer: current,
                                              cached: cached, connection: connection)
                 }
-                guard outcome.count > 0 else { break }
+                guard outcome.count > 0 else { return .finished }
                 if outcome.sealer?.id != sealer?.id { report.dataKeysCreated += 1 }
                 sealer = outcome.sealer
                 opener = outcome.opener
@@ -271,17 +254,17 @@ private struct RewrapRun {
                 report.valuesDamaged += outcome.damaged
                 report.dataKeysDamaged += outcome.damagedKeys
                 report.dataKeysDeleted += outcome.deleted
-                report.batches += 1
                 (afterKey, afterRef) = outcome.last
-                try await afterBatch(report.batches)
-                if outcome.count < request.batchSize { break }
+                return .committed(more: outcome.count >= request.batchSize)
             }
+            report.batches = batches
         }
         // Old data keys no value was under (or whose values another run moved) go now.
-        let rows = try await connection.query("SELECT * FROM vault.drop_rewrapped_data_keys(\(seq))")
-        report.dataKeysDeleted += try rows.first?["deleted"].requiredInt() ?? 0
-        report.dataKeysLeft = try rows.first?["in_use"].requiredInt() ?? 0
-        report.etlRunningWithOldKey = try rows.first?["etl_running"].bool() ?? false
+        let row = try await session.connection.query("SELECT * FROM vault.drop_rewrapped_data_keys(\(seq))")
+            .requiredFirst("vault.drop_rewrapped_data_keys")
+        report.dataKeysDeleted += try row["deleted"].requiredInt()
+        report.dataKeysLeft = try row["in_use"].requiredInt()
+        report.etlRunningWithOldKey = try row["etl_running"].bool() ?? false
     }
 
     private struct RunSealer: Sendable {
@@ -306,7 +289,8 @@ private struct RewrapRun {
         if let current, current.sealer.sealedCount + count <= DataKeySealer.valueLimit { return current }
         let sealer = try DataKeySealer(vaultPublicKey: request.newPublicKey)
         let id = try await connection.query(
-            "SELECT vault.add_rewrap_data_key(\(seq), \(sealer.sealedDataKey.sealed)) AS id").first!["id"].requiredInt()
+            "SELECT vault.add_rewrap_data_key(\(seq), \(sealer.sealedDataKey.sealed)) AS id")
+            .requiredFirst("vault.add_rewrap_data_key")["id"].requiredInt()
         return RunSealer(sealer: sealer, id: id)
     }
 
@@ -352,7 +336,7 @@ private struct RewrapRun {
                 SELECT vault.replace_rewrap_values(\(seq), \(kind), \(PostgresArray.texts(refs))::text[],
                                                    \(PostgresArray.bigints(oldIDs))::bigint[], \(sealer.id),
                                                    \(PostgresArray.bytes(sealed))::bytea[]) AS n
-                """).first!["n"].requiredInt()
+                """).requiredFirst("vault.replace_rewrap_values")["n"].requiredInt()
         }
         // Old data keys emptied by this batch go in the same transaction.
         outcome.deleted = try await connection.query(

@@ -27,10 +27,10 @@ public struct UnmaskService: Sendable {
     }
 
     /// Runs one request: one access-log entry (and a second when values are refused after release). Throws
-    /// `UnmaskError` for a refusal that prints nothing; what was recovered in part comes back with a `shortfall`.
+    /// `ComplianceError` for a refusal that prints nothing; what was recovered in part comes back with a `shortfall`.
     public func run(_ request: UnmaskRequest) async throws -> UnmaskReport {
-        try await Database.withConnection(databaseURL) { connection in
-            let unmasker = Unmasker(connection: connection, secretKey: secretKey, tokenKeys: tokenKeys, caller: caller)
+        try await ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "unmask").run(reason: request.reason) { session in
+            let unmasker = Unmasker(session: session, secretKey: secretKey, tokenKeys: tokenKeys)
             var report = try await unmasker.run(request)
             report.unverifiedTokenVersions = unmasker.unverified.sorted
             return report

@@ -1,7 +1,8 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Postgres
 
-/// Recovers original values for a compliance officer (role `piivault_compliance`) through the `LoggedAccessGate`:
+/// Recovers original values for a compliance officer (role `piivault_compliance`) through the `ComplianceRunner`:
 /// `vault.request_unmask_*` appends the access-log entry and records which rows it grants, committed before
 /// `vault.release_unmask_*` hands out the sealed rows of that grant, once. So:
 /// - no sealed value leaves the database before its entry is committed, whatever the client does; if the append or
@@ -13,7 +14,7 @@ import Postgres
 ///   withheld, and logged as a refusal;
 /// - a login outside `piivault_compliance` is refused by Postgres, and the attempt is logged.
 struct Unmasker {
-    let gate: LoggedAccessGate
+    let session: ComplianceSession
     let secretKey: VaultSecretKey
     /// Checks values against their tokens with the key of each token's version; nil when the caller chose not to
     /// verify.
@@ -21,35 +22,34 @@ struct Unmasker {
     /// The token versions met without a key to check them, collected over the access.
     let unverified = UnverifiedVersions()
 
-    init(connection: PostgresConnection, secretKey: VaultSecretKey, tokenKeys: TokenKeySet?, caller: AccessLogCaller) {
-        self.gate = LoggedAccessGate(connection: connection, caller: caller, action: "unmask")
+    init(session: ComplianceSession, secretKey: VaultSecretKey, tokenKeys: TokenKeySet?) {
+        self.session = session
         self.secretKey = secretKey
         self.tokenKeys = tokenKeys
     }
 
     func run(_ request: UnmaskRequest) async throws -> UnmaskReport {
         switch request.target {
-        case .tokens(let tokens): return try await unmask(tokens: tokens, reason: request.reason, maxRows: request.maxRows)
-        case .userID(let userID): return try await unmask(userID: userID, reason: request.reason, maxRows: request.maxRows)
-        case .quarantined(let messageID): return try await unmask(quarantinedMessageID: messageID, reason: request.reason)
+        case .tokens(let tokens): return try await unmask(tokens: tokens, maxRows: request.maxRows)
+        case .userID(let userID): return try await unmask(userID: userID, maxRows: request.maxRows)
+        case .quarantined(let messageID): return try await unmask(quarantinedMessageID: messageID)
         }
     }
 
     // MARK: - The three requests
 
-    private func unmask(tokens: [Token], reason: String, maxRows: Int) async throws -> UnmaskReport {
+    private func unmask(tokens: [Token], maxRows: Int) async throws -> UnmaskReport {
         var seen = Set<String>()
         let wanted = tokens.map(\.description).filter { seen.insert($0).inserted }
         let subject = "tokens:" + wanted.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.joined(separator: ",")
-        let tokensJSON = String(decoding: try JSONSerialization.data(withJSONObject: wanted), as: UTF8.self)
-        let grant = try await gate.request("""
+        let grant = try await session.requestGrant("""
             SELECT * FROM vault.request_unmask_tokens(
-                ARRAY(SELECT jsonb_array_elements_text(\(tokensJSON)::jsonb)), \(reason), \(gate.caller.osUser),
-                \(gate.caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
-            """, reason: reason, deniedSubject: subject)
+                \(PostgresArray.texts(wanted))::text[], \(session.reason), \(session.caller.osUser),
+                \(session.caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
+            """, deniedSubject: subject)
         try refuseIfRefused(grant)
         let opened = try await release(grant, "SELECT * FROM vault.release_unmask_tokens(\(grant.seq))",
-                                       subject: subject, reason: reason) { rows, opener in
+                                       subject: subject) { rows, opener in
             var values: [String: UnmaskedValue] = [:]
             var withheld: [String] = []
             for row in rows {
@@ -72,16 +72,16 @@ struct Unmasker {
                             outcome: grant.outcome, shortfall: shortfall)
     }
 
-    private func unmask(userID: String, reason: String, maxRows: Int) async throws -> UnmaskReport {
-        let grant = try await gate.request("""
-            SELECT * FROM vault.request_unmask_user(\(userID), \(reason), \(gate.caller.osUser),
-                                                    \(gate.caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
-            """, reason: reason, deniedSubject: "user_id")
+    private func unmask(userID: String, maxRows: Int) async throws -> UnmaskReport {
+        let grant = try await session.requestGrant("""
+            SELECT * FROM vault.request_unmask_user(\(userID), \(session.reason), \(session.caller.osUser),
+                                                    \(session.caller.clientHost), \(maxRows), \(secretKey.keyID.hex))
+            """, deniedSubject: "user_id")
         try refuseIfRefused(grant)
         let subject = "user_id:" + userID
         let opened = try await release(
             grant, "SELECT *, create_date::text AS create_date_text FROM vault.release_unmask_user(\(grant.seq))",
-            subject: subject, reason: reason
+            subject: subject
         ) { rows, opener in
             try rows.map { row in
                 let maskedIP = try row["masked_ip"].string()
@@ -115,15 +115,15 @@ struct Unmasker {
             shortfall: opened.shortfall ?? (logins.isEmpty ? .noLogins(userID: userID, logSeq: grant.seq) : nil))
     }
 
-    private func unmask(quarantinedMessageID messageID: String, reason: String) async throws -> UnmaskReport {
-        let grant = try await gate.request("""
-            SELECT * FROM vault.request_unmask_quarantined(\(messageID), \(reason), \(gate.caller.osUser),
-                                                           \(gate.caller.clientHost), \(secretKey.keyID.hex))
-            """, reason: reason, deniedSubject: "message_id")
+    private func unmask(quarantinedMessageID messageID: String) async throws -> UnmaskReport {
+        let grant = try await session.requestGrant("""
+            SELECT * FROM vault.request_unmask_quarantined(\(messageID), \(session.reason), \(session.caller.osUser),
+                                                           \(session.caller.clientHost), \(secretKey.keyID.hex))
+            """, deniedSubject: "message_id")
         try refuseIfRefused(grant)
         let opened = try await release(
             grant, "SELECT *, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS received_at_text FROM vault.release_unmask_quarantined(\(grant.seq))",
-            subject: "message_id:" + messageID, reason: reason
+            subject: "message_id:" + messageID
         ) { rows, opener -> UnmaskedMessage? in
             guard let row = rows.first else { return nil }
             let body = try opener.ring.openBody(
@@ -145,16 +145,16 @@ struct Unmasker {
     /// A refusal decided at step 1 (over the row cap, every row sealed to another vault key) prints nothing.
     private func refuseIfRefused(_ grant: AccessGrant) throws {
         if let otherKey = grant.otherKeyID {
-            throw UnmaskError.wrongVaultKey(recorded: otherKey, given: secretKey.keyID, logSeq: grant.seq)
+            throw ComplianceError.wrongVaultKey(recorded: otherKey, given: secretKey.keyID, logSeq: grant.seq)
         }
-        if grant.isRefused { throw UnmaskError.overRowCap(outcome: grant.outcome, logSeq: grant.seq) }
+        if grant.isRefused { throw ComplianceError.overRowCap(outcome: grant.outcome, logSeq: grant.seq) }
     }
 
     /// Step 2: releases the grant's rows and opens them inside that transaction with `open`. A value that does not
     /// open rolls the release back and is logged as a refusal (and thrown); values withheld row by row (forged,
     /// sealed to another vault key) are logged as one refusal and returned as the shortfall.
     private func release<Rows: Sendable>(
-        _ grant: AccessGrant, _ call: PostgresQuery, subject: String, reason: String,
+        _ grant: AccessGrant, _ call: PostgresQuery, subject: String,
         open: ([PostgresRow], ValueOpener) throws -> Rows
     ) async throws -> (rows: Rows, shortfall: UnmaskShortfall?) {
         let opener = ValueOpener(secretKey: secretKey, tokenKeys: tokenKeys)
@@ -164,12 +164,11 @@ struct Unmasker {
             rows = try open([], opener)
         } else {
             do {
-                rows = try await gate.release(grant, call) { try open(Array($0), opener) }
+                rows = try await session.release(call) { try open(Array($0), opener) }
             } catch let failure as OpenFailure {
                 // The values were released under entry `seq` but do not open: log why, then report it.
                 let refusal = try await diagnose(failure)
-                let refusalSeq = try await gate.recordRefusal(subject: subject, reason: reason,
-                                                              outcome: refusal.loggedOutcome ?? "")
+                let refusalSeq = try await session.recordRefusal(subject: subject, outcome: refusal.loggedOutcome ?? "")
                 throw refusal.logged(as: refusalSeq)
             }
         }
@@ -182,17 +181,17 @@ struct Unmasker {
             let keys = Set(opener.otherKey.map(\.keyID)).sorted().joined(separator: ", ")
             outcomes.append("vault key mismatch (\(opener.otherKey.count) values sealed to \(keys), key file is \(secretKey.keyID))")
         }
-        let seq = try await gate.recordRefusal(subject: subject, reason: reason, outcome: outcomes.joined(separator: "; "))
+        let seq = try await session.recordRefusal(subject: subject, outcome: outcomes.joined(separator: "; "))
         return (rows, .withheld(forged: opener.forged, otherKey: opener.otherKey, refusalSeq: seq))
     }
 
     /// Tells a value moved from another row from a damaged one, by trying the tokens sealed under the same data key.
-    private func diagnose(_ failure: OpenFailure) async throws -> UnmaskError {
+    private func diagnose(_ failure: OpenFailure) async throws -> ComplianceError {
         switch failure {
         case .refused(let error):
             return error
         case let .value(token, dataKeyID, sealed, opener):
-            let candidates = try await gate.connection.query(
+            let candidates = try await session.connection.query(
                 "SELECT t FROM vault.tokens_sealed_with(\(dataKeyID)) AS t").map { try $0["t"].requiredString() }
             if case .moved(let original) = opener.diagnose(sealed, expectedToken: token, candidates: candidates) {
                 return .valueMoved(token: token, originalToken: original, logSeq: 0)
@@ -253,12 +252,11 @@ final class ValueOpener {
 }
 
 /// The token versions an access met without a key to check their values. A class so that the value-type `Unmasker`
-/// can collect into it. `versions` is guarded by `lock` (an access runs on one task, but the type must be Sendable).
-final class UnverifiedVersions: @unchecked Sendable {
-    private let lock = NSLock()
-    private var versions: Set<Int> = []  // guarded by lock
+/// can collect into it; behind a mutex because the type must be Sendable (an access runs on one task).
+final class UnverifiedVersions: Sendable {
+    private let versions = NIOLockedValueBox<Set<Int>>([])
 
-    func add(_ more: Set<Int>) { lock.withLock { versions.formUnion(more) } }
+    func add(_ more: Set<Int>) { versions.withLockedValue { $0.formUnion(more) } }
 
-    var sorted: [Int] { lock.withLock { versions.sorted() } }
+    var sorted: [Int] { versions.withLockedValue { $0.sorted() } }
 }

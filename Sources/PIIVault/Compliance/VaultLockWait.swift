@@ -14,8 +14,7 @@ enum VaultLockHolders {
     /// The holders of the vault-wide value lock and of the subject locks of `subjectHashes`, other than this session.
     /// Empty when they let go meanwhile or the query fails.
     static func find(on connection: PostgresConnection, subjectHashes: [String] = []) async -> [Holder] {
-        // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
-        let literal = "{" + subjectHashes.joined(separator: ",") + "}"
+        let literal = PostgresArray.texts(subjectHashes)
         let rows = try? await connection.query("""
             WITH keys AS (
                 SELECT hashtextextended('piivault-vault-values', 0) AS k

@@ -1,5 +1,6 @@
 import CSodium
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A data key sealed to a vault public key, as stored in `vault.data_keys` (`key_id`, `sealed_key`).
 public struct SealedDataKey: Sendable, Equatable {
@@ -33,14 +34,13 @@ public enum SealedValueFormat {
 /// One sealer serves at most `valueLimit` values (2^24, the contract's rotation point): `seal` throws
 /// `SealingError.dataKeyExhausted` after that; check `isExhausted` and start a new sealer. Safe to share across
 /// threads. The data key is wiped when the sealer is released.
-public final class DataKeySealer: @unchecked Sendable {
+public final class DataKeySealer: Sendable {
     /// How many values one data key may seal.
     public static let valueLimit = 1 << 24
     /// The data key sealed to the vault public key, for `vault.data_keys`.
     public let sealedDataKey: SealedDataKey
     private let dataKey: SecretBytes
-    private let lock = NSLock()
-    private var count = 0  // guarded by lock
+    private let count = NIOLockedValueBox(0)
 
     /// A fresh data key sealed to `vaultPublicKey`.
     public init(vaultPublicKey: VaultPublicKey) throws {
@@ -56,7 +56,7 @@ public final class DataKeySealer: @unchecked Sendable {
     }
 
     /// How many values this data key has sealed.
-    public var sealedCount: Int { lock.withLock { count } }
+    public var sealedCount: Int { count.withLockedValue { $0 } }
 
     /// Whether the data key has sealed `valueLimit` values and must be replaced.
     public var isExhausted: Bool { sealedCount >= Self.valueLimit }
@@ -80,7 +80,7 @@ public final class DataKeySealer: @unchecked Sendable {
 
     /// `nonce || crypto_aead_xchacha20poly1305_ietf_encrypt(message, additionalData, nonce, data key)`.
     public func seal(_ message: UnsafeRawBufferPointer, additionalData: UnsafeRawBufferPointer) throws -> [UInt8] {
-        try lock.withLock {
+        try count.withLockedValue { count in
             guard count < Self.valueLimit else { throw SealingError.dataKeyExhausted }
             count += 1
         }

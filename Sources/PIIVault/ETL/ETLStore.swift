@@ -67,8 +67,8 @@ actor ETLStore {
                     INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version)
                     VALUES (\(source), \(keys.vaultKeyID), \(keys.tokenKeyID), \(keys.tokenKeyVersion)) RETURNING id)
                 SELECT id, pg_advisory_lock(\(Int(Self.runLockNamespace))::int4, id::int4) FROM run
-                """).first!["id"].requiredInt()
-        } catch let error as PostgresError where error.sqlState == "42P01" {
+                """).requiredFirst("INSERT INTO public.etl_runs")["id"].requiredInt()
+        } catch let error as PostgresError where error.code == .undefinedTable {
             throw ETLError.notMigrated
         }
     }
@@ -89,7 +89,7 @@ actor ETLStore {
             return try await connection.query("""
                 SELECT vault_key_id FROM public.etl_runs WHERE vault_key_id IS NOT NULL ORDER BY id DESC LIMIT 1
                 """).first?["vault_key_id"].string()
-        } catch let error as PostgresError where error.sqlState == "42P01" || error.sqlState == "42703" {
+        } catch let error as PostgresError where error.code == .undefinedTable || error.code == .undefinedColumn {
             throw ETLError.notMigrated
         }
     }
@@ -121,7 +121,7 @@ actor ETLStore {
     func storeDataKey(_ key: SealedDataKey) async throws -> Int {
         try await connection.query("""
             INSERT INTO vault.data_keys (key_id, sealed_key) VALUES (\(key.keyID.description), \(key.sealed)) RETURNING id
-            """).first!["id"].requiredInt()
+            """).requiredFirst("INSERT INTO vault.data_keys")["id"].requiredInt()
     }
 
     // MARK: Loading
@@ -138,8 +138,7 @@ actor ETLStore {
             // shared lock table, and a few processes at once would exhaust it.)
             _ = try await connection.query(VaultValueLock.shared)
             if !hashes.isEmpty {
-                // Hashes are 64 hex digits: an array literal of them needs no quoting, and is still a bound parameter.
-                let literal = "{" + hashes.joined(separator: ",") + "}"
+                let literal = PostgresArray.texts(hashes)
                 // The batch was prepared before the lock: a forget that committed meanwhile is seen only now. Fail
                 // closed (nothing of the batch commits, its messages stay queued and the next run suppresses them)
                 // rather than load a forgotten user's row.
@@ -203,7 +202,7 @@ actor ETLStore {
             // Every value the batch's logins reference is sealed (by this batch or an earlier one): a forget that
             // deleted one after the batch looked it up fails the batch closed (the next run seals it again).
             if !referenced.isEmpty {
-                let literal = "{" + referenced.joined(separator: ",") + "}"
+                let literal = PostgresArray.texts(referenced)
                 let present = try await connection.query(
                     "SELECT count(*) FROM vault.secrets WHERE token = ANY(\(literal)::text[])").first?[0].requiredInt() ?? 0
                 if present < referenced.count { throw ValuesErasedDuringLoad(count: referenced.count - present) }
@@ -240,7 +239,7 @@ actor ETLStore {
         try await connection.execute("SAVEPOINT piivault_direct_copy")
         do {
             try await connection.copyFromStdin(statement, data: data)
-        } catch let error as PostgresError where error.sqlState == "23505" {
+        } catch let error as PostgresError where error.code == .uniqueViolation {
             try await connection.execute("ROLLBACK TO SAVEPOINT piivault_direct_copy")
             return false
         }
@@ -279,7 +278,7 @@ actor VaultLookup {
 
     /// Which of `hashes` (keyed user-id hashes) name forgotten users (`vault.tombstones`).
     func tombstoned(_ hashes: [String]) async throws -> Set<String> {
-        let literal = "{" + hashes.joined(separator: ",") + "}"
+        let literal = PostgresArray.texts(hashes)
         let rows = try await connection.query(
             "SELECT subject_hash FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
         var found = Set<String>()
@@ -289,8 +288,7 @@ actor VaultLookup {
 
     /// Which of `tokens` the vault already holds.
     func vaultHolds(_ tokens: [String]) async throws -> Set<String> {
-        // Tokens are `ip.v1.<hex>`: an array literal of them needs no quoting, and is still a bound parameter.
-        let literal = "{" + tokens.joined(separator: ",") + "}"
+        let literal = PostgresArray.texts(tokens)
         let rows = try await connection.query("SELECT token FROM vault.secrets WHERE token = ANY(\(literal)::text[])")
         var present = Set<String>()
         for row in rows { present.insert(try row[0].requiredString()) }

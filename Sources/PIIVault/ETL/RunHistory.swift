@@ -49,7 +49,7 @@ public enum RunHistory {
                      ORDER BY r.id DESC
                      LIMIT \(count)
                     """)
-            } catch let error as PostgresError where error.sqlState == "42P01" || error.sqlState == "42703" {
+            } catch let error as PostgresError where error.code == .undefinedTable || error.code == .undefinedColumn {
                 throw ETLError.notMigrated
             }
             return try rows.map { row in
@@ -73,43 +73,53 @@ public enum RunHistory {
     }
 }
 
-extension OutputFormat {
-    static let runColumns = ["id", "started_at", "finished_at", "source", "received", "loaded", "duplicates",
-                             "quarantined", "values_sealed", "delete_failures", "suppressed", "outcome", "error", "vault_key_id",
-                             "token_key_id", "token_key_version"]
+/// The run history as `runs` prints it.
+public struct RunHistoryRows: Renderable, Sendable {
+    public let runs: [ETLRunRecord]
 
-    /// Run-history `runs` rendered in this format, ending with a newline.
-    public func render(_ runs: [ETLRunRecord]) -> String {
-        switch self {
-        case .table:
-            return TextOutput.table(
-                header: ["id", "started (UTC)", "finished (UTC)", "source", "received", "loaded", "dup", "quar",
-                         "sealed", "supp", "outcome", "vault key", "tokens", "error"],
-                rows: runs.map { run in
-                    [String(run.id), run.startedAt, run.finishedAt ?? "-", run.source, String(run.received),
-                     String(run.loaded), String(run.duplicates), String(run.quarantined), String(run.valuesSealed),
-                     String(run.suppressed), run.outcome, run.vaultKeyID ?? "-", run.tokenKeyVersion.map { "v\($0)" } ?? "-",
-                     run.error ?? ""]
-                })
-        case .json:
-            func nullable(_ value: (any Sendable)?) -> Any { value ?? NSNull() }
-            return TextOutput.json(runs.map { run -> [String: Any] in
-                [
-                    "id": run.id, "started_at": run.startedAt, "finished_at": nullable(run.finishedAt),
-                    "source": run.source, "received": run.received, "loaded": run.loaded,
-                    "duplicates": run.duplicates, "quarantined": run.quarantined, "values_sealed": run.valuesSealed,
-                    "delete_failures": run.deleteFailures, "suppressed": run.suppressed, "outcome": run.outcome, "error": nullable(run.error),
-                    "vault_key_id": nullable(run.vaultKeyID), "token_key_id": nullable(run.tokenKeyID),
-                    "token_key_version": nullable(run.tokenKeyVersion),
-                ]
+    public init(_ runs: [ETLRunRecord]) { self.runs = runs }
+
+    public var tableRows: TextRows {
+        TextRows(
+            header: ["id", "started (UTC)", "finished (UTC)", "source", "received", "loaded", "dup", "quar",
+                     "sealed", "supp", "outcome", "vault key", "tokens", "error"],
+            rows: runs.map { run in
+                [String(run.id), run.startedAt, run.finishedAt ?? "-", run.source, String(run.received),
+                 String(run.loaded), String(run.duplicates), String(run.quarantined), String(run.valuesSealed),
+                 String(run.suppressed), run.outcome, run.vaultKeyID ?? "-", run.tokenKeyVersion.map { "v\($0)" } ?? "-",
+                 run.error ?? ""]
             })
-        case .csv:
-            return TextOutput.csv(header: Self.runColumns, rows: runs.map { run in
+    }
+
+    public var csvRows: TextRows {
+        TextRows(
+            header: ["id", "started_at", "finished_at", "source", "received", "loaded", "duplicates", "quarantined",
+                     "values_sealed", "delete_failures", "suppressed", "outcome", "error", "vault_key_id",
+                     "token_key_id", "token_key_version"],
+            rows: runs.map { run in
                 [String(run.id), run.startedAt, run.finishedAt ?? "", run.source, String(run.received),
                  String(run.loaded), String(run.duplicates), String(run.quarantined), String(run.valuesSealed),
                  String(run.deleteFailures), String(run.suppressed), run.outcome, run.error ?? "", run.vaultKeyID ?? "",
                  run.tokenKeyID ?? "", run.tokenKeyVersion.map(String.init) ?? ""]
             })
+    }
+
+    public var jsonValue: Any {
+        func nullable(_ value: (any Sendable)?) -> Any { value ?? NSNull() }
+        return runs.map { run -> [String: Any] in
+            [
+                "id": run.id, "started_at": run.startedAt, "finished_at": nullable(run.finishedAt),
+                "source": run.source, "received": run.received, "loaded": run.loaded,
+                "duplicates": run.duplicates, "quarantined": run.quarantined, "values_sealed": run.valuesSealed,
+                "delete_failures": run.deleteFailures, "suppressed": run.suppressed, "outcome": run.outcome,
+                "error": nullable(run.error), "vault_key_id": nullable(run.vaultKeyID),
+                "token_key_id": nullable(run.tokenKeyID), "token_key_version": nullable(run.tokenKeyVersion),
+            ]
         }
     }
+}
+
+extension OutputFormat {
+    /// Run-history `runs` rendered in this format, ending with a newline.
+    public func render(_ runs: [ETLRunRecord]) -> String { render(RunHistoryRows(runs)) }
 }

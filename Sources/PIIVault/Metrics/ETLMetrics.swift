@@ -1,18 +1,17 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// The metrics of one ETL run, the way batch jobs are watched: counters for what the run did, its duration, the time
 /// of the last successful run, queue depth at start and end, and a histogram of batch commit latency. Held in a
 /// swift-prometheus registry, rendered in the Prometheus text format for node_exporter's textfile collector or a
 /// Pushgateway (``MetricsPublisher``).
-public final class ETLMetrics: @unchecked Sendable {
-    // @unchecked: `setOptional` is only read and written under `lock`; the metrics are Sendable themselves.
+public final class ETLMetrics: Sendable {
     /// The registry every metric lives in.
     public let registry = PrometheusCollectorRegistry()
-    private let lock = NSLock()
     /// Gauges that mean something only once set (queue depths, the last success): rendered only then, so that a
     /// file source shows no queue depth and a failed run does not overwrite the last success with 0.
-    private var setOptional = Set<String>()
+    private let setOptional = NIOLockedValueBox(Set<String>())
     private static let optionalNames: Set<String> = [
         lastSuccessName, "piivault_etl_queue_depth_start_messages", "piivault_etl_queue_depth_end_messages",
     ]
@@ -119,15 +118,15 @@ public final class ETLMetrics: @unchecked Sendable {
     }
 
     /// Whether a last-success time will be rendered (this run succeeded, or an earlier one was carried over).
-    var hasLastSuccess: Bool { lock.withLock { setOptional.contains(Self.lastSuccessName) } }
+    var hasLastSuccess: Bool { setOptional.withLockedValue { $0.contains(Self.lastSuccessName) } }
 
     private func markSet(_ name: String) {
-        _ = lock.withLock { setOptional.insert(name) }
+        _ = setOptional.withLockedValue { $0.insert(name) }
     }
 
     /// The Prometheus text format of every metric, less the optional gauges never set.
     public func render() -> String {
-        let unset = lock.withLock { Self.optionalNames.subtracting(setOptional) }
+        let unset = setOptional.withLockedValue { Self.optionalNames.subtracting($0) }
         return registry.emitToString().split(separator: "\n", omittingEmptySubsequences: false).filter { line in
             !unset.contains { name in
                 line.hasPrefix("# HELP \(name) ") || line.hasPrefix("# TYPE \(name) ") || line.hasPrefix("\(name) ")

@@ -1,8 +1,5 @@
 import AWS
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOHTTP1
 
 /// Where a run's metrics go: a file for node_exporter's textfile collector, a Pushgateway, or both.
 public struct MetricsPublisher: Sendable, Equatable {
@@ -23,8 +20,9 @@ public struct MetricsPublisher: Sendable, Equatable {
 
     /// Writes and pushes `metrics`. A run that did not succeed keeps the last success time the textfile already
     /// had, and pushes without it (a Pushgateway POST replaces only the metrics it names). Every target is tried;
-    /// the first failure is thrown after.
-    public func publish(_ metrics: ETLMetrics) async throws {
+    /// the first failure is thrown after. The push goes through `transport` (the AWS module's HTTP seam; by default
+    /// AsyncHTTPClient verifying against the system trust store).
+    public func publish(_ metrics: ETLMetrics, transport: any HTTPTransport = AsyncHTTPClientTransport()) async throws {
         var firstError: (any Error)?
         if let filePath {
             do {
@@ -37,7 +35,7 @@ public struct MetricsPublisher: Sendable, Equatable {
             }
         }
         if let pushURL {
-            do { try await Self.push(metrics.render(), to: pushURL) } catch { firstError = firstError ?? error }
+            do { try await Self.push(metrics.render(), to: pushURL, transport: transport) } catch { firstError = firstError ?? error }
         }
         if let firstError { throw firstError }
     }
@@ -62,28 +60,26 @@ public struct MetricsPublisher: Sendable, Equatable {
     }
 
     /// POSTs the text to `<pushURL>/metrics/job/piivault_etl`.
-    static func push(_ text: String, to pushURL: String) async throws {
+    static func push(_ text: String, to pushURL: String, transport: any HTTPTransport) async throws {
         let base = pushURL.hasSuffix("/") ? String(pushURL.dropLast()) : pushURL
         let target = base + "/metrics/job/" + job
         guard let url = URL(string: target), let scheme = url.scheme, scheme == "http" || scheme == "https",
               url.host != nil else {
             throw MetricsError.push(url: pushURL, reason: "not an http:// or https:// URL")
         }
-        var request = HTTPClientRequest(url: target)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "text/plain; version=0.0.4")
-        request.body = .bytes(ByteBuffer(string: text))
+        let request = HTTPRequest(method: "POST", url: url,
+                                  headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(text.utf8),
+                                  maxResponseBytes: 64 * 1024)
+        let response: HTTPResponse
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-            guard (200..<300).contains(Int(response.status.code)) else {
-                let body = try? await response.body.collect(upTo: 4096)
-                let detail = body.map { String(buffer: $0) }?.split(separator: "\n").first.map(String.init) ?? ""
-                throw MetricsError.push(url: pushURL, reason: "HTTP \(response.status.code) \(detail)")
-            }
-        } catch let error as MetricsError {
-            throw error
+            response = try await transport.send(request, timeout: .seconds(10))
         } catch {
             throw MetricsError.push(url: pushURL, reason: "\(error)")
+        }
+        guard (200..<300).contains(response.status) else {
+            let detail = String(decoding: response.body.prefix(4096), as: UTF8.self)
+                .split(separator: "\n").first.map(String.init) ?? ""
+            throw MetricsError.push(url: pushURL, reason: "HTTP \(response.status) \(detail)")
         }
     }
 }

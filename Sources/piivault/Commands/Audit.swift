@@ -68,14 +68,15 @@ struct Audit: AsyncParsableCommand {
             try await reportingErrors {
                 let filter = AccessLogFilter(since: since, until: until, actor: actor, action: action,
                                              outcome: outcome, afterSeq: afterSeq)
-                if format == .jsonl {
+                guard let rowFormat = OutputFormat(rawValue: format.rawValue) else {
+                    // jsonl: streamed a page at a time.
                     try await AuditorService(databaseURL: database.resolved).exportJSONLines(matching: filter) {
                         printOutput($0)
                     }
                     return
                 }
                 let entries = try await AccessLogService(databaseURL: database.resolved).entries(matching: filter)
-                printOutput(csv.rendering { OutputFormat(rawValue: format.rawValue)!.render(entries) })
+                csv.print(AccessLogRows(entries), as: rowFormat)
             }
         }
     }

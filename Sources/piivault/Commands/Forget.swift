@@ -23,8 +23,7 @@ struct Forget: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("The token key file (also PIIVAULT_TOKEN_KEY).", valueName: "FILE"))
-    var tokenKey: String?
+    @OptionGroup var tokenKey: TokenKeyOptions
 
     @Option(help: ArgumentHelp("Why (the erasure request's number); logged.", valueName: "TEXT"))
     var reason: String?
@@ -60,18 +59,17 @@ struct Forget: AsyncParsableCommand {
             if let quarantined {
                 let report = try await ForgetService.forgetQuarantined(
                     messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved)
-                print(report.text, terminator: "")
+                printOutput(report.text)
                 fflush(nil)
                 reportLogged(report.logSeq)
                 return
             }
-            guard let userID, let path = tokenKey ?? ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"], !path.isEmpty else {
-                throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
-            }
-            let key = try KeyLoading.loadTokenKey(path: path, option: "--token-key")
+            let missing = "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it"
+            guard let userID else { throw ValidationError(missing) }
+            let key = try tokenKey.load(missing: missing)
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
-            print(report.text, terminator: "")
+            printOutput(report.text)
             fflush(nil)
             reportLogged(report.logSeq)
         }

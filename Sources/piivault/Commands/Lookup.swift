@@ -20,9 +20,7 @@ struct Lookup: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("A token key file (also PIIVAULT_TOKEN_KEY); repeat it for each token key version present.",
-                               valueName: "FILE"))
-    var tokenKey: [String] = []
+    @OptionGroup var tokenKeys: TokenKeysOptions
 
     @Option(help: ArgumentHelp("Why this access is needed (case or request number); logged.", valueName: "TEXT"))
     var reason: String?
@@ -41,6 +39,8 @@ struct Lookup: AsyncParsableCommand {
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
+    @OptionGroup var csv: CSVSafetyOptions
+
     @Option(help: "Refuse (and log the refusal) when more rows than this would be returned.")
     var maxRows: Int = 100
 
@@ -56,17 +56,14 @@ struct Lookup: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let paths = tokenKey.isEmpty ? [ProcessInfo.processInfo.environment["PIIVAULT_TOKEN_KEY"] ?? ""] : tokenKey
-            guard !paths.contains(where: \.isEmpty) else {
-                throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
-            }
-            let keys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0, option: "--token-key") })
+            let keys = try tokenKeys.load(
+                missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
             let values = ips.map { (field: PIIField.ip, value: $0) } + deviceIDs.map { (field: PIIField.deviceID, value: $0) }
                 + (try readValuesFile())
             var service = LookupService(databaseURL: database.resolved, tokenKeys: keys)
             service.warn = { FileHandle.standardError.write(Data("piivault: warning: \($0)\n".utf8)) }
             let report = try await service.run(LookupRequest(values: values, reason: reason ?? "", maxRows: maxRows))
-            print(format.render(report), terminator: "")
+            csv.print(report, as: format)
             fflush(nil)
             FileHandle.standardError.write(Data("piivault: access logged as entry \(report.logSeq)\n".utf8))
         }

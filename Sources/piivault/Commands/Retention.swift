@@ -38,6 +38,8 @@ struct Retention: AsyncParsableCommand {
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
+    @OptionGroup var csv: CSVSafetyOptions
+
     func validate() throws {
         guard let reason, !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ValidationError("--reason is required: give the retention policy's reference; it is logged")
@@ -52,7 +54,7 @@ struct Retention: AsyncParsableCommand {
                                            afterBatch: faultExitAfterCommits(ProcessInfo.processInfo.environment))
             let report = try await service.run(RetentionRequest(
                 olderThanDays: olderThan, reason: reason ?? "", dryRun: dryRun, batchSize: batchSize))
-            print(report.rendered(format), terminator: "")
+            csv.print(report, as: format)
             fflush(nil)
             if let seq = report.logSeq {
                 FileHandle.standardError.write(Data("piivault: retention logged as entry \(seq)\n".utf8))

@@ -25,12 +25,10 @@ struct Retokenize: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("The vault secret key file (also PIIVAULT_VAULT_KEY).", valueName: "FILE"))
-    var keyFile: String?
+    @OptionGroup var vaultKey: VaultSecretKeyOptions
 
-    @Option(help: ArgumentHelp("The new token key file (also PIIVAULT_TOKEN_KEY): its version is the target.",
-                               valueName: "FILE"))
-    var tokenKey: String?
+    /// The new token key: its version is the target.
+    @OptionGroup var tokenKey: TokenKeyOptions
 
     @Option(help: ArgumentHelp("Why (the rotation's change or incident number); logged.", valueName: "TEXT"))
     var reason: String?
@@ -48,21 +46,16 @@ struct Retokenize: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let environment = ProcessInfo.processInfo.environment
-            guard let keyPath = keyFile ?? environment["PIIVAULT_VAULT_KEY"], !keyPath.isEmpty else {
-                throw ValidationError("--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
-            }
-            guard let tokenPath = tokenKey ?? environment["PIIVAULT_TOKEN_KEY"], !tokenPath.isEmpty else {
-                throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY): the new token key")
-            }
+            let keyPath = try vaultKey.path(
+                missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
+            let newKeyPath = try tokenKey.path(missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): the new token key")
             // The keys first: a missing, exposed or locked key file stops here, before the database is asked.
-            let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath, option: "--key-file") {
-                try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
-            }
-            let newKey = try KeyLoading.loadTokenKey(path: tokenPath, option: "--token-key")
+            let secretKey = try VaultSecretKeyOptions.load(path: keyPath)
+            let newKey = try KeyLoading.loadTokenKey(path: newKeyPath, option: "--token-key")
             var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey)
             service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))
-            print(report.text, terminator: "")
+            printOutput(report.text)
             fflush(nil)
             FileHandle.standardError.write(Data("piivault: retokenize logged as entry \(report.logSeq)\n".utf8))
         }

@@ -27,8 +27,8 @@ struct Rewrap: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("The old vault secret key file (also PIIVAULT_VAULT_KEY).", valueName: "FILE"))
-    var keyFile: String?
+    /// The old vault secret key.
+    @OptionGroup var vaultKey: VaultSecretKeyOptions
 
     @Option(name: .customLong("to"), help: ArgumentHelp("The new key pair's vault.pub.", valueName: "FILE"))
     var newPublicKey: String
@@ -55,19 +55,15 @@ struct Rewrap: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let environment = ProcessInfo.processInfo.environment
-            guard let keyPath = keyFile ?? environment["PIIVAULT_VAULT_KEY"], !keyPath.isEmpty else {
-                throw ValidationError("--key-file is required (or PIIVAULT_VAULT_KEY): the old vault secret key file")
-            }
             // Both keys first: a refused key file never reaches the database.
-            let oldKey = try KeyLoading.loadVaultSecretKey(path: keyPath, option: "--key-file") {
-                try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
-            }
+            let oldKey = try vaultKey.load(
+                missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the old vault secret key file")
             let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey, option: "--to")
             let service = RewrapService(databaseURL: database.resolved, afterBatch: faultExitAfterCommits(environment))
             let (report, shortfall) = try await service.run(
                 RewrapRequest(oldSecretKey: oldKey, newPublicKey: newKey, reason: reason ?? "", full: full,
                               batchSize: batchSize, dryRun: dryRun))
-            print(report.text, terminator: "")
+            printOutput(report.text)
             fflush(nil)
             if let seq = report.logSeq {
                 FileHandle.standardError.write(Data("piivault: rewrap logged as entry \(seq)\n".utf8))

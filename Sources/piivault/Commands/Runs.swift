@@ -34,6 +34,6 @@ struct Runs: AsyncParsableCommand {
         let runs = try await reportingErrors {
             try await RunHistory.last(last, databaseURL: database.resolved)
         }
-        printOutput(csv.rendering { format.render(runs) })
+        csv.print(RunHistoryRows(runs), as: format)
     }
 }

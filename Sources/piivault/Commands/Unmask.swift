@@ -28,12 +28,10 @@ struct Unmask: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("The vault secret key file (also PIIVAULT_VAULT_KEY).", valueName: "FILE"))
-    var keyFile: String?
+    @OptionGroup var vaultKey: VaultSecretKeyOptions
 
-    @Option(help: ArgumentHelp("A token key file, to check each value against its token (also PIIVAULT_TOKEN_KEY); repeat it for each token key version present.",
-                               valueName: "FILE"))
-    var tokenKey: [String] = []
+    /// To check each value against its token.
+    @OptionGroup var tokenKeys: TokenKeysOptions
 
     @Flag(help: "Do not check values against their tokens (no token key needed; a forged value goes unnoticed).")
     var noVerifyTokens = false
@@ -87,23 +85,11 @@ struct Unmask: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let reason = self.reason ?? ""
-            guard let keyPath = keyFile ?? ProcessInfo.processInfo.environment["PIIVAULT_VAULT_KEY"], !keyPath.isEmpty
-            else {
-                throw ValidationError("--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
-            }
             // The key first: a missing, exposed or locked key file stops here, before the database is asked.
-            let secretKey = try KeyLoading.loadVaultSecretKey(path: keyPath, option: "--key-file") {
-                try PassphrasePrompt.read(prompt: "Passphrase for \(keyPath): ", confirm: false)
-            }
-            let environment = ProcessInfo.processInfo.environment
-            var tokenKeys: TokenKeySet?
-            if !noVerifyTokens {
-                let paths = tokenKey.isEmpty ? [environment["PIIVAULT_TOKEN_KEY"] ?? ""] : tokenKey
-                guard !paths.contains(where: \.isEmpty) else {
-                    throw ValidationError("--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
-                }
-                tokenKeys = try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0, option: "--token-key") })
-            }
+            let secretKey = try vaultKey.load(
+                missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
+            let tokenKeys = noVerifyTokens ? nil : try self.tokenKeys.load(
+                missing: "--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
             let target: UnmaskRequest.Target
             if let userID {
                 target = .userID(userID)
@@ -117,8 +103,8 @@ struct Unmask: AsyncParsableCommand {
             for version in report.unverifiedTokenVersions {
                 FileHandle.standardError.write(Data("piivault: warning: values of token key version \(version) were not checked against their tokens: no token key of that version was given (add --token-key for it)\n".utf8))
             }
-            if report.rows != nil {
-                printOutput(csv.rendering { format.render(report) })
+            if let rows = report.rows {
+                csv.print(rows, as: format)
                 logged(report.logSeq)
             }
             if let shortfall = report.shortfall { throw shortfall }

@@ -1,6 +1,8 @@
-/// Why `unmask` printed nothing. Each case that reached the database names the access-log entry that records it;
-/// messages name tokens, key ids and entry numbers, never a value.
-public enum UnmaskError: PIIVaultReportableError, Equatable {
+/// Why a compliance action (`unmask`, `lookup`, `forget`, `retention`, `rewrap`, `retokenize`) did nothing, or
+/// printed nothing: the refusals the runner and the value checks decide for every action. Each case that reached the
+/// database names the access-log entry that records it; messages name tokens, key ids and entry numbers, never a
+/// value. (What one action leaves undone while the rest went through is its own shortfall type.)
+public enum ComplianceError: PIIVaultReportableError, Equatable {
     /// `--reason` is missing or blank.
     case reasonRequired
     /// More rows than `--max-rows` would be returned; the refusal was logged.
@@ -8,6 +10,11 @@ public enum UnmaskError: PIIVaultReportableError, Equatable {
     /// The login is not a member of `piivault_compliance`. `logSeq` is nil when even the refusal could not be logged
     /// (a login in no piivault role).
     case notPermitted(logSeq: Int?)
+    /// Another session holds the access log's append lock (an open transaction that appended and did not end).
+    /// `holders` are `pid N (login L)` of each holder found; empty when it let go meanwhile or could not be seen.
+    case accessLogBusy(holders: [String])
+    /// A request function returned no row (they always return one): the database is behind the binary.
+    case protocolError(action: String)
     /// A data key was sealed to another vault key than the key file's.
     case wrongVaultKey(recorded: String, given: KeyID, logSeq: Int)
     /// A sealed data key does not open with the right vault key.
@@ -26,6 +33,11 @@ public enum UnmaskError: PIIVaultReportableError, Equatable {
         case .notPermitted(let seq):
             let logged = seq.map { "the attempt is logged as access-log entry \($0)" } ?? "the attempt could not be logged"
             return "this database login may not unmask, look up, forget or delete by retention: it is not a member of piivault_compliance (\(logged)); ask the database owner to GRANT piivault_compliance TO your login"
+        case .accessLogBusy(let holders):
+            let who = holders.isEmpty ? "another session" : holders.joined(separator: ", ")
+            return "the access log is locked by \(who), an open transaction that appended an entry; nothing was logged or released: retry, or ask the database owner to end it (SELECT pg_terminate_backend(PID))"
+        case .protocolError(let action):
+            return "the vault's \(action) request returned no row; run `piivault migrate` to bring the database up to date"
         case let .wrongVaultKey(recorded, given, seq):
             return "the values were sealed to vault key \(recorded), but --key-file holds vault key \(given); use the vault.key with key id \(recorded) (refusal logged as access-log entry \(seq))"
         case let .dataKeyDamaged(keyID, seq):
@@ -40,7 +52,8 @@ public enum UnmaskError: PIIVaultReportableError, Equatable {
     public var exitCode: PIIVaultExitCode {
         switch self {
         case .reasonRequired: return .usage
-        case .overRowCap: return .failure
+        case .overRowCap, .protocolError: return .failure
+        case .accessLogBusy: return .unavailable
         case .notPermitted, .wrongVaultKey: return .noPermission
         case .dataKeyDamaged, .valueMoved, .valueDamaged: return .dataError
         }
@@ -57,19 +70,19 @@ public enum UnmaskError: PIIVaultReportableError, Equatable {
             return "value moved (\(token) holds the value of \(original))"
         case let .valueDamaged(subject, _):
             return "value damaged (\(subject))"
-        case .reasonRequired, .overRowCap, .notPermitted:
+        case .reasonRequired, .overRowCap, .notPermitted, .accessLogBusy, .protocolError:
             return nil
         }
     }
 
     /// The same error, naming the entry that logged it.
-    func logged(as seq: Int) -> UnmaskError {
+    func logged(as seq: Int) -> ComplianceError {
         switch self {
         case let .wrongVaultKey(recorded, given, _): return .wrongVaultKey(recorded: recorded, given: given, logSeq: seq)
         case let .dataKeyDamaged(keyID, _): return .dataKeyDamaged(keyID: keyID, logSeq: seq)
         case let .valueMoved(token, original, _): return .valueMoved(token: token, originalToken: original, logSeq: seq)
         case let .valueDamaged(subject, _): return .valueDamaged(subject: subject, logSeq: seq)
-        case .reasonRequired, .overRowCap, .notPermitted: return self
+        case .reasonRequired, .overRowCap, .notPermitted, .accessLogBusy, .protocolError: return self
         }
     }
 }
