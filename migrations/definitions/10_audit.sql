@@ -70,8 +70,8 @@ GRANT EXECUTE ON FUNCTION audit.entry_bytes(bigint, timestamptz, text, text, tex
 
 -- Appends one entry and returns it. The only writer of audit.access_log; not callable by any piivault role
 -- directly (compliance appends through the request functions and audit.record_refusal), so a caller can never
--- choose the
--- sequence number, time, database user or hash.
+-- choose the sequence number, time, database user or hash. The action must be a row of audit.actions (22023
+-- otherwise), so the log names no action the project does not know.
 CREATE OR REPLACE FUNCTION audit.append_entry(
     action text, reason text, subject text, row_count integer, outcome text, os_user text, client_host text
 ) RETURNS audit.access_log
@@ -90,6 +90,10 @@ BEGIN
     END IF;
     IF action IS NULL OR btrim(action) = '' THEN
         RAISE EXCEPTION 'an action is required for every access-log entry';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM audit.actions AS a WHERE a.action = action) THEN
+        RAISE EXCEPTION 'unknown action %: the access log names only the actions of audit.actions', action
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF outcome IS NULL OR btrim(outcome) = '' THEN
         RAISE EXCEPTION 'an outcome is required for every access-log entry';
@@ -267,8 +271,8 @@ REVOKE ALL ON FUNCTION audit.claim_grant(bigint, text, text)
 -- function), the COMMIT fails and the error rolls the append back, lock included. Either way the caller never holds
 -- the lock past its CALL. (A procedure with SECURITY DEFINER may not COMMIT, so the two are split.)
 -- Action and subject take fixed values only, so that no one can write text of their choosing (a value, say) into
--- the immutable log: the action is a compliance action's name; the subject is the kind of request ('tokens',
--- 'user_id', 'message_id', 'cutoff', 'vault_key') or 'tokens:' and well-formed tokens.
+-- the immutable log: the action is a row of audit.actions; the subject is one of that row's denied_subjects (the
+-- kind of request: 'tokens', 'user_id', ...) or, where the row allows it, 'tokens:' and well-formed tokens.
 CREATE OR REPLACE FUNCTION audit.append_denied(
     action text, reason text, subject text, os_user text, client_host text
 ) RETURNS bigint
@@ -279,6 +283,7 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     stack text;
+    known audit.actions;
     entry audit.access_log;
 BEGIN
     -- Line 1 is this function, line 2 its caller: it must be the procedure, which commits right after.
@@ -288,16 +293,20 @@ BEGIN
         RAISE EXCEPTION 'call audit.record_denied (CALL audit.record_denied(...)), not audit.append_denied'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF action IS NULL OR action NOT IN ('unmask', 'lookup', 'forget', 'rewrap', 'retokenize', 'retention') THEN
-        RAISE EXCEPTION 'action must be one of unmask, lookup, forget, rewrap, retokenize, retention'
+    SELECT * INTO known FROM audit.actions AS a WHERE a.action = action;
+    IF known.action IS NULL THEN
+        RAISE EXCEPTION 'action must be one of %',
+            (SELECT string_agg(a.action, ', ' ORDER BY a.action) FROM audit.actions AS a)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF subject IS NULL OR NOT (
-           subject IN ('tokens', 'user_id', 'message_id', 'cutoff', 'vault_key')
-           OR (subject LIKE 'tokens:%' AND NOT EXISTS (
+           subject = ANY (known.denied_subjects)
+           OR (known.denied_tokens AND subject LIKE 'tokens:%' AND NOT EXISTS (
                    SELECT 1 FROM unnest(string_to_array(substr(subject, 8), ',')) AS t WHERE NOT audit.is_token(t))))
     THEN
-        RAISE EXCEPTION 'subject must be tokens, user_id, message_id, cutoff or vault_key, or tokens: followed by tokens'
+        RAISE EXCEPTION 'subject of a refused % must be one of %', action,
+            array_to_string(known.denied_subjects, ', ')
+            || CASE WHEN known.denied_tokens THEN ', or tokens: followed by tokens' ELSE '' END
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     entry := audit.append_entry(action, coalesce(nullif(btrim(reason), ''), '(no reason given)'), subject, 0,
