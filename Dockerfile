@@ -12,8 +12,9 @@ COPY migrations ./migrations
 # The Swift standard library linked in, so the runtime image needs no Swift toolchain.
 RUN swift build -c release --product piivault --static-swift-stdlib \
     && install -D -m 0755 "$(swift build -c release --show-bin-path)/piivault" /out/bin/piivault \
-    && install -d /out/share/piivault/migrations \
-    && install -m 0644 migrations/*.sql /out/share/piivault/migrations/
+    && install -d /out/share/piivault/migrations/definitions \
+    && install -m 0644 migrations/*.sql /out/share/piivault/migrations/ \
+    && install -m 0644 migrations/definitions/*.sql /out/share/piivault/migrations/definitions/
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -270,6 +270,47 @@ final class AuditTests: XCTestCase {
         }
     }
 
+    // MARK: - The actions
+
+    /// The actions are the rows of audit.actions, read by the gate functions: no entry names another action, a
+    /// refused login records only the subjects its action's row lists, and a row added is an action at once.
+    func testTheActionsAreTheRowsOfAuditActions() async throws {
+        let owner = try await database.connect()
+        defer { Task { await owner.close() } }
+        let actions = try await owner.query("SELECT string_agg(action, ',' ORDER BY action) FROM audit.actions")
+        XCTAssertEqual(try actions.first?[0].string(), "forget,lookup,retention,retokenize,rewrap,unmask")
+        do {
+            try await owner.execute("SELECT audit.append_entry('export', 'case', 'user_id:u1', 0, 'ok', 'o', 'h')")
+            XCTFail("an entry named an action that is not a row of audit.actions")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "22023", "\(error)")
+        }
+
+        let analyst = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_analyst"))
+        defer { Task { await analyst.close() } }
+        let token = "ip.v1." + String(repeating: "0", count: 64)
+        for (action, subject) in [("export", "tokens"), ("forget", "tokens"), ("rewrap", "tokens:" + token),
+                                  ("retention", "user_id"), ("unmask", "cutoff")] {
+            do {
+                try await analyst.query("CALL audit.record_denied(\(action), 'r', \(subject), 'o', 'h', NULL)")
+                XCTFail("a refused \(action) recorded subject \(subject)")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "22023", "\(action) / \(subject): \(error)")
+            }
+        }
+        for (action, subject) in [("unmask", "tokens:" + token), ("lookup", "tokens"), ("forget", "message_id"),
+                                  ("retention", "cutoff"), ("rewrap", "vault_key"), ("retokenize", "tokens")] {
+            let seq = try await analyst.query("CALL audit.record_denied(\(action), 'r', \(subject), 'o', 'h', NULL)")
+            XCTAssertNotNil(try seq.first?["seq"].int(), "\(action) / \(subject)")
+        }
+
+        try await owner.execute("INSERT INTO audit.actions (action, denied_subjects, denied_tokens) VALUES ('export', '{user_id}', false)")
+        let seq = try await analyst.query("CALL audit.record_denied('export', 'r', 'user_id', 'o', 'h', NULL)")
+        XCTAssertNotNil(try seq.first?["seq"].int(), "a new row is a new action")
+        let last = try await owner.query("SELECT action || ' ' || subject FROM audit.access_log ORDER BY seq DESC LIMIT 1")
+        XCTAssertEqual(try last.first?[0].string(), "export user_id")
+    }
+
     // MARK: - The reading functions
 
     func testOnlyComplianceMayCallTheReadingFunctions() async throws {

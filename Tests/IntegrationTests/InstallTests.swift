@@ -41,14 +41,17 @@ final class InstallTests: XCTestCase {
 
     func testInstalledBinaryFindsItsMigrations() throws {
         try install()
-        let installed = try FileManager.default.contentsOfDirectory(
-            atPath: prefix.appendingPathComponent("share/piivault/migrations").path)
-        let shipped = try FileManager.default.contentsOfDirectory(
-            atPath: TestServices.repositoryRoot.appendingPathComponent("migrations").path).filter { $0.hasSuffix(".sql") }
-        XCTAssertEqual(installed.sorted(), shipped.sorted())
+        for folder in ["migrations", "migrations/definitions"] {
+            let installed = try FileManager.default.contentsOfDirectory(
+                atPath: prefix.appendingPathComponent("share/piivault/" + folder).path).filter { $0 != "definitions" }
+            let shipped = try FileManager.default.contentsOfDirectory(
+                atPath: TestServices.repositoryRoot.appendingPathComponent(folder).path).filter { $0.hasSuffix(".sql") }
+            XCTAssertEqual(installed.sorted(), shipped.sorted(), folder)
+        }
         let result = try migrateWithInstalledBinary()
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.contains("applied 0001_roles.sql"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("applied definitions/10_audit.sql"), result.stdout)
     }
 
     /// Without the share folder the same run fails: the success above comes from the installed migrations.

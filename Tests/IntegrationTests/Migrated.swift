@@ -57,14 +57,17 @@ actor MigratedTemplate {
         return wanted
     }
 
-    /// The first 12 hex digits of the SHA-256 of the migration files' names and contents, in name order.
+    /// The first 12 hex digits of the SHA-256 of the migration files' names and contents (versioned, then
+    /// definitions), in name order.
     private static func digest(of directory: URL) throws -> String {
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
-            .sorted()
         var input = Data()
-        for file in files {
-            input.append(Data(file.utf8))
-            input.append(try Data(contentsOf: directory.appendingPathComponent(file)))
+        for folder in [directory, directory.appendingPathComponent("definitions")] {
+            let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }
+                .sorted()
+            for file in files {
+                input.append(Data(file.utf8))
+                input.append(try Data(contentsOf: folder.appendingPathComponent(file)))
+            }
         }
         let result = try runProcess("sha256sum", [], input: input)
         guard result.status == 0 else { throw TestSetupError("sha256sum failed: \(result.stderr)") }

@@ -62,14 +62,20 @@ final class MigrationTests: XCTestCase {
         XCTAssertTrue(second.stdout.contains("database is up to date"), second.stdout)
         let after = try await scalar("SELECT string_agg(version || checksum || applied_at, ',' ORDER BY version) FROM piivault_migrations")
         XCTAssertEqual(before, after)
+        XCTAssertFalse(second.stdout.contains("applied definitions/"), second.stdout)
+        let definitions = try await scalar("SELECT count(*) FROM piivault_definitions WHERE applied_at < now()")
+        XCTAssertEqual(definitions, String(try definitionFiles().count), "every definitions file applied once, by the first run")
     }
 
     func testDryRunChangesNothing() async throws {
         let result = try migrate(["--dry-run"])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.contains("would apply 0003_vault.sql"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("would apply definitions/10_audit.sql"), result.stdout)
         let present = try await scalar("SELECT to_regclass('vault.secrets') IS NOT NULL")
         XCTAssertEqual(present, "f")
+        let records = try await scalar("SELECT to_regclass('public.piivault_definitions') IS NOT NULL")
+        XCTAssertEqual(records, "f")
     }
 
     func testAdoptsTheSeedTableAndKeepsItsRows() async throws {
@@ -139,6 +145,202 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(half, "f", "the failed migration left nothing behind")
         let recorded = try await scalar("SELECT count(*) FROM piivault_migrations WHERE version = 999")
         XCTAssertEqual(recorded, "0")
+    }
+
+    /// The definitions folder's `.sql` files, by name.
+    private func definitionFiles() throws -> [String: String] {
+        let folder = URL(fileURLWithPath: migrationsDirectory).appendingPathComponent("definitions")
+        var files: [String: String] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasSuffix(".sql") {
+            files[name] = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+        }
+        return files
+    }
+
+    /// A changed definitions file is applied again (and only it); a new versioned migration has every definitions
+    /// file applied again after it; a definitions file that fails rolls back every definition of that run.
+    func testDefinitionsAreAppliedAgainWhenChangedOrAfterANewMigration() async throws {
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.copyItem(atPath: migrationsDirectory, toPath: copy.path)
+        defer { try? FileManager.default.removeItem(at: copy) }
+        func migrateCopy(_ extra: [String] = []) throws -> ProcessResult {
+            try runPiivault(["migrate", "--database-url", database.url, "--migrations-dir", copy.path] + extra)
+        }
+        func append(_ sql: String, to file: String) throws {
+            let url = copy.appendingPathComponent("definitions/" + file)
+            try (try String(contentsOf: url, encoding: .utf8) + sql).write(to: url, atomically: true, encoding: .utf8)
+        }
+        let count = try definitionFiles().count
+        XCTAssertEqual(try migrateCopy().status, 0)
+
+        try append("COMMENT ON FUNCTION vault.tokens_sealed_with(bigint) IS 'edited';\n", to: "20_unmask.sql")
+        let dryRun = try migrateCopy(["--dry-run"])
+        XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+        XCTAssertEqual(dryRun.stdout, "would apply definitions/20_unmask.sql\n")
+        let changed = try migrateCopy()
+        XCTAssertEqual(changed.status, 0, changed.stderr)
+        XCTAssertTrue(changed.stdout.hasPrefix("applied definitions/20_unmask.sql\ndatabase is up to date"), changed.stdout)
+        let comment = try await scalar("SELECT obj_description('vault.tokens_sealed_with(bigint)'::regprocedure)")
+        XCTAssertEqual(comment, "edited")
+
+        // A file that fails: nothing of this run's definitions stays, the file's record is unchanged.
+        try append("COMMENT ON FUNCTION vault.tokens_sealed_with(bigint) IS 'edited again';\n", to: "20_unmask.sql")
+        try append("SELECT no_such_function();\n", to: "30_lookup.sql")
+        let records = "SELECT string_agg(file_name || checksum || applied_at, ',' ORDER BY file_name) FROM piivault_definitions"
+        let before = try await scalar(PostgresQuery(unsafeSQL: records))
+        let failed = try migrateCopy()
+        XCTAssertEqual(failed.status, PIIVaultExitCode.failure.rawValue, failed.stderr)
+        XCTAssertTrue(failed.stderr.hasPrefix("piivault: error: definitions file definitions/30_lookup.sql failed and was rolled back"),
+                      failed.stderr)
+        let kept = try await scalar("SELECT obj_description('vault.tokens_sealed_with(bigint)'::regprocedure)")
+        XCTAssertEqual(kept, "edited", "20_unmask.sql's change rolled back with the failing file")
+        let after = try await scalar(PostgresQuery(unsafeSQL: records))
+        XCTAssertEqual(before, after)
+
+        // A new versioned migration: every definitions file is applied after it, in name order.
+        try FileManager.default.removeItem(at: copy.appendingPathComponent("definitions/30_lookup.sql"))
+        try FileManager.default.copyItem(atPath: migrationsDirectory + "/definitions/30_lookup.sql",
+                                         toPath: copy.appendingPathComponent("definitions/30_lookup.sql").path)
+        try "CREATE TABLE public.later (id int);\n".write(to: copy.appendingPathComponent("0999_later.sql"),
+                                                          atomically: true, encoding: .utf8)
+        let later = try migrateCopy()
+        XCTAssertEqual(later.status, 0, later.stderr)
+        let applied = later.stdout.split(separator: "\n").filter { $0.hasPrefix("applied ") }
+        XCTAssertEqual(applied, ["applied 0999_later.sql"] + (try definitionFiles().keys.sorted().map { "applied definitions/\($0)" }))
+        XCTAssertTrue(later.stdout.contains(", \(count) definitions files current)"), later.stdout)
+        let again = try await scalar("SELECT obj_description('vault.tokens_sealed_with(bigint)'::regprocedure)")
+        XCTAssertEqual(again, "edited again")
+        let afterVersions = try await scalar("SELECT string_agg(DISTINCT after_version::text, ',') FROM piivault_definitions")
+        XCTAssertEqual(afterVersions, "999")
+    }
+
+    /// The last versioned migration main applied before the definitions folder existed (5801518): installed
+    /// databases are at this version, migrated by main's runner, which knew nothing of definitions.
+    private static let lastVersionOfMain = 16
+
+    /// Migrates `target` as main's runner did: the versioned migrations up to 0016, each in its own transaction with
+    /// its row in public.piivault_migrations, and nothing else.
+    private func migrateAsMainDid(_ target: ScratchDatabase) async throws {
+        let connection = try await target.connect()
+        defer { Task { await connection.close() } }
+        try await connection.execute("""
+            CREATE TABLE IF NOT EXISTS public.piivault_migrations (
+                version    integer     PRIMARY KEY,
+                file_name  text        NOT NULL,
+                checksum   text        NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """)
+        for migration in try MigrationFiles.load(from: URL(fileURLWithPath: migrationsDirectory))
+        where migration.version <= Self.lastVersionOfMain {
+            try await connection.transaction { connection in
+                try await connection.executeScript(migration.sql)
+                try await connection.execute("""
+                    INSERT INTO public.piivault_migrations (version, file_name, checksum)
+                    VALUES (\(migration.version), \(migration.fileName), \(migration.checksum))
+                    """)
+            }
+        }
+    }
+
+    /// Every function, procedure and view of the piivault schemas with its definition and grants, and the grants on
+    /// every table, view and column there: what must not depend on how a database got to the current version.
+    private func liveDefinitions(_ target: ScratchDatabase) async throws -> [String] {
+        let connection = try await target.connect()
+        defer { Task { await connection.close() } }
+        let rows = try await connection.query("""
+            WITH acl(oid, kind, acl) AS (
+                SELECT p.oid, 'function', p.proacl FROM pg_proc AS p
+                UNION ALL SELECT c.oid, 'relation', c.relacl FROM pg_class AS c
+            ), grants AS (
+                SELECT a.oid, a.kind, coalesce(string_agg(
+                           x.grantee::regrole::text || ':' || x.privilege_type || ':' || x.grantor::regrole::text,
+                           ',' ORDER BY x.grantee::regrole::text, x.privilege_type), 'default') AS grants
+                  FROM acl AS a LEFT JOIN LATERAL aclexplode(a.acl) AS x ON true
+                 GROUP BY a.oid, a.kind
+            )
+            SELECT 'function ' || p.oid::regprocedure::text || E'\n' || pg_get_functiondef(p.oid) || E'\ngrants '
+                   || g.grants AS item
+              FROM pg_proc AS p JOIN grants AS g ON g.oid = p.oid AND g.kind = 'function'
+             WHERE p.pronamespace::regnamespace::text IN ('audit', 'vault', 'public')
+            UNION ALL
+            SELECT 'relation ' || c.oid::regclass::text || ' ' || c.relkind::text
+                   || CASE WHEN c.relkind IN ('v', 'm') THEN E'\n' || pg_get_viewdef(c.oid) ELSE '' END
+                   || E'\ngrants ' || g.grants
+                   || coalesce((SELECT E'\ncolumn grants ' || string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
+                                  FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL), '')
+              FROM pg_class AS c JOIN grants AS g ON g.oid = c.oid AND g.kind = 'relation'
+             WHERE c.relnamespace::regnamespace::text IN ('audit', 'vault', 'public') AND c.relkind IN ('r', 'v', 'm', 'S')
+             ORDER BY 1
+            """)
+        return try rows.map { try $0["item"].requiredString() }
+    }
+
+    /// A database installed by main (migrated to 0016 by main's runner) migrates forward with this runner to exactly
+    /// the functions, views and grants of a fresh install.
+    func testAnInstalledDatabaseMigratesForwardToTheFunctionsOfAFreshInstall() async throws {
+        try await migrateAsMainDid(database)
+        let installed = try await liveDefinitions(database)
+        XCTAssertTrue(installed.contains { $0.hasPrefix("function audit.append_denied(") }, "main's functions are there")
+        let forward = try migrate()
+        XCTAssertEqual(forward.status, 0, forward.stderr)
+        XCTAssertFalse(forward.stdout.contains("applied 0016"), forward.stdout)
+        XCTAssertTrue(forward.stdout.contains("applied definitions/10_audit.sql"), forward.stdout)
+
+        let fresh = try await ScratchDatabase.create(prefix: "migfresh")
+        defer { Task { await fresh.drop() } }
+        let install = try migrate(url: fresh.url)
+        XCTAssertEqual(install.status, 0, install.stderr)
+        let migrated = try await liveDefinitions(database)
+        let expected = try await liveDefinitions(fresh)
+        XCTAssertGreaterThan(expected.count, 60)
+        XCTAssertEqual(migrated.count, expected.count)
+        for (got, want) in zip(migrated, expected) where got != want {
+            XCTFail("differs from a fresh install:\n\(got)\n--- fresh install:\n\(want)")
+        }
+        let records = "SELECT string_agg(file_name || ' ' || checksum || ' ' || after_version, ',' ORDER BY file_name) FROM piivault_definitions"
+        let migratedRecords = try await scalar(PostgresQuery(unsafeSQL: records))
+        let freshConnection = try await fresh.connect()
+        let freshRecords = try await freshConnection.query(PostgresQuery(unsafeSQL: records)).first?[0].string()
+        await freshConnection.close()
+        XCTAssertEqual(migratedRecords, freshRecords)
+    }
+
+    /// Every function, procedure and view of the piivault schemas of a fresh install has its one `CREATE OR REPLACE`
+    /// block in exactly one definitions file, and every block there defines something that exists.
+    func testEveryFunctionAndViewIsDefinedInExactlyOneDefinitionsFile() async throws {
+        let fresh = try await ScratchDatabase.migrated(prefix: "migdefs")
+        defer { Task { await fresh.drop() } }
+        let connection = try await fresh.connect()
+        let live = try await connection.query("""
+            SELECT p.pronamespace::regnamespace::text || '.' || p.proname AS name FROM pg_proc AS p
+             WHERE p.pronamespace::regnamespace::text IN ('audit', 'vault', 'public')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend AS d
+                                WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+            UNION ALL
+            SELECT c.relnamespace::regnamespace::text || '.' || c.relname FROM pg_class AS c
+             WHERE c.relnamespace::regnamespace::text IN ('audit', 'vault', 'public') AND c.relkind IN ('v', 'm')
+            """).map { try $0["name"].requiredString() }
+        await connection.close()
+        XCTAssertGreaterThan(live.count, 50)
+
+        let block = try NSRegularExpression(
+            pattern: "^CREATE OR REPLACE (?:FUNCTION|PROCEDURE|VIEW) ([a-z_][a-z0-9_]*\\.[a-z_][a-z0-9_]*)",
+            options: [.anchorsMatchLines])
+        var definedIn: [String: [String]] = [:]
+        for (file, sql) in try definitionFiles() {
+            for match in block.matches(in: sql, range: NSRange(sql.startIndex..., in: sql)) {
+                definedIn[String(sql[Range(match.range(at: 1), in: sql)!]), default: []].append(file)
+            }
+        }
+        for name in Set(live) {
+            let files = definedIn[name] ?? []
+            XCTAssertEqual(Set(files).count, 1, "\(name) is defined in one definitions file, not \(files)")
+            XCTAssertEqual(files.count, live.filter { $0 == name }.count, "\(name): one block per overload")
+        }
+        for name in definedIn.keys where !live.contains(name) {
+            XCTFail("definitions define \(name), which a fresh install does not have")
+        }
     }
 
     func testASecondDatabaseInTheSameClusterMigrates() async throws {

@@ -96,6 +96,7 @@ final class PrivilegeTests: XCTestCase {
         await assertRefused(compliance, "SELECT sealed FROM vault.secrets")
         await assertRefused(compliance, "SELECT * FROM audit.access_log")
         await assertRefused(compliance, "INSERT INTO audit.access_log (seq) VALUES (99)")
+        await assertRefused(compliance, "INSERT INTO audit.actions VALUES ('export', '{tokens}', true)")
     }
 
     func testAuditorReadsOnlyTheAccessLog() async throws {
@@ -106,6 +107,9 @@ final class PrivilegeTests: XCTestCase {
         await assertRefused(auditor, "SELECT token FROM vault.secrets")
         await assertRefused(auditor, "INSERT INTO audit.access_log (seq) VALUES (99)")
         await assertRefused(auditor, "UPDATE audit.access_log SET reason = 'x'")
+        // The actions the log may name, beside it; read only.
+        await assertAllowed(auditor, "SELECT * FROM audit.actions")
+        await assertRefused(auditor, "UPDATE audit.actions SET denied_tokens = true")
     }
 
     func testALoginWithoutARoleReadsNothing() async throws {
@@ -114,6 +118,7 @@ final class PrivilegeTests: XCTestCase {
         await assertRefused(nobody, "SELECT * FROM user_logins")
         await assertRefused(nobody, "SELECT * FROM vault.secrets")
         await assertRefused(nobody, "SELECT * FROM audit.access_log")
+        await assertRefused(nobody, "SELECT * FROM audit.actions")
     }
 
     func testNobodyCanChangeTheAccessLogNotEvenTheOwner() async throws {

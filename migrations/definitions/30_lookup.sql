@@ -1,0 +1,115 @@
+-- `piivault lookup`: which logins involve a given ip or device id, through the gate of 10_audit.sql; and the token
+-- versions the vault holds. The live definitions (docs/ARCHITECTURE.md, "Migrations and definitions").
+
+-- The version n of an `ip.vn.` / `dev.vn.` token; NULL for anything else. The index secrets_token_version_idx is on
+-- it, so the ETL (which inserts into vault.secrets) may execute it; a change of its result needs a REINDEX.
+CREATE OR REPLACE FUNCTION vault.token_version(token text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN token ~ '^(ip|dev)\.v[1-9][0-9]{0,8}\.' THEN substring(token from '^[a-z]+\.v([0-9]+)\.')::integer END
+$$;
+REVOKE ALL ON FUNCTION vault.token_version(text)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.token_version(text) TO piivault_etl, piivault_compliance;
+
+-- The versions tokens in the vault carry now (not the versions ETL runs used: lookup would keep asking for a version
+-- retokenize had emptied). A loose scan of the index vault.secrets_token_version_idx: one probe per version.
+CREATE OR REPLACE FUNCTION vault.token_versions() RETURNS SETOF integer
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+        WITH RECURSIVE v(n) AS (
+            SELECT min(vault.token_version(s.token)) FROM vault.secrets AS s
+            UNION ALL
+            SELECT (SELECT min(vault.token_version(s.token)) FROM vault.secrets AS s
+                     WHERE vault.token_version(s.token) > v.n)
+              FROM v WHERE v.n IS NOT NULL
+        )
+        SELECT v.n FROM v WHERE v.n IS NOT NULL ORDER BY 1;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.token_versions()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.token_versions() TO piivault_compliance;
+
+-- Lookup, step 1: the logins whose ip or device id token is one of `tokens` (the client computed them from the
+-- values; the values never reach the database or the log). Refused over max_rows. The grant names the rows as
+-- release_unmask_user does (message id, or row address for a seed row).
+CREATE OR REPLACE FUNCTION vault.request_lookup_tokens(
+    tokens text[], reason text, os_user text, client_host text, max_rows integer
+) RETURNS TABLE (log_seq bigint, outcome text, row_count integer, other_key_id text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '10s'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    wanted  text[];
+    ids     text[];
+    n_found bigint;
+    subject text;
+    entry   audit.access_log;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be 1 or more';
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT t COLLATE "C" ORDER BY t COLLATE "C"), '{}') INTO wanted
+      FROM unnest(tokens) AS t WHERE t IS NOT NULL;
+    IF cardinality(wanted) = 0 THEN
+        RAISE EXCEPTION 'at least one token is required';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(wanted) AS t WHERE NOT audit.is_token(t)) THEN
+        RAISE EXCEPTION 'not a token: tokens look like ip.v1.<64 hex digits> or dev.v1.<64 hex digits>';
+    END IF;
+    subject := 'tokens:' || array_to_string(wanted, ',');
+    SELECT count(*), coalesce(array_agg(coalesce(l.message_id, 'tid:' || l.ctid::text)), '{}')
+      INTO n_found, ids
+      FROM public.user_logins AS l
+     WHERE l.masked_ip = ANY (wanted) OR l.masked_device_id = ANY (wanted);
+    IF n_found > max_rows THEN
+        entry := audit.append_entry('lookup', reason, subject, 0,
+            format('refused: over row cap (%s rows, cap %s)', n_found, max_rows), os_user, client_host);
+        RETURN QUERY SELECT entry.seq, entry.outcome, 0, NULL::text;
+        RETURN;
+    END IF;
+    entry := audit.append_and_grant('lookup', 'tokens', array_to_string(wanted, ','), ids, reason, subject,
+        n_found::integer, CASE WHEN n_found = 0 THEN 'not found: no logins with these tokens' ELSE 'ok' END,
+        os_user, client_host);
+    RETURN QUERY SELECT entry.seq, entry.outcome, n_found::integer, NULL::text;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.request_lookup_tokens(text[], text, text, text, integer)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.request_lookup_tokens(text[], text, text, text, integer) TO piivault_compliance;
+
+-- Lookup, step 2: exactly the logins counted at step 1 (tokens only, no sealed value).
+CREATE OR REPLACE FUNCTION vault.release_lookup_tokens(grant_seq bigint)
+RETURNS TABLE (
+    user_id text, device_type text, masked_ip text, masked_device_id text, locale text, app_version integer,
+    app_version_text text, create_date date, message_id text
+)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    g      audit.access_grants;
+    wanted text[];
+BEGIN
+    g := audit.claim_grant(grant_seq, 'lookup', 'tokens');
+    wanted := string_to_array(g.wanted, ',');
+    RETURN QUERY
+        SELECT l.user_id::text, l.device_type::text, l.masked_ip::text, l.masked_device_id::text, l.locale::text,
+               l.app_version, l.app_version_text, l.create_date, l.message_id
+          FROM public.user_logins AS l
+         WHERE (l.masked_ip = ANY (wanted) OR l.masked_device_id = ANY (wanted))
+           AND (l.message_id = ANY (g.keys) OR (l.message_id IS NULL AND 'tid:' || l.ctid::text = ANY (g.keys)))
+         ORDER BY l.create_date NULLS LAST, l.message_id NULLS LAST;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.release_lookup_tokens(bigint)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.release_lookup_tokens(bigint) TO piivault_compliance;

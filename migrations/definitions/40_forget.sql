@@ -1,0 +1,125 @@
+-- `piivault forget`: erase one data subject (or one quarantined body), in one transaction with its access-log entry.
+-- The live definitions (docs/ARCHITECTURE.md, "Migrations and definitions").
+--
+-- The subject is named everywhere (log entry, tombstone, lock) by a keyed hash of the user id, computed by the client
+-- with a subkey of the token key (crypto_kdf context "PIIV-TMB"); the id itself is only used to find the rows.
+
+-- The lock forget and the ETL's load both take for one user, so that they never interleave: a transaction-level
+-- advisory lock on a 64-bit hash of the tombstone key. The ETL takes it for each user of a batch, in hash order
+-- (no deadlock between two loads), before it inserts.
+CREATE OR REPLACE FUNCTION vault.lock_subjects(subject_hashes text[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('piivault-subject:' || s.h, 0))
+       FROM (SELECT DISTINCT h FROM unnest(subject_hashes) AS h WHERE h IS NOT NULL ORDER BY 1) AS s;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.lock_subjects(text[])
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.lock_subjects(text[]) TO piivault_etl;
+
+-- Erases the logins of user_id and every sealed value no remaining login references, keeps the tombstone, and
+-- appends the `forget` entry, all in the caller's transaction: if the append fails, nothing is deleted. With dry_run
+-- it only counts (no lock on the log, no entry, no change). Values another user's logins still reference stay.
+CREATE OR REPLACE FUNCTION vault.forget_user(
+    subject_hash text, user_id text, reason text, os_user text, client_host text, dry_run boolean
+) RETURNS TABLE (log_seq bigint, rows_deleted integer, values_deleted integer, values_kept integer)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '10s'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n_rows   integer;
+    n_gone   integer;
+    n_kept   integer;
+    tokens   text[];
+    entry    audit.access_log;
+BEGIN
+    IF subject_hash IS NULL OR subject_hash !~ '^[0-9a-f]{64}$' THEN
+        RAISE EXCEPTION 'subject_hash must be 64 lowercase hex digits (the keyed hash of the user id)';
+    END IF;
+    IF user_id IS NULL OR user_id = '' THEN
+        RAISE EXCEPTION 'user_id is required';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'a reason is required for every access-log entry';
+    END IF;
+    IF NOT dry_run THEN
+        PERFORM vault.lock_subjects(ARRAY[subject_hash]);
+    END IF;
+
+    SELECT count(*)::integer INTO n_rows FROM public.user_logins AS l WHERE l.user_id = user_id;
+    SELECT coalesce(array_agg(DISTINCT t), '{}') INTO tokens
+      FROM public.user_logins AS l, LATERAL (VALUES (l.masked_ip), (l.masked_device_id)) AS v(t)
+     WHERE l.user_id = user_id AND t IS NOT NULL;
+    -- Kept: sealed values of this user that another user's logins also reference.
+    SELECT count(*)::integer INTO n_kept
+      FROM vault.secrets AS s
+     WHERE s.token = ANY (tokens)
+       AND EXISTS (SELECT 1 FROM public.user_logins AS o
+                    WHERE (o.masked_ip = s.token OR o.masked_device_id = s.token)
+                      AND o.user_id IS DISTINCT FROM user_id);
+    SELECT count(*)::integer - n_kept INTO n_gone FROM vault.secrets AS s WHERE s.token = ANY (tokens);
+
+    IF dry_run THEN
+        RETURN QUERY SELECT NULL::bigint, n_rows, n_gone, n_kept;
+        RETURN;
+    END IF;
+
+    -- The entry first: a failed append raises and nothing below runs (and the whole transaction rolls back).
+    entry := audit.append_entry('forget', reason, 'user_hash:' || subject_hash, n_rows,
+        format('ok: %s rows deleted, %s values deleted, %s values kept (shared with other users)',
+               n_rows, n_gone, n_kept),
+        os_user, client_host);
+    DELETE FROM public.user_logins AS l WHERE l.user_id = user_id;
+    DELETE FROM vault.secrets AS s
+     WHERE s.token = ANY (tokens)
+       AND NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.masked_ip = s.token OR o.masked_device_id = s.token);
+    INSERT INTO vault.tombstones (subject_hash) VALUES (subject_hash) ON CONFLICT DO NOTHING;
+    RETURN QUERY SELECT entry.seq, n_rows, n_gone, n_kept;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.forget_user(text, text, text, text, text, boolean)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.forget_user(text, text, text, text, text, boolean) TO piivault_compliance;
+
+-- `forget --quarantined MESSAGE_ID`: deletes one quarantined body and appends its `forget` entry (subject
+-- `message_id:<id>`) in the same transaction, entry first, so a failed append deletes nothing. An id not in
+-- quarantine is logged as not found (row_count 0) and deletes nothing. With dry_run it only counts (no entry).
+CREATE OR REPLACE FUNCTION vault.forget_quarantined(
+    wanted_message_id text, reason text, os_user text, client_host text, dry_run boolean
+) RETURNS TABLE (log_seq bigint, bodies_deleted integer)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '10s'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n     integer;
+    entry audit.access_log;
+BEGIN
+    IF wanted_message_id IS NULL OR wanted_message_id = '' THEN
+        RAISE EXCEPTION 'a message id is required';
+    END IF;
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'a reason is required for every access-log entry';
+    END IF;
+    SELECT count(*)::integer INTO n FROM vault.quarantine AS q WHERE q.message_id = wanted_message_id;
+    IF dry_run THEN
+        RETURN QUERY SELECT NULL::bigint, n;
+        RETURN;
+    END IF;
+    entry := audit.append_entry('forget', reason, 'message_id:' || wanted_message_id, n,
+        CASE WHEN n = 0 THEN 'not found: no quarantined message with this id' ELSE 'ok: 1 quarantined body deleted' END,
+        os_user, client_host);
+    DELETE FROM vault.quarantine AS q WHERE q.message_id = wanted_message_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT entry.seq, n;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.forget_quarantined(text, text, text, text, boolean)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.forget_quarantined(text, text, text, text, boolean) TO piivault_compliance;
