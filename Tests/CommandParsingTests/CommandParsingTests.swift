@@ -150,8 +150,8 @@ final class CommandParsingTests: XCTestCase {
         let tokens = try parse(["unmask", "--reason", "case 7", "--token", ipToken, deviceToken, "--token-key", "v1.key",
                                 "--token-key", "v2.key", "--key-file", "vault.key"], as: Unmask.self)
         XCTAssertEqual(tokens.tokens, [ipToken, deviceToken])
-        XCTAssertEqual(tokens.tokenKey, ["v1.key", "v2.key"])
-        XCTAssertEqual(tokens.keyFile, "vault.key")
+        XCTAssertEqual(tokens.tokenKeys.tokenKey, ["v1.key", "v2.key"])
+        XCTAssertEqual(tokens.vaultKey.keyFile, "vault.key")
         XCTAssertEqual(tokens.reason, "case 7")
         XCTAssertEqual(tokens.format, .table)
         XCTAssertEqual(tokens.maxRows, 100)
@@ -194,7 +194,7 @@ final class CommandParsingTests: XCTestCase {
                                 "--token-key", "t.key", "--format", "json", "--max-rows", "10"], as: Lookup.self)
         XCTAssertEqual(lookup.ips, ["192.0.2.1", "2001:db8::1"])
         XCTAssertEqual(lookup.deviceIDs, ["d-1"])
-        XCTAssertEqual(lookup.tokenKey, ["t.key"])
+        XCTAssertEqual(lookup.tokenKeys.tokenKey, ["t.key"])
         XCTAssertEqual(lookup.format, .json)
         XCTAssertEqual(lookup.maxRows, 10)
         XCTAssertEqual(try parse(["lookup", "--reason", "r", "--values-file", "v.txt"], as: Lookup.self).valuesFile, "v.txt")
@@ -207,7 +207,7 @@ final class CommandParsingTests: XCTestCase {
     func testForget() throws {
         let user = try parse(["forget", "--reason", "erasure-9", "--user-id", "u-1", "--token-key", "t.key"], as: Forget.self)
         XCTAssertEqual(user.userID, "u-1")
-        XCTAssertEqual(user.tokenKey, "t.key")
+        XCTAssertEqual(user.tokenKey.tokenKey, "t.key")
         XCTAssertEqual(user.lockWait, ForgetRequest.defaultLockWaitSeconds)
         XCTAssertFalse(user.dryRun)
         let quarantined = try parse(["forget", "--reason", "r", "--quarantined", "m-1", "--dry-run", "--lock-wait", "3600"],
@@ -246,7 +246,7 @@ final class CommandParsingTests: XCTestCase {
     func testRewrap() throws {
         let rewrap = try parse(["rewrap", "--reason", "rotation-1", "--key-file", "old.key", "--to", "new.pub", "--full",
                                 "--batch-size", "100000", "--dry-run"], as: Rewrap.self)
-        XCTAssertEqual(rewrap.keyFile, "old.key")
+        XCTAssertEqual(rewrap.vaultKey.keyFile, "old.key")
         XCTAssertEqual(rewrap.newPublicKey, "new.pub")
         XCTAssertTrue(rewrap.full)
         XCTAssertTrue(rewrap.dryRun)
@@ -262,8 +262,8 @@ final class CommandParsingTests: XCTestCase {
     func testRetokenize() throws {
         let retokenize = try parse(["retokenize", "--reason", "change-5", "--key-file", "vault.key", "--token-key", "v2.key",
                                     "--batch-size", "10"], as: Retokenize.self)
-        XCTAssertEqual(retokenize.keyFile, "vault.key")
-        XCTAssertEqual(retokenize.tokenKey, "v2.key")
+        XCTAssertEqual(retokenize.vaultKey.keyFile, "vault.key")
+        XCTAssertEqual(retokenize.tokenKey.tokenKey, "v2.key")
         XCTAssertEqual(retokenize.batchSize, 10)
         XCTAssertEqual(try parse(["retokenize", "--reason", "r"], as: Retokenize.self).batchSize, 1000)
 
