@@ -824,3 +824,44 @@ final class UnmaskTests: XCTestCase {
         assertNoPlaintext(dump.stdout, "pg_dump after forget")
     }
 }
+
+extension UnmaskTests {
+    /// Issue 24, defect 6: values that do not match their tokens because of a token key mix-up are told apart from
+    /// forged ones. A user loaded (before token keys were recorded) with a second version-1 key is "loaded with the
+    /// wrong token key", not forged; unmask given that second key is told which key the vault's tokens were made with.
+    func testATokenKeyMixUpIsNotCalledAForgery() async throws {
+        let other = FileManager.default.temporaryDirectory.appendingPathComponent("unmask-other-\(ScratchDatabase.randomHex(4))")
+        defer { try? FileManager.default.removeItem(at: other) }
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", other.path]).status, 0)
+        let otherTokenKey = other.appendingPathComponent("token.key").path
+        let owner = try await database.connect()
+        let accepted = try await owner.query("SELECT key_id FROM vault.token_keys WHERE version = 1 AND accepted")
+            .map { try $0["key_id"].requiredString() }
+        XCTAssertEqual(accepted.count, 1)
+        // What a run with the other key did before the vault recorded token keys: let it load, then record it as an
+        // earlier run's key that the vault does not accept.
+        try await owner.execute("DELETE FROM vault.token_keys WHERE version = 1")
+        let input = other.appendingPathComponent("mixup.ndjson")
+        try (#"{"user_id": "mixed-up-user", "device_type": "ios", "ip": "198.51.100.77", "device_id": "dev-mixup"}"# + "\n")
+            .write(to: input, atomically: true, encoding: .utf8)
+        let etl = try runPiivault(["etl", "--from-file", input.path, "--database-url", database.url,
+                                   "--token-key", otherTokenKey,
+                                   "--vault-public-key", keys.appendingPathComponent("vault.pub").path])
+        XCTAssertEqual(etl.status, 0, etl.stderr)
+        try await owner.execute("UPDATE vault.token_keys SET accepted = false WHERE version = 1")
+        try await owner.execute("INSERT INTO vault.token_keys (version, key_id, accepted) VALUES (1, \(accepted[0]), true)")
+        await owner.close()
+
+        let mixedUp = try unmask(["--reason", "SAR-mixup", "--user-id", "mixed-up-user"])
+        XCTAssertEqual(mixedUp.status, 65, mixedUp.stderr)
+        XCTAssertFalse(mixedUp.stdout.contains("198.51.100.77"), mixedUp.stdout)
+        XCTAssertTrue(mixedUp.stderr.contains("loaded with the wrong token key"), mixedUp.stderr)
+        XCTAssertFalse(mixedUp.stderr.contains("are forged"), mixedUp.stderr)
+
+        let user = try XCTUnwrap(records.first?["user_id"] as? String)
+        let wrongKey = try unmask(["--reason", "SAR-wrong-key", "--user-id", user], tokenKey: .some(otherTokenKey))
+        XCTAssertEqual(wrongKey.status, 77, wrongKey.stderr)
+        XCTAssertTrue(wrongKey.stderr.contains("were made with token key \(accepted[0])"), wrongKey.stderr)
+        XCTAssertFalse(wrongKey.stderr.contains("are forged"), wrongKey.stderr)
+    }
+}

@@ -58,12 +58,25 @@ public enum UnmaskShortfall: PIIVaultReportableError, Equatable {
     /// Values withheld row by row: `forged` opened but are not the values of their tokens (HMAC under the token key
     /// differs: planted by someone who could write to the vault); `otherKey` are sealed to another vault key than
     /// the key file's (token and that key id). Logged as refusals under `refusalSeq`.
-    case withheld(forged: [String], otherKey: [OtherKeyRow], refusalSeq: Int)
+    /// `otherTokenKey` opened but do not match their tokens because the token key is not the one that made them
+    /// (the vault records which key made each version): not forged.
+    case withheld(forged: [String], otherKey: [OtherKeyRow], otherTokenKey: [OtherTokenKeyRow], refusalSeq: Int)
 
     /// A token whose value is sealed to another vault key.
     public struct OtherKeyRow: Sendable, Equatable {
         public let token: String
         public let keyID: String
+    }
+
+    /// A token whose value opens but was tokenized under another token key of its version than the one given.
+    public struct OtherTokenKeyRow: Sendable, Equatable {
+        public let token: String
+        /// The key id of the `--token-key` given for the token's version.
+        public let givenKeyID: String
+        /// The key id the vault accepts for that version, when it is not the one given.
+        public let acceptedKeyID: String?
+        /// Other key ids earlier runs used for that version (before the vault recorded token keys).
+        public let unacceptedKeyIDs: [String]
     }
 
     public var message: String {
@@ -74,8 +87,16 @@ public enum UnmaskShortfall: PIIVaultReportableError, Equatable {
             return "no logins for user id \(userID) (access logged as entry \(seq))"
         case let .noQuarantinedMessage(messageID, seq):
             return "no quarantined message with id \(messageID) (access logged as entry \(seq))"
-        case let .withheld(forged, otherKey, seq):
+        case let .withheld(forged, otherKey, otherTokenKey, seq):
             var parts: [String] = []
+            let wrongKey = otherTokenKey.filter { $0.acceptedKeyID != nil }
+            if let first = wrongKey.first, let accepted = first.acceptedKeyID {
+                parts.append("\(wrongKey.count) values do not match their tokens under --token-key (key id \(first.givenKeyID)), but this vault's tokens of their version were made with token key \(accepted): \(wrongKey.map(\.token).joined(separator: " ")); they are not forged, give that token key")
+            }
+            let unknownKey = otherTokenKey.filter { $0.acceptedKeyID == nil }
+            if let first = unknownKey.first {
+                parts.append("\(unknownKey.count) values do not match their tokens under the token key this vault accepts (\(first.givenKeyID)), and earlier runs tokenized with another key of the same version (\(first.unacceptedKeyIDs.joined(separator: ", "))), which this vault does not know: \(unknownKey.map(\.token).joined(separator: " ")); they are probably not forged but loaded with the wrong token key, so their tokens join nothing: erase those users with forget and load their messages again")
+            }
             if !forged.isEmpty {
                 parts.append("\(forged.count) values are forged (they are not the values of their tokens under --token-key): \(forged.joined(separator: " ")); the vault was written by someone who should not; investigate and restore it from a backup")
             }
@@ -90,7 +111,9 @@ public enum UnmaskShortfall: PIIVaultReportableError, Equatable {
     public var exitCode: PIIVaultExitCode {
         switch self {
         case .unknownTokens, .noLogins, .noQuarantinedMessage: return .failure
-        case let .withheld(forged, _, _): return forged.isEmpty ? .noPermission : .dataError
+        case let .withheld(forged, _, otherTokenKey, _):
+            if !forged.isEmpty || otherTokenKey.contains(where: { $0.acceptedKeyID == nil }) { return .dataError }
+            return .noPermission
         }
     }
 }

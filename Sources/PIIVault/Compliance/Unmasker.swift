@@ -173,16 +173,50 @@ struct Unmasker {
             }
         }
         guard !opener.forged.isEmpty || !opener.otherKey.isEmpty else { return (rows, nil) }
+        let (forged, otherTokenKey) = try await separatingOtherTokenKeys(opener.forged)
         var outcomes: [String] = []
-        if !opener.forged.isEmpty {
-            outcomes.append("forged value (\(opener.forged.joined(separator: ", ")) not the value of its token)")
+        if !forged.isEmpty {
+            outcomes.append("forged value (\(forged.joined(separator: ", ")) not the value of its token)")
+        }
+        if !otherTokenKey.isEmpty {
+            outcomes.append("token key mismatch (\(otherTokenKey.map(\.token).joined(separator: ", ")) tokenized under another token key of its version)")
         }
         if !opener.otherKey.isEmpty {
             let keys = Set(opener.otherKey.map(\.keyID)).sorted().joined(separator: ", ")
             outcomes.append("vault key mismatch (\(opener.otherKey.count) values sealed to \(keys), key file is \(secretKey.keyID))")
         }
         let seq = try await session.recordRefusal(subject: subject, outcome: outcomes.joined(separator: "; "))
-        return (rows, .withheld(forged: opener.forged, otherKey: opener.otherKey, refusalSeq: seq))
+        return (rows, .withheld(forged: forged, otherKey: opener.otherKey, otherTokenKey: otherTokenKey, refusalSeq: seq))
+    }
+
+    /// Of the tokens whose values opened but did not match, those that another token key of their version explains
+    /// (the key given is not the one the vault accepts for that version, or earlier runs used another key of it):
+    /// a wrong key or a wrongly loaded value, not a forgery.
+    private func separatingOtherTokenKeys(_ mismatched: [String]) async throws
+        -> (forged: [String], otherTokenKey: [UnmaskShortfall.OtherTokenKeyRow]) {
+        guard let tokenKeys, !mismatched.isEmpty else { return (mismatched, []) }
+        var known: [Int: (accepted: String?, others: [String])] = [:]
+        var forged: [String] = []
+        var other: [UnmaskShortfall.OtherTokenKeyRow] = []
+        for token in mismatched {
+            guard let version = Token(parsing: token)?.version, let given = tokenKeys[version]?.keyID.description else {
+                forged.append(token)
+                continue
+            }
+            if known[version] == nil {
+                known[version] = try await TokenKeyRegistry.known(version: version, on: session.connection)
+            }
+            let (accepted, others) = known[version] ?? (nil, [])
+            if let accepted, accepted != given {
+                other.append(.init(token: token, givenKeyID: given, acceptedKeyID: accepted, unacceptedKeyIDs: others))
+            } else if !others.filter({ $0 != given }).isEmpty {
+                other.append(.init(token: token, givenKeyID: given, acceptedKeyID: nil,
+                                   unacceptedKeyIDs: others.filter { $0 != given }))
+            } else {
+                forged.append(token)
+            }
+        }
+        return (forged, other)
     }
 
     /// Tells a value moved from another row from a damaged one, by trying the tokens sealed under the same data key.

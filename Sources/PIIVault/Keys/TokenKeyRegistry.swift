@@ -4,17 +4,33 @@ import Postgres
 /// already knows (a mix-up of files, `keygen` run again) would write tokens that join nothing: it is refused before
 /// anything is written.
 enum TokenKeyRegistry {
-    /// Records `keyID` as version `version`'s key if the vault has none yet, and returns the key id it holds for it.
+    /// Records `keyID` as version `version`'s accepted key if the vault has none yet, and returns the key id it
+    /// accepts for it.
     static func claim(version: Int, keyID: String, on connection: PostgresConnection) async throws -> String? {
         let rows = try await connection.query("""
             WITH claimed AS (
-                INSERT INTO vault.token_keys (version, key_id) VALUES (\(version), \(keyID))
-                ON CONFLICT (version) DO NOTHING RETURNING key_id)
+                INSERT INTO vault.token_keys (version, key_id, accepted) VALUES (\(version), \(keyID), true)
+                ON CONFLICT DO NOTHING RETURNING key_id)
             SELECT key_id FROM claimed
             UNION ALL
-            SELECT key_id FROM vault.token_keys WHERE version = \(version)
+            SELECT key_id FROM vault.token_keys WHERE version = \(version) AND accepted
             """)
         return try rows.first?["key_id"].string()
+    }
+
+    /// What the vault knows of version `version`'s keys: the accepted one and the others earlier runs used.
+    static func known(version: Int, on connection: PostgresConnection) async throws
+        -> (accepted: String?, others: [String]) {
+        let rows = try await connection.query("""
+            SELECT key_id, accepted FROM vault.token_keys WHERE version = \(version) ORDER BY recorded_at, key_id
+            """)
+        var accepted: String?
+        var others: [String] = []
+        for row in rows {
+            let key = try row["key_id"].requiredString()
+            if try row["accepted"].bool() == true { accepted = key } else { others.append(key) }
+        }
+        return (accepted, others)
     }
 
     /// Throws `TokenKeyMismatch` unless `keyID` is version `version`'s key in the vault (recording it when the vault
