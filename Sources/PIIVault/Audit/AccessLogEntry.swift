@@ -24,7 +24,8 @@ public struct AccessLogEntry: Sendable, Equatable {
     public var subject: String
     /// How many rows the access returned.
     public var rowCount: Int
-    /// `ok`, or `refused: ...`.
+    /// `ok`, or `refused: ...`; an access by a login outside piivault_compliance ends with
+    /// `outsideComplianceMarker`.
     public var outcome: String
     /// The previous entry's hash (32 zero bytes for entry 1).
     public var prevHash: [UInt8]
@@ -47,6 +48,16 @@ public struct AccessLogEntry: Sendable, Equatable {
         self.outcome = outcome
         self.prevHash = prevHash
         self.hash = hash
+    }
+
+    /// What `audit.append_entry` adds to the outcome of an access by a superuser or by a login outside
+    /// piivault_compliance (the database owner), which the database cannot refuse (migration 0017): followed by
+    /// `superuser]` or `not a member]`.
+    public static let outsideComplianceMarker = " [outside piivault_compliance: "
+
+    /// An access the database could not refuse (see `outsideComplianceMarker`); refusals are never marked.
+    public var isOutsideCompliance: Bool {
+        !outcome.hasPrefix("refused") && outcome.contains(Self.outsideComplianceMarker)
     }
 
     /// The hash of the entry before the first one: 32 zero bytes.

@@ -91,7 +91,10 @@ public struct ForgetService: Sendable {
                 // A dry run by a login outside compliance is an attempt too.
                 throw UnmaskError.notPermitted(logSeq: try? await gate.recordDenied(subject: "user_id", reason: request.reason))
             } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw await Self.lockTimeout(on: connection, gate: gate, subjectHashes: [subjectHash])
+                throw await Self.lockTimeout(on: connection, gate: gate)
+            } catch let error as PostgresError where error.sqlState == "22023" {
+                // vault.forget_user checks the subject hash against the one the ETL recorded with the rows (0017).
+                throw ForgetSubjectMismatch()
             }
             guard let row = rows.first else { throw UnmaskProtocolError() }
             return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
@@ -102,12 +105,12 @@ public struct ForgetService: Sendable {
 }
 
 extension ForgetService {
-    /// A lock timeout, named by its holder: an ETL batch or another erasure holding the vault-wide or the user's lock,
-    /// else a session holding the access log's append lock.
-    static func lockTimeout(on connection: PostgresConnection, gate: LoggedAccessGate, subjectHashes: [String]) async
+    /// A lock timeout, named by its holder: an ETL batch or another erasure holding the vault-wide value lock, else a
+    /// session holding the access log's append lock.
+    static func lockTimeout(on connection: PostgresConnection, gate: LoggedAccessGate) async
         -> any PIIVaultReportableError
     {
-        let holders = await VaultLockHolders.find(on: connection, subjectHashes: subjectHashes)
+        let holders = await VaultLockHolders.find(on: connection)
         if holders.isEmpty {
             let logHolders = await gate.lockHolders()
             if !logHolders.isEmpty { return AccessLogBusy(holders: logHolders) }
@@ -116,13 +119,25 @@ extension ForgetService {
     }
 }
 
-/// The vault-wide advisory lock between erasure and loading, for values users share: forget takes it exclusively,
+/// The vault-wide value lock between erasure and loading, for values users share: forget takes it exclusively,
 /// each ETL batch insert shared, and the batch then checks, under it, that every sealed value its logins reference is
 /// in the vault. So forget never deletes a value a batch in flight relies on, and a batch never commits a token whose
-/// value a forget deleted after the batch looked it up (it fails closed instead).
+/// value a forget deleted after the batch looked it up (it fails closed instead). A table lock on
+/// `vault.vault_values_lock`, a table nobody holds a privilege on, taken only through these two functions (migration
+/// 0017): only piivault_etl can take it shared and only piivault_compliance exclusively, so no other login can make
+/// a batch or an erasure wait. Held until the transaction ends.
 enum VaultValueLock {
-    static let exclusive: PostgresQuery = "SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))"
-    static let shared: PostgresQuery = "SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))"
+    static let exclusive: PostgresQuery = "SELECT vault.lock_vault_values_exclusive()"
+    static let shared: PostgresQuery = "SELECT vault.lock_vault_values_shared()"
+}
+
+/// The user's rows carry another subject hash than this token key gives for the user id (they were loaded with a
+/// token key of another tombstone key); the database refused, nothing was deleted or logged.
+public struct ForgetSubjectMismatch: PIIVaultReportableError {
+    public var message: String {
+        "the user's rows were loaded with another token key (their keyed user-id hash is not this key's); nothing was deleted or logged: run forget with the token key the ETL uses"
+    }
+    public var exitCode: PIIVaultExitCode { .dataError }
 }
 
 /// What `forget --quarantined` erased (or, with `--dry-run`, would erase).

@@ -114,7 +114,7 @@ public struct RetentionService: Sendable {
                 return try await deleteInBatches(seq: seq, cutoff: cutoff, batchSize: request.batchSize,
                                                  connection: connection)
             } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw await ForgetService.lockTimeout(on: connection, gate: gate, subjectHashes: [])
+                throw await ForgetService.lockTimeout(on: connection, gate: gate)
             }
         }
     }

@@ -113,13 +113,14 @@ public struct MigrationReport: Sendable {
 }
 
 /// Applies migrations in order, each in its own transaction together with its record, and refuses an applied
-/// migration whose file has changed. Concurrent runs are serialised by an advisory lock.
+/// migration whose file has changed. Concurrent runs are serialised by a lock on the record table, taken at the start
+/// of each migration's transaction (EXCLUSIVE, which needs a privilege on the table that only its owner holds; an
+/// advisory lock could be held by any login).
 public struct Migrator: Sendable {
     public let migrations: [Migration]
 
     /// The table that records applied migrations.
     public static let recordTable = "piivault_migrations"
-    private static let lockKey = 7_270_717_311  // advisory lock id: "piivault migrate"
 
     public init(migrations: [Migration]) {
         self.migrations = migrations
@@ -127,18 +128,6 @@ public struct Migrator: Sendable {
 
     /// Applies the pending migrations (none with `dryRun`) and reports what was done.
     public func run(on connection: PostgresConnection, dryRun: Bool = false) async throws -> MigrationReport {
-        try await connection.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
-        do {
-            let report = try await runLocked(on: connection, dryRun: dryRun)
-            try await connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-            return report
-        } catch {
-            _ = try? await connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-            throw error
-        }
-    }
-
-    private func runLocked(on connection: PostgresConnection, dryRun: Bool) async throws -> MigrationReport {
         let recorded = try await recordedMigrations(connection, create: !dryRun)
         var alreadyApplied: [Migration] = []
         var pending: [Migration] = []
@@ -157,20 +146,34 @@ public struct Migrator: Sendable {
             throw MigrationError.unknownApplied(version: unknown, fileName: recorded[unknown]!.fileName)
         }
         if dryRun { return MigrationReport(alreadyApplied: alreadyApplied, applied: pending, dryRun: true) }
+        var applied: [Migration] = []
         for migration in pending {
             do {
-                try await connection.transaction { connection in
+                let ran = try await connection.transaction { connection in
+                    // Another run may have applied it since the records were read: under the lock, look again.
+                    try await connection.execute("LOCK TABLE public.\(identifier: Self.recordTable) IN EXCLUSIVE MODE")
+                    let now = try await connection.query("""
+                        SELECT checksum FROM public.\(identifier: Self.recordTable) WHERE version = \(migration.version)
+                        """)
+                    if let row = now.first {
+                        guard try row["checksum"].requiredString() == migration.checksum else {
+                            throw MigrationError.edited(fileName: migration.fileName, appliedAt: "applied meanwhile")
+                        }
+                        return false
+                    }
                     try await connection.executeScript(migration.sql)
                     try await connection.execute("""
                         INSERT INTO public.\(identifier: Self.recordTable) (version, file_name, checksum)
                         VALUES (\(migration.version), \(migration.fileName), \(migration.checksum))
                         """)
+                    return true
                 }
+                if ran { applied.append(migration) } else { alreadyApplied.append(migration) }
             } catch let error as PostgresError where !error.isConnectionError {
                 throw MigrationError.failed(fileName: migration.fileName, reason: error.description)
             }
         }
-        return MigrationReport(alreadyApplied: alreadyApplied, applied: pending, dryRun: false)
+        return MigrationReport(alreadyApplied: alreadyApplied, applied: applied, dryRun: false)
     }
 
     private struct Record {
@@ -181,14 +184,18 @@ public struct Migrator: Sendable {
 
     private func recordedMigrations(_ connection: PostgresConnection, create: Bool) async throws -> [Int: Record] {
         if create {
-            try await connection.execute("""
-                CREATE TABLE IF NOT EXISTS public.\(identifier: Self.recordTable) (
-                    version    integer     PRIMARY KEY,
-                    file_name  text        NOT NULL,
-                    checksum   text        NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )
-                """)
+            do {
+                try await connection.execute("""
+                    CREATE TABLE IF NOT EXISTS public.\(identifier: Self.recordTable) (
+                        version    integer     PRIMARY KEY,
+                        file_name  text        NOT NULL,
+                        checksum   text        NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )
+                    """)
+            } catch let error as PostgresError where error.sqlState == "23505" || error.sqlState == "42P07" {
+                // Created at the same moment by a concurrent run (IF NOT EXISTS does not cover that race).
+            }
         } else {
             let exists = try await connection.query(
                 "SELECT to_regclass(\("public." + Self.recordTable)) IS NOT NULL AS present")
