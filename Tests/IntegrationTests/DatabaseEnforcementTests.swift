@@ -386,8 +386,8 @@ final class DatabaseEnforcementTests: XCTestCase {
         let flagged = try XCTUnwrap(html.range(of: "<table id=\"outside-compliance\">"), html)
         let section = html[flagged.lowerBound...]
         let table = String(section[..<(section.range(of: "</table>")?.upperBound ?? section.endIndex)])
-        XCTAssertTrue(table.contains("<td class=\"num\">2</td>"), table)
-        XCTAssertFalse(table.contains("<td class=\"num\">1</td>"), "the officer's access is not flagged: \(table)")
+        XCTAssertTrue(table.contains("<tr><td class=\"num\">2</td>"), table)
+        XCTAssertFalse(table.contains("<tr><td class=\"num\">1</td>"), "the officer's access is not flagged: \(table)")
 
         let verify = try await finish(["audit", "verify", "--database-url", auditor])
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
