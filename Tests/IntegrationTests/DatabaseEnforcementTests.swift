@@ -355,9 +355,9 @@ final class DatabaseEnforcementTests: XCTestCase {
 
     // MARK: Accesses the database cannot refuse
 
-    /// An unmask by a superuser succeeds (nothing can refuse it) but its entry says so; `audit log` shows it,
-    /// `audit report` flags it, an officer's entry is not marked, and the chain verifies with the Swift and the
-    /// Python verifier.
+    /// An unmask by a superuser succeeds (nothing can refuse it) but its entry says so, as does a request by a login
+    /// outside compliance that was granted the function; `audit log` shows it, `audit report` flags them, an
+    /// officer's entry is not marked, and the chain verifies with the Swift and the Python verifier.
     func testAnAccessByASuperuserIsMarkedInTheLogAndFlaggedInTheReport() async throws {
         let database = try await newDatabase()
         let officer = try await database.createLogin(memberOf: "piivault_compliance")
@@ -370,11 +370,23 @@ final class DatabaseEnforcementTests: XCTestCase {
                                            "--token-key", path("a", "token.key"), "--reason", "SAR-2", "--user-id", "su-user"])
             XCTAssertEqual(unmask.status, 0, unmask.stderr)
         }
+        // A login outside compliance that someone granted the function to (as the owner may execute them all).
+        let outsider = try await database.createLogin(memberOf: "piivault_analyst")
+        let outsiderName = try XCTUnwrap(URLComponents(string: outsider)?.user)
         let connection = try await database.connect()
+        try await connection.executeScript("""
+            GRANT USAGE ON SCHEMA vault TO \(outsiderName);
+            GRANT EXECUTE ON FUNCTION vault.request_unmask_user(text, text, text, text, integer, text) TO \(outsiderName);
+            """)
+        let keyID = try KeyLoading.loadVaultPublicKey(path: path("a", "vault.pub")).keyID.hex
+        let granted = try await PostgresConnection.connect(outsider)
+        _ = try await granted.query("SELECT * FROM vault.request_unmask_user('su-user', 'SAR-3', 'o', 'h', 10, \(keyID))")
+        await granted.close()
         let outcomes = try await connection.query("SELECT outcome FROM audit.access_log ORDER BY seq")
             .map { try $0["outcome"].requiredString() }
         await connection.close()
-        XCTAssertEqual(outcomes, ["ok", "ok [outside piivault_compliance: superuser]"])
+        XCTAssertEqual(outcomes, ["ok", "ok [outside piivault_compliance: superuser]",
+                                  "ok [outside piivault_compliance: not a member]"])
 
         let log = try await finish(["audit", "log", "--database-url", auditor, "--format", "csv"])
         XCTAssertEqual(log.status, 0, log.stderr)
@@ -386,7 +398,7 @@ final class DatabaseEnforcementTests: XCTestCase {
         let flagged = try XCTUnwrap(html.range(of: "<table id=\"outside-compliance\">"), html)
         let section = html[flagged.lowerBound...]
         let table = String(section[..<(section.range(of: "</table>")?.upperBound ?? section.endIndex)])
-        XCTAssertTrue(table.contains("<tr><td class=\"num\">2</td>"), table)
+        XCTAssertTrue(table.contains("<tr><td class=\"num\">2</td>") && table.contains("<tr><td class=\"num\">3</td>"), table)
         XCTAssertFalse(table.contains("<tr><td class=\"num\">1</td>"), "the officer's access is not flagged: \(table)")
 
         let verify = try await finish(["audit", "verify", "--database-url", auditor])
@@ -407,6 +419,6 @@ final class DatabaseEnforcementTests: XCTestCase {
         XCTAssertEqual(independent.status, 0, independent.stdout + independent.stderr)
         // Python: "intact 2 2:<hash>"; Swift: "access log intact: 2 entries, head 2:<hash>".
         let head = independent.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").last.map(String.init) ?? "?"
-        XCTAssertEqual(verify.stdout, "access log intact: 2 entries, head \(head)\n")
+        XCTAssertEqual(verify.stdout, "access log intact: 3 entries, head \(head)\n")
     }
 }
