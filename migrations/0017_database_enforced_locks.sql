@@ -176,6 +176,7 @@ AS $$
         SELECT 1 FROM public.etl_runs AS r
          WHERE r.outcome = 'running' AND r.started_at <= key_created AND public.etl_run_is_live(r.live_xid))
 $$;
+REVOKE ALL ON FUNCTION vault.data_key_of_live_run(timestamptz) FROM PUBLIC;
 
 -- vault.forget_user (replaces 0013's): erases the logins of user_id and every sealed value no remaining login
 -- references, keeps the tombstone, blanks the user id in the grants of earlier accesses, and appends the `forget`
@@ -302,6 +303,8 @@ BEGIN
     RETURN QUERY SELECT taken, deleted;
 END
 $$;
+REVOKE ALL ON FUNCTION vault.retention_delete_values(bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.retention_delete_values(bigint, integer) TO piivault_compliance;
 
 -- vault.retention_delete_data_keys (replaces 0014's): step 3 of a retention run: deletes every data key no sealed
 -- value and no quarantined body uses, except the keys of live ETL runs. Under the vault-wide value lock
@@ -325,6 +328,8 @@ BEGIN
     RETURN n;
 END
 $$;
+REVOKE ALL ON FUNCTION vault.retention_delete_data_keys(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.retention_delete_data_keys(bigint) TO piivault_compliance;
 
 -- vault.start_rewrap (replaces 0015's): step 2 of a rewrap: claims the grant and binds the run to this session, by
 -- its pid and a random nonce kept in a setting of this session (piivault.rewrap_session) and in audit.rewrap_runs,
