@@ -18,13 +18,14 @@ extension ETLTests {
     func testARunLeftRunningByADeadProcessIsMarkedAbandonedByTheNextRun() async throws {
         let connection = try await database.connect()
         defer { Task { await connection.close() } }
-        // A dead run: its row says running, and no session holds its lock.
-        let dead = try await connection.query(
-            "INSERT INTO public.etl_runs (source) VALUES ('sqs:dead') RETURNING id").first!["id"].requiredInt()
-        // A live run elsewhere: its session holds the run's lock, so it must stay running.
-        let live = try await connection.query(
-            "INSERT INTO public.etl_runs (source) VALUES ('sqs:live') RETURNING id").first!["id"].requiredInt()
-        _ = try await connection.query("SELECT pg_advisory_lock(7271501, \(live)::int4)")
+        // A dead run: its row says running, and the transaction it names has ended.
+        let deadRun = try await LiveETLRun.start(database.url, source: "sqs:dead")
+        await deadRun.end()
+        let dead = deadRun.id
+        // A live run elsewhere: the transaction its row names is in progress, so it must stay running.
+        let liveRun = try await LiveETLRun.start(database.url, source: "sqs:live")
+        defer { Task { await liveRun.end() } }
+        let live = liveRun.id
 
         let input = try sampleFile(lines: 3)
         defer { try? FileManager.default.removeItem(at: input) }

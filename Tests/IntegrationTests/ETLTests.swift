@@ -302,8 +302,7 @@ final class ETLTests: XCTestCase {
         // not yet committed.
         let forgetting = try await database.connect()
         try await forgetting.execute("BEGIN")
-        _ = try await forgetting.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
-        _ = try await forgetting.query("SELECT vault.lock_subjects(ARRAY[\(hash)])")
+        _ = try await forgetting.query("SELECT vault.lock_vault_values_exclusive()")
         try await forgetting.execute("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
 
         let invocation = try etlInvocation(["--from-file", file.path])
@@ -311,7 +310,7 @@ final class ETLTests: XCTestCase {
         // The batch is prepared (the tombstone is not committed, so not seen) and its insert waits on the lock.
         let deadline = Date().addingTimeInterval(30)
         while true {
-            let waiting = try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+            let waiting = try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = 'vault.vault_values_lock'::regclass")
                 .first![0].requiredInt()
             if waiting > 0 { break }
             XCTAssertTrue(run.isRunning, "the run ended before its insert waited on the lock")
@@ -427,15 +426,15 @@ final class ETLTests: XCTestCase {
     private func loadTogether(_ files: [URL], batchSize: Int) async throws {
         let holder = try await database.connect()
         try await holder.execute("BEGIN")
-        _ = try await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
+        _ = try await holder.query("SELECT vault.lock_vault_values_exclusive()")
         let runs = try files.map { file in
             let invocation = try etlInvocation(["--from-file", file.path, "--batch-size", String(batchSize)])
             return try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
         }
         try await waitUntil("every batch waits on the vault-wide lock", timeout: 120) {
             let waiting = try await self.query("""
-                SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted
+                   AND relation = 'vault.vault_values_lock'::regclass
                 """).first![0].requiredInt()
             return waiting >= files.count || runs.contains { !$0.isRunning }
         }
@@ -466,7 +465,7 @@ final class ETLTests: XCTestCase {
         XCTAssertEqual(loadFirst.status, 0, loadFirst.stderr)
         let tokenKey = keys.appendingPathComponent("token.key").path
         func waiters() async throws -> Int {
-            try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").first![0].requiredInt()
+            try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = 'vault.vault_values_lock'::regclass").first![0].requiredInt()
         }
         func wait(until condition: () async throws -> Bool) async throws {
             let deadline = Date().addingTimeInterval(30)
@@ -478,7 +477,7 @@ final class ETLTests: XCTestCase {
 
         let holder = try await database.connect()
         try await holder.execute("BEGIN")
-        _ = try await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))")
+        _ = try await holder.query("SELECT vault.lock_vault_values_exclusive()")
         let invocation = try etlInvocation(["--from-file", second.path])
         let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
         try await wait { try await waiters() >= 1 || !run.isRunning }

@@ -74,3 +74,46 @@ actor MigratedTemplate {
         return String(result.stdout.prefix(12))
     }
 }
+
+/// A live ETL run as `ETLStore.beginRun` makes one (migration 0017): a `running` row of `public.etl_runs` naming the
+/// transaction its lock session keeps open. The run is alive until `end()` closes that session (its process gone).
+struct LiveETLRun {
+    let id: Int
+    private let session: PostgresConnection
+    private let url: String
+
+    private init(id: Int, session: PostgresConnection, url: String) {
+        self.id = id
+        self.session = session
+        self.url = url
+    }
+
+    static func start(_ url: String, source: String = "file:test", vaultKeyID: String? = nil) async throws -> LiveETLRun {
+        let session = try await PostgresConnection.connect(url)
+        try await session.execute("BEGIN")
+        let xid = try await session.query("SELECT pg_current_xact_id()::text AS xid").first!["xid"].requiredString()
+        let writer = try await PostgresConnection.connect(url)
+        let id = try await writer.query("""
+            INSERT INTO public.etl_runs (source, vault_key_id, live_xid) VALUES (\(source), \(vaultKeyID), \(xid)::xid8)
+            RETURNING id
+            """).first!["id"].requiredInt()
+        await writer.close()
+        return LiveETLRun(id: id, session: session, url: url)
+    }
+
+    /// The run's process is gone: its lock session's transaction ends with its connection. Returns once the server
+    /// has ended it (within 30 s).
+    func end() async {
+        await session.close()
+        guard let observer = try? await PostgresConnection.connect(url) else { return }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let live = try? await observer.query(
+                "SELECT public.etl_run_is_live(live_xid) AS live FROM public.etl_runs WHERE id = \(id)"
+            ).first?["live"].bool()
+            if live != true { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await observer.close()
+    }
+}

@@ -50,7 +50,7 @@ final class MigrationTests: XCTestCase {
             """)
         XCTAssertEqual(columns, "user_id:character varying,device_type:character varying,masked_ip:character varying,"
             + "masked_device_id:character varying,locale:character varying,app_version:integer,create_date:date,"
-            + "message_id:text,app_version_text:text,loaded_at:timestamp with time zone")
+            + "message_id:text,app_version_text:text,loaded_at:timestamp with time zone,subject_hash:text")
     }
 
     func testMigratingTwiceIsANoOp() async throws {

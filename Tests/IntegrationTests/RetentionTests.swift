@@ -318,12 +318,12 @@ final class RetentionTests: XCTestCase {
         // The ETL's batch, as its store holds it: the vault-wide lock shared, between its look-up and its commit.
         let batch = try await database.connect()
         try await batch.execute("BEGIN")
-        _ = try await batch.query("SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))")
+        _ = try await batch.query("SELECT vault.lock_vault_values_shared()")
         let run = try BackgroundProcess(try piivaultBinary(), [
             "retention", "--database-url", officer, "--reason", "RACE", "--older-than", "30",
         ])
         try await waitUntil("retention waits on the vault-wide lock", timeout: 30) {
-            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") >= 1
+            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = 'vault.vault_values_lock'::regclass") >= 1
                 || !run.isRunning
         }
         XCTAssertTrue(run.isRunning, run.stderr)
@@ -429,25 +429,23 @@ final class RetentionTests: XCTestCase {
 
 extension RetentionTests {
     /// The data key of an ETL run still loading is empty until its first batch commits; retention must not destroy
-    /// it. A live run (its row `running`, its session holding the run lock, as ETLStore.beginRun makes it) keeps its
-    /// key; once that session is gone, the empty key is destroyed.
+    /// it. A live run (its row `running`, naming the transaction its lock session keeps open, as ETLStore.beginRun
+    /// makes it) keeps its key; once that session is gone, the empty key is destroyed.
     func testTheEmptyDataKeyOfARunningETLRunIsKept() async throws {
-        let run = try await database.connect()
-        let runID = try await run.query("""
-            WITH r AS (INSERT INTO etl_runs (source) VALUES ('test') RETURNING id)
-            SELECT id, pg_advisory_lock(7271501, id::int4) FROM r
-            """).first!["id"].requiredInt()
-        let keyID = try await run.query("""
+        let run = try await LiveETLRun.start(database.url)
+        let admin = try await database.connect()
+        let keyID = try await admin.query("""
             INSERT INTO vault.data_keys (key_id, sealed_key) VALUES ('00112233445566aa', '\\x00') RETURNING id
             """).first!["id"].requiredInt()
+        await admin.close()
         let kept = try retention(["--reason", "POLICY", "--older-than", "30"])
         XCTAssertEqual(kept.status, 0, kept.stderr)
         XCTAssertTrue(kept.stdout.contains("deleted 0 data keys"), kept.stdout)
         let stillThere = try await count("SELECT count(*) FROM vault.data_keys WHERE id = \(keyID)")
         XCTAssertEqual(stillThere, 1, "the live run's key stays")
-        await run.close()  // the run's process is gone: its lock with it, once the server notices
+        await run.end()  // the run's process is gone: its transaction with it, once the server notices
         try await waitUntil("the run's session has ended", timeout: 30) {
-            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7271501 AND objid = \(runID) AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") == 0
+            try await self.count("SELECT count(*) FROM public.etl_runs WHERE id = \(run.id) AND public.etl_run_is_live(live_xid)") == 0
         }
         let gone = try retention(["--reason", "POLICY", "--older-than", "30"])
         XCTAssertEqual(gone.status, 0, gone.stderr)
@@ -469,7 +467,7 @@ extension RetentionTests {
         try await batch.execute("BEGIN")
         try await batch.execute("SET LOCAL application_name = 'piivault etl'")
         let pid = try await batch.query("SELECT pg_backend_pid()").first![0].requiredInt()
-        _ = try await batch.query("SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))")
+        _ = try await batch.query("SELECT vault.lock_vault_values_shared()")
         func forget() throws -> ProcessResult {
             try runPiivault(["forget", "--database-url", officer, "--token-key", tokenKey, "--reason", "ERASE-L",
                              "--user-id", "lock-user", "--lock-wait", "1"], environment: ["PIIVAULT_TOKEN_KEY": nil])

@@ -369,12 +369,9 @@ final class RewrapTests: XCTestCase {
 
     func testFullKeepsTheOldDataKeysWhileAnETLRunSealsToTheOldKeyAndARerunDeletesThem() async throws {
         let a = try keyID("a"), b = try keyID("b")
-        // An ETL run that is running with the old vault.pub holds its run lock (ETLStore.runLockNamespace) on its
-        // session for as long as it lives.
-        let etl = try await database.connect()
-        let run = try await etl.query("INSERT INTO etl_runs (source, vault_key_id) VALUES ('file:test', \(a)) RETURNING id")
-            .first!["id"].requiredInt()
-        _ = try await etl.query("SELECT pg_advisory_lock(7271501, \(run)::int4)")
+        // An ETL run that is running with the old vault.pub keeps its lock session's transaction open for as long as
+        // it lives.
+        let etl = try await LiveETLRun.start(database.url, vaultKeyID: a)
         let kept = try rewrap(["--reason", "EXPOSED-2", "--full"])
         XCTAssertEqual(kept.status, 1, kept.stderr)
         XCTAssertTrue(kept.stderr.contains("an ETL run sealing to it is running"), kept.stderr)
@@ -386,7 +383,7 @@ final class RewrapTests: XCTestCase {
             """)
         XCTAssertEqual(underA, 0, "the values moved all the same")
 
-        await etl.close()  // the ETL run ended
+        await etl.end()  // the ETL run ended
         let rerun = try rewrap(["--reason", "EXPOSED-2", "--full"])
         XCTAssertEqual(rerun.status, 0, rerun.stderr)
         XCTAssertTrue(rerun.stdout.contains("re-encrypted 0 values under 0 new data keys sealed to \(b)"), rerun.stdout)

@@ -68,10 +68,14 @@ REVOKE ALL ON FUNCTION audit.entry_bytes(bigint, timestamptz, text, text, text, 
 GRANT EXECUTE ON FUNCTION audit.entry_bytes(bigint, timestamptz, text, text, text, text, text, text, integer, text)
     TO piivault_auditor;
 
--- Appends one entry and returns it. The only writer of audit.access_log; not callable by any piivault role
--- directly (compliance appends through the request functions and audit.record_refusal), so a caller can never
--- choose the sequence number, time, database user or hash. The action must be a row of audit.actions (22023
--- otherwise), so the log names no action the project does not know.
+-- audit.append_entry: appends one entry and returns it (its action must be a row of audit.actions: 22023). The only writer of audit.access_log; not
+-- callable by any piivault role directly, so a caller can never choose the sequence number, time, database user or
+-- hash. An access the database cannot refuse (by a superuser, or by a login that is not a member of
+-- piivault_compliance, such as the owner of these functions) is marked in its outcome, which the hash covers:
+-- ' [outside piivault_compliance: superuser]' or ' [outside piivault_compliance: not a member]'. Refusals are not
+-- marked (they give nothing), nor a direct call of this function (not an access: only the owner and superusers can
+-- make one, and they can write the table directly anyway). The entry's bytes and hash are computed as before, so
+-- old entries verify unchanged.
 CREATE OR REPLACE FUNCTION audit.append_entry(
     action text, reason text, subject text, row_count integer, outcome text, os_user text, client_host text
 ) RETURNS audit.access_log
@@ -83,6 +87,8 @@ DECLARE
     head_seq  bigint;
     head_hash bytea;
     entry     audit.access_log;
+    superuser boolean;
+    stack     text;
 BEGIN
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'a reason is required for every access-log entry'
@@ -100,6 +106,18 @@ BEGIN
     END IF;
     IF row_count IS NULL OR row_count < 0 THEN
         RAISE EXCEPTION 'row_count must be zero or more';
+    END IF;
+
+    -- An access goes through a vault (or audit) function; only the owner and superusers may call this one directly,
+    -- and they can write the table directly too, so a direct call is not marked.
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    IF outcome NOT LIKE 'refused%' AND split_part(stack, E'\n', 2) ~ '^PL/pgSQL function (vault|audit)\.' THEN
+        SELECT r.rolsuper INTO superuser FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user;
+        IF coalesce(superuser, false) THEN
+            outcome := outcome || ' [outside piivault_compliance: superuser]';
+        ELSIF NOT pg_catalog.pg_has_role(session_user, 'piivault_compliance', 'MEMBER') THEN
+            outcome := outcome || ' [outside piivault_compliance: not a member]';
+        END IF;
     END IF;
 
     -- EXCLUSIVE conflicts with itself and with INSERT's ROW EXCLUSIVE but not with readers: appends run one at a

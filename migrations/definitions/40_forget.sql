@@ -4,25 +4,15 @@
 -- The subject is named everywhere (log entry, tombstone, lock) by a keyed hash of the user id, computed by the client
 -- with a subkey of the token key (crypto_kdf context "PIIV-TMB"); the id itself is only used to find the rows.
 
--- The lock forget and the ETL's load both take for one user, so that they never interleave: a transaction-level
--- advisory lock on a 64-bit hash of the tombstone key. The ETL takes it for each user of a batch, in hash order
--- (no deadlock between two loads), before it inserts.
-CREATE OR REPLACE FUNCTION vault.lock_subjects(subject_hashes text[]) RETURNS void
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('piivault-subject:' || s.h, 0))
-       FROM (SELECT DISTINCT h FROM unnest(subject_hashes) AS h WHERE h IS NOT NULL ORDER BY 1) AS s;
-END
-$$;
-REVOKE ALL ON FUNCTION vault.lock_subjects(text[])
-    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.lock_subjects(text[]) TO piivault_etl;
-
--- Erases the logins of user_id and every sealed value no remaining login references, keeps the tombstone, and
--- appends the `forget` entry, all in the caller's transaction: if the append fails, nothing is deleted. With dry_run
--- it only counts (no lock on the log, no entry, no change). Values another user's logins still reference stay.
+-- vault.forget_user (replaces 0013's): erases the logins of user_id and every sealed value no remaining login
+-- references, keeps the tombstone, blanks the user id in the grants of earlier accesses, and appends the `forget`
+-- entry, all in the caller's transaction: if the append fails, nothing is deleted. With dry_run it only counts (no
+-- lock, no entry, no change). Values another user's logins still reference stay.
+-- The subject is checked against the rows (refused, 22023, before anything is counted or logged): no row of user_id
+-- may carry another keyed hash than subject_hash, and no row of another user may carry subject_hash. The database
+-- cannot compute the keyed hash; it can only hold the client to the hash the ETL recorded with the rows.
+-- Takes the vault-wide value lock exclusively: no ETL batch is between its look-up of the vault and its commit, and
+-- no other erasure runs beside this one.
 CREATE OR REPLACE FUNCTION vault.forget_user(
     subject_hash text, user_id text, reason text, os_user text, client_host text, dry_run boolean
 ) RETURNS TABLE (log_seq bigint, rows_deleted integer, values_deleted integer, values_kept integer)
@@ -47,8 +37,19 @@ BEGIN
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'a reason is required for every access-log entry';
     END IF;
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must be true or false';
+    END IF;
     IF NOT dry_run THEN
-        PERFORM vault.lock_subjects(ARRAY[subject_hash]);
+        LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash <> subject_hash)
+       OR EXISTS (SELECT 1 FROM public.user_logins AS l
+                   WHERE l.subject_hash = subject_hash AND l.user_id IS DISTINCT FROM user_id) THEN
+        RAISE EXCEPTION 'the subject hash does not name the user of these rows; nothing was deleted or logged'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'compute it from the user id with the token key (piivault forget --user-id does)';
     END IF;
 
     SELECT count(*)::integer INTO n_rows FROM public.user_logins AS l WHERE l.user_id = user_id;
@@ -79,6 +80,10 @@ BEGIN
      WHERE s.token = ANY (tokens)
        AND NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.masked_ip = s.token OR o.masked_device_id = s.token);
     INSERT INTO vault.tombstones (subject_hash) VALUES (subject_hash) ON CONFLICT DO NOTHING;
+    -- Earlier accesses by user id (unmask --user-id) recorded the id in their grants: the access log keeps it (it is
+    -- append-only), the grants do not. A grant not released yet cannot be any more.
+    UPDATE audit.access_grants AS g SET wanted = '', claimed_at = coalesce(g.claimed_at, clock_timestamp())
+     WHERE g.wanted = user_id;
     RETURN QUERY SELECT entry.seq, n_rows, n_gone, n_kept;
 END
 $$;

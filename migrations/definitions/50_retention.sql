@@ -27,21 +27,17 @@ $$;
 REVOKE ALL ON FUNCTION vault.retention_cutoff_for(integer)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 
--- Whether data key `key_created` may belong to an ETL run that is still loading: a run marked running whose session
--- still holds its run lock (ETLStore.runLockNamespace, 7271501) and that started before the key was made. The ETL
--- stores a data key after its run row commits, so a key of a live run always satisfies this; such a key may still be
--- empty because its first batch has not committed yet, and must not be destroyed.
+-- vault.data_key_of_live_run (replaces 0014's): whether data key `key_created` may belong to an ETL run that is
+-- still loading: a run marked running whose lock session's transaction is in progress and that started before the
+-- key was made. The ETL stores a data key after its run row commits, so a key of a live run always satisfies this;
+-- such a key may still be empty because its first batch has not committed yet, and must not be destroyed.
 CREATE OR REPLACE FUNCTION vault.data_key_of_live_run(key_created timestamptz) RETURNS boolean
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (
         SELECT 1 FROM public.etl_runs AS r
-         WHERE r.outcome = 'running' AND r.started_at <= key_created
-           AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks AS l
-                        WHERE l.locktype = 'advisory' AND l.granted
-                          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-                          AND l.classid = 7271501::oid AND l.objid = r.id::oid AND l.objsubid = 2))
+         WHERE r.outcome = 'running' AND r.started_at <= key_created AND public.etl_run_is_live(r.live_xid))
 $$;
 REVOKE ALL ON FUNCTION vault.data_key_of_live_run(timestamptz)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
@@ -197,12 +193,12 @@ REVOKE ALL ON FUNCTION vault.retention_delete_logins(bigint, integer)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.retention_delete_logins(bigint, integer) TO piivault_compliance;
 
--- Step 2, one batch: takes up to batch_size recorded tokens and deletes their sealed values that no login references
--- any more. Under the vault-wide lock forget takes (exclusive; every ETL batch insert takes it shared, see
--- ForgetService.swift): no ETL batch is between its look-up of the vault and its commit, so every login a batch
--- inserted is visible here and keeps its value; a batch that looked a value up before this deleted it finds it missing
--- under its own lock and fails closed (its messages stay queued; the next run seals the value again). Returns the
--- tokens taken (0: step 2 is done) and the values deleted.
+-- vault.retention_delete_values (replaces 0014's): step 2 of a retention run, one batch: takes up to batch_size
+-- recorded tokens and deletes their sealed values that no login references any more. Under the vault-wide value lock,
+-- exclusively (every ETL batch insert takes it shared): no ETL batch is between its look-up of the vault and its
+-- commit, so every login a batch inserted is visible here and keeps its value; a batch that looked a value up before
+-- this deleted it finds it missing under its own lock and fails closed (its messages stay queued; the next run seals
+-- the value again). Returns the tokens taken (0: step 2 is done) and the values deleted.
 CREATE OR REPLACE FUNCTION vault.retention_delete_values(grant_seq bigint, batch_size integer)
 RETURNS TABLE (tokens_taken integer, values_deleted integer)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -218,7 +214,7 @@ BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be 1 or more';
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0));
+    LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     -- A new statement, so a new snapshot: it sees every batch that committed before the lock was granted.
     WITH batch AS (
         DELETE FROM vault.retention_pending AS p
@@ -240,8 +236,9 @@ REVOKE ALL ON FUNCTION vault.retention_delete_values(bigint, integer)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.retention_delete_values(bigint, integer) TO piivault_compliance;
 
--- Step 3: deletes every data key no sealed value and no quarantined body uses, except the keys of live ETL runs.
--- Under the vault-wide lock, so no batch that seals with a key is in flight. Returns the number deleted.
+-- vault.retention_delete_data_keys (replaces 0014's): step 3 of a retention run: deletes every data key no sealed
+-- value and no quarantined body uses, except the keys of live ETL runs. Under the vault-wide value lock
+-- (exclusively), so no batch that seals with a key is in flight. Returns the number deleted.
 CREATE OR REPLACE FUNCTION vault.retention_delete_data_keys(grant_seq bigint) RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -252,7 +249,7 @@ DECLARE
     n integer;
 BEGIN
     PERFORM vault.retention_cutoff(grant_seq);
-    PERFORM pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0));
+    LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     DELETE FROM vault.data_keys AS k
      WHERE NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.data_key_id = k.id)
        AND NOT EXISTS (SELECT 1 FROM vault.quarantine AS q WHERE q.data_key_id = k.id)

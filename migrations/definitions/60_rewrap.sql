@@ -6,103 +6,34 @@
 --   1. vault.request_rewrap appends the `rewrap` entry (both key ids, the count) and records the grant and the run
 --      (audit.rewrap_runs) in one transaction, which the caller commits. No sealed byte is returned.
 --   2. vault.start_rewrap claims the grant (audit.claim_grant: committed earlier, same login, once, within five
---      minutes) and binds the run to the calling session: it records the backend pid and takes a session-level
---      advisory lock, held until the connection ends.
+--      minutes) and binds the run to the calling session: it records the backend pid and a random nonce that only
+--      that session knows (a session setting), so it lasts until the connection ends.
 --   3. The batch functions (release_rewrap_*, replace_rewrap_*, add_rewrap_data_key, drop_rewrapped_data_keys) pass
---      only for that login, in that session, while it holds that lock (audit.rewrap_run). A killed run leaves its
+--      only for that login, in that session (same pid and nonce: audit.rewrap_run). A killed run leaves its
 --      grant useless; the rerun asks again (a new entry) and finishes what is left.
 -- Every write is guarded by what it replaces (a data key still sealed to the old key id with the same sealed bytes; a
 -- value still under the old data key), so a concurrent or stale write is never clobbered.
 
--- Advisory-lock namespace of running rewraps (pg_advisory_lock(namespace, seq)).
-CREATE OR REPLACE FUNCTION audit.rewrap_lock_namespace() RETURNS integer
-    LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 7271502 $$;
-REVOKE ALL ON FUNCTION audit.rewrap_lock_namespace()
-    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-
--- Step 1. Counts the data keys sealed to old_key_id (and, for a full run, their values), those sealed to other
--- keys than old and new (left alone), appends the entry and records the grant. With dry_run: counts only, no entry.
-CREATE OR REPLACE FUNCTION vault.request_rewrap(
-    old_key_id text, new_key_id text, full_rewrap boolean, reason text, os_user text, client_host text,
-    dry_run boolean
-) RETURNS TABLE (
-    log_seq bigint, outcome text, row_count integer, other_key_id text,
-    data_keys integer, sealed_values bigint, quarantined_values bigint, other_data_keys integer, other_key_ids text
-)
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET lock_timeout = '10s'
-AS $$
-#variable_conflict use_variable
-DECLARE
-    n_keys   integer;
-    last_id  bigint;
-    n_values bigint := 0;
-    n_bodies bigint := 0;
-    n_other  integer;
-    others   text;
-    subject  text;
-    result   text;
-    entry    audit.access_log;
-BEGIN
-    PERFORM audit.require_key_id(old_key_id);
-    PERFORM audit.require_key_id(new_key_id);
-    IF old_key_id = new_key_id THEN
-        RAISE EXCEPTION 'the new vault key is the old one (key id %); rewrap needs another key', old_key_id;
-    END IF;
-    IF full_rewrap IS NULL OR dry_run IS NULL THEN
-        RAISE EXCEPTION 'full_rewrap and dry_run must be true or false';
-    END IF;
-    SELECT count(*)::integer, coalesce(max(k.id), 0) INTO n_keys, last_id
-      FROM vault.data_keys AS k WHERE k.key_id = old_key_id;
-    SELECT count(*)::integer, string_agg(DISTINCT k.key_id, ',' ORDER BY k.key_id) INTO n_other, others
-      FROM vault.data_keys AS k WHERE k.key_id NOT IN (old_key_id, new_key_id);
-    IF full_rewrap THEN
-        SELECT count(*) INTO n_values FROM vault.secrets AS s
-         WHERE s.data_key_id IN (SELECT k.id FROM vault.data_keys AS k WHERE k.key_id = old_key_id);
-        SELECT count(*) INTO n_bodies FROM vault.quarantine AS q
-         WHERE q.data_key_id IN (SELECT k.id FROM vault.data_keys AS k WHERE k.key_id = old_key_id);
-    END IF;
-    IF dry_run THEN
-        RETURN QUERY SELECT NULL::bigint, 'dry run'::text, n_keys, NULL::text, n_keys, n_values, n_bodies, n_other,
-                            others;
-        RETURN;
-    END IF;
-    subject := format('vault_key:%s->%s data_keys:%s', old_key_id, new_key_id, n_keys)
-               || CASE WHEN full_rewrap THEN format(' values:%s full', n_values + n_bodies) ELSE '' END;
-    result := CASE WHEN n_keys = 0 THEN format('not found: no data keys sealed to %s', old_key_id) ELSE 'ok' END
-              || CASE WHEN n_other > 0 THEN format(' (%s data keys sealed to other keys left alone: %s)', n_other, others)
-                      ELSE '' END;
-    entry := audit.append_and_grant('rewrap', CASE WHEN full_rewrap THEN 'full' ELSE 'keys' END,
-        old_key_id || '->' || new_key_id, ARRAY[old_key_id, new_key_id, last_id::text], reason, subject, n_keys,
-        result, os_user, client_host);
-    INSERT INTO audit.rewrap_runs (seq, db_user, old_key_id, new_key_id, full_rewrap, last_data_key_id)
-    VALUES (entry.seq, session_user, old_key_id, new_key_id, full_rewrap, last_id);
-    RETURN QUERY SELECT entry.seq, entry.outcome, n_keys, NULL::text, n_keys, n_values, n_bodies, n_other, others;
-END
-$$;
-REVOKE ALL ON FUNCTION vault.request_rewrap(text, text, boolean, text, text, text, boolean)
-    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.request_rewrap(text, text, boolean, text, text, text, boolean) TO piivault_compliance;
-
--- Step 2: claims the grant and binds the run to this session (pid and a session-level advisory lock).
+-- vault.start_rewrap (replaces 0015's): step 2 of a rewrap: claims the grant and binds the run to this session, by
+-- its pid and a random nonce kept in a setting of this session (piivault.rewrap_session) and in audit.rewrap_runs,
+-- which nobody may read. Another session, even of the same login and later with the same pid, does not know it.
 CREATE OR REPLACE FUNCTION vault.start_rewrap(grant_seq bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    r audit.rewrap_runs;
+    r     audit.rewrap_runs;
+    nonce text := gen_random_uuid()::text;
 BEGIN
     SELECT * INTO r FROM audit.rewrap_runs AS w WHERE w.seq = grant_seq;
     IF r.seq IS NULL THEN
         RAISE EXCEPTION 'no rewrap grant %', grant_seq USING ERRCODE = 'insufficient_privilege';
     END IF;
     PERFORM audit.claim_grant(grant_seq, 'rewrap', CASE WHEN r.full_rewrap THEN 'full' ELSE 'keys' END);
-    PERFORM pg_advisory_lock(audit.rewrap_lock_namespace(), (grant_seq % 2147483647)::integer);
-    UPDATE audit.rewrap_runs AS w SET backend_pid = pg_backend_pid(), started_at = clock_timestamp()
+    PERFORM set_config('piivault.rewrap_session', nonce, false);
+    UPDATE audit.rewrap_runs AS w
+       SET backend_pid = pg_backend_pid(), started_at = clock_timestamp(), session_nonce = nonce
      WHERE w.seq = grant_seq;
 END
 $$;
@@ -110,7 +41,8 @@ REVOKE ALL ON FUNCTION vault.start_rewrap(bigint)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.start_rewrap(bigint) TO piivault_compliance;
 
--- The run `grant_seq`, if this login started it in this session and the session still holds its lock; else 42501.
+-- audit.rewrap_run (replaces 0015's): the run `grant_seq`, if this login started it in this session (its pid and
+-- the session's nonce); else 42501.
 CREATE OR REPLACE FUNCTION audit.rewrap_run(grant_seq bigint, need_full boolean) RETURNS audit.rewrap_runs
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -121,12 +53,8 @@ DECLARE
 BEGIN
     SELECT * INTO r FROM audit.rewrap_runs AS w WHERE w.seq = grant_seq;
     IF r.seq IS NULL OR r.db_user <> session_user OR r.backend_pid IS DISTINCT FROM pg_backend_pid()
-       OR NOT EXISTS (
-           SELECT 1 FROM pg_catalog.pg_locks AS l
-            WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid()
-              AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d WHERE d.datname = current_database())
-              AND l.classid = audit.rewrap_lock_namespace()::oid
-              AND l.objid = (grant_seq % 2147483647)::oid AND l.objsubid = 2)
+       OR r.session_nonce IS NULL
+       OR r.session_nonce IS DISTINCT FROM current_setting('piivault.rewrap_session', true)
     THEN
         RAISE EXCEPTION 'rewrap grant % was not started by this login in this session; run rewrap again', grant_seq
             USING ERRCODE = 'insufficient_privilege';
@@ -288,8 +216,9 @@ REVOKE ALL ON FUNCTION vault.replace_rewrap_values(bigint, text, text[], bigint[
 GRANT EXECUTE ON FUNCTION vault.replace_rewrap_values(bigint, text, text[], bigint[], bigint, bytea[])
     TO piivault_compliance;
 
--- Full run: deletes the run's old data keys that no value references any more. Kept (and counted) while an ETL run
--- that seals to the old key is running: it may still hold one of them in memory and seal values under it.
+-- vault.drop_rewrapped_data_keys (replaces 0015's): full run: deletes the run's old data keys that no value
+-- references any more. Kept (and counted) while an ETL run that seals to the old key is running: it may still hold
+-- one of them in memory and seal values under it.
 CREATE OR REPLACE FUNCTION vault.drop_rewrapped_data_keys(grant_seq bigint)
 RETURNS TABLE (deleted integer, in_use integer, etl_running boolean)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -303,15 +232,9 @@ DECLARE
     running boolean;
 BEGIN
     r := audit.rewrap_run(grant_seq, true);
-    -- A running ETL run holds pg_advisory_lock(7271501, id) on its session (ETLStore.runLockNamespace).
     SELECT EXISTS (
         SELECT 1 FROM public.etl_runs AS e
-         WHERE e.outcome = 'running' AND e.vault_key_id = r.old_key_id
-           AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks AS l
-                        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7271501::oid
-                          AND l.objid = e.id::oid AND l.objsubid = 2
-                          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d
-                                             WHERE d.datname = current_database())))
+         WHERE e.outcome = 'running' AND e.vault_key_id = r.old_key_id AND public.etl_run_is_live(e.live_xid))
       INTO running;
     IF NOT running THEN
         DELETE FROM vault.data_keys AS k

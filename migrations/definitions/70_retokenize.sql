@@ -5,8 +5,8 @@
 -- One run: request_retokenize appends the run's `retokenize` entry (subject: the versions; outcome: the counts) and
 -- records a grant of kind 'versions' in audit.access_grants (wanted: the target version; keys: token key id, vault
 -- key id). start_retokenize claims the grant (audit.claim_grant: committed earlier, this login, once, within five
--- minutes) and binds the run to this session (its pid and a session-level advisory lock, held until the connection
--- ends). Then, batch after batch, each in its own transaction: release_retokenize_values hands out a batch of
+-- minutes) and binds the run to this session (its pid and a random nonce only that session knows, a session
+-- setting that lasts until the connection ends). Then, batch after batch, each in its own transaction: release_retokenize_values hands out a batch of
 -- sealed values of older versions (only in that session, until the run finishes); the client opens them, computes
 -- the new tokens, seals the values again bound to the new tokens under a new data key (add_retokenize_data_key) and
 -- hands the mappings to apply_retokenize_batch, which inserts the new values (keeping a value the ETL already sealed
@@ -14,31 +14,8 @@
 -- finish_retokenize ends the run. A run killed midway leaves whole batches done and its grant dies with its
 -- connection; the next run (a new entry) moves the rest.
 
--- Advisory-lock namespace of running retokenize runs (pg_advisory_lock(namespace, seq)).
-CREATE OR REPLACE FUNCTION audit.retokenize_lock_namespace() RETURNS integer
-    LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 7271503 $$;
-REVOKE ALL ON FUNCTION audit.retokenize_lock_namespace()
-    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-
--- Step 2: claims the grant and binds the run to this session (pid and a session-level advisory lock).
-CREATE OR REPLACE FUNCTION vault.start_retokenize(grant_seq bigint) RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM audit.claim_grant(grant_seq, 'retokenize', 'versions');
-    PERFORM pg_advisory_lock(audit.retokenize_lock_namespace(), (grant_seq % 2147483647)::integer);
-    INSERT INTO audit.retokenize_runs (seq, backend_pid) VALUES (grant_seq, pg_backend_pid());
-END
-$$;
-REVOKE ALL ON FUNCTION vault.start_retokenize(bigint)
-    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.start_retokenize(bigint) TO piivault_compliance;
-
--- The grant of run `grant_seq`, if this login started it in this session, the session still holds its lock, and
--- the run has not finished; else 42501. Callable by the functions below only.
+-- vault.retokenize_grant (replaces 0016's): the grant of run `grant_seq`, if this login started it in this session
+-- (its pid and the session's nonce) and the run has not finished; else 42501. Callable by the batch functions only.
 CREATE OR REPLACE FUNCTION vault.retokenize_grant(grant_seq bigint) RETURNS audit.access_grants
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -51,13 +28,8 @@ BEGIN
     SELECT * INTO g FROM audit.access_grants AS a WHERE a.seq = grant_seq;
     SELECT * INTO r FROM audit.retokenize_runs AS w WHERE w.seq = grant_seq;
     IF g.seq IS NULL OR r.seq IS NULL OR g.db_user <> session_user OR g.action <> 'retokenize'
-       OR g.kind <> 'versions' OR r.backend_pid <> pg_backend_pid()
-       OR NOT EXISTS (
-           SELECT 1 FROM pg_catalog.pg_locks AS l
-            WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid()
-              AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d WHERE d.datname = current_database())
-              AND l.classid = audit.retokenize_lock_namespace()::oid
-              AND l.objid = (grant_seq % 2147483647)::oid AND l.objsubid = 2)
+       OR g.kind <> 'versions' OR r.backend_pid <> pg_backend_pid() OR r.session_nonce IS NULL
+       OR r.session_nonce IS DISTINCT FROM current_setting('piivault.retokenize_session', true)
     THEN
         RAISE EXCEPTION 'retokenize grant % was not started by this login in this session; run retokenize again', grant_seq
             USING ERRCODE = 'insufficient_privilege';
@@ -197,12 +169,12 @@ REVOKE ALL ON FUNCTION vault.add_retokenize_data_key(bigint, text, bytea)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.add_retokenize_data_key(bigint, text, bytea) TO piivault_compliance;
 
--- Step 2, per batch: applies (old token, new token, new sealed value) mappings under data key `data_key_id`, in the
--- caller's transaction. Under the vault-wide lock forget takes (exclusively, as forget does): no ETL batch is
--- between its look-up of the vault and its commit, so no uncommitted login can reference an old value deleted here.
--- A mapping whose old value is gone (erased by forget, moved by another run) is skipped. A new value the vault
--- already holds (the ETL sealed it under the new version) is kept, and the logins join it. Old values are deleted
--- once no login references them.
+-- vault.apply_retokenize_batch (replaces 0016's): step 2 of a retokenize run, per batch: applies (old token, new
+-- token, new sealed value) mappings under data key `data_key_id`, in the caller's transaction. Under the vault-wide
+-- value lock, exclusively (as forget takes it): no ETL batch is between its look-up of the vault and its commit, so
+-- no uncommitted login can reference an old value deleted here. A mapping whose old value is gone (erased by forget,
+-- moved by another run) is skipped. A new value the vault already holds (the ETL sealed it under the new version) is
+-- kept, and the logins join it. Old values are deleted once no login references them.
 CREATE OR REPLACE FUNCTION vault.apply_retokenize_batch(
     grant_seq bigint, old_tokens text[], new_tokens text[], new_sealed bytea[], data_key_id bigint
 ) RETURNS TABLE (values_moved integer, values_joined integer, values_skipped integer, logins_updated integer)
@@ -241,7 +213,7 @@ BEGIN
         RAISE EXCEPTION 'data key % is not sealed to the run''s vault key %', data_key_id, g.keys[2];
     END IF;
 
-    PERFORM pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0));
+    LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     PERFORM 1 FROM vault.secrets AS s WHERE s.token = ANY (old_tokens) ORDER BY s.token FOR UPDATE;
     SELECT coalesce(array_agg(m.o ORDER BY m.o), '{}'), coalesce(array_agg(m.n ORDER BY m.o), '{}'),
            coalesce(array_agg(m.s ORDER BY m.o), '{}'), coalesce(array_agg(s.field ORDER BY m.o), '{}')
@@ -282,8 +254,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION vault.apply_retokenize_batch(bigint, text[], text[], bytea[], bigint)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.apply_retokenize_batch(bigint, text[], text[], bytea[], bigint)
-    TO piivault_compliance;
+GRANT EXECUTE ON FUNCTION vault.apply_retokenize_batch(bigint, text[], text[], bytea[], bigint) TO piivault_compliance;
 
 -- End of a run: closes the grant when no value of an older version remains; returns how many remain.
 CREATE OR REPLACE FUNCTION vault.finish_retokenize(grant_seq bigint) RETURNS integer

@@ -25,7 +25,8 @@ public struct AccessLogEntry: Sendable, Equatable {
     /// How many rows the access returned.
     public var rowCount: Int
     /// `ok`, `ok: DETAIL` (counts of what an erasure or a run did), `refused: WHY` (the database writes every refusal
-    /// so), or another word and its detail (`not found: ...`, `unknown tokens: ...`: the access ran and found less).
+    /// so), or another word and its detail (`not found: ...`, `unknown tokens: ...`: the access ran and found less);
+    /// an access by a login outside piivault_compliance ends with `outsideComplianceMarker`.
     public var outcome: String
 
     /// How an access ended, read from the first word of its outcome.
@@ -68,6 +69,16 @@ public struct AccessLogEntry: Sendable, Equatable {
         self.outcome = outcome
         self.prevHash = prevHash
         self.hash = hash
+    }
+
+    /// What `audit.append_entry` adds to the outcome of an access by a superuser or by a login outside
+    /// piivault_compliance (the database owner), which the database cannot refuse (migration 0017): followed by
+    /// `superuser]` or `not a member]`.
+    public static let outsideComplianceMarker = " [outside piivault_compliance: "
+
+    /// An access the database could not refuse (see `outsideComplianceMarker`); refusals are never marked.
+    public var isOutsideCompliance: Bool {
+        !outcome.hasPrefix("refused") && outcome.contains(Self.outsideComplianceMarker)
     }
 
     /// The hash of the entry before the first one: 32 zero bytes.

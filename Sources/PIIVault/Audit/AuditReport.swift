@@ -59,6 +59,10 @@ public struct AuditReport: Sendable {
     /// Entries that changed or destroyed data.
     public var destructive: [AccessLogEntry] { entries.filter { Self.destructiveActions.contains($0.action) } }
 
+    /// Accesses the database could not refuse: by a superuser or a login outside piivault_compliance (the owner),
+    /// which `audit.append_entry` marks in the outcome (migration 0017). Refusals are never marked.
+    public var outsideCompliance: [AccessLogEntry] { entries.filter(\.isOutsideCompliance) }
+
     /// The page.
     public var html: String {
         var page = """
@@ -99,6 +103,14 @@ public struct AuditReport: Sendable {
             page += "</table>\n<p>Each signature verified with the auditor's key, and the log extends each head.</p>\n"
         }
 
+        page += "<h2>Accesses the database could not refuse</h2>\n"
+        if outsideCompliance.isEmpty {
+            page += "<p id=\"outside-compliance\">None: every access in the period was by a member of piivault_compliance.</p>\n"
+        } else {
+            page += "<p class=\"bad\">\(outsideCompliance.count) access(es) by a superuser or a login outside "
+                + "piivault_compliance (such as the database owner): the database could not refuse them. "
+                + "Check each one.</p>\n" + table(outsideCompliance, id: "outside-compliance", empty: "")
+        }
         page += "<h2>Accesses per officer</h2>\n" + Self.barChart(perOfficer, id: "per-officer")
         page += "<h2>Accesses per day</h2>\n" + Self.barChart(perDay, id: "per-day")
         page += "<h2>Officers' refusals and failures</h2>\n"

@@ -49,9 +49,8 @@ struct AccessGrant: Sendable {
 enum ComplianceLocks: Sendable {
     /// Only the access log's append lock (every request takes it).
     case accessLog
-    /// The vault-wide value lock and the subject locks of these keyed user-id hashes (an erasure, a batch that
-    /// changes the vault), then the access log's.
-    case vault(subjectHashes: [String])
+    /// The vault-wide value lock (an erasure, a batch that changes the vault), then the access log's.
+    case vault
 }
 
 /// What one batch of a long action did.
@@ -152,7 +151,7 @@ struct ComplianceSession: Sendable {
     /// Runs `batch` until it reports nothing left (or a last, short batch), calling the after-batch hook with the
     /// number committed so far, counted on from `done`. Returns that number. A lock timeout is mapped as in the
     /// request step, naming the holders of `locks`.
-    func batches(after done: Int = 0, waitsOn locks: ComplianceLocks = .vault(subjectHashes: []),
+    func batches(after done: Int = 0, waitsOn locks: ComplianceLocks = .vault,
                  _ batch: () async throws -> BatchStep) async throws -> Int
     {
         var committed = done
@@ -167,7 +166,7 @@ struct ComplianceSession: Sendable {
 
     /// One statement (or transaction) of a long action after its request, outside the batch loop, with the lock
     /// timeout mapped as in `batches`.
-    func step<T>(waitsOn locks: ComplianceLocks = .vault(subjectHashes: []), _ body: () async throws -> T)
+    func step<T>(waitsOn locks: ComplianceLocks = .vault, _ body: () async throws -> T)
         async throws -> T
     {
         try await mappingErrors(deniedSubject: nil, waitsOn: locks, body)
@@ -207,13 +206,13 @@ struct ComplianceSession: Sendable {
         return try rows.requiredFirst("audit.record_denied")["seq"].requiredInt()
     }
 
-    /// A lock timeout, named by its holder: for a step that waits on the vault's locks, an ETL batch or another
-    /// erasure holding the vault-wide or a user's lock; else a session holding the access log's append lock.
+    /// A lock timeout, named by its holder: for a step that waits on the vault's lock, an ETL batch or another
+    /// erasure holding the vault-wide value lock; else a session holding the access log's append lock.
     private func lockTimeout(waitsOn locks: ComplianceLocks) async -> any PIIVaultReportableError {
-        guard case .vault(let subjectHashes) = locks else {
+        guard case .vault = locks else {
             return ComplianceError.accessLogBusy(holders: await accessLogHolders())
         }
-        let holders = await VaultLockHolders.find(on: connection, subjectHashes: subjectHashes)
+        let holders = await VaultLockHolders.find(on: connection)
         if holders.isEmpty {
             let logHolders = await accessLogHolders()
             if !logHolders.isEmpty { return ComplianceError.accessLogBusy(holders: logHolders) }

@@ -70,15 +70,21 @@ public struct ForgetService: Sendable {
                 // lock (`VaultValueLock`): no ETL batch is between its look-up of the vault and its commit while
                 // forget decides which sealed values no login references any more. Waited for `lockWaitSeconds` at
                 // most (10 s by default; an ETL batch holds it for its commit), then reported with its holder.
-                let row = try await session.request("""
-                    SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
-                                                    \(caller.osUser), \(caller.clientHost), \(request.dryRun))
-                    """, deniedSubject: "user_id", waitsOn: .vault(subjectHashes: [subjectHash])) { connection in
-                    guard !request.dryRun else { return }
-                    // set_config(..., true) is SET LOCAL with a bound value.
-                    let wait = "\(max(1, request.lockWaitSeconds))s"
-                    _ = try await connection.query("SELECT set_config('lock_timeout', \(wait), true)")
-                    _ = try await connection.query(VaultValueLock.exclusive)
+                let row: PostgresRow
+                do {
+                    row = try await session.request("""
+                        SELECT * FROM vault.forget_user(\(subjectHash), \(request.userID), \(request.reason),
+                                                        \(caller.osUser), \(caller.clientHost), \(request.dryRun))
+                        """, deniedSubject: "user_id", waitsOn: .vault) { connection in
+                        guard !request.dryRun else { return }
+                        // set_config(..., true) is SET LOCAL with a bound value.
+                        let wait = "\(max(1, request.lockWaitSeconds))s"
+                        _ = try await connection.query("SELECT set_config('lock_timeout', \(wait), true)")
+                        _ = try await connection.query(VaultValueLock.exclusive)
+                    }
+                } catch let error as PostgresError where error.code == .invalidParameterValue {
+                    // vault.forget_user checks the subject hash against the one the ETL recorded with the rows.
+                    throw ForgetSubjectMismatch()
                 }
                 return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
                                     valuesDeleted: try row["values_deleted"].requiredInt(),
@@ -87,13 +93,25 @@ public struct ForgetService: Sendable {
     }
 }
 
-/// The vault-wide advisory lock between erasure and loading, for values users share: forget takes it exclusively,
+/// The vault-wide value lock between erasure and loading, for values users share: forget takes it exclusively,
 /// each ETL batch insert shared, and the batch then checks, under it, that every sealed value its logins reference is
 /// in the vault. So forget never deletes a value a batch in flight relies on, and a batch never commits a token whose
-/// value a forget deleted after the batch looked it up (it fails closed instead).
+/// value a forget deleted after the batch looked it up (it fails closed instead). A table lock on
+/// `vault.vault_values_lock`, a table nobody holds a privilege on, taken only through these two functions (migration
+/// 0017): only piivault_etl can take it shared and only piivault_compliance exclusively, so no other login can make
+/// a batch or an erasure wait. Held until the transaction ends.
 enum VaultValueLock {
-    static let exclusive: PostgresQuery = "SELECT pg_advisory_xact_lock(hashtextextended('piivault-vault-values', 0))"
-    static let shared: PostgresQuery = "SELECT pg_advisory_xact_lock_shared(hashtextextended('piivault-vault-values', 0))"
+    static let exclusive: PostgresQuery = "SELECT vault.lock_vault_values_exclusive()"
+    static let shared: PostgresQuery = "SELECT vault.lock_vault_values_shared()"
+}
+
+/// The user's rows carry another subject hash than this token key gives for the user id (they were loaded with a
+/// token key of another tombstone key); the database refused, nothing was deleted or logged.
+public struct ForgetSubjectMismatch: PIIVaultReportableError {
+    public var message: String {
+        "the user's rows were loaded with another token key (their keyed user-id hash is not this key's); nothing was deleted or logged: run forget with the token key the ETL uses"
+    }
+    public var exitCode: PIIVaultExitCode { .dataError }
 }
 
 /// What `forget --quarantined` erased (or, with `--dry-run`, would erase).

@@ -1,33 +1,22 @@
 import Postgres
 
-/// Who holds the advisory locks `forget` and `retention` wait on (the vault-wide value lock, a user's subject lock),
-/// for the message of a lock timeout. Sessions are told apart by `application_name`, which piivault sets per command
-/// (`piivault etl`, `piivault forget`, `piivault retention`); `pg_locks` and that column are visible to every login.
+/// Who holds the vault-wide value lock `forget`, `retention` and `retokenize` wait on, for the message of a lock
+/// timeout: `vault.vault_lock_holders()` (migration 0017) reads the table lock's holders from `pg_locks`. Sessions
+/// are told apart by `application_name`, which piivault sets per command (`piivault etl`, `piivault forget`,
+/// `piivault retention`).
 enum VaultLockHolders {
-    /// A session holding one of the locks.
+    /// A session holding the lock.
     struct Holder: Sendable, Equatable {
         let pid: Int
         let applicationName: String
         let login: String
     }
 
-    /// The holders of the vault-wide value lock and of the subject locks of `subjectHashes`, other than this session.
-    /// Empty when they let go meanwhile or the query fails.
-    static func find(on connection: PostgresConnection, subjectHashes: [String] = []) async -> [Holder] {
-        let literal = PostgresArray.texts(subjectHashes)
-        let rows = try? await connection.query("""
-            WITH keys AS (
-                SELECT hashtextextended('piivault-vault-values', 0) AS k
-                UNION ALL
-                SELECT hashtextextended('piivault-subject:' || h, 0) FROM unnest(\(literal)::text[]) AS h)
-            SELECT DISTINCT l.pid, coalesce(a.application_name, '') AS app, coalesce(a.usename::text, '?') AS login
-              FROM pg_catalog.pg_locks AS l
-              JOIN keys ON l.classid = ((keys.k >> 32) & 4294967295)::oid AND l.objid = (keys.k & 4294967295)::oid
-              LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()
-               AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-             ORDER BY l.pid
-            """)
+    /// The holders of the vault-wide value lock, other than this session. Empty when they let go meanwhile or the
+    /// query fails.
+    static func find(on connection: PostgresConnection) async -> [Holder] {
+        let rows = try? await connection.query(
+            "SELECT pid, application_name AS app, login FROM vault.vault_lock_holders()")
         return (try? rows?.map { row in
             Holder(pid: try row["pid"].requiredInt(), applicationName: try row["app"].requiredString(),
                    login: try row["login"].requiredString())

@@ -1,7 +1,7 @@
 import CSodium
 
-/// The keyed hash that names a data subject once forgotten (the tombstone, the `forget` log entry, the lock forget
-/// and the ETL share): `hex(HMAC-SHA-256(subkey, utf8(user_id)))` with
+/// The keyed hash that names a data subject (the tombstone, the `forget` log entry, and `user_logins.subject_hash`,
+/// which the ETL writes with each row so that forget's subject can be checked): `hex(HMAC-SHA-256(subkey, utf8(user_id)))` with
 /// `subkey` the token key's tombstone key: `crypto_kdf_derive_from_key(32, 1, "PIIV-TMB", token master key)` of a
 /// version 1 key, carried forward unchanged into later versions (`TokenKey.tombstoneKey`). Its own kdf context, so it is no
 /// token of any field; keyed, so a user id cannot be checked against a tombstone without the token key.

@@ -180,7 +180,9 @@ public struct MigrationReport: Sendable {
 /// Applies versioned migrations in order, each in its own transaction together with its record, and refuses an
 /// applied migration whose file has changed; then applies, in one transaction with their records, the definitions
 /// files that are not current: new, changed, or last applied before the newest versioned migration (which may have
-/// dropped or replaced what they define). Concurrent runs are serialised by an advisory lock held throughout.
+/// dropped or replaced what they define). Concurrent runs are serialised by a lock on the record table, taken at the
+/// start of each transaction (EXCLUSIVE, which needs a privilege on the table that only its owner holds; an advisory
+/// lock could be held by any login).
 public struct Migrator: Sendable {
     public let migrations: [Migration]
     public let definitions: [Definition]
@@ -189,7 +191,6 @@ public struct Migrator: Sendable {
     public static let recordTable = "piivault_migrations"
     /// The table that records applied definitions files: checksum, and the newest versioned migration then.
     public static let definitionsRecordTable = "piivault_definitions"
-    private static let lockKey = 7_270_717_311  // advisory lock id: "piivault migrate"
 
     public init(migrations: [Migration], definitions: [Definition]) {
         self.migrations = migrations
@@ -198,18 +199,6 @@ public struct Migrator: Sendable {
 
     /// Applies the pending migrations (none with `dryRun`) and reports what was done.
     public func run(on connection: PostgresConnection, dryRun: Bool = false) async throws -> MigrationReport {
-        try await connection.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
-        do {
-            let report = try await runLocked(on: connection, dryRun: dryRun)
-            try await connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-            return report
-        } catch {
-            _ = try? await connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-            throw error
-        }
-    }
-
-    private func runLocked(on connection: PostgresConnection, dryRun: Bool) async throws -> MigrationReport {
         let recorded = try await recordedMigrations(connection, create: !dryRun)
         var alreadyApplied: [Migration] = []
         var pending: [Migration] = []
@@ -237,21 +226,35 @@ public struct Migrator: Sendable {
             return MigrationReport(alreadyApplied: alreadyApplied, applied: pending, definitionsApplied: definitionsPending,
                                    definitionsCurrent: definitionsCurrent, dryRun: true)
         }
+        var applied: [Migration] = []
         for migration in pending {
             do {
-                try await connection.transaction { connection in
+                let ran = try await connection.transaction { connection in
+                    // Another run may have applied it since the records were read: under the lock, look again.
+                    try await connection.execute("LOCK TABLE public.\(identifier: Self.recordTable) IN EXCLUSIVE MODE")
+                    let now = try await connection.query("""
+                        SELECT checksum FROM public.\(identifier: Self.recordTable) WHERE version = \(migration.version)
+                        """)
+                    if let row = now.first {
+                        guard try row["checksum"].requiredString() == migration.checksum else {
+                            throw MigrationError.edited(fileName: migration.fileName, appliedAt: "applied meanwhile")
+                        }
+                        return false
+                    }
                     try await connection.executeScript(migration.sql)
                     try await connection.execute("""
                         INSERT INTO public.\(identifier: Self.recordTable) (version, file_name, checksum)
                         VALUES (\(migration.version), \(migration.fileName), \(migration.checksum))
                         """)
+                    return true
                 }
+                if ran { applied.append(migration) } else { alreadyApplied.append(migration) }
             } catch let error as PostgresError where !error.isConnectionError {
                 throw MigrationError.failed(fileName: migration.fileName, reason: error.description)
             }
         }
         try await apply(definitionsPending, after: newestVersion, on: connection)
-        return MigrationReport(alreadyApplied: alreadyApplied, applied: pending, definitionsApplied: definitionsPending,
+        return MigrationReport(alreadyApplied: alreadyApplied, applied: applied, definitionsApplied: definitionsPending,
                                definitionsCurrent: definitionsCurrent, dryRun: false)
     }
 
@@ -262,6 +265,9 @@ public struct Migrator: Sendable {
         var current: Definition?
         do {
             try await connection.transaction { connection in
+                // Serialises concurrent runs (owner-only, as for the versioned migrations).
+                try await connection.execute(
+                    "LOCK TABLE public.\(identifier: Self.definitionsRecordTable) IN EXCLUSIVE MODE")
                 for definition in pending {
                     current = definition
                     try await connection.executeScript(definition.sql)
@@ -323,14 +329,18 @@ public struct Migrator: Sendable {
 
     private func recordedMigrations(_ connection: PostgresConnection, create: Bool) async throws -> [Int: Record] {
         if create {
-            try await connection.execute("""
-                CREATE TABLE IF NOT EXISTS public.\(identifier: Self.recordTable) (
-                    version    integer     PRIMARY KEY,
-                    file_name  text        NOT NULL,
-                    checksum   text        NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )
-                """)
+            do {
+                try await connection.execute("""
+                    CREATE TABLE IF NOT EXISTS public.\(identifier: Self.recordTable) (
+                        version    integer     PRIMARY KEY,
+                        file_name  text        NOT NULL,
+                        checksum   text        NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )
+                    """)
+            } catch let error as PostgresError where error.code == .uniqueViolation || error.code == .duplicateTable {
+                // Created at the same moment by a concurrent run (IF NOT EXISTS does not cover that race).
+            }
         } else {
             let exists = try await connection.query(
                 "SELECT to_regclass(\("public." + Self.recordTable)) IS NOT NULL AS present")

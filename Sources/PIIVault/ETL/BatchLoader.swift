@@ -56,6 +56,7 @@ struct EncodedBatch: Sendable {
                 logins.append(login.appVersion)
                 logins.append(login.appVersionText)
                 logins.append(login.createDate)
+                logins.append(login.subjectHash)
                 logins.endRow()
                 sealedValues += sealed
             case .quarantine(let entry):

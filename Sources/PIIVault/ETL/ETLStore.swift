@@ -20,10 +20,12 @@ actor ETLStore {
     private let connection: PostgresConnection
     private let databaseURL: String
     private var stagingReady = false
-
-    /// Advisory-lock namespace of running runs: a run holds `pg_advisory_lock(runLockNamespace, id)` on its session
-    /// for as long as it lives, so a `running` row whose lock nobody holds belongs to a process that died.
-    static let runLockNamespace: Int32 = 7_271_501
+    /// The run's lock session: a connection whose transaction stays open for the life of the run. Its transaction id
+    /// is recorded in the run's row (`live_xid`); while it is in progress the run is alive, and when the process dies
+    /// the server ends it, so the next run sees the row's transaction ended and marks the run `abandoned`. Nothing
+    /// to lock, so no other login can keep a dead run alive or make a run wait (`public.etl_run_is_live`, migration
+    /// 0017).
+    private var lockSession: PostgresConnection?
 
     /// The ETL's sessions' `application_name`: `forget` and `retention` name an ETL run holding a lock they wait on.
     static let applicationName = "piivault etl"
@@ -40,35 +42,25 @@ actor ETLStore {
     }
 
     func close() async {
+        await endLockSession()
         await connection.close()
     }
 
     // MARK: Run history
 
-    /// Marks runs left `running` by processes that died as `abandoned`, then records a new run and holds its lock.
-    /// Returns the run's id.
+    /// Marks runs left `running` by processes that died as `abandoned`, then opens the run's lock session and records
+    /// a new run naming its transaction. Returns the run's id.
     func beginRun(source: String, keys: RunKeys) async throws -> Int {
         do {
-            _ = try await connection.execute("""
-                UPDATE public.etl_runs AS r
-                   SET outcome = 'abandoned', finished_at = now(),
-                       error = 'the process ended without recording its end (killed, or its database connection was lost)'
-                 WHERE r.outcome = 'running'
-                   AND NOT EXISTS (
-                       SELECT 1 FROM pg_catalog.pg_locks AS l
-                        WHERE l.locktype = 'advisory' AND l.granted
-                          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-                          AND l.classid = \(Int(Self.runLockNamespace))::oid AND l.objid = r.id::oid
-                          AND l.objsubid = 2)
-                """)
-            // One statement: the row becomes visible to others only after its lock is held.
+            _ = try await connection.query("SELECT public.abandon_dead_etl_runs()")
+            let liveXID = try await openLockSession()
+            // The row is visible to others only once it commits, and by then its transaction is in progress.
             return try await connection.query("""
-                WITH run AS (
-                    INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version)
-                    VALUES (\(source), \(keys.vaultKeyID), \(keys.tokenKeyID), \(keys.tokenKeyVersion)) RETURNING id)
-                SELECT id, pg_advisory_lock(\(Int(Self.runLockNamespace))::int4, id::int4) FROM run
+                INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version, live_xid)
+                VALUES (\(source), \(keys.vaultKeyID), \(keys.tokenKeyID), \(keys.tokenKeyVersion), \(liveXID)::xid8)
+                RETURNING id
                 """).requiredFirst("INSERT INTO public.etl_runs")["id"].requiredInt()
-        } catch let error as PostgresError where error.code == .undefinedTable {
+        } catch let error as PostgresError where error.code == .undefinedTable || error.code == .undefinedFunction {
             throw ETLError.notMigrated
         }
     }
@@ -78,9 +70,31 @@ actor ETLStore {
     func checkTokenKey(version: Int, keyID: String) async throws {
         do {
             try await TokenKeyRegistry.check(version: version, keyID: keyID, on: connection)
-        } catch let error as PostgresError where error.sqlState == "42P01" {
+        } catch let error as PostgresError where error.code == .undefinedTable {
             throw ETLError.notMigrated
         }
+    }
+
+    /// Opens the lock session and its transaction (kept open, never idle-timed-out); returns the transaction's id.
+    private func openLockSession() async throws -> String {
+        let session = try await Database.connect(databaseURL, applicationName: Self.applicationName)
+        do {
+            _ = try await session.execute("SET idle_in_transaction_session_timeout = 0")
+            _ = try await session.execute("BEGIN")
+            let xid = try await session.query("SELECT pg_current_xact_id()::text AS xid").requiredFirst("pg_current_xact_id")["xid"].requiredString()
+            lockSession = session
+            return xid
+        } catch {
+            await session.close()
+            throw error
+        }
+    }
+
+    /// Ends the lock session, its transaction with it (rolled back): the run is dead from now on.
+    private func endLockSession() async {
+        guard let session = lockSession else { return }
+        lockSession = nil
+        await session.close()
     }
 
     /// The vault key id of the latest run that sealed to a recorded key, if any.
@@ -94,25 +108,26 @@ actor ETLStore {
         }
     }
 
-    /// Records the end of run `id`. When the write session is gone (the database restarted), tries once more on a
-    /// fresh connection so the history does not keep a dead run `running`; gives up quietly after that (the next
-    /// run marks it `abandoned`).
+    /// Records the end of run `id` in its lock session's transaction and commits it: the row stops being `running`
+    /// in the commit that ends the run's liveness (`public.finish_etl_run`). When the lock session is gone (the
+    /// database restarted), records it once on a fresh connection (the function accepts that for a run whose
+    /// transaction has ended); gives up quietly after that (the next run marks it `abandoned`).
     func finishRun(_ id: Int, summary: ETLSummary) async {
-        let update: PostgresQuery = """
-            UPDATE public.etl_runs SET finished_at = now(), received = \(summary.received),
-                   loaded = \(summary.loaded), duplicates = \(summary.duplicates),
-                   quarantined = \(summary.quarantined), values_sealed = \(summary.valuesSealed),
-                   delete_failures = \(summary.deleteFailures), suppressed = \(summary.suppressed), outcome = \(summary.outcome),
-                   error = \(summary.error)
-             WHERE id = \(id)
+        let finish: PostgresQuery = """
+            SELECT public.finish_etl_run(\(id), \(summary.received), \(summary.loaded), \(summary.duplicates),
+                                         \(summary.quarantined), \(summary.valuesSealed), \(summary.deleteFailures),
+                                         \(summary.suppressed), \(summary.outcome), \(summary.error))
             """
-        do {
-            _ = try await connection.execute(update)
-        } catch {
-            guard let fresh = try? await Database.connect(databaseURL, applicationName: Self.applicationName) else { return }
-            _ = try? await fresh.execute(update)
-            await fresh.close()
+        if let session = lockSession {
+            lockSession = nil
+            var finished = false
+            if (try? await session.query(finish)) != nil, (try? await session.execute("COMMIT")) != nil { finished = true }
+            await session.close()
+            if finished { return }
         }
+        guard let fresh = try? await Database.connect(databaseURL, applicationName: Self.applicationName) else { return }
+        _ = try? await fresh.query(finish)
+        await fresh.close()
     }
 
     // MARK: Vault
@@ -166,7 +181,7 @@ actor ETLStore {
             if logins.rowCount > 0 {
                 let columns = """
                     (message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version,
-                     app_version_text, create_date)
+                     app_version_text, create_date, subject_hash)
                     """
                 if try await Self.copyUnlessPresent(
                     PostgresQuery(unsafeSQL: "COPY public.user_logins \(columns) FROM STDIN"), data: logins.bytes,
@@ -179,9 +194,9 @@ actor ETLStore {
                     outcome.loaded = try await connection.execute("""
                         INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
                                                         app_version, create_date, message_id, app_version_text,
-                                                        loaded_at)
+                                                        subject_hash, loaded_at)
                         SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
-                               message_id, app_version_text, now()
+                               message_id, app_version_text, subject_hash, now()
                           FROM piivault_stage_logins
                         ON CONFLICT DO NOTHING
                         """)
@@ -219,7 +234,7 @@ actor ETLStore {
         try await connection.executeScript("""
             CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_logins (
                 message_id text, user_id text, device_type text, masked_ip text, masked_device_id text,
-                locale text, app_version integer, app_version_text text, create_date date
+                locale text, app_version integer, app_version_text text, create_date date, subject_hash text
             ) ON COMMIT DELETE ROWS;
             CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_secrets (
                 token text, field text, data_key_id bigint, sealed bytea

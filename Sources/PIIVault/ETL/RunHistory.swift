@@ -16,7 +16,7 @@ public struct ETLRunRecord: Sendable, Equatable {
     /// Messages of forgotten users (tombstoned) the run did not load and deleted from the queue.
     public var suppressed: Int
     /// `running`, `completed`, `interrupted`, `failed`, or `abandoned` (also shown for a row still `running` whose
-    /// process is gone: no session holds its lock).
+    /// process is gone: the transaction its lock session kept open has ended).
     public var outcome: String
     public var error: String?
     public var vaultKeyID: String?
@@ -37,23 +37,19 @@ public enum RunHistory {
                            r.source, r.received, r.loaded, r.duplicates, r.quarantined, r.values_sealed,
                            r.delete_failures, r.suppressed, r.vault_key_id, r.token_key_id, r.token_key_version,
                            r.outcome, r.error,
-                           CASE WHEN r.outcome = 'running' AND NOT EXISTS (
-                                    SELECT 1 FROM pg_catalog.pg_locks AS l
-                                     WHERE l.locktype = 'advisory' AND l.granted
-                                       AND l.database = (SELECT oid FROM pg_catalog.pg_database
-                                                          WHERE datname = current_database())
-                                       AND l.classid = \(Int(ETLStore.runLockNamespace))::oid
-                                       AND l.objid = r.id::oid AND l.objsubid = 2)
+                           CASE WHEN r.outcome = 'running' AND NOT public.etl_run_is_live(r.live_xid)
                                 THEN 1 ELSE 0 END AS dead
                       FROM public.etl_runs AS r
                      ORDER BY r.id DESC
                      LIMIT \(count)
                     """)
-            } catch let error as PostgresError where error.code == .undefinedTable || error.code == .undefinedColumn {
+            } catch let error as PostgresError
+                where error.code == .undefinedTable || error.code == .undefinedColumn || error.code == .undefinedFunction
+            {
                 throw ETLError.notMigrated
             }
             return try rows.map { row in
-                // A `running` row whose lock nobody holds: its process died; the next run will mark it so.
+                // A `running` row whose lock session's transaction ended: its process died; the next run will mark it so.
                 let dead = try row["dead"].requiredInt() == 1
                 return ETLRunRecord(
                     id: try row["id"].requiredInt(), startedAt: try row["started"].requiredString(),

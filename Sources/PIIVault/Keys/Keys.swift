@@ -17,7 +17,7 @@ public struct TokenKey: Sendable {
     public let keyID: KeyID
     /// The `n` of the `ip.vn.` / `dev.vn.` tokens this key makes (1 for a `PIIVAULT-TOKEN-KEY-1` file).
     public let version: Int
-    /// The HMAC key of tombstones and subject locks (`TombstoneHasher`), in guarded memory.
+    /// The HMAC key of tombstones and of each login's subject hash (`TombstoneHasher`), in guarded memory.
     public let tombstoneKey: SecretBytes
 
     /// Wraps 32 secret bytes as a version 1 key (for example from a `PIIVAULT-TOKEN-KEY-1` file or a test vector):

@@ -16,7 +16,8 @@ struct Forget: AsyncParsableCommand {
             --dry-run prints the counts and changes and logs nothing.
 
             Exit status: 0 done; 1 failure (nothing deleted), or no quarantined message with that id (logged); 64 \
-            usage; 65 token key malformed; 69 database unavailable, or a lock held by an ETL run past --lock-wait \
+            usage; 65 token key malformed, or the user's rows were loaded with another token key (refused, nothing \
+            deleted); 69 database unavailable, or a lock held by an ETL run past --lock-wait \
             (retry); \
             77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
             """)

@@ -1,0 +1,424 @@
+import Foundation
+import PIIVault
+import Postgres
+import TestSupport
+import XCTest
+
+/// Issue 21: what the database enforces whatever a login does in psql. Locks no login outside the piivault roles
+/// can take (acceptance 2), subjects the client cannot choose (3), no user id left outside the access log after
+/// `forget` (4), and accesses the database cannot refuse marked in the log and the report. The real binary against
+/// real Postgres.
+final class DatabaseEnforcementTests: XCTestCase {
+    var keys: URL!
+    var databases: [ScratchDatabase] = []
+
+    override func setUp() async throws {
+        keys = FileManager.default.temporaryDirectory.appendingPathComponent("enforce-keys-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: keys, withIntermediateDirectories: true)
+        for pair in ["a", "b"] {
+            let keygen = try runPiivault(["keygen", "--dir", keys.appendingPathComponent(pair).path])
+            XCTAssertEqual(keygen.status, 0, keygen.stderr)
+        }
+        let rotate = try runPiivault(["keygen", "--dir", keys.appendingPathComponent("v2").path, "--token-key-version",
+                                      "2", "--previous-token-key", path("a", "token.key")])
+        XCTAssertEqual(rotate.status, 0, rotate.stderr)
+    }
+
+    override func tearDown() async throws {
+        for database in databases { await database.drop() }
+        if let keys { try? FileManager.default.removeItem(at: keys) }
+    }
+
+    // MARK: Helpers
+
+    private func path(_ pair: String, _ file: String) -> String {
+        keys.appendingPathComponent(pair).appendingPathComponent(file).path
+    }
+
+    private func newDatabase() async throws -> ScratchDatabase {
+        let database = try await ScratchDatabase.migrated(prefix: "enforce")
+        databases.append(database)
+        return database
+    }
+
+    private func subjectHash(_ userID: String) throws -> String {
+        TombstoneHasher(key: try KeyLoading.loadTokenKey(path: path("a", "token.key"))).hash(userID: userID)
+    }
+
+    /// A message file of logins (user, ip, device id, days ago).
+    private func messages(_ logins: [(String, String, String, Int)]) throws -> URL {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd"
+        let lines = try logins.map { user, ip, device, daysAgo -> String in
+            let record: [String: Any] = [
+                "user_id": user, "device_type": "ios", "ip": ip, "device_id": device, "app_version": "1.2.3",
+                "create_date": formatter.string(from: Date().addingTimeInterval(-Double(daysAgo) * 86_400)),
+            ]
+            return String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)
+        }
+        let file = keys.appendingPathComponent("messages-\(ScratchDatabase.randomHex(4)).ndjson")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    private func etlArguments(_ file: URL, url: String) -> [String] {
+        ["etl", "--from-file", file.path, "--database-url", url, "--token-key", path("a", "token.key"),
+         "--vault-public-key", path("a", "vault.pub")]
+    }
+
+    /// Runs the binary to its end, or fails the test (and kills it) after `timeout` seconds: on the code before this
+    /// change a command blocked on an advisory lock another login holds would wait forever.
+    private func finish(_ arguments: [String], environment: [String: String?] = [:], timeout: Double = 120,
+                        file: StaticString = #filePath, line: UInt = #line) async throws -> (status: Int32, stdout: String, stderr: String) {
+        var env: [String: String?] = ["USER": "officer-on-duty", "PIIVAULT_TOKEN_KEY": nil, "PIIVAULT_VAULT_KEY": nil,
+                                      "PIIVAULT_FAULT_EXIT_AFTER_COMMITS": nil]
+        for (key, value) in environment { env[key] = value }
+        let process = try BackgroundProcess(try piivaultBinary(), arguments, environment: env)
+        guard try await process.waitForExit(timeout: timeout) else {
+            process.send(SIGKILL)
+            _ = try await process.waitForExit(timeout: 10)
+            XCTFail("`piivault \(arguments[0])` did not finish within \(Int(timeout)) s: \(process.stderr)", file: file, line: line)
+            return (-1, process.stdout, process.stderr)
+        }
+        return (process.status, process.stdout, process.stderr)
+    }
+
+    private func count(_ sql: String, in database: ScratchDatabase) async throws -> Int {
+        let connection = try await database.connect()
+        defer { Task { await connection.close() } }
+        return try await connection.query(PostgresQuery(unsafeSQL: sql)).first![0].requiredInt()
+    }
+
+    private func expectRefused(_ connection: PostgresConnection, _ sql: String, _ what: String,
+                               file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await connection.transaction { connection in
+                _ = try await connection.execute(PostgresQuery(unsafeSQL: sql))
+            }
+            XCTFail("\(what): taken, but this login must not be able to", file: file, line: line)
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "42501", "\(what): \(error)", file: file, line: line)
+        } catch {
+            XCTFail("\(what): \(error)", file: file, line: line)
+        }
+    }
+
+    /// Every advisory lock piivault took before migration 0017, named, as `pg_advisory_lock` calls any login may make
+    /// (session-level: held until the connection closes).
+    private static func advisoryLocksUsedBefore(subjectHashes: [String]) -> [(name: String, sql: String)] {
+        var locks: [(String, String)] = [
+            ("the vault-wide value lock (ForgetService's VaultValueLock, 0014, 0016)",
+             "SELECT pg_advisory_lock(hashtextextended('piivault-vault-values', 0))"),
+            ("the migrate lock (Migrations.swift)", "SELECT pg_advisory_lock(7270717311)"),
+        ]
+        for id in 1...30 {
+            locks.append(("the ETL run lock of run \(id) (ETLStore.runLockNamespace)", "SELECT pg_advisory_lock(7271501, \(id))"))
+            locks.append(("the rewrap session lock of entry \(id) (0015)", "SELECT pg_advisory_lock(7271502, \(id))"))
+            locks.append(("the retokenize session lock of entry \(id) (0016)", "SELECT pg_advisory_lock(7271503, \(id))"))
+        }
+        for hash in subjectHashes {
+            locks.append(("the subject lock of \(hash) (0013's vault.lock_subjects)",
+                          "SELECT pg_advisory_lock(hashtextextended('piivault-subject:' || '\(hash)', 0))"))
+        }
+        return locks
+    }
+
+    // MARK: Acceptance 2: locks
+
+    /// An analyst, the auditor and an ETL login each hold every advisory lock piivault used before, and try the locks
+    /// the new code uses: `migrate`, `etl`, `forget`, `retention`, `retokenize` and `rewrap --full` still finish, and
+    /// a killed ETL run is marked `abandoned` by the next run.
+    func testNoOtherLoginCanStallTheCommandsOrKeepAKilledRunAlive() async throws {
+        for role in ["piivault_analyst", "piivault_auditor", "piivault_etl"] {
+            let database = try await newDatabase()
+            let holderURL = try await database.createLogin(memberOf: role)
+            let etlURL = try await database.createLogin(memberOf: "piivault_etl")
+            let officer = try await database.createLogin(memberOf: "piivault_compliance")
+
+            let holder = try await PostgresConnection.connect(holderURL)
+            for (name, sql) in Self.advisoryLocksUsedBefore(subjectHashes: [try subjectHash("enf-gone")]) {
+                do {
+                    _ = try await holder.query(PostgresQuery(unsafeSQL: sql))
+                } catch {
+                    XCTFail("\(role): could not take \(name): \(error)")
+                }
+            }
+            // The locks the new code uses, none of which this login may take (an ETL login may take the vault-wide
+            // value lock shared, through vault.lock_vault_values_shared, as every ETL batch does: holding it is what a
+            // batch in flight does, and forget's --lock-wait reports it).
+            await expectRefused(holder, "LOCK TABLE vault.vault_values_lock IN SHARE MODE", "\(role): the value lock's table")
+            await expectRefused(holder, "SELECT vault.lock_vault_values_exclusive()", "\(role): the value lock, exclusive")
+            await expectRefused(holder, "LOCK TABLE public.piivault_migrations IN EXCLUSIVE MODE", "\(role): the migrate lock")
+            await expectRefused(holder, "UPDATE public.etl_runs SET live_xid = pg_current_xact_id()", "\(role): a run's liveness")
+            await expectRefused(holder, "SELECT 1 FROM public.etl_runs FOR KEY SHARE", "\(role): a lock on run rows")
+            if role != "piivault_etl" {
+                await expectRefused(holder, "SELECT vault.lock_vault_values_shared()", "\(role): the value lock, shared")
+            }
+
+            let migrate = try await finish(["migrate", "--database-url", database.url])
+            XCTAssertEqual(migrate.status, 0, "\(role): migrate: \(migrate.stderr)")
+
+            let loaded = try await finish(etlArguments(try messages([
+                ("enf-old", "192.0.2.10", "enf-device-old", 40), ("enf-keep", "192.0.2.11", "enf-device-keep", 1),
+                ("enf-gone", "192.0.2.12", "enf-device-gone", 1),
+            ]), url: etlURL))
+            XCTAssertEqual(loaded.status, 0, "\(role): etl: \(loaded.stderr)")
+
+            // A run killed after its first batch: its row stays `running`; the next run marks it abandoned.
+            let killed = try await finish(
+                etlArguments(try messages([("enf-kill-1", "192.0.2.20", "enf-device-k1", 1),
+                                           ("enf-kill-2", "192.0.2.21", "enf-device-k2", 1)]), url: etlURL)
+                    + ["--batch-size", "1"],
+                environment: ["PIIVAULT_FAULT_EXIT_AFTER_COMMITS": "1"])
+            XCTAssertEqual(killed.status, 75, "\(role): killed etl: \(killed.stderr)")
+            let killedRun = try await count("SELECT max(id) FROM public.etl_runs", in: database)
+            try await waitUntil("the killed run's session has ended", timeout: 30) {
+                try await self.count("""
+                    SELECT count(*) FROM public.etl_runs WHERE id = \(killedRun) AND public.etl_run_is_live(live_xid)
+                    """, in: database) == 0
+            }
+            let next = try await finish(etlArguments(try messages([("enf-next", "192.0.2.30", "enf-device-n", 1)]), url: etlURL))
+            XCTAssertEqual(next.status, 0, "\(role): next etl: \(next.stderr)")
+            let killedOutcome = try await count(
+                "SELECT CASE outcome WHEN 'abandoned' THEN 1 ELSE 0 END FROM public.etl_runs WHERE id = \(killedRun)",
+                in: database)
+            XCTAssertEqual(killedOutcome, 1, "\(role): the killed run is marked abandoned by the next run")
+
+            let forget = try await finish(["forget", "--database-url", officer, "--token-key", path("a", "token.key"),
+                                           "--reason", "ERASE-1", "--user-id", "enf-gone"])
+            XCTAssertEqual(forget.status, 0, "\(role): forget: \(forget.stderr)")
+            let retention = try await finish(["retention", "--database-url", officer, "--reason", "POLICY",
+                                              "--older-than", "30"])
+            XCTAssertEqual(retention.status, 0, "\(role): retention: \(retention.stderr)")
+            let retokenize = try await finish(["retokenize", "--database-url", officer, "--key-file", path("a", "vault.key"),
+                                               "--token-key", path("v2", "token.key"), "--reason", "CHG-1"])
+            XCTAssertEqual(retokenize.status, 0, "\(role): retokenize: \(retokenize.stderr)")
+            let rewrap = try await finish(["rewrap", "--database-url", officer, "--key-file", path("a", "vault.key"),
+                                           "--to", path("b", "vault.pub"), "--reason", "EXPOSED-1", "--full"])
+            XCTAssertEqual(rewrap.status, 0, "\(role): rewrap: \(rewrap.stderr)")
+
+            let left = try await count("""
+                SELECT (SELECT count(*) FROM user_logins WHERE user_id IN ('enf-old', 'enf-gone'))
+                     + (SELECT count(*) FROM vault.data_keys AS k
+                         WHERE k.key_id <> (SELECT key_id FROM vault.data_keys ORDER BY id DESC LIMIT 1))
+                """, in: database)
+            XCTAssertEqual(left, 0, "\(role): the old and forgotten logins are gone, every old data key dropped")
+            await holder.close()
+        }
+    }
+
+    // MARK: Acceptance 3: subjects
+
+    /// Every function a compliance login may execute that names a user or a subject, called in psql's way with
+    /// arguments naming one user and rows of another: refused, or the entry, the tombstone and the rows deleted name
+    /// one user, and that user's next message is suppressed.
+    func testAComplianceLoginCannotEraseOneUserWhileTheLogAndTombstoneNameAnother() async throws {
+        let database = try await newDatabase()
+        let officerURL = try await database.createLogin(memberOf: "piivault_compliance")
+        let loaded = try await finish(etlArguments(try messages([
+            ("subj-a", "192.0.2.40", "subj-device-a1", 1), ("subj-a", "192.0.2.41", "subj-device-a2", 2),
+            ("subj-b", "192.0.2.42", "subj-device-b", 1),
+        ]), url: database.url))
+        XCTAssertEqual(loaded.status, 0, loaded.stderr)
+        let hashA = try subjectHash("subj-a"), hashB = try subjectHash("subj-b")
+
+        // The functions a compliance login may execute that take a user id or a subject: each is called below.
+        let admin = try await database.connect()
+        defer { Task { await admin.close() } }
+        let takingUsers = try await admin.query("""
+            SELECT p.oid::regprocedure::text AS f FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+             WHERE n.nspname IN ('vault', 'audit', 'public')
+               AND has_function_privilege('piivault_compliance', p.oid, 'EXECUTE')
+               AND pg_get_function_arguments(p.oid) ~ '\\m(user_id|wanted_user_id|subject_hash|subject) '
+             ORDER BY 1
+            """).map { try $0["f"].requiredString() }
+        XCTAssertEqual(takingUsers, [
+            "audit.record_refusal(text,text,text,text,text,text)",
+            "vault.forget_user(text,text,text,text,text,boolean)",
+            "vault.request_unmask_user(text,text,text,text,integer,text)",
+        ])
+
+        let officer = try await PostgresConnection.connect(officerURL)
+        defer { Task { await officer.close() } }
+        func state() async throws -> [Int] {
+            [try await count("SELECT count(*) FROM user_logins WHERE user_id = 'subj-a'", in: database),
+             try await count("SELECT count(*) FROM user_logins WHERE user_id = 'subj-b'", in: database),
+             try await count("SELECT count(*) FROM vault.tombstones", in: database),
+             try await count("SELECT count(*) FROM audit.access_log WHERE action = 'forget'", in: database)]
+        }
+        let before = try await state()
+        XCTAssertEqual(before, [2, 1, 0, 0])
+        // The red team's call, and its variations: the hash of nobody, of the other user, a dry run, a user without
+        // rows named by the hash of a user with rows.
+        let mismatches: [(String, String, String, Bool)] = [
+            ("the red team's call", String(repeating: "ab", count: 32), "subj-a", false),
+            ("another user's hash", hashB, "subj-a", false),
+            ("another user's hash, dry run", hashB, "subj-a", true),
+            ("a user without rows, named by the hash of a user with rows", hashA, "subj-nobody", false),
+        ]
+        for (what, hash, user, dryRun) in mismatches {
+            do {
+                _ = try await officer.query(
+                    "SELECT * FROM vault.forget_user(\(hash), \(user), 'ticket-99', 'o', 'h', \(dryRun))")
+                XCTFail("\(what): accepted")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "22023", "\(what): \(error)")
+            }
+            let after = try await state()
+            XCTAssertEqual(after, before, "\(what): nothing deleted, tombstoned or logged")
+        }
+
+        // Through the binary, a token key of another tombstone key computes another hash: refused the same way.
+        let otherKey = try await finish(["forget", "--database-url", officerURL, "--token-key", path("b", "token.key"),
+                                         "--reason", "ticket-99", "--user-id", "subj-a"])
+        XCTAssertEqual(otherKey.status, 65, otherKey.stderr)
+        XCTAssertEqual(otherKey.stderr, "piivault: error: the user's rows were loaded with another token key (their keyed user-id hash is not this key's); nothing was deleted or logged: run forget with the token key the ETL uses\n")
+        let afterOtherKey = try await state()
+        XCTAssertEqual(afterOtherKey, before)
+
+        // A refusal the client records names a subject but deletes nothing and tombstones no one.
+        _ = try await officer.query(
+            "SELECT audit.record_refusal('forget', 'ticket-99', \("user_hash:" + hashB), 'x', 'o', 'h')")
+        let afterRefusal = try await state()
+        XCTAssertEqual(Array(afterRefusal.prefix(3)), [2, 1, 0])
+        // Unmask by user id names the user it was asked for, and releases that user's rows only.
+        let grant = try await officer.query(
+            "SELECT log_seq FROM vault.request_unmask_user('subj-a', 'ticket-99', 'o', 'h', 100, \(try KeyLoading.loadVaultPublicKey(path: path("a", "vault.pub")).keyID.hex))"
+        ).first!["log_seq"].requiredInt()
+        let released = try await officer.query("SELECT user_id FROM vault.release_unmask_user(\(grant))")
+            .map { try $0["user_id"].requiredString() }
+        XCTAssertEqual(released, ["subj-a", "subj-a"])
+        let subject = try await count(
+            "SELECT count(*) FROM audit.access_log WHERE seq = \(grant) AND subject = 'user_id:subj-a'", in: database)
+        XCTAssertEqual(subject, 1)
+
+        // The matching call erases subj-a, and entry, tombstone and rows name subj-a.
+        let done = try await officer.query(
+            "SELECT * FROM vault.forget_user(\(hashA), 'subj-a', 'ticket-99', 'o', 'h', false)")
+        XCTAssertEqual(try done.first!["rows_deleted"].requiredInt(), 2)
+        let erased = try await state()
+        XCTAssertEqual(Array(erased.prefix(3)), [0, 1, 1])
+        let named = try await count("""
+            SELECT count(*) FROM audit.access_log AS l JOIN vault.tombstones AS t ON l.subject = 'user_hash:' || t.subject_hash
+             WHERE l.action = 'forget' AND t.subject_hash = '\(hashA)'
+            """, in: database)
+        XCTAssertEqual(named, 1, "the entry and the tombstone name the user whose rows were deleted")
+        let again = try await finish(etlArguments(try messages([("subj-a", "192.0.2.43", "subj-device-a3", 0)]),
+                                                  url: database.url))
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("suppressed 1"), again.stdout)
+        let reloaded = try await count("SELECT count(*) FROM user_logins WHERE user_id = 'subj-a'", in: database)
+        XCTAssertEqual(reloaded, 0, "the user's next message is suppressed")
+    }
+
+    // MARK: Acceptance 4: no user id left
+
+    /// After `forget --user-id` (of a user unmasked by user id before, so that a grant recorded the id), `pg_dump` of
+    /// the database holds the user id only inside audit.access_log.
+    func testAfterForgetTheDumpHoldsTheUserIDOnlyInTheAccessLog() async throws {
+        let database = try await newDatabase()
+        let officer = try await database.createLogin(memberOf: "piivault_compliance")
+        let userID = "zq-erase-me-4711"
+        let loaded = try await finish(etlArguments(try messages([
+            (userID, "192.0.2.50", "dump-device-1", 1), (userID, "192.0.2.51", "dump-device-2", 3),
+            ("dump-other", "192.0.2.52", "dump-device-3", 1),
+        ]), url: database.url))
+        XCTAssertEqual(loaded.status, 0, loaded.stderr)
+        let unmask = try await finish(["unmask", "--database-url", officer, "--key-file", path("a", "vault.key"),
+                                       "--token-key", path("a", "token.key"), "--reason", "SAR-1", "--user-id", userID])
+        XCTAssertEqual(unmask.status, 0, unmask.stderr)
+        func dumpLinesNaming() throws -> [(table: String, line: String)] {
+            let dump = try runProcess("pg_dump", ["--dbname", database.url])
+            XCTAssertEqual(dump.status, 0, dump.stderr)
+            var table = "", found: [(String, String)] = []
+            for line in dump.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line.hasPrefix("COPY ") { table = String(line.split(separator: " ")[1]) }
+                if line == "\\." { table = "" }
+                if line.contains(userID) { found.append((table, String(line))) }
+            }
+            return found
+        }
+        let beforeForget = try dumpLinesNaming().map(\.table)
+        XCTAssertTrue(beforeForget.contains("audit.access_grants"), "the unmask grant names the user: \(beforeForget)")
+        XCTAssertTrue(beforeForget.contains("public.user_logins"), "\(beforeForget)")
+
+        let forget = try await finish(["forget", "--database-url", officer, "--token-key", path("a", "token.key"),
+                                       "--reason", "ERASE-4", "--user-id", userID])
+        XCTAssertEqual(forget.status, 0, forget.stderr)
+        let afterForget = try dumpLinesNaming()
+        XCTAssertFalse(afterForget.isEmpty, "the access log keeps the unmask entry's subject")
+        XCTAssertEqual(afterForget.filter { $0.table != "audit.access_log" }.map(\.table), [],
+                       "the user id outside the access log")
+    }
+
+    // MARK: Accesses the database cannot refuse
+
+    /// An unmask by a superuser succeeds (nothing can refuse it) but its entry says so, as does a request by a login
+    /// outside compliance that was granted the function; `audit log` shows it, `audit report` flags them, an
+    /// officer's entry is not marked, and the chain verifies with the Swift and the Python verifier.
+    func testAnAccessByASuperuserIsMarkedInTheLogAndFlaggedInTheReport() async throws {
+        let database = try await newDatabase()
+        let officer = try await database.createLogin(memberOf: "piivault_compliance")
+        let auditor = try await database.createLogin(memberOf: "piivault_auditor")
+        let loaded = try await finish(etlArguments(try messages([("su-user", "192.0.2.60", "su-device", 1)]),
+                                                   url: database.url))
+        XCTAssertEqual(loaded.status, 0, loaded.stderr)
+        for url in [officer, database.url] {
+            let unmask = try await finish(["unmask", "--database-url", url, "--key-file", path("a", "vault.key"),
+                                           "--token-key", path("a", "token.key"), "--reason", "SAR-2", "--user-id", "su-user"])
+            XCTAssertEqual(unmask.status, 0, unmask.stderr)
+        }
+        // A login outside compliance that someone granted the function to (as the owner may execute them all).
+        let outsider = try await database.createLogin(memberOf: "piivault_analyst")
+        let outsiderName = try XCTUnwrap(URLComponents(string: outsider)?.user)
+        let connection = try await database.connect()
+        try await connection.executeScript("""
+            GRANT USAGE ON SCHEMA vault TO \(outsiderName);
+            GRANT EXECUTE ON FUNCTION vault.request_unmask_user(text, text, text, text, integer, text) TO \(outsiderName);
+            """)
+        let keyID = try KeyLoading.loadVaultPublicKey(path: path("a", "vault.pub")).keyID.hex
+        let granted = try await PostgresConnection.connect(outsider)
+        _ = try await granted.query("SELECT * FROM vault.request_unmask_user('su-user', 'SAR-3', 'o', 'h', 10, \(keyID))")
+        await granted.close()
+        let outcomes = try await connection.query("SELECT outcome FROM audit.access_log ORDER BY seq")
+            .map { try $0["outcome"].requiredString() }
+        await connection.close()
+        XCTAssertEqual(outcomes, ["ok", "ok [outside piivault_compliance: superuser]",
+                                  "ok [outside piivault_compliance: not a member]"])
+
+        let log = try await finish(["audit", "log", "--database-url", auditor, "--format", "csv"])
+        XCTAssertEqual(log.status, 0, log.stderr)
+        XCTAssertTrue(log.stdout.contains("ok [outside piivault_compliance: superuser]"), log.stdout)
+        let page = keys.appendingPathComponent("review.html")
+        let report = try await finish(["audit", "report", "--database-url", auditor, "--html", page.path])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        let html = try String(contentsOf: page, encoding: .utf8)
+        let flagged = try XCTUnwrap(html.range(of: "<table id=\"outside-compliance\">"), html)
+        let section = html[flagged.lowerBound...]
+        let table = String(section[..<(section.range(of: "</table>")?.upperBound ?? section.endIndex)])
+        XCTAssertTrue(table.contains("<tr><td class=\"num\">2</td>") && table.contains("<tr><td class=\"num\">3</td>"), table)
+        XCTAssertFalse(table.contains("<tr><td class=\"num\">1</td>"), "the officer's access is not flagged: \(table)")
+
+        let verify = try await finish(["audit", "verify", "--database-url", auditor])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        let owner = try await database.connect()
+        let rows = try await owner.query("""
+            SELECT coalesce(json_agg(json_build_object(
+                       'seq', seq, 'at', at::text, 'db_user', db_user, 'os_user', os_user,
+                       'client_host', client_host, 'action', action, 'reason', reason, 'subject', subject,
+                       'row_count', row_count, 'outcome', outcome, 'prev_hash', encode(prev_hash, 'hex'),
+                       'hash', encode(hash, 'hex')) ORDER BY seq), '[]')::text AS rows
+              FROM audit.access_log
+            """)
+        await owner.close()
+        let json = try XCTUnwrap(try rows.first?["rows"].string())
+        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/verify_access_log.py").path
+        let independent = try runProcess("python3", [script], input: Data(json.utf8))
+        XCTAssertEqual(independent.status, 0, independent.stdout + independent.stderr)
+        // Python: "intact 2 2:<hash>"; Swift: "access log intact: 2 entries, head 2:<hash>".
+        let head = independent.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").last.map(String.init) ?? "?"
+        XCTAssertEqual(verify.stdout, "access log intact: 3 entries, head \(head)\n")
+    }
+}

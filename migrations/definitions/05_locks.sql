@@ -1,0 +1,123 @@
+-- The locks piivault's compliance actions and the ETL wait on, and the liveness of ETL runs: none is an advisory lock
+-- (any login may take one of those), so no login outside the piivault roles can make the ETL, forget, retention,
+-- rewrap or retokenize wait, or keep a dead run looking alive. The live definitions (docs/ARCHITECTURE.md,
+-- "Migrations and definitions"; "Locks").
+
+-- vault.lock_vault_values_shared: an ETL batch's share of the vault-wide value lock, until its transaction ends.
+-- Many batches hold it at once; forget, retention and retokenize (EXCLUSIVE) wait for them, and they for those.
+CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared() RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE vault.vault_values_lock IN SHARE MODE;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.lock_vault_values_shared()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.lock_vault_values_shared() TO piivault_etl;
+
+-- vault.lock_vault_values_exclusive: the vault-wide value lock for an erasure (forget takes it before its function,
+-- so that its wait is bounded by the caller's lock_timeout), until the transaction ends.
+CREATE OR REPLACE FUNCTION vault.lock_vault_values_exclusive() RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.lock_vault_values_exclusive()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.lock_vault_values_exclusive() TO piivault_compliance;
+
+-- vault.vault_lock_holders: the sessions other than this one holding the vault-wide value lock, for the message of a
+-- lock timeout ("busy, held by pid N"). pg_locks shows table locks to every login; this only names the table.
+CREATE OR REPLACE FUNCTION vault.vault_lock_holders()
+RETURNS TABLE (pid integer, application_name text, login text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, '?')
+      FROM pg_catalog.pg_locks AS l
+      LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
+     WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d WHERE d.datname = current_database())
+       AND l.relation = (SELECT c.oid FROM pg_catalog.pg_class AS c
+                          JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                         WHERE n.nspname = 'vault' AND c.relname = 'vault_values_lock')
+     ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION vault.vault_lock_holders()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.vault_lock_holders() TO piivault_compliance;
+
+-- public.etl_run_is_live: whether the run whose row recorded live_xid still runs: its lock session's transaction is
+-- in progress. A transaction id not yet assigned when this statement began (one only a forged row could name) and one
+-- too old for the commit log to know count as ended.
+CREATE OR REPLACE FUNCTION public.etl_run_is_live(live_xid xid8) RETURNS boolean
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN live_xid IS NULL OR live_xid >= pg_snapshot_xmax(pg_current_snapshot()) THEN false
+                ELSE coalesce(pg_xact_status(live_xid) = 'in progress', false) END
+$$;
+REVOKE ALL ON FUNCTION public.etl_run_is_live(xid8)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION public.etl_run_is_live(xid8) TO piivault_etl, piivault_auditor, piivault_compliance;
+
+-- public.abandon_dead_etl_runs: marks every run left `running` whose lock session's transaction has ended (its
+-- process died, or its connection was lost) as `abandoned`. The next run calls it at its start. Returns how many.
+CREATE OR REPLACE FUNCTION public.abandon_dead_etl_runs() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE public.etl_runs AS r
+       SET outcome = 'abandoned', finished_at = now(),
+           error = 'the process ended without recording its end (killed, or its database connection was lost)'
+     WHERE r.outcome = 'running' AND NOT public.etl_run_is_live(r.live_xid);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION public.abandon_dead_etl_runs()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION public.abandon_dead_etl_runs() TO piivault_etl;
+
+-- public.finish_etl_run: records the end of run `run_id` (its counts, outcome and error). A live run only in its lock
+-- session, inside the transaction the row names (live_xid), which the caller commits right after: so no other login
+-- can end a live run, and the row stops being `running` in the same commit that ends its liveness. A run whose
+-- transaction has ended (its lock session was lost, as when the database restarts) may be ended from any ETL
+-- session, as the next run's sweep would mark it. Returns false when nothing changed.
+CREATE OR REPLACE FUNCTION public.finish_etl_run(
+    run_id bigint, received bigint, loaded bigint, duplicates bigint, quarantined bigint, values_sealed bigint,
+    delete_failures bigint, suppressed bigint, outcome text, error text
+) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n integer;
+BEGIN
+    IF outcome IS NULL OR outcome NOT IN ('completed', 'interrupted', 'failed') THEN
+        RAISE EXCEPTION 'outcome must be completed, interrupted or failed' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE public.etl_runs AS r
+       SET finished_at = now(), received = finish_etl_run.received, loaded = finish_etl_run.loaded,
+           duplicates = finish_etl_run.duplicates, quarantined = finish_etl_run.quarantined,
+           values_sealed = finish_etl_run.values_sealed, delete_failures = finish_etl_run.delete_failures,
+           suppressed = finish_etl_run.suppressed, outcome = finish_etl_run.outcome, error = finish_etl_run.error
+     WHERE r.id = run_id AND r.outcome = 'running'
+       AND (r.live_xid = pg_current_xact_id() OR NOT public.etl_run_is_live(r.live_xid));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n = 1;
+END
+$$;
+REVOKE ALL ON FUNCTION public.finish_etl_run(bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.finish_etl_run(bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, text, text)
+    TO piivault_etl;
