@@ -23,7 +23,8 @@ final class OutsideComplianceTests: XCTestCase {
     func testTheReportListsThemOrSaysThereAreNone() {
         func report(_ entries: [AccessLogEntry]) -> String {
             AuditReport(entries: entries, verdict: .intact(entryCount: entries.count, head: AccessLogAnchor(seq: 0, hash: AccessLogEntry.genesisHash)),
-                        checkpoints: [], since: nil, until: nil, generatedAt: "now").html
+                        checkpoints: [], since: nil, until: nil, generatedAt: "now",
+                        officerLogins: Set(entries.map(\.dbUser))).html
         }
         let none = report([entry(1, outcome: "ok")])
         XCTAssertTrue(none.contains("<p id=\"outside-compliance\">None: every access in the period was by a member of piivault_compliance.</p>"), none)
