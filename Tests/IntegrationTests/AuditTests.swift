@@ -88,20 +88,7 @@ final class AuditTests: XCTestCase {
     /// The independent verifier's verdict (`intact N SEQ:HASH` or `broken N KIND`), fed the rows as JSON with `at` as
     /// Postgres prints a timestamptz, so it re-derives the canonical time format itself.
     private func crosscheck(anchor: String? = nil) async throws -> String {
-        let owner = try await database.connect()
-        try await owner.execute("SET TimeZone = 'UTC'")
-        let rows = try await owner.query("""
-            SELECT coalesce(json_agg(json_build_object(
-                       'seq', seq, 'at', at::text, 'db_user', db_user, 'os_user', os_user,
-                       'client_host', client_host, 'action', action, 'reason', reason, 'subject', subject,
-                       'row_count', row_count, 'outcome', outcome, 'prev_hash', encode(prev_hash, 'hex'),
-                       'hash', encode(hash, 'hex')) ORDER BY seq), '[]')::text AS rows
-              FROM audit.access_log
-            """)
-        await owner.close()
-        let json = try XCTUnwrap(try rows.first?["rows"].string())
-        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/verify_access_log.py").path
-        let result = try runProcess("python3", [script] + (anchor.map { ["--anchor", $0] } ?? []), input: Data(json.utf8))
+        let result = try await independentAccessLogCheck(database, anchor: anchor)
         XCTAssertTrue(result.status == 0 || result.status == 1, "crosscheck failed: \(result.stderr)")
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

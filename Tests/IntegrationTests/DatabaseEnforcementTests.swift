@@ -403,19 +403,7 @@ final class DatabaseEnforcementTests: XCTestCase {
 
         let verify = try await finish(["audit", "verify", "--database-url", auditor])
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
-        let owner = try await database.connect()
-        let rows = try await owner.query("""
-            SELECT coalesce(json_agg(json_build_object(
-                       'seq', seq, 'at', at::text, 'db_user', db_user, 'os_user', os_user,
-                       'client_host', client_host, 'action', action, 'reason', reason, 'subject', subject,
-                       'row_count', row_count, 'outcome', outcome, 'prev_hash', encode(prev_hash, 'hex'),
-                       'hash', encode(hash, 'hex')) ORDER BY seq), '[]')::text AS rows
-              FROM audit.access_log
-            """)
-        await owner.close()
-        let json = try XCTUnwrap(try rows.first?["rows"].string())
-        let script = TestServices.repositoryRoot.appendingPathComponent("Tests/crosscheck/verify_access_log.py").path
-        let independent = try runProcess("python3", [script], input: Data(json.utf8))
+        let independent = try await independentAccessLogCheck(database)
         XCTAssertEqual(independent.status, 0, independent.stdout + independent.stderr)
         // Python: "intact 2 2:<hash>"; Swift: "access log intact: 2 entries, head 2:<hash>".
         let head = independent.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").last.map(String.init) ?? "?"
