@@ -65,6 +65,7 @@ extension PostgresError: PIIVaultReportableError {
     /// piivault's own schema, table, function or role is missing: the database was never migrated (or is older than
     /// this binary). piivault's SQL names only its own objects, so these states mean exactly that.
     var isNotMigrated: Bool {
-        ["3F000", "42P01", "42883", "42704"].contains(sqlState)
+        guard let code else { return false }
+        return [PostgresError.Code.invalidSchemaName, .undefinedTable, .undefinedFunction, .undefinedObject].contains(code)
     }
 }
