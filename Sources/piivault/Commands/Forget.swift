@@ -65,9 +65,9 @@ struct Forget: AsyncParsableCommand {
                 reportLogged(report.logSeq)
                 return
             }
-            let missing = "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it"
-            guard let userID else { throw ValidationError(missing) }
-            let key = try tokenKey.load(missing: missing)
+            guard let userID else { throw ValidationError("give one of --user-id or --quarantined") }
+            let key = try tokenKey.load(
+                missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             printOutput(report.text)
