@@ -93,18 +93,6 @@ public struct ForgetService: Sendable {
     }
 }
 
-/// The vault-wide value lock between erasure and loading, for values users share: forget takes it exclusively,
-/// each ETL batch insert shared, and the batch then checks, under it, that every sealed value its logins reference is
-/// in the vault. So forget never deletes a value a batch in flight relies on, and a batch never commits a token whose
-/// value a forget deleted after the batch looked it up (it fails closed instead). A table lock on
-/// `vault.vault_values_lock`, a table nobody holds a privilege on, taken only through these two functions (migration
-/// 0017): only piivault_etl can take it shared and only piivault_compliance exclusively, so no other login can make
-/// a batch or an erasure wait. Held until the transaction ends.
-enum VaultValueLock {
-    static let exclusive: PostgresQuery = "SELECT vault.lock_vault_values_exclusive()"
-    static let shared: PostgresQuery = "SELECT vault.lock_vault_values_shared()"
-}
-
 /// The user's rows carry another subject hash than this token key gives for the user id (they were loaded with a
 /// token key of another tombstone key); the database refused, nothing was deleted or logged.
 public struct ForgetSubjectMismatch: PIIVaultReportableError {
