@@ -14,6 +14,71 @@
 -- Every write is guarded by what it replaces (a data key still sealed to the old key id with the same sealed bytes; a
 -- value still under the old data key), so a concurrent or stale write is never clobbered.
 
+-- Step 1. Counts the data keys sealed to old_key_id (and, for a full run, their values), those sealed to other
+-- keys than old and new (left alone), appends the entry and records the grant. With dry_run: counts only, no entry.
+CREATE OR REPLACE FUNCTION vault.request_rewrap(
+    old_key_id text, new_key_id text, full_rewrap boolean, reason text, os_user text, client_host text,
+    dry_run boolean
+) RETURNS TABLE (
+    log_seq bigint, outcome text, row_count integer, other_key_id text,
+    data_keys integer, sealed_values bigint, quarantined_values bigint, other_data_keys integer, other_key_ids text
+)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '10s'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n_keys   integer;
+    last_id  bigint;
+    n_values bigint := 0;
+    n_bodies bigint := 0;
+    n_other  integer;
+    others   text;
+    subject  text;
+    result   text;
+    entry    audit.access_log;
+BEGIN
+    PERFORM audit.require_key_id(old_key_id);
+    PERFORM audit.require_key_id(new_key_id);
+    IF old_key_id = new_key_id THEN
+        RAISE EXCEPTION 'the new vault key is the old one (key id %); rewrap needs another key', old_key_id;
+    END IF;
+    IF full_rewrap IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'full_rewrap and dry_run must be true or false';
+    END IF;
+    SELECT count(*)::integer, coalesce(max(k.id), 0) INTO n_keys, last_id
+      FROM vault.data_keys AS k WHERE k.key_id = old_key_id;
+    SELECT count(*)::integer, string_agg(DISTINCT k.key_id, ',' ORDER BY k.key_id) INTO n_other, others
+      FROM vault.data_keys AS k WHERE k.key_id NOT IN (old_key_id, new_key_id);
+    IF full_rewrap THEN
+        SELECT count(*) INTO n_values FROM vault.secrets AS s
+         WHERE s.data_key_id IN (SELECT k.id FROM vault.data_keys AS k WHERE k.key_id = old_key_id);
+        SELECT count(*) INTO n_bodies FROM vault.quarantine AS q
+         WHERE q.data_key_id IN (SELECT k.id FROM vault.data_keys AS k WHERE k.key_id = old_key_id);
+    END IF;
+    IF dry_run THEN
+        RETURN QUERY SELECT NULL::bigint, 'dry run'::text, n_keys, NULL::text, n_keys, n_values, n_bodies, n_other,
+                            others;
+        RETURN;
+    END IF;
+    subject := format('vault_key:%s->%s data_keys:%s', old_key_id, new_key_id, n_keys)
+               || CASE WHEN full_rewrap THEN format(' values:%s full', n_values + n_bodies) ELSE '' END;
+    result := CASE WHEN n_keys = 0 THEN format('not found: no data keys sealed to %s', old_key_id) ELSE 'ok' END
+              || CASE WHEN n_other > 0 THEN format(' (%s data keys sealed to other keys left alone: %s)', n_other, others)
+                      ELSE '' END;
+    entry := audit.append_and_grant('rewrap', CASE WHEN full_rewrap THEN 'full' ELSE 'keys' END,
+        old_key_id || '->' || new_key_id, ARRAY[old_key_id, new_key_id, last_id::text], reason, subject, n_keys,
+        result, os_user, client_host);
+    INSERT INTO audit.rewrap_runs (seq, db_user, old_key_id, new_key_id, full_rewrap, last_data_key_id)
+    VALUES (entry.seq, session_user, old_key_id, new_key_id, full_rewrap, last_id);
+    RETURN QUERY SELECT entry.seq, entry.outcome, n_keys, NULL::text, n_keys, n_values, n_bodies, n_other, others;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.request_rewrap(text, text, boolean, text, text, text, boolean)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.request_rewrap(text, text, boolean, text, text, text, boolean) TO piivault_compliance;
+
 -- vault.start_rewrap (replaces 0015's): step 2 of a rewrap: claims the grant and binds the run to this session, by
 -- its pid and a random nonce kept in a setting of this session (piivault.rewrap_session) and in audit.rewrap_runs,
 -- which nobody may read. Another session, even of the same login and later with the same pid, does not know it.

@@ -14,6 +14,26 @@
 -- finish_retokenize ends the run. A run killed midway leaves whole batches done and its grant dies with its
 -- connection; the next run (a new entry) moves the rest.
 
+-- vault.start_retokenize (replaces 0016's): step 2 of a retokenize run: claims the grant and binds the run to this
+-- session, by its pid and a random nonce kept in a setting of this session (piivault.retokenize_session) and in
+-- audit.retokenize_runs, which nobody may read.
+CREATE OR REPLACE FUNCTION vault.start_retokenize(grant_seq bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    nonce text := gen_random_uuid()::text;
+BEGIN
+    PERFORM audit.claim_grant(grant_seq, 'retokenize', 'versions');
+    PERFORM set_config('piivault.retokenize_session', nonce, false);
+    INSERT INTO audit.retokenize_runs (seq, backend_pid, session_nonce) VALUES (grant_seq, pg_backend_pid(), nonce);
+END
+$$;
+REVOKE ALL ON FUNCTION vault.start_retokenize(bigint)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.start_retokenize(bigint) TO piivault_compliance;
+
 -- vault.retokenize_grant (replaces 0016's): the grant of run `grant_seq`, if this login started it in this session
 -- (its pid and the session's nonce) and the run has not finished; else 42501. Callable by the batch functions only.
 CREATE OR REPLACE FUNCTION vault.retokenize_grant(grant_seq bigint) RETURNS audit.access_grants
