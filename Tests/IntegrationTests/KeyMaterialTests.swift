@@ -146,7 +146,7 @@ final class KeyMaterialTests: XCTestCase {
                 _ = try await run.waitForExit(timeout: 10)
                 continue
             }
-            XCTAssertEqual(run.status, PIIVaultExitCode.failure.rawValue, run.stderr)
+            XCTAssertEqual(run.status, PIIVaultExitCode.dataError.rawValue, "65: not a key file (SECURITY.md): \(run.stderr)")
             XCTAssertTrue(run.stderr.contains("\(fifo): not a regular file"), run.stderr)
         }
     }

@@ -382,12 +382,12 @@ final class RetokenizeTests: XCTestCase {
         XCTAssertEqual(both.status, 0, both.stderr)
         XCTAssertFalse(both.stderr.contains("warning"), both.stderr)
         let found = try JSONSerialization.jsonObject(with: both.stdoutData) as! [[String: Any]]
-        XCTAssertEqual(Set(found.compactMap { $0["value"] as? String }), ["1", "2"])
+        XCTAssertEqual(Set(found.compactMap { $0["value"] as? Int }), [1, 2])
         let onlyNew = try lookup([v2Path])
         XCTAssertTrue(onlyNew.stderr.contains("warning: the vault holds tokens of token key version 1"), onlyNew.stderr)
         XCTAssertFalse(onlyNew.stderr.contains(onlyV1), "no value in the warning")
         let foundNew = try JSONSerialization.jsonObject(with: onlyNew.stdoutData) as! [[String: Any]]
-        XCTAssertEqual(Set(foundNew.compactMap { $0["value"] as? String }), ["2"])
+        XCTAssertEqual(Set(foundNew.compactMap { $0["value"] as? Int }), [2])
     }
 }
 
