@@ -310,7 +310,7 @@ final class ETLTests: XCTestCase {
         // The batch is prepared (the tombstone is not committed, so not seen) and its insert waits on the lock.
         let deadline = Date().addingTimeInterval(30)
         while true {
-            let waiting = try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = 'vault.vault_values_lock'::regclass")
+            let waiting = try await query(vaultLockWaitersQuery)
                 .first![0].requiredInt()
             if waiting > 0 { break }
             XCTAssertTrue(run.isRunning, "the run ended before its insert waited on the lock")
@@ -432,10 +432,7 @@ final class ETLTests: XCTestCase {
             return try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
         }
         try await waitUntil("every batch waits on the vault-wide lock", timeout: 120) {
-            let waiting = try await self.query("""
-                SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted
-                   AND relation = 'vault.vault_values_lock'::regclass
-                """).first![0].requiredInt()
+            let waiting = try await self.query(vaultLockWaitersQuery).requiredFirst("pg_locks")[0].requiredInt()
             return waiting >= files.count || runs.contains { !$0.isRunning }
         }
         try await holder.execute("COMMIT")
@@ -465,7 +462,7 @@ final class ETLTests: XCTestCase {
         XCTAssertEqual(loadFirst.status, 0, loadFirst.stderr)
         let tokenKey = keys.appendingPathComponent("token.key").path
         func waiters() async throws -> Int {
-            try await query("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = 'vault.vault_values_lock'::regclass").first![0].requiredInt()
+            try await query(vaultLockWaitersQuery).requiredFirst("pg_locks")[0].requiredInt()
         }
         func wait(until condition: () async throws -> Bool) async throws {
             let deadline = Date().addingTimeInterval(30)

@@ -323,7 +323,7 @@ final class RetentionTests: XCTestCase {
             "retention", "--database-url", officer, "--reason", "RACE", "--older-than", "30",
         ])
         try await waitUntil("retention waits on the vault-wide lock", timeout: 30) {
-            try await self.count("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = 'vault.vault_values_lock'::regclass") >= 1
+            try await self.query(vaultLockWaitersQuery).requiredFirst("pg_locks")[0].requiredInt() >= 1
                 || !run.isRunning
         }
         XCTAssertTrue(run.isRunning, run.stderr)
