@@ -48,6 +48,24 @@ final class KeyFileTests: XCTestCase {
         XCTAssertTrue(text.contains("# created: "))
     }
 
+    /// Issue 26: `vault.pub` (mode 0644) given where a secret key is expected is refused for what it is, not sent to
+    /// chmod; a missing file names the flag that gave it.
+    func testAPublicKeyGivenAsASecretKeyIsNamedAndAMissingFileNamesItsFlag() throws {
+        let (_, keys) = try generated()
+        XCTAssertThrowsError(try KeyLoading.loadVaultSecretKey(path: keys.vaultPublicKeyPath) { throw KeyFileError.emptyPassphrase }) {
+            XCTAssertEqual($0 as? KeyFileError, .wrongLabel(
+                file: keys.vaultPublicKeyPath, expected: "PIIVAULT-VAULT-SECRET-KEY-1 or PIIVAULT-VAULT-ENCRYPTED-KEY-1",
+                found: "PIIVAULT-VAULT-PUBLIC-KEY-1"))
+            XCTAssertEqual(($0 as? KeyFileError)?.exitCode, .dataError)
+        }
+        let missing = keys.tokenKeyPath + ".missing"
+        XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: missing, option: "--token-key")) {
+            XCTAssertEqual($0 as? KeyFileError, .missing(file: missing, option: "--token-key"))
+            XCTAssertEqual(($0 as? KeyFileError)?.exitCode, .dataError)
+            XCTAssertTrue(($0 as? KeyFileError)?.message.contains("with --token-key") ?? false)
+        }
+    }
+
     func testGroupOrWorldAccessibleSecretFileIsRefused() throws {
         let (_, keys) = try generated()
         let path = keys.tokenKeyPath, secret = try keyLine(path)

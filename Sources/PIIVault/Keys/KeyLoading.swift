@@ -97,7 +97,7 @@ public enum KeyLoading {
         switch protection {
         case .secret:
             if mode & 0o077 != 0 {
-                if mode & 0o044 != 0, info.st_size <= maxFileBytes, let label = try? readLabel(fd: fd, path: path),
+                if mode & 0o044 != 0, info.st_size <= maxFileBytes, let label = readLabel(fd: fd),
                    !expected.isEmpty, !expected.contains(label)
                 {
                     // Anyone may read it already, and it is not the key asked for: say so, not "chmod 600".
@@ -143,7 +143,7 @@ public enum KeyLoading {
 extension KeyLoading {
     /// The label of the key file open on `fd` (read from its start; the text is wiped), nil when it has none of
     /// piivault's labels.
-    fileprivate static func readLabel(fd: Int32, path: String) throws -> KeyFileLabel? {
+    fileprivate static func readLabel(fd: Int32) -> KeyFileLabel? {
         var data = [UInt8](repeating: 0, count: maxFileBytes)
         defer { sodium_memzero(&data, data.count) }
         let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
