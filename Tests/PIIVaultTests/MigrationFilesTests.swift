@@ -11,7 +11,8 @@ final class MigrationFilesTests: XCTestCase {
         XCTAssertEqual(migrations.first?.fileName, "0001_roles.sql")
         XCTAssertTrue(migrations.contains { $0.fileName == "0018_actions_as_data.sql" })
         let definitions = try MigrationFiles.loadDefinitions(from: directory)
-        XCTAssertEqual(definitions.first?.displayName, "definitions/10_audit.sql")
+        XCTAssertEqual(definitions.first?.displayName, "definitions/05_locks.sql")
+        XCTAssertTrue(definitions.contains { $0.displayName == "definitions/10_audit.sql" })
         XCTAssertEqual(definitions.map(\.fileName), definitions.map(\.fileName).sorted())
         XCTAssertEqual(definitions.first?.checksum.count, 64)
     }
