@@ -17,6 +17,7 @@ struct Piivault: AsyncParsableCommand {
         version: PIIVaultInfo.version,
         subcommands: [
             Keygen.self,
+            Keys.self,
             Migrate.self,
             ETL.self,
             Unmask.self,

@@ -66,7 +66,7 @@ struct Forget: AsyncParsableCommand {
             }
             let missing = "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it"
             guard let userID else { throw ValidationError(missing) }
-            let key = try tokenKey.load(missing: missing)
+            let key = try await tokenKey.load(missing: missing)
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             printOutput(report.text)
