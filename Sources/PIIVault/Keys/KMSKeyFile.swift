@@ -136,7 +136,7 @@ public struct KMSKeyFile: Sendable {
                 keyID: kmsKeyID, plaintextBase64: encoded, context: encryptionContext(kind: kind, keyID: keyID))
             return KMSKeyFile(kind: kind, kmsKeyID: kmsKeyID, keyID: keyID, ciphertextBlob: result.ciphertextBlob)
         } catch let error as KMSError {
-            throw KMSKeyFileError.kms(file: file, kmsKeyID: kmsKeyID, error: error)
+            throw KMSKeyFileError.kms(file: file, kmsKeyID: kmsKeyID, error: error, wrapping: true)
         }
     }
 
@@ -168,8 +168,8 @@ public struct KMSKeyFile: Sendable {
 
 /// Why a KMS-wrapped key file could not be opened or written.
 public enum KMSKeyFileError: PIIVaultReportableError, Equatable {
-    /// KMS failed or refused; `error` says how.
-    case kms(file: String, kmsKeyID: String, error: KMSError)
+    /// KMS failed or refused to open (`Decrypt`) or wrap (`Encrypt`) the key of `file`; `error` says how.
+    case kms(file: String, kmsKeyID: String, error: KMSError, wrapping: Bool = false)
     /// KMS decrypted a key whose key id is not the one the file names (the file was assembled from parts).
     case keyIDMismatch(file: String, named: KeyID, found: KeyID)
     /// The key line is malformed.
@@ -183,12 +183,12 @@ public enum KMSKeyFileError: PIIVaultReportableError, Equatable {
 
     public var message: String {
         switch self {
-        case let .kms(file, kmsKeyID, error):
+        case let .kms(file, kmsKeyID, error, wrapping):
             switch error.kind {
             case .refused:
-                return "KMS key \(kmsKeyID) refused to open \(file): \(error.message)"
+                return "KMS key \(kmsKeyID) refused to \(wrapping ? "wrap the key for" : "open") \(file): \(error.message)"
             default:
-                return "cannot open \(file) with KMS key \(kmsKeyID): \(error.message)"
+                return "cannot \(wrapping ? "wrap the key for" : "open") \(file) with KMS key \(kmsKeyID): \(error.message)"
             }
         case let .keyIDMismatch(file, named, found):
             return "\(file) names key id \(named), but KMS returned the key \(found); the file was altered: restore it from your copy"
@@ -203,7 +203,7 @@ public enum KMSKeyFileError: PIIVaultReportableError, Equatable {
 
     public var exitCode: PIIVaultExitCode {
         switch self {
-        case let .kms(_, _, error):
+        case let .kms(_, _, error, _):
             switch error.kind {
             case .refused, .badCredentials: return .noPermission
             case .throttled, .serverError, .connection, .tlsVerification, .timeout: return .unavailable

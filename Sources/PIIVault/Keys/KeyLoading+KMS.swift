@@ -193,7 +193,6 @@ extension KeyGeneration {
                                           version: tokenKeyVersion)
         }
         let p = paths(in: directory)
-        try createDirectoryIfMissing(directory)
         var existing: [String] = []
         for path in (tokenKey ? [p.token] : []) + (vaultKeyPair ? [p.publicKey, p.secretKey] : []) {
             var info = stat()
@@ -233,6 +232,8 @@ extension KeyGeneration {
             generatedVault = GeneratedVaultKeyPair(vaultKeyID: key.keyID, vaultPublicKeyPath: p.publicKey,
                                                    vaultSecretKeyPath: p.secretKey, passphraseProtected: false)
         }
+        // The folder only now: a KMS that refuses leaves nothing behind, not even an empty folder.
+        try createDirectoryIfMissing(directory)
         var createdPaths: [String] = []
         do {
             for file in files { try writeNew(path: file.path, contents: file.text, mode: file.mode) { createdPaths.append(file.path) } }
