@@ -187,6 +187,13 @@ final class KMSKeyTests: AWSTestCase {
         XCTAssertFalse(logins.isEmpty)
         let decrypts = assertSignedKMSCalls(front).filter { $0 == "TrentService.Decrypt" }.count
         XCTAssertEqual(decrypts, 3, "one Decrypt for the ETL's token key, two for unmask's vault and token keys")
+
+        // lookup with the wrapped token key finds the user by an original value.
+        let ip = try XCTUnwrap(user["ip"] as? String)
+        let lookup = try runPiivault(["lookup", "--database-url", compliance, "--token-key", tokenPath, "--reason",
+                                      "SAR-KMS-2", "--ip", ip, "--format", "json"], environment: environment(kms: front.url))
+        XCTAssertEqual(lookup.status, 0, lookup.stderr)
+        XCTAssertTrue(lookup.stdout.contains(userID), "lookup did not find the user by their ip")
     }
 
     // MARK: Acceptance 2: keys wrap / keys unwrap round trips, nothing else written
@@ -348,6 +355,42 @@ final class KMSKeyTests: AWSTestCase {
             XCTAssertEqual(refusing.entries(kind: "kms").count, 1, "\(code) is not retried")
         }
         assertSignedKMSCalls(front)
+    }
+
+    // MARK: The AWS settings KMS shares with SQS: the profile's endpoint_url, TLS and AWS_CA_BUNDLE
+
+    func testKMSOverTLSWithTheCABundleAndTheProfileEndpoint() throws {
+        let plainFront = try strictFront()
+        defer { plainFront.stop() }
+        let dir = try wrappedKeygen(through: plainFront)
+        let tokenPath = dir.appendingPathComponent("token.key").path
+        let certificates = try TestCertificates.make()
+        defer { certificates.remove() }
+        let tlsFront = try strictFront(["tls": ["cert": certificates.serverCertificate.path,
+                                                "key": certificates.serverKey.path]])
+        defer { tlsFront.stop() }
+        // The endpoint from the profile's endpoint_url (no AWS_ENDPOINT_URL_KMS), verified against AWS_CA_BUNDLE.
+        let config = home.appendingPathComponent("config")
+        try "[default]\nregion = us-east-1\nendpoint_url = https://localhost:\(tlsFront.port)\n"
+            .write(to: config, atomically: true, encoding: .utf8)
+        var env = environment(kms: "")
+        env["AWS_ENDPOINT_URL_KMS"] = .some(nil)
+        env["AWS_CONFIG_FILE"] = config.path
+        env["AWS_CA_BUNDLE"] = certificates.caCertificate.path
+        let out = home.appendingPathComponent("unwrapped.key")
+        let unwrapped = try runPiivault(["keys", "unwrap", tokenPath, "--out", out.path], environment: env)
+        XCTAssertEqual(unwrapped.status, 0, unwrapped.stderr)
+        XCTAssertEqual(assertSignedKMSCalls(tlsFront), ["TrentService.Decrypt"])
+
+        // Without the bundle, the test CA is not trusted: 69, one line, nothing sent.
+        env["AWS_CA_BUNDLE"] = .some(nil)
+        let refused = try runPiivault(["keys", "unwrap", tokenPath, "--out", home.appendingPathComponent("x").path],
+                                      environment: env)
+        XCTAssertEqual(refused.status, 69, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("TLS verification of KMS at https://localhost:\(tlsFront.port)"), refused.stderr)
+        XCTAssertEqual(errorLines(refused).count, 1, refused.stderr)
+        XCTAssertEqual(tlsFront.entries(kind: "kms").count, 1, "no request got through the refused handshake")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: home.appendingPathComponent("x").path))
     }
 
     // MARK: Acceptance 4: rewrap to and from a KMS-wrapped vault key; retokenize with a wrapped token key
