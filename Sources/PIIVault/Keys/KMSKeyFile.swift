@@ -22,14 +22,32 @@ public struct KMSKeyService: Sendable {
         self.logger = logger
     }
 
-    /// This process's AWS settings.
-    public static var process: KMSKeyService { KMSKeyService(environment: .process) }
+    /// This process's AWS settings (one service for the process, so that the key files a command opens share one
+    /// credentials provider: a web identity or role is assumed once, not once per key file).
+    public static let process = KMSKeyService(environment: .process)
+
+    /// The credentials provider and transport of the first client, reused by the later ones.
+    private let shared = SharedAWSPlumbing()
 
     /// A client for `kmsKeyID` (its ARN, when it is one, may give the region).
     func client(for kmsKeyID: String) throws -> KMSClient {
-        let configuration = try KMSConfiguration.resolve(environment: environment, keyID: kmsKeyID,
-                                                         transport: transport, logger: logger)
+        let reused = shared.value
+        let configuration = try KMSConfiguration.resolve(
+            environment: environment, keyID: kmsKeyID, credentialsProvider: reused?.provider,
+            transport: transport ?? reused?.transport, logger: logger)
+        if reused == nil { shared.value = (configuration.credentialsProvider, configuration.transport) }
         return KMSClient(configuration: configuration, logger: logger)
+    }
+}
+
+/// The credentials provider and transport a ``KMSKeyService`` has resolved, behind a lock.
+private final class SharedAWSPlumbing: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: (provider: any AWSCredentialsProvider, transport: any HTTPTransport)?
+
+    var value: (provider: any AWSCredentialsProvider, transport: any HTTPTransport)? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }
 

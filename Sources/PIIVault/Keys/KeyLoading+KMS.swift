@@ -42,7 +42,8 @@ extension KeyLoading {
         return try vaultSecretKey(text: text, path: path, passphrase: passphrase)
     }
 
-    /// The label of a key file's text, checked against `expected` (the key line's first word).
+    /// The label of a key file's text (the key line's first word), one of `expected`; any other is reported as
+    /// `KeyFile.parse` reports it.
     static func label(of text: [UInt8], file: String, expected: [KeyFileLabel]) throws -> KeyFileLabel {
         for line in text.split(separator: UInt8(ascii: "\n")) {
             let trimmed = line.drop { $0 == UInt8(ascii: " ") || $0 == 9 }
@@ -50,8 +51,9 @@ extension KeyLoading {
             let word = String(decoding: trimmed.prefix { $0 != UInt8(ascii: " ") && $0 != 9 && $0 != UInt8(ascii: "\r") },
                               as: UTF8.self)
             if let label = KeyFileLabel(rawValue: word), expected.contains(label) { return label }
-            // Anything else: the plaintext parser reports it (truncated, wrong label) without echoing key material.
-            return expected[0]
+            // Anything else: KeyFile.parse reports it (truncated, wrong label) without echoing key material.
+            _ = try KeyFile.parse(text, file: file, expected: expected)
+            throw KeyFileError.truncated(file: file)
         }
         throw KeyFileError.truncated(file: file)
     }
