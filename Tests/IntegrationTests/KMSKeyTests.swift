@@ -194,6 +194,15 @@ final class KMSKeyTests: AWSTestCase {
                                       "SAR-KMS-2", "--ip", ip, "--format", "json"], environment: environment(kms: front.url))
         XCTAssertEqual(lookup.status, 0, lookup.stderr)
         XCTAssertTrue(lookup.stdout.contains(userID), "lookup did not find the user by their ip")
+
+        // forget (dry run) with the wrapped token key: counts the user's rows, deletes nothing.
+        let forget = try runPiivault(["forget", "--database-url", compliance, "--token-key", tokenPath, "--reason",
+                                      "ERASE-KMS-1", "--user-id", userID, "--dry-run"], environment: environment(kms: front.url))
+        XCTAssertEqual(forget.status, 0, forget.stderr)
+        let stillLoaded = try await loadedRows()
+        XCTAssertEqual(stillLoaded, 99)
+        XCTAssertEqual(assertSignedKMSCalls(front).filter { $0 == "TrentService.Decrypt" }.count, 5,
+                       "lookup and forget each opened the wrapped token key with KMS")
     }
 
     // MARK: Acceptance 2: keys wrap / keys unwrap round trips, nothing else written
@@ -451,6 +460,13 @@ final class KMSKeyTests: AWSTestCase {
         XCTAssertTrue(run.stdout.contains("to v2"), run.stdout)
         let v1Left = try await query("SELECT count(*) FROM vault.secrets WHERE token LIKE '%.v1.%'").first![0].requiredInt()
         XCTAssertEqual(v1Left, 0)
+
+        // The next rotation names the wrapped key as --previous-token-key: its tombstone key is carried forward.
+        let v3 = try wrappedKeygen(["--token-key-version", "3", "--previous-token-key", newKey], through: front, name: "v3")
+        let v2Payload = try XCTUnwrap(try kmsTool("decrypt", ["file": newKey])["plaintext_hex"] as? String)
+        let v3Payload = try XCTUnwrap(try kmsTool("decrypt", ["file": v3.appendingPathComponent("token.key").path])["plaintext_hex"] as? String)
+        XCTAssertEqual(v3Payload.prefix(8), "03000000", "version 3, little-endian")
+        XCTAssertEqual(v3Payload.suffix(64), v2Payload.suffix(64), "the tombstone key carried forward from the wrapped v2 key")
         assertSignedKMSCalls(front)
     }
 }
