@@ -59,6 +59,12 @@ let package = Package(
             dependencies: ["AWS", "SigV4", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
+        // AWS KMS client (Encrypt, Decrypt; JSON 1.1 protocol) over the AWS module's HTTP transport.
+        .target(
+            name: "KMS",
+            dependencies: ["AWS", "SigV4", "CSodium", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
         // Thin, safe libpq wrapper.
         .target(
             name: "Postgres",
@@ -69,7 +75,7 @@ let package = Package(
         .target(
             name: "PIIVault",
             dependencies: [
-                "CSodium", "Postgres", "AWS", "SQS",
+                "CSodium", "Postgres", "AWS", "SQS", "KMS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -105,7 +111,7 @@ let package = Package(
         // Unit tier (`make test-unit`): no Postgres, no SQS emulator, no Python. They may run the built binary.
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "TestSupport"]),
         // Unit tier: the AWS module and the SQS client over a fake transport; no service, no Python.
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "SigV4", .product(name: "Logging", package: "swift-log"),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "SQS", "KMS", "SigV4", .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "NIOSSL", package: "swift-nio-ssl")],
                     swiftSettings: strictSettings),
         // Unit tier: the core, and the ETL's batch logic over fakes of its sessions and source (Postgres: its error type).

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import PIIVault
 
-/// `--key-file`: the vault secret key file, for every command that opens sealed data (`unmask`, `rewrap`,
+/// `--key-file`: the vault secret key file (plain, passphrase-protected or KMS-wrapped), for every command that opens sealed data (`unmask`, `rewrap`,
 /// `retokenize`).
 struct VaultSecretKeyOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The vault secret key file (also PIIVAULT_VAULT_KEY).", valueName: "FILE"))
@@ -10,8 +10,8 @@ struct VaultSecretKeyOptions: ParsableArguments {
 
     /// Loads and checks the key file (mode, owner, passphrase from `PIIVAULT_PASSPHRASE_FILE` or the terminal).
     /// `missing` is the usage error when neither the flag nor the variable names a file.
-    func load(missing: String) throws -> VaultSecretKey {
-        try Self.load(path: try path(missing: missing))
+    func load(missing: String) async throws -> VaultSecretKey {
+        try await Self.load(path: try path(missing: missing))
     }
 
     /// The key file's path. `missing` is the usage error when none is given.
@@ -21,9 +21,9 @@ struct VaultSecretKeyOptions: ParsableArguments {
         return path
     }
 
-    /// Loads and checks the vault secret key file at `path`.
-    static func load(path: String) throws -> VaultSecretKey {
-        try KeyLoading.loadVaultSecretKey(path: path, option: "--key-file") {
+    /// Loads and checks the vault secret key file at `path` (plain, passphrase-protected or KMS-wrapped).
+    static func load(path: String) async throws -> VaultSecretKey {
+        try await KeyLoading.loadVaultSecretKey(path: path, option: "--key-file", kms: .process) {
             try PassphrasePrompt.read(prompt: "Passphrase for \(path): ", confirm: false)
         }
     }
@@ -36,10 +36,12 @@ struct TokenKeysOptions: ParsableArguments {
     var tokenKey: [String] = []
 
     /// Loads every key given. `missing` is the usage error when none is given.
-    func load(missing: String) throws -> TokenKeySet {
+    func load(missing: String) async throws -> TokenKeySet {
         guard let paths = KeyFilePaths.tokenKeys(flags: tokenKey, environment: ProcessInfo.processInfo.environment)
         else { throw ValidationError(missing) }
-        return try TokenKeySet(try paths.map { try KeyLoading.loadTokenKey(path: $0, option: "--token-key") })
+        var keys: [TokenKey] = []
+        for path in paths { keys.append(try await KeyLoading.loadTokenKey(path: path, option: "--token-key", kms: .process)) }
+        return try TokenKeySet(keys)
     }
 }
 
@@ -56,7 +58,7 @@ struct TokenKeyOptions: ParsableArguments {
     }
 
     /// Loads the key. `missing` is the usage error when none is given.
-    func load(missing: String) throws -> TokenKey {
-        try KeyLoading.loadTokenKey(path: try path(missing: missing), option: "--token-key")
+    func load(missing: String) async throws -> TokenKey {
+        try await KeyLoading.loadTokenKey(path: try path(missing: missing), option: "--token-key", kms: .process)
     }
 }

@@ -10,13 +10,15 @@ struct Piivault: AsyncParsableCommand {
         abstract: "A reversible PII vault: keyed tokens for analysts, sealed originals for compliance.",
         discussion: """
             Exit status: 0 success; 1 failure (an audit chain that does not verify, a run that did not load \
-            everything); 64 usage error; 65 bad input data or key file; 69 a service (database, SQS) is \
-            unavailable; 77 permission refused (key file mode, wrong passphrase, another vault's key, database role). \
+            everything); 64 usage error; 65 bad input data or key file; 69 a service (database, SQS, KMS) is \
+            unavailable; 77 permission refused (key file mode, wrong passphrase, another vault's key, KMS refusing a \
+            wrapped key, database role). \
             `piivault unmask --help` details its own.
             """,
         version: PIIVaultInfo.version,
         subcommands: [
             Keygen.self,
+            Keys.self,
             Migrate.self,
             ETL.self,
             Unmask.self,

@@ -48,7 +48,7 @@ final class CommandParsingTests: XCTestCase {
 
     func testTheRootNamesEveryCommandAndItsVersion() throws {
         let names = Piivault.configuration.subcommands.map { $0.configuration.commandName }
-        XCTAssertEqual(names, ["keygen", "migrate", "etl", "unmask", "lookup", "forget", "retention", "rewrap",
+        XCTAssertEqual(names, ["keygen", "keys", "migrate", "etl", "unmask", "lookup", "forget", "retention", "rewrap",
                                "retokenize", "runs", "audit"])
         do {
             _ = try Piivault.parseAsRoot(["--version"])
@@ -80,6 +80,25 @@ final class CommandParsingTests: XCTestCase {
         assertUsageError(["keygen", "--token-key-version", "2", "--passphrase"], contains: "--passphrase protects vault.key")
         assertUsageError(["keygen", "--previous-token-key", "old.key"], contains: "--previous-token-key goes with --token-key-version")
         assertUsageError(["keygen", "--token-key-version", "two"], contains: "two")
+
+        let wrapped = try parse(["keygen", "--kms-key-id", "alias/piivault", "--dir", "/keys"], as: Keygen.self)
+        XCTAssertEqual(wrapped.kmsKeyID, "alias/piivault")
+        XCTAssertNil(defaults.kmsKeyID)
+        assertUsageError(["keygen", "--kms-key-id", "alias/x", "--passphrase"], contains: "--passphrase and --kms-key-id")
+        assertUsageError(["keygen", "--kms-key-id", "has space"], contains: "--kms-key-id: give a KMS key id")
+    }
+
+    func testKeysWrapAndUnwrap() throws {
+        let wrap = try parse(["keys", "wrap", "token.key", "--kms-key-id", "arn:aws:kms:eu-west-1:1:key/k", "--out", "new.key"],
+                             as: Keys.Wrap.self)
+        XCTAssertEqual(wrap.file, "token.key")
+        XCTAssertEqual(wrap.kmsKeyID, "arn:aws:kms:eu-west-1:1:key/k")
+        XCTAssertEqual(wrap.out, "new.key")
+        let unwrap = try parse(["keys", "unwrap", "token.kms.key", "--out", "plain.key"], as: Keys.Unwrap.self)
+        XCTAssertEqual(unwrap.file, "token.kms.key")
+        XCTAssertEqual(unwrap.out, "plain.key")
+        assertUsageError(["keys", "wrap", "token.key", "--out", "new.key"], contains: "--kms-key-id")
+        assertUsageError(["keys", "unwrap", "token.kms.key"], contains: "--out")
     }
 
     func testMigrate() throws {

@@ -54,6 +54,30 @@ final class DeploymentFilesTests: XCTestCase {
         XCTAssertNotNil(task?["taskRoleArn"] as? String, "the task definition names a task role")
     }
 
+    /// The IAM policy examples parse, and every `kms:Decrypt` they grant is conditioned on piivault's encryption
+    /// context (`kms:EncryptionContext:piivault:key`), so that the grant opens piivault's wrapped keys and nothing else.
+    func testIAMPoliciesGrantKMSDecryptOnlyWithTheEncryptionContext() throws {
+        let paths = try files(in: "deploy/iam", ending: ".json")
+        XCTAssertFalse(paths.isEmpty)
+        var decryptGrants = 0
+        for path in paths {
+            let policy = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+                as? [String: Any], path)
+            for statement in policy["Statement"] as? [[String: Any]] ?? [] {
+                let actions = (statement["Action"] as? [String]) ?? [(statement["Action"] as? String) ?? ""]
+                guard actions.contains(where: { $0.hasPrefix("kms:") }) else { continue }
+                XCTAssertFalse(actions.contains { $0.contains("*") }, "\(path): a wildcard KMS action")
+                let equals = (statement["Condition"] as? [String: Any])?["StringEquals"] as? [String: Any]
+                XCTAssertNotNil(equals?["kms:EncryptionContext:piivault:key"],
+                                "\(path): a KMS grant without the piivault:key encryption context condition")
+                if actions.contains("kms:Decrypt") { decryptGrants += 1 }
+            }
+        }
+        XCTAssertGreaterThan(decryptGrants, 0)
+        let etl = try String(contentsOf: root.appendingPathComponent("deploy/iam/etl-policy.json"), encoding: .utf8)
+        XCTAssertFalse(etl.contains("\"vault\""), "the ETL's policy must not open the vault key")
+    }
+
     /// `systemd-analyze verify` checks that ExecStart's program exists, so the check runs on copies whose
     /// /usr/local/bin/piivault is the binary these tests were built with. Unknown keys only warn, so any output fails.
     func testSystemdUnitsVerify() throws {

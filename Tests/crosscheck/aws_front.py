@@ -4,7 +4,13 @@
 Usage: aws_front.py SETTINGS_JSON
 Settings (all optional):
   "upstream": "http://127.0.0.1:PORT"   forward SQS requests (POST) there (moto_server) and return its answers
-  "deny": "InvalidClientTokenId"        answer every SQS request with this AWS error code (HTTP 403, XML)
+  "deny": "InvalidClientTokenId"        answer every SQS request with this AWS error code (HTTP 403, XML); a JSON
+                                        protocol request (X-Amz-Target: TrentService.*, KMS) gets HTTP 400 and
+                                        {"__type": CODE, "message": ...}, as KMS answers
+  "verify_sigv4": {AKID: SECRET, ...}   strict: recompute every POST's SigV4 signature with botocore's SigV4Auth
+                                        (the signed headers, X-Amz-Date, body and scope the request names) and
+                                        answer 403 InvalidSignatureException to a mismatch, an unknown access key or a
+                                        date more than 5 minutes off; each POST's log entry gets "signature_ok"
   "oversize_first_receive": N           pad the first ReceiveMessage answer from upstream with N bytes of XML comments
   "container": {"token": T, "lifetime": S}  GET any other path: container credentials (JSON) that expire S seconds
                                         after issue; with "token", the Authorization header must equal it (else 401)
@@ -60,6 +66,40 @@ def issue(lifetime):
     }
 
 
+def verify_signature(handler, body):
+    """Whether the request's SigV4 signature is the one botocore computes for it with the known secret."""
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    match = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+                         r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})", handler.headers.get("Authorization", ""))
+    if not match:
+        return False
+    key, day, region, service, signed, signature = match.groups()
+    secret = settings["verify_sigv4"].get(key)
+    amz_date = handler.headers.get("X-Amz-Date", "")
+    if secret is None or not amz_date.startswith(day):
+        return False
+    try:
+        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return False
+    if abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) > 300:
+        return False
+    names = signed.split(";")
+    if "host" not in names or any(handler.headers.get(name) is None for name in names):
+        return False
+    request = AWSRequest(method=handler.command, url=f"http://{handler.headers['Host']}{handler.path}", data=body)
+    for name in names:
+        request.headers[name] = handler.headers[name]
+    request.context["timestamp"] = amz_date
+    signer = botocore.auth.SigV4Auth(Credentials(key, secret, handler.headers.get("X-Amz-Security-Token")), service, region)
+    canonical = signer.canonical_request(request)
+    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    return expected == signature
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -88,7 +128,31 @@ class Handler(BaseHTTPRequestHandler):
             sts_entry = {"kind": "sts", "action": action, "key": key, "params": params}
         else:
             sts_entry = None
-            log({"kind": "sqs", "action": action, "key": key})
+        kind = "kms" if target.startswith("TrentService.") else "sqs"
+        signature_ok = verify_signature(self, body) if settings.get("verify_sigv4") is not None else None
+        if sts_entry is None:
+            entry = {"kind": kind, "action": action, "key": key}
+            if signature_ok is not None:
+                entry["signature_ok"] = signature_ok
+            if kind == "kms":
+                entry["target"] = target
+                entry["content_type"] = self.headers.get("Content-Type")
+                try:
+                    entry["encryption_context"] = json.loads(body).get("EncryptionContext")
+                except ValueError:
+                    entry["encryption_context"] = None
+            log(entry)
+        if signature_ok is False:
+            if kind == "kms":
+                self.answer(400, json.dumps({"__type": "InvalidSignatureException", "message": "signature mismatch"}),
+                            "application/x-amz-json-1.1")
+            else:
+                self.answer(403, "<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>signature mismatch</Message></Error></ErrorResponse>", "text/xml")
+            return
+        if settings.get("deny") and kind == "kms":
+            self.answer(400, json.dumps({"__type": settings["deny"], "message": "User: arn:aws:iam::123456789012:user/test is not authorized to perform: kms:Decrypt"}),
+                        "application/x-amz-json-1.1")
+            return
         if settings.get("deny"):
             code = settings["deny"]
             self.answer(403, f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>The security token included in the request is invalid.</Message></Error><RequestId>1</RequestId></ErrorResponse>", "text/xml")

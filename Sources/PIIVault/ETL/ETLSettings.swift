@@ -172,7 +172,7 @@ extension ETLRun {
     /// A run as `settings` describe it: the key files loaded and checked, the source opened (for SQS, the queue's
     /// URL found when only its name is given).
     public static func open(settings: ETLSettings, logger: Logger) async throws -> ETLRun {
-        let tokenKey = try KeyLoading.loadTokenKey(path: settings.tokenKeyPath, option: "--token-key")
+        let tokenKey = try await KeyLoading.loadTokenKey(path: settings.tokenKeyPath, option: "--token-key", kms: .process)
         let publicKey = try KeyLoading.loadVaultPublicKey(path: settings.vaultPublicKeyPath, option: "--vault-public-key")
         let source: any MessageSource
         switch settings.source {

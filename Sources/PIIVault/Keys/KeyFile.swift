@@ -8,6 +8,11 @@ public enum KeyFileLabel: String, Sendable, CaseIterable {
     case vaultPublicKey = "PIIVAULT-VAULT-PUBLIC-KEY-1"
     case vaultSecretKey = "PIIVAULT-VAULT-SECRET-KEY-1"
     case vaultEncryptedKey = "PIIVAULT-VAULT-ENCRYPTED-KEY-1"
+    /// A token key wrapped by AWS KMS (`KMSKeyFile`): the payload of a `PIIVAULT-TOKEN-KEY-1` or `-2` file,
+    /// encrypted by KMS.
+    case tokenKeyKMS = "PIIVAULT-TOKEN-KEY-KMS-1"
+    /// A vault secret key wrapped by AWS KMS: the payload of a `PIIVAULT-VAULT-SECRET-KEY-1` file, encrypted by KMS.
+    case vaultSecretKeyKMS = "PIIVAULT-VAULT-SECRET-KEY-KMS-1"
 }
 
 /// The text format of key files: `#` comment lines, then one line `LABEL BASE64` (standard base64 with padding).
@@ -63,6 +68,11 @@ enum KeyFile {
         var encoded = Array(line[(separator + 1)...])
         defer { sodium_memzero(&encoded, encoded.count) }
         while let first = encoded.first, first == UInt8(ascii: " ") || first == 9 { encoded.removeFirst() }
+        return (known, try decodeBase64(encoded, file: file))
+    }
+
+    /// Decodes standard base64 with padding into guarded memory (the caller wipes `encoded`).
+    static func decodeBase64(_ encoded: [UInt8], file: String) throws -> SecretBytes {
         guard !encoded.isEmpty else { throw KeyFileError.truncated(file: file) }
         for c in encoded {
             let ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)
@@ -84,8 +94,19 @@ enum KeyFile {
             }
         }
         guard ok else { throw KeyFileError.badBase64(file: file) }
-        if decodedLength == capacity { return (known, buffer) }
-        let exact = buffer.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[0..<decodedLength])) }
-        return (known, exact)
+        if decodedLength == capacity { return buffer }
+        return buffer.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[0..<decodedLength])) }
+    }
+
+    /// Standard base64 of `payload`, as bytes the caller wipes (no String copy of secret base64).
+    static func encodeBase64(_ payload: UnsafeRawBufferPointer) -> [UInt8] {
+        let variant = Int32(sodium_base64_VARIANT_ORIGINAL)
+        let encodedLength = sodium_base64_encoded_len(payload.count, variant)
+        var encoded = [CChar](repeating: 0, count: encodedLength)
+        _ = sodium_bin2base64(
+            &encoded, encodedLength, payload.baseAddress?.assumingMemoryBound(to: UInt8.self), payload.count, variant)
+        let bytes = encoded.dropLast().map { UInt8(bitPattern: $0) }
+        sodium_memzero(&encoded, encoded.count)
+        return bytes
     }
 }

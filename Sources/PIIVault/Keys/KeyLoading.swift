@@ -20,6 +20,11 @@ public enum KeyLoading {
         var text = try readKeyFile(path: path, protection: .secret, option: option,
                                    expected: [.tokenKey, .tokenKeyVersioned])
         defer { sodium_memzero(&text, text.count) }
+        return try tokenKey(text: text, path: path)
+    }
+
+    /// The token key of a plaintext token key file's text.
+    static func tokenKey(text: [UInt8], path: String) throws -> TokenKey {
         let (label, payload) = try KeyFile.parse(text, file: path, expected: [.tokenKey, .tokenKeyVersioned])
         if label == .tokenKeyVersioned { return try TokenKeyPayload.decode(payload, file: path) }
         guard payload.count == TokenKey.byteCount else {
@@ -47,6 +52,13 @@ public enum KeyLoading {
         var text = try readKeyFile(path: path, protection: .secret, option: option,
                                    expected: [.vaultSecretKey, .vaultEncryptedKey])
         defer { sodium_memzero(&text, text.count) }
+        return try vaultSecretKey(text: text, path: path, passphrase: passphrase)
+    }
+
+    /// The vault secret key of a plain or passphrase-protected vault secret key file's text.
+    static func vaultSecretKey(text: [UInt8], path: String, passphrase: () throws -> SecretBytes) throws
+        -> VaultSecretKey
+    {
         let (label, payload) = try KeyFile.parse(text, file: path, expected: [.vaultSecretKey, .vaultEncryptedKey])
         switch label {
         case .vaultEncryptedKey:

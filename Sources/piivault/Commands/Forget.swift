@@ -66,7 +66,7 @@ struct Forget: AsyncParsableCommand {
                 return
             }
             guard let userID else { throw ValidationError("give one of --user-id or --quarantined") }
-            let key = try tokenKey.load(
+            let key = try await tokenKey.load(
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))

@@ -18,6 +18,12 @@ struct Keygen: AsyncParsableCommand {
             With --token-key-version N (2 or more), writes only a new token.key of that version (tokens ip.vN. and \
             dev.vN.), for a token key rotation; --previous-token-key names the key it replaces, whose tombstone key \
             it carries forward so that users forgotten before the rotation stay forgotten.
+
+            With --kms-key-id KEY (a KMS key id, key ARN, alias name or alias ARN), token.key and vault.key are \
+            written wrapped by AWS KMS (PIIVAULT-TOKEN-KEY-KMS-1, PIIVAULT-VAULT-SECRET-KEY-KMS-1): KMS Encrypt under \
+            the encryption context piivault:key=token|vault, piivault:key-id=<key id>; every command that opens them \
+            calls KMS Decrypt (AWS settings as for SQS: credentials chain, AWS_REGION, AWS_ENDPOINT_URL_KMS, \
+            AWS_CA_BUNDLE). No plaintext key is written anywhere.
             """)
 
     @Option(name: .customLong("dir"), help: ArgumentHelp("The folder to write the key files to.", valueName: "DIR"))
@@ -36,7 +42,17 @@ struct Keygen: AsyncParsableCommand {
                                valueName: "FILE"))
     var previousTokenKey: String?
 
+    @Option(help: ArgumentHelp("Write token.key and vault.key wrapped by this AWS KMS key (key id, ARN, alias name or alias ARN).",
+                               valueName: "KEY"))
+    var kmsKeyID: String?
+
     func validate() throws {
+        if let kmsKeyID {
+            guard KMSKeyFile.isValidKMSKeyID(kmsKeyID) else {
+                throw ValidationError("--kms-key-id: give a KMS key id, key ARN, alias name (alias/...) or alias ARN")
+            }
+            guard !passphrase else { throw ValidationError("--passphrase and --kms-key-id both protect vault.key: use one") }
+        }
         if let tokenKeyVersion {
             guard tokenKeyVersion >= 2 && tokenKeyVersion <= 999_999_999 else {
                 throw ValidationError("--token-key-version must be 2 to 999999999 (version 1 is the first key keygen writes)")
@@ -49,9 +65,10 @@ struct Keygen: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let kmsKeyID { return try await runWrapped(kmsKeyID: kmsKeyID) }
         if let tokenKeyVersion {
             let written = try await reportingErrors {
-                let previous = try previousTokenKey.map { try KeyLoading.loadTokenKey(path: $0, option: "--previous-token-key") }
+                let previous = try await previousKey()
                 return try KeyGeneration.generateTokenKey(in: directory, version: tokenKeyVersion, previous: previous)
             }
             print("""
@@ -86,5 +103,37 @@ struct Keygen: AsyncParsableCommand {
               \(vault.vaultSecretKeyPath)  secret\(vault.passphraseProtected ? ", passphrase-protected" : ""): \
             give it to the compliance officer only, never to the ETL; mode 0600
             """)
+    }
+
+    /// `--previous-token-key`, in any form (KMS-wrapped included).
+    private func previousKey() async throws -> TokenKey? {
+        guard let previousTokenKey else { return nil }
+        return try await KeyLoading.loadTokenKey(path: previousTokenKey, option: "--previous-token-key", kms: .process)
+    }
+
+    /// keygen --kms-key-id: the same files, token.key and vault.key wrapped by KMS.
+    private func runWrapped(kmsKeyID: String) async throws {
+        let written = try await reportingErrors {
+            let previous = try await previousKey()
+            return try await KeyGeneration.generateWrapped(
+                in: directory, kmsKeyID: kmsKeyID, tokenKey: !vaultKeyOnly, vaultKeyPair: tokenKeyVersion == nil,
+                tokenKeyVersion: tokenKeyVersion ?? 1, previous: previous, kms: .process)
+        }
+        if let token = written.tokenKey {
+            print("""
+                token key id \(token.id)\(token.version > 1 ? ", version \(token.version)" : "")
+                  \(token.path)  secret, wrapped by KMS key \(kmsKeyID): give it to the ETL (and to compliance, for lookup); mode 0600
+                """)
+            if tokenKeyVersion != nil && previousTokenKey == nil {
+                FileHandle.standardError.write(Data("piivault: warning: no --previous-token-key: this key has a new tombstone key, so users forgotten under earlier token keys are not recognised by runs with it; give the previous key unless none was ever used\n".utf8))
+            }
+        }
+        if let vault = written.vault {
+            print("""
+                vault key id \(vault.vaultKeyID)
+                  \(vault.vaultPublicKeyPath)  public: give it to the ETL
+                  \(vault.vaultSecretKeyPath)  secret, wrapped by KMS key \(kmsKeyID): give it to the compliance officer only, never to the ETL; mode 0600
+                """)
+        }
     }
 }

@@ -56,7 +56,7 @@ struct Lookup: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let keys = try tokenKeys.load(
+            let keys = try await tokenKeys.load(
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
             let values = ips.map { (field: PIIField.ip, value: $0) } + deviceIDs.map { (field: PIIField.deviceID, value: $0) }
                 + (try readValuesFile())

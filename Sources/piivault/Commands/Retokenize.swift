@@ -50,8 +50,8 @@ struct Retokenize: AsyncParsableCommand {
                 missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
             let newKeyPath = try tokenKey.path(missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): the new token key")
             // The keys first: a missing, exposed or locked key file stops here, before the database is asked.
-            let secretKey = try VaultSecretKeyOptions.load(path: keyPath)
-            let newKey = try KeyLoading.loadTokenKey(path: newKeyPath, option: "--token-key")
+            let secretKey = try await VaultSecretKeyOptions.load(path: keyPath)
+            let newKey = try await KeyLoading.loadTokenKey(path: newKeyPath, option: "--token-key", kms: .process)
             var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey)
             service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))

@@ -56,7 +56,7 @@ struct Rewrap: AsyncParsableCommand {
         try await reportingErrors {
             let environment = ProcessInfo.processInfo.environment
             // Both keys first: a refused key file never reaches the database.
-            let oldKey = try vaultKey.load(
+            let oldKey = try await vaultKey.load(
                 missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the old vault secret key file")
             let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey, option: "--to")
             let service = RewrapService(databaseURL: database.resolved, afterBatch: faultExitAfterCommits(environment))

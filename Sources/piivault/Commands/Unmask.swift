@@ -86,9 +86,9 @@ struct Unmask: AsyncParsableCommand {
         try await reportingErrors {
             let reason = self.reason ?? ""
             // The key first: a missing, exposed or locked key file stops here, before the database is asked.
-            let secretKey = try vaultKey.load(
+            let secretKey = try await vaultKey.load(
                 missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
-            let tokenKeys = noVerifyTokens ? nil : try self.tokenKeys.load(
+            let tokenKeys = noVerifyTokens ? nil : try await self.tokenKeys.load(
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
             let target: UnmaskRequest.Target
             if let userID {
