@@ -24,6 +24,8 @@ struct Forget: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var approval: ApprovalRequestOptions
+
     @OptionGroup var tokenKey: TokenKeyOptions
 
     @Option(help: ArgumentHelp("Why (the erasure request's number); logged.", valueName: "TEXT"))
@@ -59,7 +61,8 @@ struct Forget: AsyncParsableCommand {
         try await reportingErrors {
             if let quarantined {
                 let report = try await ForgetService.forgetQuarantined(
-                    messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved)
+                    messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved,
+                    caller: approval.caller)
                 printOutput(report.text)
                 fflush(nil)
                 reportLogged(report.logSeq)
@@ -68,7 +71,7 @@ struct Forget: AsyncParsableCommand {
             let missing = "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it"
             guard let userID else { throw ValidationError(missing) }
             let key = try tokenKey.load(missing: missing)
-            let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
+            let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key, caller: approval.caller)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             printOutput(report.text)
             fflush(nil)

@@ -20,6 +20,8 @@ struct Lookup: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var approval: ApprovalRequestOptions
+
     @OptionGroup var tokenKeys: TokenKeysOptions
 
     @Option(help: ArgumentHelp("Why this access is needed (case or request number); logged.", valueName: "TEXT"))
@@ -60,7 +62,7 @@ struct Lookup: AsyncParsableCommand {
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
             let values = ips.map { (field: PIIField.ip, value: $0) } + deviceIDs.map { (field: PIIField.deviceID, value: $0) }
                 + (try readValuesFile())
-            var service = LookupService(databaseURL: database.resolved, tokenKeys: keys)
+            var service = LookupService(databaseURL: database.resolved, tokenKeys: keys, caller: approval.caller)
             service.warn = { FileHandle.standardError.write(Data("piivault: warning: \($0)\n".utf8)) }
             let report = try await service.run(LookupRequest(values: values, reason: reason ?? "", maxRows: maxRows))
             csv.print(report, as: format)

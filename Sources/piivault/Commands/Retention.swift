@@ -23,6 +23,8 @@ struct Retention: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var approval: ApprovalRequestOptions
+
     @Option(help: ArgumentHelp("Why (the retention policy's reference); logged.", valueName: "TEXT"))
     var reason: String?
 
@@ -50,7 +52,7 @@ struct Retention: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let service = RetentionService(databaseURL: database.resolved,
+            let service = RetentionService(databaseURL: database.resolved, caller: approval.caller,
                                            afterBatch: faultExitAfterCommits(ProcessInfo.processInfo.environment))
             let report = try await service.run(RetentionRequest(
                 olderThanDays: olderThan, reason: reason ?? "", dryRun: dryRun, batchSize: batchSize))

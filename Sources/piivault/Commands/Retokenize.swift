@@ -25,6 +25,8 @@ struct Retokenize: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var approval: ApprovalRequestOptions
+
     @OptionGroup var vaultKey: VaultSecretKeyOptions
 
     /// The new token key: its version is the target.
@@ -52,7 +54,8 @@ struct Retokenize: AsyncParsableCommand {
             // The keys first: a missing, exposed or locked key file stops here, before the database is asked.
             let secretKey = try VaultSecretKeyOptions.load(path: keyPath)
             let newKey = try KeyLoading.loadTokenKey(path: newKeyPath, option: "--token-key")
-            var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey)
+            var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey,
+                                            caller: approval.caller)
             service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))
             printOutput(report.text)

@@ -27,6 +27,8 @@ struct Rewrap: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var approval: ApprovalRequestOptions
+
     /// The old vault secret key.
     @OptionGroup var vaultKey: VaultSecretKeyOptions
 
@@ -59,7 +61,7 @@ struct Rewrap: AsyncParsableCommand {
             let oldKey = try vaultKey.load(
                 missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the old vault secret key file")
             let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey, option: "--to")
-            let service = RewrapService(databaseURL: database.resolved, afterBatch: faultExitAfterCommits(environment))
+            let service = RewrapService(databaseURL: database.resolved, caller: approval.caller, afterBatch: faultExitAfterCommits(environment))
             let (report, shortfall) = try await service.run(
                 RewrapRequest(oldSecretKey: oldKey, newPublicKey: newKey, reason: reason ?? "", full: full,
                               batchSize: batchSize, dryRun: dryRun))
