@@ -144,7 +144,7 @@ final class DualControlTests: XCTestCase {
         let otherUser = try XCTUnwrap(records.compactMap { $0["user_id"] as? String }.first { $0 != userID })
         let otherParameters = try unmask(["--request", String(id), "--reason", "SAR-1", "--user-id", otherUser], as: officerA)
         XCTAssertEqual(otherParameters.status, 77, otherParameters.stderr)
-        XCTAssertTrue(otherParameters.stderr.contains("approved for other parameters"), otherParameters.stderr)
+        XCTAssertTrue(otherParameters.stderr.contains("asked for other parameters"), otherParameters.stderr)
 
         let run = try unmask(["--request", String(id), "--format", "json"], as: officerA)
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -179,7 +179,7 @@ final class DualControlTests: XCTestCase {
             "\(a)|unmask|user_id:\(userID)|refused: dual control: request \(id) has 0 of 1 approval(s)",
             "\(b)|approve|request:\(id)|ok: approval 1 of 1 for unmask",
             "\(b)|unmask|user_id:\(userID)|refused: dual control: request \(id) was asked by another login",
-            "\(a)|unmask|user_id:\(otherUser)|refused: dual control: request \(id) was approved for other parameters",
+            "\(a)|unmask|user_id:\(otherUser)|refused: dual control: request \(id) was asked for other parameters",
             "\(a)|unmask|user_id:\(userID)|ok [approved request \(id)]",
             "\(a)|unmask|user_id:\(userID)|refused: dual control: request \(id) was already executed (entry \(start + 10))",
             "\(a)|request|user_id:\(userID)|pending: unmask needs 1 approval(s) by other compliance officers within 86400s",
@@ -334,6 +334,53 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
         let rewrapped = try await sealedToNew()
         XCTAssertGreaterThan(rewrapped, 0)
+    }
+
+    // MARK: lookup and retention: the same flow, through the same runner
+
+    func testLookupAndRetentionWaitForApprovalAndRunTheApprovedRequestOnce() async throws {
+        let ip = try XCTUnwrap(records.compactMap { $0["ip"] as? String }.first)
+        try setPolicy("lookup", approvals: 1)
+        try setPolicy("retention", approvals: 1)
+
+        let lookup = ["lookup", "--token-key", tokenKeyPath, "--reason", "DSAR-5", "--ip", ip, "--format", "json"]
+        let lookupID = try requestNumber(try piivault(lookup, as: officerA), approvals: 1)
+        XCTAssertEqual(try piivault(["approve", String(lookupID), "--reason", "ok"], as: officerB).status, 0)
+        let found = try piivault(lookup + ["--request", String(lookupID)], as: officerA)
+        XCTAssertEqual(found.status, 0, found.stderr)
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: found.stdoutData) as? [[String: Any]])
+        XCTAssertFalse(rows.isEmpty)
+        XCTAssertEqual(try piivault(lookup + ["--request", String(lookupID)], as: officerA).status, 77, "once")
+        try setPolicy("unmask", approvals: 1)
+        let unmaskUnderLookup = try unmask(["--request", String(lookupID)], as: officerA)
+        XCTAssertEqual(unmaskUnderLookup.status, 77, "a lookup request does not unmask: \(unmaskUnderLookup.stderr)")
+        XCTAssertTrue(unmaskUnderLookup.stderr.contains("request \(lookupID) is for lookup, not unmask"),
+                      unmaskUnderLookup.stderr)
+
+        func logins() async throws -> Int {
+            try await query("SELECT count(*) AS n FROM public.user_logins").requiredFirst("count")["n"].requiredInt()
+        }
+        // The sample carries no create_date: half of its rows are dated ten days back (by the owner) for retention.
+        _ = try await query("""
+            UPDATE public.user_logins SET create_date = current_date - 10
+             WHERE message_id IN (SELECT message_id FROM public.user_logins ORDER BY message_id LIMIT 50)
+            """)
+        let before = try await logins()
+        let retention = ["retention", "--older-than", "1", "--reason", "RET-2026-12"]
+        let dryRun = try piivault(retention + ["--dry-run"], as: officerA)
+        XCTAssertEqual(dryRun.status, 0, "a dry run needs no approval: \(dryRun.stderr)")
+        let retentionID = try requestNumber(try piivault(retention, as: officerA), approvals: 1)
+        let kept = try await logins()
+        XCTAssertEqual(kept, before, "nothing deleted while the request waits")
+        let otherCutoff = try piivault(["retention", "--older-than", "2", "--reason", "RET-2026-12",
+                                        "--request", String(retentionID)], as: officerA)
+        XCTAssertEqual(otherCutoff.status, 77, otherCutoff.stderr)
+        XCTAssertTrue(otherCutoff.stderr.contains("asked for other parameters"), otherCutoff.stderr)
+        XCTAssertEqual(try piivault(["approve", String(retentionID), "--reason", "policy RP-1"], as: officerB).status, 0)
+        let run = try piivault(retention + ["--request", String(retentionID)], as: officerA)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let left = try await logins()
+        XCTAssertLessThan(left, before)
     }
 
     // MARK: Acceptance 4: the database refuses, whatever the client does

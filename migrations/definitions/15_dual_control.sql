@@ -57,13 +57,13 @@ BEGIN
         RETURN format('request %s expired at %s', r.id,
                       to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
     END IF;
+    SELECT l.subject INTO approved FROM audit.access_log AS l WHERE l.seq = r.id;
+    IF audit.request_parameters(r.action, approved) IS DISTINCT FROM audit.request_parameters(wanted_action, wanted_subject) THEN
+        RETURN format('request %s was asked for other parameters', r.id);
+    END IF;
     SELECT count(*)::integer INTO n FROM audit.approvals AS a WHERE a.request_id = r.id;
     IF n < greatest(r.approvals_required, policy_approvals) THEN
         RETURN format('request %s has %s of %s approval(s)', r.id, n, greatest(r.approvals_required, policy_approvals));
-    END IF;
-    SELECT l.subject INTO approved FROM audit.access_log AS l WHERE l.seq = r.id;
-    IF audit.request_parameters(r.action, approved) IS DISTINCT FROM audit.request_parameters(wanted_action, wanted_subject) THEN
-        RETURN format('request %s was approved for other parameters', r.id);
     END IF;
     RETURN NULL;
 END
