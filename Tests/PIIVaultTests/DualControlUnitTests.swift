@@ -72,6 +72,16 @@ final class DualControlUnitTests: XCTestCase {
         XCTAssertTrue(html.contains("1 access(es) went through without an approved request"), html)
         XCTAssertTrue(html.contains("<p class=\"bad\" id=\"policy-changes\">2 policy change(s)"), html)
 
+        let byAdmin = AuditReport(
+            entries: [AccessLogEntry(seq: 1, at: "2026-12-01T10:00:01.000000Z", dbUser: "policy-admin", osUser: "os",
+                                     clientHost: "h", action: "policy", reason: "CAB-1", subject: "action:forget",
+                                     rowCount: 0, outcome: "ok: approvals 0 -> 1, window 86400s -> 86400s",
+                                     prevHash: AccessLogEntry.genesisHash, hash: AccessLogEntry.genesisHash)],
+            verdict: .intact(entryCount: 1, head: AccessLogAnchor(seq: 0, hash: AccessLogEntry.genesisHash)),
+            checkpoints: [], since: nil, until: nil, generatedAt: "now", officerLogins: ["officer"])
+        XCTAssertEqual(byAdmin.refusedOthers.map(\.seq), [], "a policy change is not an attempt at an action")
+        XCTAssertEqual(byAdmin.policyChanges.map(\.seq), [1])
+
         // A period that starts under a policy: the first change's "before" value counts from the start.
         let later = self.report([entry(1, "unmask", outcome: "ok"),
                                  entry(2, "policy", subject: "action:unmask", outcome: "ok: approvals 2 -> 0, window 60s -> 60s")])

@@ -49,7 +49,10 @@ public struct AuditReport: Sendable {
     public var unusual: [AccessLogEntry] { officerEntries.filter { $0.outcomeClass != .ok } }
 
     /// Attempts by logins outside compliance (an analyst, the ETL, the auditor): refused by the database, each logged.
-    public var refusedOthers: [AccessLogEntry] { entries.filter { !officerLogins.contains($0.dbUser) } }
+    /// A policy change by `piivault_policy_admin` (not an officer) is not an attempt: it is listed under dual control.
+    public var refusedOthers: [AccessLogEntry] {
+        entries.filter { !officerLogins.contains($0.dbUser) && $0.action != "policy" }
+    }
 
     /// The ten entries with the most rows.
     public var largest: [AccessLogEntry] {

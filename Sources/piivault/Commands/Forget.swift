@@ -19,7 +19,8 @@ struct Forget: AsyncParsableCommand {
             usage; 65 token key malformed, or the user's rows were loaded with another token key (refused, nothing \
             deleted); 69 database unavailable, or a lock held by an ETL run past --lock-wait \
             (retry); \
-            77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
+            75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions

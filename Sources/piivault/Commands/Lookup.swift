@@ -14,7 +14,8 @@ struct Lookup: AsyncParsableCommand {
             committed. Values are never printed: each row names the value by its position (1, 2, ...).
 
             Exit status: 0 found; 1 nothing found, or over --max-rows; 64 usage (no --reason, no value, an invalid \
-            ip or device id, not echoed); 65 token key malformed; 69 database unavailable; 77 token key mode/owner, \
+            ip or device id, not echoed); 65 token key malformed; 69 database unavailable; 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 token key mode/owner, \
             or a login outside piivault_compliance (the attempt is logged).
             """)
 

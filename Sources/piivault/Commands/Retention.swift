@@ -17,7 +17,8 @@ struct Retention: AsyncParsableCommand {
             midway is finished by the next. --dry-run prints the counts and changes and logs nothing.
 
             Exit status: 0 done; 1 failure (what was committed stays deleted; run again to finish); 64 usage; 69 \
-            database unavailable, or a lock held too long by an ETL batch (run again); 77 a login outside \
+            database unavailable, or a lock held too long by an ETL batch (run again); 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 a login outside \
             piivault_compliance (the attempt is logged).
             """)
 

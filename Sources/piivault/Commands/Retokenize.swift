@@ -19,7 +19,8 @@ struct Retokenize: AsyncParsableCommand {
 
             Exit status: 0 done; 1 failure (batches committed before it stay done), or the vault holds a newer \
             version than the key's; 64 usage; 65 key file malformed, or a value that does not open (logged); 69 \
-            database unavailable, or the access log locked; 77 key file mode/owner, wrong passphrase, values sealed \
+            database unavailable, or the access log locked; 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 key file mode/owner, wrong passphrase, values sealed \
             to another vault key (logged), or a login outside piivault_compliance (logged).
             """)
 
