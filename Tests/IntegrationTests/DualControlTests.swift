@@ -300,6 +300,25 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(after, 0)
         let again = try piivault(forget + ["--request", String(id)], as: officerA)
         XCTAssertEqual(again.status, 77, again.stderr)
+
+        // A quarantined body: the same flow; the request is listed as pending until approved.
+        let messageID = try await query("SELECT message_id FROM vault.quarantine LIMIT 1")
+            .requiredFirst("quarantine")["message_id"].requiredString()
+        let quarantined = ["forget", "--quarantined", messageID, "--reason", "INC-12"]
+        let bodyID = try requestNumber(try piivault(quarantined, as: officerA), approvals: 1)
+        let listed = try piivault(["requests", "--pending", "--format", "json"], as: officerB)
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        let pending = try XCTUnwrap(try JSONSerialization.jsonObject(with: listed.stdoutData) as? [[String: Any]])
+        XCTAssertEqual(pending.map { $0["id"] as? Int }, [bodyID])
+        XCTAssertEqual(pending.first?["subject"] as? String, "message_id:\(messageID)")
+        XCTAssertEqual(pending.first?["state"] as? String, "pending")
+        XCTAssertEqual(pending.first?["requester"] as? String, user(of: officerA))
+        XCTAssertEqual(try piivault(["approve", String(bodyID), "--reason", "INC-12 ok"], as: officerB).status, 0)
+        let erased = try piivault(quarantined + ["--request", String(bodyID)], as: officerA)
+        XCTAssertEqual(erased.status, 0, erased.stderr)
+        let bodies = try await query("SELECT count(*) AS n FROM vault.quarantine WHERE message_id = \(messageID)")
+            .requiredFirst("count")["n"].requiredInt()
+        XCTAssertEqual(bodies, 0)
     }
 
     // MARK: Acceptance 3: rewrap
