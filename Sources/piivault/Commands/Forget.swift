@@ -20,7 +20,8 @@ struct Forget: AsyncParsableCommand {
             deleted); 69 database unavailable, or a lock held by an ETL run past --lock-wait \
             (retry); \
             75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
-            again with --request N once approved); 77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
+            again with --request N once approved); 77 token key mode/owner, a --request not approved, expired, \
+            executed or another's, or a login outside piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
