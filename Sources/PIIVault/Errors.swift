@@ -9,6 +9,9 @@ public enum PIIVaultExitCode: Int32, Sendable {
     case dataError = 65
     /// A service (database, SQS) could not be reached.
     case unavailable = 69
+    /// Not done yet, try again later (EX_TEMPFAIL): a compliance action whose policy asks for approvals recorded a
+    /// request instead of acting; run it again with `--request N` once other officers approved it.
+    case tempFail = 75
     /// A permission was refused: key file mode or owner, database privilege.
     case noPermission = 77
 }

@@ -27,6 +27,10 @@ struct Piivault: AsyncParsableCommand {
             Retention.self,
             Rewrap.self,
             Retokenize.self,
+            Policy.self,
+            Approve.self,
+            Deny.self,
+            Requests.self,
             Runs.self,
             Audit.self,
         ]

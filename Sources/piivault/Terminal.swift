@@ -22,6 +22,10 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
         // Found while running (a setting from the environment, a file of arguments): still a usage error.
         printError(error.message)
         throw ExitCode(PIIVaultExitCode.usage.rawValue)
+    } catch let pending as ApprovalPending {
+        // Not an error: the command did what the policy asks (recorded a request); one line, no data.
+        FileHandle.standardError.write(Data("piivault: \(pending.message)\n".utf8))
+        throw ExitCode(pending.exitCode.rawValue)
     } catch let error as any PIIVaultReportableError {
         printError(error.message)
         throw ExitCode(error.exitCode.rawValue)

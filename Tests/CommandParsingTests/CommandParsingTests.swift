@@ -49,7 +49,7 @@ final class CommandParsingTests: XCTestCase {
     func testTheRootNamesEveryCommandAndItsVersion() throws {
         let names = Piivault.configuration.subcommands.map { $0.configuration.commandName }
         XCTAssertEqual(names, ["keygen", "keys", "migrate", "etl", "unmask", "lookup", "forget", "retention", "rewrap",
-                               "retokenize", "runs", "audit"])
+                               "retokenize", "policy", "approve", "deny", "requests", "runs", "audit"])
         do {
             _ = try Piivault.parseAsRoot(["--version"])
             XCTFail("--version must end parsing")
@@ -204,6 +204,38 @@ final class CommandParsingTests: XCTestCase {
         let message = usageError(["unmask", "--reason", "r", "--token", ipToken, value])
         XCTAssertTrue(message.contains("1 of 2 arguments are not tokens"), message)
         XCTAssertFalse(message.contains(value), "a value typed by mistake must not be echoed")
+    }
+
+    // MARK: dual control
+
+    func testDualControlCommands() throws {
+        let run = try parse(["unmask", "--request", "12", "--key-file", "vault.key", "--no-verify-tokens"], as: Unmask.self)
+        XCTAssertEqual(run.approval.request, 12, "--request alone runs the request's own target and reason")
+        XCTAssertNil(run.reason)
+        XCTAssertEqual(try parse(["forget", "--reason", "r", "--user-id", "u", "--request", "3"], as: Forget.self)
+            .approval.request, 3)
+        XCTAssertEqual(try parse(["rewrap", "--reason", "r", "--to", "new.pub", "--request", "4"], as: Rewrap.self)
+            .approval.request, 4)
+        let set = try parse(["policy", "set", "unmask", "--approvals", "2", "--window", "90s"], as: PolicySet.self)
+        XCTAssertEqual(set.action, "unmask")
+        XCTAssertEqual(set.approvals, 2)
+        XCTAssertEqual(set.window, "90s")
+        XCTAssertEqual(try parse(["policy", "show", "--format", "json"], as: PolicyShow.self).format, .json)
+        let approve = try parse(["approve", "7", "--reason", "checked"], as: Approve.self)
+        XCTAssertEqual(approve.requestID, 7)
+        XCTAssertEqual(try parse(["deny", "7", "--reason", "no"], as: Deny.self).requestID, 7)
+        XCTAssertTrue(try parse(["requests", "--pending", "--format", "csv"], as: Requests.self).pending)
+
+        assertUsageError(["unmask", "--request", "0", "--no-verify-tokens"], contains: "--request must be a request number")
+        assertUsageError(["unmask", "--request", "5", "--user-id", "u"], contains: "--reason is required")
+        assertUsageError(["policy", "set", "etl", "--approvals", "1"], contains: "ACTION must be one of unmask, lookup")
+        assertUsageError(["policy", "set", "unmask", "--approvals", "4"], contains: "--approvals must be 0 to 3")
+        for window in ["24", "1.5h", "0s", "h", "3w"] {
+            assertUsageError(["policy", "set", "unmask", "--approvals", "1", "--window", window],
+                             contains: "--window must be a whole number and a unit")
+        }
+        assertUsageError(["approve", "7"], contains: "--reason is required")
+        assertUsageError(["deny", "7", "--reason", " "], contains: "--reason is required")
     }
 
     // MARK: lookup, forget

@@ -265,7 +265,8 @@ final class AuditTests: XCTestCase {
         let owner = try await database.connect()
         defer { Task { await owner.close() } }
         let actions = try await owner.query("SELECT string_agg(action, ',' ORDER BY action) FROM audit.actions")
-        XCTAssertEqual(try actions.first?[0].string(), "forget,lookup,retention,retokenize,rewrap,unmask")
+        XCTAssertEqual(try actions.first?[0].string(),
+                       "approve,deny,forget,lookup,policy,request,retention,retokenize,rewrap,unmask")
         do {
             try await owner.execute("SELECT audit.append_entry('export', 'case', 'user_id:u1', 0, 'ok', 'o', 'h')")
             XCTFail("an entry named an action that is not a row of audit.actions")

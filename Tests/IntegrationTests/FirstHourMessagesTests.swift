@@ -155,7 +155,7 @@ final class FirstHourMessagesTests: XCTestCase {
     /// `audit log --action unmsk` (a typo) is refused with the valid actions, not answered with an empty table.
     func testAnUnknownAuditActionIsRefusedWithTheValidOnes() throws {
         let result = try runPiivault(["audit", "log", "--database-url", nowhere, "--action", "unmsk"])
-        assertVoice(result, 64, "--action unmsk is not an action the log records; use one of unmask, lookup, forget, retention, rewrap, retokenize")
+        assertVoice(result, 64, "--action unmsk is not an action the log records; use one of unmask, lookup, forget, retention, rewrap, retokenize, policy, request, approve, deny")
         XCTAssertEqual(result.stdout, "")
     }
 

@@ -89,6 +89,11 @@ DECLARE
     entry     audit.access_log;
     superuser boolean;
     stack     text;
+    gate      audit.action_policies;
+    asked     text;
+    problem   text;
+    diverted  text;    -- the action of an access turned into a request
+    executes  bigint;  -- the approved request this access executes
 BEGIN
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'a reason is required for every access-log entry'
@@ -111,7 +116,36 @@ BEGIN
     -- An access goes through a vault (or audit) function; only the owner and superusers may call this one directly,
     -- and they can write the table directly too, so a direct call is not marked.
     GET DIAGNOSTICS stack = PG_CONTEXT;
+
+    -- Dual control (15_dual_control.sql): an access of an action whose policy asks for approvals becomes a
+    -- `request` entry when no request number is set in the session (the caller grants and deletes nothing: see
+    -- audit.append_and_grant and the forget functions), and is refused unless the request set may be executed.
     IF outcome NOT LIKE 'refused%' AND split_part(stack, E'\n', 2) ~ '^PL/pgSQL function (vault|audit)\.' THEN
+        SELECT * INTO gate FROM audit.action_policies AS p WHERE p.action = action;
+        IF coalesce(gate.approvals, 0) > 0 THEN
+            asked := nullif(btrim(current_setting('piivault.approval_request', true)), '');
+            IF asked IS NULL THEN
+                diverted := action;
+                action := 'request';
+                outcome := format('pending: %s needs %s approval(s) by other compliance officers within %s',
+                                  diverted, gate.approvals,
+                                  extract(epoch FROM gate.approval_window)::bigint || 's');
+            ELSE
+                problem := audit.request_problem(asked, action, subject, gate.approvals);
+                IF problem IS NULL THEN
+                    executes := asked::bigint;
+                    outcome := outcome || format(' [approved request %s]', executes);
+                ELSE
+                    outcome := 'refused: dual control: ' || problem;
+                    row_count := 0;
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+
+    IF outcome NOT LIKE 'refused%' AND outcome NOT LIKE 'pending:%'
+       AND split_part(stack, E'\n', 2) ~ '^PL/pgSQL function (vault|audit)\.'
+       AND EXISTS (SELECT 1 FROM audit.action_policies AS p WHERE p.action = action) THEN
         SELECT r.rolsuper INTO superuser FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user;
         IF coalesce(superuser, false) THEN
             outcome := outcome || ' [outside piivault_compliance: superuser]';
@@ -152,6 +186,12 @@ BEGIN
                                   outcome, prev_hash, hash)
     VALUES (entry.seq, entry.at, entry.db_user, entry.os_user, entry.client_host, entry.action, entry.reason,
             entry.subject, entry.row_count, entry.outcome, entry.prev_hash, entry.hash);
+    IF diverted IS NOT NULL THEN
+        INSERT INTO audit.approval_requests (id, action, requester, approvals_required, expires_at)
+        VALUES (entry.seq, diverted, session_user, gate.approvals, entry.at + gate.approval_window);
+    ELSIF executes IS NOT NULL THEN
+        UPDATE audit.approval_requests AS r SET executed_seq = entry.seq WHERE r.id = executes;
+    END IF;
     RETURN entry;
 END
 $$;
@@ -237,8 +277,12 @@ DECLARE
     entry audit.access_log;
 BEGIN
     entry := audit.append_entry(action, reason, subject, row_count, outcome, os_user, client_host);
-    INSERT INTO audit.access_grants (seq, action, kind, db_user, wanted, keys)
-    VALUES (entry.seq, action, kind, session_user, wanted, keys);
+    -- No grant for what dual control turned into a request or refused (the entry names another action, or a
+    -- refusal), nor for any refusal.
+    IF entry.action = action AND entry.outcome NOT LIKE 'refused%' THEN
+        INSERT INTO audit.access_grants (seq, action, kind, db_user, wanted, keys)
+        VALUES (entry.seq, action, kind, session_user, wanted, keys);
+    END IF;
     RETURN entry;
 END
 $$;
@@ -269,6 +313,7 @@ BEGIN
         RAISE EXCEPTION '% grant % was already released; ask again', wanted_action, grant_seq
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    PERFORM audit.require_approved_grant(grant_seq, wanted_action);
     SELECT l.at INTO asked_at FROM audit.access_log AS l WHERE l.seq = grant_seq;
     IF asked_at < clock_timestamp() - interval '5 minutes' THEN
         RAISE EXCEPTION '% grant % has expired; ask again', wanted_action, grant_seq
@@ -319,6 +364,7 @@ BEGIN
     END IF;
     IF subject IS NULL OR NOT (
            subject = ANY (known.denied_subjects)
+           OR ('request:N' = ANY (known.denied_subjects) AND subject ~ '^request:[1-9][0-9]{0,17}$')
            OR (known.denied_tokens AND subject LIKE 'tokens:%' AND NOT EXISTS (
                    SELECT 1 FROM unnest(string_to_array(substr(subject, 8), ',')) AS t WHERE NOT audit.is_token(t))))
     THEN

@@ -75,6 +75,11 @@ BEGIN
         format('ok: %s rows deleted, %s values deleted, %s values kept (shared with other users)',
                n_rows, n_gone, n_kept),
         os_user, client_host);
+    -- Dual control turned the access into a request, or refused it: nothing is deleted.
+    IF entry.action <> 'forget' OR entry.outcome LIKE 'refused%' THEN
+        RETURN QUERY SELECT entry.seq, 0, 0, 0;
+        RETURN;
+    END IF;
     DELETE FROM public.user_logins AS l WHERE l.user_id = user_id;
     DELETE FROM vault.secrets AS s
      WHERE s.token = ANY (tokens)
@@ -120,6 +125,10 @@ BEGIN
     entry := audit.append_entry('forget', reason, 'message_id:' || wanted_message_id, n,
         CASE WHEN n = 0 THEN 'not found: no quarantined message with this id' ELSE 'ok: 1 quarantined body deleted' END,
         os_user, client_host);
+    IF entry.action <> 'forget' OR entry.outcome LIKE 'refused%' THEN
+        RETURN QUERY SELECT entry.seq, 0;  -- dual control: a request, or refused; nothing deleted
+        RETURN;
+    END IF;
     DELETE FROM vault.quarantine AS q WHERE q.message_id = wanted_message_id;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN QUERY SELECT entry.seq, n;

@@ -146,6 +146,7 @@ BEGIN
         RAISE EXCEPTION 'retention run % has finished; start a new one', grant_seq
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    PERFORM audit.require_approved_grant(grant_seq, 'retention');
     SELECT l.at INTO asked_at FROM audit.access_log AS l WHERE l.seq = grant_seq;
     IF asked_at < clock_timestamp() - interval '1 day' THEN
         RAISE EXCEPTION 'retention grant % has expired; start a new run', grant_seq

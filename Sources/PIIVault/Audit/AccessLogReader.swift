@@ -16,8 +16,10 @@ public struct AccessLogFilter: Sendable, Equatable {
     /// Entries after this sequence number (exclusive), for incremental export.
     public var afterSeq: Int?
 
-    /// The actions the access log records (the fixed list in `audit.append_denied`).
-    public static let actions = ["unmask", "lookup", "forget", "retention", "rewrap", "retokenize"]
+    /// The actions the access log records (the rows of `audit.actions`): the compliance actions, then dual
+    /// control's policy changes, requests, approvals and denials (migration 0021).
+    public static let actions = ["unmask", "lookup", "forget", "retention", "rewrap", "retokenize",
+                                 "policy", "request", "approve", "deny"]
 
     public init(since: String? = nil, until: String? = nil, actor: String? = nil, action: String? = nil,
                 outcome: String? = nil, afterSeq: Int? = nil) {

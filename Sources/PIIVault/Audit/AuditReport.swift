@@ -49,7 +49,10 @@ public struct AuditReport: Sendable {
     public var unusual: [AccessLogEntry] { officerEntries.filter { $0.outcomeClass != .ok } }
 
     /// Attempts by logins outside compliance (an analyst, the ETL, the auditor): refused by the database, each logged.
-    public var refusedOthers: [AccessLogEntry] { entries.filter { !officerLogins.contains($0.dbUser) } }
+    /// A policy change by `piivault_policy_admin` (not an officer) is not an attempt: it is listed under dual control.
+    public var refusedOthers: [AccessLogEntry] {
+        entries.filter { !officerLogins.contains($0.dbUser) && $0.action != "policy" }
+    }
 
     /// The ten entries with the most rows.
     public var largest: [AccessLogEntry] {
@@ -58,6 +61,54 @@ public struct AuditReport: Sendable {
 
     /// Entries that changed or destroyed data.
     public var destructive: [AccessLogEntry] { entries.filter { Self.destructiveActions.contains($0.action) } }
+
+    /// Dual control's own entries: policy changes, requests, approvals and denials, and the accesses that executed
+    /// an approved request (their outcome ends with `[approved request N]`).
+    public var dualControl: [AccessLogEntry] {
+        entries.filter { Self.dualControlActions.contains($0.action) || $0.outcome.contains(Self.executedMarker) }
+    }
+
+    /// Policy changes (`policy` entries): flagged for review.
+    public var policyChanges: [AccessLogEntry] { entries.filter { $0.action == "policy" } }
+
+    /// Accesses that went through while the action's policy asked for approvals, without an approved request: the
+    /// database should make this impossible, so each one is flagged. The policy of each action is followed through
+    /// the `policy` entries of the period (`ok: approvals A -> B`; before the first, A).
+    public var executedWithoutApproval: [AccessLogEntry] {
+        var policy: [String: Int] = [:]
+        for entry in policyChanges {
+            guard let action = Self.policyAction(entry), policy[action] == nil,
+                  let (old, _) = Self.policyApprovals(entry) else { continue }
+            policy[action] = old
+        }
+        var flagged: [AccessLogEntry] = []
+        for entry in entries {
+            if entry.action == "policy", let action = Self.policyAction(entry), let (_, new) = Self.policyApprovals(entry) {
+                policy[action] = new
+            } else if (policy[entry.action] ?? 0) > 0, entry.outcomeClass == .ok,
+                      !entry.outcome.contains(Self.executedMarker) {
+                flagged.append(entry)
+            }
+        }
+        return flagged
+    }
+
+    static let dualControlActions: Set<String> = ["policy", "request", "approve", "deny"]
+    /// What `audit.append_entry` adds to the outcome of an access that executed an approved request.
+    static let executedMarker = "[approved request "
+
+    /// `unmask` of a `policy` entry's subject `action:unmask`.
+    static func policyAction(_ entry: AccessLogEntry) -> String? {
+        entry.subject.hasPrefix("action:") ? String(entry.subject.dropFirst("action:".count)) : nil
+    }
+
+    /// The approvals before and after a `policy` entry (`ok: approvals 0 -> 1, window ...`).
+    static func policyApprovals(_ entry: AccessLogEntry) -> (Int, Int)? {
+        guard entry.outcome.hasPrefix("ok: approvals ") else { return nil }
+        let numbers = entry.outcome.dropFirst("ok: approvals ".count).prefix { $0 != "," }
+            .components(separatedBy: " -> ").compactMap { Int($0) }
+        return numbers.count == 2 ? (numbers[0], numbers[1]) : nil
+    }
 
     /// Accesses the database could not refuse: by a superuser or a login outside piivault_compliance (the owner),
     /// which `audit.append_entry` marks in the outcome (migration 0017). Refusals are never marked.
@@ -111,6 +162,19 @@ public struct AuditReport: Sendable {
                 + "piivault_compliance (such as the database owner): the database could not refuse them. "
                 + "Check each one.</p>\n" + table(outsideCompliance, id: "outside-compliance", empty: "")
         }
+        page += "<h2>Dual control: policy changes, requests and approvals</h2>\n"
+        let unapproved = executedWithoutApproval
+        if !unapproved.isEmpty {
+            page += "<p class=\"bad\">\(unapproved.count) access(es) went through without an approved request while "
+                + "the action's policy asked for approvals: the database should have refused them. Check each one.</p>\n"
+                + table(unapproved, id: "executed-without-approval", empty: "")
+        }
+        if !policyChanges.isEmpty {
+            page += "<p class=\"bad\" id=\"policy-changes\">\(policyChanges.count) policy change(s) in the period: "
+                + "check that each was agreed.</p>\n"
+        }
+        page += table(dualControl, id: "dual-control",
+                      empty: "None: no policy change, request or approval in the period.")
         page += "<h2>Accesses per officer</h2>\n" + Self.barChart(perOfficer, id: "per-officer")
         page += "<h2>Accesses per day</h2>\n" + Self.barChart(perDay, id: "per-day")
         page += "<h2>Officers' refusals and failures</h2>\n"

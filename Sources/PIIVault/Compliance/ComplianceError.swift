@@ -23,6 +23,12 @@ public enum ComplianceError: PIIVaultReportableError, Equatable {
     case valueMoved(token: String, originalToken: String, logSeq: Int)
     /// The value stored for `token` (or the body of a quarantined message) does not open at all.
     case valueDamaged(subject: String, logSeq: Int)
+    /// Dual control refused the access asked with `--request N` (not approved yet, expired, denied, executed, of
+    /// another login or other parameters); `outcome` is the logged refusal.
+    case dualControlRefused(outcome: String, logSeq: Int)
+    /// An approval or denial the database refused (by the requester, twice by one login, of a request no longer
+    /// pending, by a login outside compliance); `outcome` is the logged refusal.
+    case decisionRefused(outcome: String, logSeq: Int)
 
     public var message: String {
         switch self {
@@ -46,6 +52,10 @@ public enum ComplianceError: PIIVaultReportableError, Equatable {
             return "the value stored for token \(token) belongs to token \(original): it was moved between rows, so the vault was tampered with; nothing printed (logged as access-log entry \(seq))"
         case let .valueDamaged(subject, seq):
             return "the sealed value for \(subject) does not open: it is damaged; restore the vault from a backup (logged as access-log entry \(seq))"
+        case let .dualControlRefused(outcome, seq):
+            return "\(outcome.dropRefusedPrefix); nothing was released or changed (refusal logged as access-log entry \(seq)); see piivault requests"
+        case let .decisionRefused(outcome, seq):
+            return "\(outcome.dropRefusedPrefix) (refusal logged as access-log entry \(seq)); see piivault requests"
         }
     }
 
@@ -54,7 +64,7 @@ public enum ComplianceError: PIIVaultReportableError, Equatable {
         case .reasonRequired: return .usage
         case .overRowCap, .protocolError: return .failure
         case .accessLogBusy: return .unavailable
-        case .notPermitted, .wrongVaultKey: return .noPermission
+        case .notPermitted, .wrongVaultKey, .dualControlRefused, .decisionRefused: return .noPermission
         case .dataKeyDamaged, .valueMoved, .valueDamaged: return .dataError
         }
     }
@@ -70,7 +80,8 @@ public enum ComplianceError: PIIVaultReportableError, Equatable {
             return "value moved (\(token) holds the value of \(original))"
         case let .valueDamaged(subject, _):
             return "value damaged (\(subject))"
-        case .reasonRequired, .overRowCap, .notPermitted, .accessLogBusy, .protocolError:
+        case .reasonRequired, .overRowCap, .notPermitted, .accessLogBusy, .protocolError, .dualControlRefused,
+             .decisionRefused:
             return nil
         }
     }
@@ -82,7 +93,33 @@ public enum ComplianceError: PIIVaultReportableError, Equatable {
         case let .dataKeyDamaged(keyID, _): return .dataKeyDamaged(keyID: keyID, logSeq: seq)
         case let .valueMoved(token, original, _): return .valueMoved(token: token, originalToken: original, logSeq: seq)
         case let .valueDamaged(subject, _): return .valueDamaged(subject: subject, logSeq: seq)
-        case .reasonRequired, .overRowCap, .notPermitted, .accessLogBusy, .protocolError: return self
+        case .reasonRequired, .overRowCap, .notPermitted, .accessLogBusy, .protocolError, .dualControlRefused,
+             .decisionRefused:
+            return self
         }
+    }
+}
+
+/// A compliance action whose policy asks for approvals recorded request `requestID` (its access-log entry) instead
+/// of acting: nothing was released or changed. Exit 75 (EX_TEMPFAIL): run it again with `--request N` once
+/// `approvals` other compliance officers approved it.
+public struct ApprovalPending: PIIVaultReportableError, Equatable {
+    public let requestID: Int
+    public let action: String
+    public let approvals: Int
+
+    public var message: String {
+        "request \(requestID) waits for \(approvals) approval(s) by other compliance officers: piivault approve \(requestID)"
+    }
+
+    public var exitCode: PIIVaultExitCode { .tempFail }
+}
+
+extension String {
+    /// A logged refusal's outcome without its `refused: ` (and `dual control: `) prefix, for a message.
+    var dropRefusedPrefix: String {
+        var text = Substring(self)
+        for prefix in ["refused: ", "dual control: "] where text.hasPrefix(prefix) { text = text.dropFirst(prefix.count) }
+        return "dual control: " + text
     }
 }

@@ -6,10 +6,21 @@ import Postgres
 public struct AccessLogCaller: Sendable, Equatable {
     public var osUser: String
     public var clientHost: String
+    /// The approved dual-control request this access executes (`--request N`), nil for none. The database holds
+    /// the access to that request's action, login and parameters (SECURITY.md, "Dual control").
+    public var approvalRequest: Int?
 
-    public init(osUser: String, clientHost: String) {
+    public init(osUser: String, clientHost: String, approvalRequest: Int? = nil) {
         self.osUser = osUser
         self.clientHost = clientHost
+        self.approvalRequest = approvalRequest
+    }
+
+    /// The same caller, executing request `id` (nil: none).
+    public func executing(request id: Int?) -> AccessLogCaller {
+        var caller = self
+        caller.approvalRequest = id
+        return caller
     }
 
     /// This process's user (`USER`/`LOGNAME`, else the password database's name for the uid, else the uid) and
@@ -95,7 +106,12 @@ struct ComplianceRunner: Sendable {
             throw ComplianceError.reasonRequired
         }
         return try await Database.withConnection(databaseURL, applicationName: "piivault \(action)") { connection in
-            try await body(ComplianceSession(connection: connection, caller: caller, action: action, reason: reason,
+            if let request = caller.approvalRequest {
+                // Read by audit.append_entry when the action's policy asks for approvals (15_dual_control.sql).
+                _ = try await connection.query(
+                    "SELECT pg_catalog.set_config('piivault.approval_request', \(String(request)), false)")
+            }
+            return try await body(ComplianceSession(connection: connection, caller: caller, action: action, reason: reason,
                                              afterBatch: afterBatch))
         }
     }
@@ -126,7 +142,24 @@ struct ComplianceSession: Sendable {
             }
         }
         guard let row = rows.first else { throw ComplianceError.protocolError(action: action) }
+        if row.columns.contains("log_seq"), let seq = try row["log_seq"].int() {
+            try await checkDualControl(entry: seq)
+        }
         return row
+    }
+
+    /// Dual control, after the request step: throws `ApprovalPending` when the action's policy turned the access
+    /// into a request for approvals, `ComplianceError.dualControlRefused` when it refused the `--request` given;
+    /// returns when the access went through as asked. The database decided and logged either (the grant was not
+    /// given, nothing was deleted); this only reports it.
+    private func checkDualControl(entry seq: Int) async throws {
+        let rows = try await connection.query(
+            "SELECT state, approvals_required, outcome FROM audit.dual_control_state(\(seq))")
+        guard let row = rows.first else { return }
+        if try row["state"].requiredString() == "pending" {
+            throw ApprovalPending(requestID: seq, action: action, approvals: try row["approvals_required"].int() ?? 1)
+        }
+        throw ComplianceError.dualControlRefused(outcome: try row["outcome"].requiredString(), logSeq: seq)
     }
 
     /// The request step of a function returning the standard grant columns.

@@ -19,10 +19,14 @@ struct Forget: AsyncParsableCommand {
             usage; 65 token key malformed, or the user's rows were loaded with another token key (refused, nothing \
             deleted); 69 database unavailable, or a lock held by an ETL run past --lock-wait \
             (retry); \
-            77 token key mode/owner, or a login outside piivault_compliance (the attempt is logged).
+            75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 token key mode/owner, a --request not approved, expired, \
+            executed or another's, or a login outside piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
+
+    @OptionGroup var approval: ApprovalRequestOptions
 
     @OptionGroup var tokenKey: TokenKeyOptions
 
@@ -59,7 +63,8 @@ struct Forget: AsyncParsableCommand {
         try await reportingErrors {
             if let quarantined {
                 let report = try await ForgetService.forgetQuarantined(
-                    messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved)
+                    messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved,
+                    caller: approval.caller)
                 printOutput(report.text)
                 fflush(nil)
                 reportLogged(report.logSeq)
@@ -68,7 +73,7 @@ struct Forget: AsyncParsableCommand {
             guard let userID else { throw ValidationError("give one of --user-id or --quarantined") }
             let key = try await tokenKey.load(
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): forget names the subject by a hash keyed with it")
-            let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key)
+            let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key, caller: approval.caller)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             printOutput(report.text)
             fflush(nil)

@@ -14,11 +14,14 @@ struct Lookup: AsyncParsableCommand {
             committed. Values are never printed: each row names the value by its position (1, 2, ...).
 
             Exit status: 0 found; 1 nothing found, or over --max-rows; 64 usage (no --reason, no value, an invalid \
-            ip or device id, not echoed); 65 token key malformed; 69 database unavailable; 77 token key mode/owner, \
+            ip or device id, not echoed); 65 token key malformed; 69 database unavailable; 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 token key mode/owner, \
             or a login outside piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
+
+    @OptionGroup var approval: ApprovalRequestOptions
 
     @OptionGroup var tokenKeys: TokenKeysOptions
 
@@ -60,7 +63,7 @@ struct Lookup: AsyncParsableCommand {
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY): lookup tokenizes the values with it")
             let values = ips.map { (field: PIIField.ip, value: $0) } + deviceIDs.map { (field: PIIField.deviceID, value: $0) }
                 + (try readValuesFile())
-            var service = LookupService(databaseURL: database.resolved, tokenKeys: keys)
+            var service = LookupService(databaseURL: database.resolved, tokenKeys: keys, caller: approval.caller)
             service.warn = { FileHandle.standardError.write(Data("piivault: warning: \($0)\n".utf8)) }
             let report = try await service.run(LookupRequest(values: values, reason: reason ?? "", maxRows: maxRows))
             csv.print(report, as: format)

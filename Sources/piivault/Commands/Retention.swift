@@ -17,11 +17,14 @@ struct Retention: AsyncParsableCommand {
             midway is finished by the next. --dry-run prints the counts and changes and logs nothing.
 
             Exit status: 0 done; 1 failure (what was committed stays deleted; run again to finish); 64 usage; 69 \
-            database unavailable, or a lock held too long by an ETL batch (run again); 77 a login outside \
+            database unavailable, or a lock held too long by an ETL batch (run again); 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 a login outside \
             piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
+
+    @OptionGroup var approval: ApprovalRequestOptions
 
     @Option(help: ArgumentHelp("Why (the retention policy's reference); logged.", valueName: "TEXT"))
     var reason: String?
@@ -50,7 +53,7 @@ struct Retention: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let service = RetentionService(databaseURL: database.resolved,
+            let service = RetentionService(databaseURL: database.resolved, caller: approval.caller,
                                            afterBatch: faultExitAfterCommits(ProcessInfo.processInfo.environment))
             let report = try await service.run(RetentionRequest(
                 olderThanDays: olderThan, reason: reason ?? "", dryRun: dryRun, batchSize: batchSize))

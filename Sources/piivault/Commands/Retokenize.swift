@@ -19,11 +19,14 @@ struct Retokenize: AsyncParsableCommand {
 
             Exit status: 0 done; 1 failure (batches committed before it stay done), or the vault holds a newer \
             version than the key's; 64 usage; 65 key file malformed, or a value that does not open (logged); 69 \
-            database unavailable, or the access log locked; 77 key file mode/owner, wrong passphrase, values sealed \
+            database unavailable, or the access log locked; 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 key file mode/owner, wrong passphrase, values sealed \
             to another vault key (logged), or a login outside piivault_compliance (logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
+
+    @OptionGroup var approval: ApprovalRequestOptions
 
     @OptionGroup var vaultKey: VaultSecretKeyOptions
 
@@ -52,7 +55,8 @@ struct Retokenize: AsyncParsableCommand {
             // The keys first: a missing, exposed or locked key file stops here, before the database is asked.
             let secretKey = try await VaultSecretKeyOptions.load(path: keyPath)
             let newKey = try await KeyLoading.loadTokenKey(path: newKeyPath, option: "--token-key", kms: .process)
-            var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey)
+            var service = RetokenizeService(databaseURL: database.resolved, secretKey: secretKey, tokenKey: newKey,
+                                            caller: approval.caller)
             service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))
             printOutput(report.text)

@@ -21,11 +21,14 @@ struct Rewrap: AsyncParsableCommand {
 
             Exit status: 0 done (or nothing to do); 1 failure, or (--full) old data keys still in use: run it again; \
             64 usage (no --reason, --to is the old key's public key); 65 key file malformed, or data keys or values \
-            that did not open (left as they are, logged); 69 database unavailable, or the access log locked; 77 key \
+            that did not open (left as they are, logged); 69 database unavailable, or the access log locked; 75 the action's dual-control policy asks for approvals: a request was recorded, nothing done (run \
+            again with --request N once approved); 77 key \
             file mode/owner, wrong passphrase, or a login outside piivault_compliance (the attempt is logged).
             """)
 
     @OptionGroup var database: DatabaseOptions
+
+    @OptionGroup var approval: ApprovalRequestOptions
 
     /// The old vault secret key.
     @OptionGroup var vaultKey: VaultSecretKeyOptions
@@ -59,7 +62,7 @@ struct Rewrap: AsyncParsableCommand {
             let oldKey = try await vaultKey.load(
                 missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the old vault secret key file")
             let newKey = try KeyLoading.loadVaultPublicKey(path: newPublicKey, option: "--to")
-            let service = RewrapService(databaseURL: database.resolved, afterBatch: faultExitAfterCommits(environment))
+            let service = RewrapService(databaseURL: database.resolved, caller: approval.caller, afterBatch: faultExitAfterCommits(environment))
             let (report, shortfall) = try await service.run(
                 RewrapRequest(oldSecretKey: oldKey, newPublicKey: newKey, reason: reason ?? "", full: full,
                               batchSize: batchSize, dryRun: dryRun))

@@ -19,10 +19,16 @@ struct Unmask: AsyncParsableCommand {
             as forged, withheld, and logged. --no-verify-tokens skips the check (for an officer without token.key). \
             Values sealed to another vault key than the key file's are withheld row by row; the rest are printed.
 
+            When the unmask policy asks for approvals (piivault policy show), the command records a request instead, \
+            prints `request N waits for M approval(s) ...` and no value, and exits 75; once other compliance \
+            officers approved it (piivault approve N), run `piivault unmask --request N` with the key files: the \
+            request's own target and reason are used (or give the same target again).
+
             Exit status: 0 all found and printed; 1 some tokens unknown (the others are printed), no such user or \
             message, or over --max-rows; 64 usage (no --reason, not exactly one of --token/--user-id/--quarantined, \
             no --token-key without --no-verify-tokens); 65 key file malformed, or a value moved, damaged or forged; \
-            69 database unavailable, or the access log locked by another session; 77 key file mode/owner, wrong \
+            69 database unavailable, or the access log locked by another session; 75 a request was recorded for approval \
+            (dual control); 77 a --request not approved, expired, executed or another's; key file mode/owner, wrong \
             passphrase, another vault's key, or a login outside piivault_compliance.
             """)
 
@@ -60,12 +66,16 @@ struct Unmask: AsyncParsableCommand {
     @Option(help: "Refuse (and log the refusal) when more rows than this would be returned.")
     var maxRows: Int = 100
 
+    @OptionGroup var approval: ApprovalRequestOptions
+
     func validate() throws {
+        let modes = [!tokens.isEmpty || tokenFile != nil, userID != nil, quarantined != nil].filter { $0 }.count
+        // With --request and nothing else, the request's own target and reason are run.
+        if approval.request != nil && modes == 0 && reason == nil { return }
         guard let reason, !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ValidationError("--reason is required: say why this access is needed (case or request number); it is logged")
         }
-        let modes = [!tokens.isEmpty || tokenFile != nil, userID != nil, quarantined != nil].filter { $0 }.count
-        guard modes == 1 else {
+        guard modes == 1 || (modes == 0 && approval.request != nil) else {
             throw ValidationError("give exactly one of --token (or --token-file), --user-id, --quarantined")
         }
         guard maxRows >= 1 else { throw ValidationError("--max-rows must be 1 or more") }
@@ -84,21 +94,27 @@ struct Unmask: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let reason = self.reason ?? ""
+            var reason = self.reason ?? ""
             // The key first: a missing, exposed or locked key file stops here, before the database is asked.
             let secretKey = try await vaultKey.load(
                 missing: "--key-file is required (or PIIVAULT_VAULT_KEY): the vault secret key file")
             let tokenKeys = noVerifyTokens ? nil : try await self.tokenKeys.load(
                 missing: "--token-key is required (or PIIVAULT_TOKEN_KEY), to check each value against its token; pass --no-verify-tokens to skip the check")
             let target: UnmaskRequest.Target
-            if let userID {
+            if let request = approval.request, tokens.isEmpty, tokenFile == nil, userID == nil, quarantined == nil {
+                // The approved request's own target, read from its access-log entry (the database still compares).
+                let asked = try await DualControlService(databaseURL: database.resolved).request(id: request)
+                target = try UnmaskRequest.Target(loggedSubject: asked.subject, request: request)
+                if reason.isEmpty { reason = asked.reason }
+            } else if let userID {
                 target = .userID(userID)
             } else if let quarantined {
                 target = .quarantined(messageID: quarantined)
             } else {
                 target = .tokens(try Self.checkTokens(tokens, source: "--token") + readTokenFile())
             }
-            let service = UnmaskService(databaseURL: database.resolved, secretKey: secretKey, tokenKeys: tokenKeys)
+            let service = UnmaskService(databaseURL: database.resolved, secretKey: secretKey, tokenKeys: tokenKeys,
+                                        caller: approval.caller)
             let report = try await service.run(UnmaskRequest(target, reason: reason, maxRows: maxRows))
             for version in report.unverifiedTokenVersions {
                 FileHandle.standardError.write(Data("piivault: warning: values of token key version \(version) were not checked against their tokens: no token key of that version was given (add --token-key for it)\n".utf8))
