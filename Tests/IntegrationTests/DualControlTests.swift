@@ -199,6 +199,11 @@ final class DualControlTests: XCTestCase {
 
         let verify = try piivault(["audit", "verify"], as: database.url)
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        // The independent verifier agrees on the chain with the request, approval and execution entries in it.
+        let independent = try await independentAccessLogCheck(database)
+        XCTAssertEqual(independent.status, 0, independent.stdout + independent.stderr)
+        let head = independent.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").last.map(String.init) ?? "?"
+        XCTAssertTrue(verify.stdout.hasSuffix("head \(head)\n"), verify.stdout + " vs " + independent.stdout)
 
         // The report: the requests and approvals; the policy change flagged; an access without approval (written by
         // the owner past the functions, which only the owner can do) flagged too.
