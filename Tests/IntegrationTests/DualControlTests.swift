@@ -426,6 +426,11 @@ final class DualControlTests: XCTestCase {
         let early = try await officer.query("""
             SELECT log_seq FROM vault.request_unmask_user(\(userID), 'r', 'o', 'h', 100, \(keyID))
             """).requiredFirst("request")["log_seq"].requiredInt()
+        // A rewrap run started while the policy was 0 stops at its next batch once the policy asks for approvals.
+        let startedRewrap = try await officer.query("""
+            SELECT log_seq FROM vault.request_rewrap(\(keyID), 'dddddddddddddddd', false, 'r', 'o', 'h', false)
+            """).requiredFirst("request_rewrap")["log_seq"].requiredInt()
+        _ = try await officer.query("SELECT vault.start_rewrap(\(startedRewrap))")
         for action in DualControlService.actions { try setPolicy(action, approvals: 1) }
 
         func refused(_ sql: String, line: UInt = #line) async {
@@ -439,6 +444,7 @@ final class DualControlTests: XCTestCase {
             }
         }
         await refused("SELECT * FROM vault.release_unmask_user(\(early))")
+        await refused("SELECT * FROM vault.release_rewrap_keys(\(startedRewrap), 0, 100)")
 
         /// A request step as the officer: must come back as a pending request (no grant).
         func pending(_ sql: String, line: UInt = #line) async throws -> Int {
@@ -451,6 +457,10 @@ final class DualControlTests: XCTestCase {
         let q = { (s: String) in "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
         let u = try await pending("SELECT * FROM vault.request_unmask_user(\(q(userID)), 'r', 'o', 'h', 100, '\(keyID)')")
         await refused("SELECT * FROM vault.release_unmask_user(\(u))")
+        // A superuser is not a second officer (pg_has_role counts it a member of every role): refused, and logged.
+        let bySuperuser = try await query("SELECT outcome FROM audit.decide_request(\(u), true, 'su-approves', 'o', 'h')")
+            .requiredFirst("audit.decide_request")["outcome"].requiredString()
+        XCTAssertTrue(bySuperuser.hasPrefix("refused: not permitted (a superuser is not a compliance officer)"), bySuperuser)
         let t = try await pending("SELECT * FROM vault.request_unmask_tokens(ARRAY['\(token)'], 'r', 'o', 'h', 100, '\(keyID)')")
         await refused("SELECT * FROM vault.release_unmask_tokens(\(t))")
         let m = try await pending("SELECT * FROM vault.request_unmask_quarantined(\(q(messageID)), 'r', 'o', 'h', '\(keyID)')")
@@ -478,7 +488,7 @@ final class DualControlTests: XCTestCase {
 
         let left = try await query("SELECT count(*) AS n FROM public.user_logins").requiredFirst("n")["n"].requiredInt()
         XCTAssertEqual(left, logins, "nothing deleted")
-        let grants = try await query("SELECT count(*) AS n FROM audit.access_grants WHERE seq > \(early)")
+        let grants = try await query("SELECT count(*) AS n FROM audit.access_grants WHERE seq > \(startedRewrap)")
             .requiredFirst("n")["n"].requiredInt()
         XCTAssertEqual(grants, 0, "no grant for a request")
     }

@@ -182,6 +182,10 @@ BEGIN
     problem := CASE
         WHEN NOT pg_catalog.pg_has_role(session_user, 'piivault_compliance', 'MEMBER')
             THEN 'not permitted (login is not a member of piivault_compliance)'
+        -- pg_has_role counts a superuser a member of every role; dual control needs a second officer, not one who
+        -- can do anything anyway.
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS s WHERE s.rolname = session_user AND s.rolsuper)
+            THEN 'not permitted (a superuser is not a compliance officer)'
         WHEN r.id IS NULL THEN format('no request %s', request_id)
         WHEN r.requester = session_user THEN format('%s of request %s by its own requester', act, r.id)
         WHEN r.denied_seq IS NOT NULL THEN format('request %s was denied (entry %s)', r.id, r.denied_seq)

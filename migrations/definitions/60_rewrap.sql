@@ -127,6 +127,8 @@ BEGIN
     IF need_full AND NOT r.full_rewrap THEN
         RAISE EXCEPTION 'rewrap grant % is not a full rewrap', grant_seq USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A run started before its action's policy asked for approvals stops at its next batch (dual control).
+    PERFORM audit.require_approved_grant(grant_seq, 'rewrap');
     RETURN r;
 END
 $$;

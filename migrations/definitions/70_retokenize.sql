@@ -58,6 +58,8 @@ BEGIN
         RAISE EXCEPTION 'retokenize run % has finished; run retokenize again', grant_seq
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A run started before its action's policy asked for approvals stops at its next batch (dual control).
+    PERFORM audit.require_approved_grant(grant_seq, 'retokenize');
     RETURN g;
 END
 $$;
