@@ -159,14 +159,8 @@ public enum SummaryFile {
         defer { close(descriptor) }
         // A regular file behind a symlink is truncated first; a FIFO or a device ignores it.
         _ = ftruncate(descriptor, 0)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                throw SummaryFileError(path: path, reason: String(cString: strerror(errno)))
-            }
-            offset += written
+        if let code = writeAll(bytes, to: descriptor, retryingWouldBlock: true) {
+            throw SummaryFileError(path: path, reason: String(cString: strerror(code)))
         }
     }
 }

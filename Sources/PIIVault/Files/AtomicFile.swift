@@ -18,16 +18,7 @@ public enum AtomicFile {
         let temporary = String(cString: template)
         var failure: String?
         if fchmod(descriptor, mode) != 0 { failure = String(cString: strerror(errno)) }
-        var offset = 0
-        while failure == nil, offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                failure = String(cString: strerror(errno))
-            } else {
-                offset += written
-            }
-        }
+        if failure == nil, let code = writeAll(bytes, to: descriptor) { failure = String(cString: strerror(code)) }
         if close(descriptor) != 0, failure == nil { failure = String(cString: strerror(errno)) }
         if failure == nil, rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
         if let failure {

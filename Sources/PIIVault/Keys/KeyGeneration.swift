@@ -225,14 +225,8 @@ public enum KeyGeneration {
         guard fchmod(fd, mode) == 0 else {
             throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
         }
-        var offset = 0
-        while offset < contents.count {
-            let n = contents.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
-            }
-            offset += n
+        if let code = writeAll(contents, to: fd) {
+            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(code)))
         }
         guard fsync(fd) == 0 else {
             throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
