@@ -14,6 +14,11 @@ RETOKENIZE_ROWS ?= 1000000
 RETOKENIZE_DISTINCT ?= 0.1
 # `make bench-sqs SQS_MESSAGES=20000` (on a throwaway LocalStack; PIIVAULT_BENCH_SQS=moto: moto_server; see scripts/bench-sqs).
 SQS_MESSAGES ?= 20000
+# `make bench-scale SCALE_MESSAGES=20000 SCALE_PROCESSES=4 SCALE_DELAY_MS=2 SCALE_ROUNDS=1` (as root; see scripts/bench-scale).
+SCALE_MESSAGES ?= 20000
+SCALE_PROCESSES ?= 4
+SCALE_DELAY_MS ?= 2
+SCALE_ROUNDS ?= 1
 # `make bench-rewrap DATA_KEYS=1000` (see scripts/bench-rewrap).
 DATA_KEYS ?= 1000
 # `make install PREFIX=/opt/piivault`: the binary in $(PREFIX)/bin, the migrations in $(PREFIX)/share/piivault/migrations,
@@ -22,7 +27,7 @@ PREFIX ?= /usr/local
 CONFIGURATION ?= release
 INSTALL_FLAGS = $(if $(filter release,$(CONFIGURATION)),$(RELEASE_FLAGS),-c $(CONFIGURATION))
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-retokenize bench-sqs bench-rewrap services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -114,6 +119,14 @@ bench-retokenize: release
 bench-sqs: release
 	scripts/install-deps --bench
 	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-sqs "$(SQS_MESSAGES)"
+
+# Scale-out across hosts on one machine (as root): PostgreSQL, LocalStack and SCALE_PROCESSES `piivault etl` processes
+# each in a network namespace of its own, the database SCALE_DELAY_MS each way away (a user-space delaying link: this
+# kernel has no netem); the single process's rate with the delay and without, the processes' combined rate, and a
+# check that every message id is loaded once (see scripts/bench-scale). It starts its own services: no with-services.
+bench-scale: release
+	scripts/install-deps --bench
+	scripts/bench-scale "$(SCALE_MESSAGES)" "$(SCALE_PROCESSES)" "$(SCALE_DELAY_MS)" "$(SCALE_ROUNDS)"
 
 # `piivault rewrap` of DATA_KEYS data keys (issue 13's benchmark: 1,000).
 bench-rewrap: release
