@@ -27,7 +27,7 @@ PREFIX ?= /usr/local
 CONFIGURATION ?= release
 INSTALL_FLAGS = $(if $(filter release,$(CONFIGURATION)),$(RELEASE_FLAGS),-c $(CONFIGURATION))
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-seed bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -104,6 +104,10 @@ demo: release
 bench: release
 	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench "$(MESSAGES)" $(DISTINCT)
 	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-unmask
+
+# piivault against the seed's design (SHA-256, one INSERT per row, no index) on the same files: both rates, their ratio.
+bench-seed: release
+	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-seed "$(MESSAGES)" $(DISTINCT)
 
 # The data-subject requests on COMPLIANCE_ROWS logins: lookup and forget database time, retention rate.
 bench-compliance: release

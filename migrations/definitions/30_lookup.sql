@@ -48,6 +48,7 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     wanted  text[];
+    digests bigint[];
     ids     text[];
     n_found bigint;
     subject text;
@@ -65,10 +66,13 @@ BEGIN
         RAISE EXCEPTION 'not a token: tokens look like ip.v1.<64 hex digits> or dev.v1.<64 hex digits>';
     END IF;
     subject := 'tokens:' || array_to_string(wanted, ',');
+    -- Through the digest indexes of migration 0022, then the tokens themselves.
+    digests := ARRAY(SELECT hashtextextended(t, 0) FROM unnest(wanted) AS t);
     SELECT count(*), coalesce(array_agg(coalesce(l.message_id, 'tid:' || l.ctid::text)), '{}')
       INTO n_found, ids
       FROM public.user_logins AS l
-     WHERE l.masked_ip = ANY (wanted) OR l.masked_device_id = ANY (wanted);
+     WHERE (hashtextextended(l.masked_ip, 0) = ANY (digests) AND l.masked_ip = ANY (wanted))
+        OR (hashtextextended(l.masked_device_id, 0) = ANY (digests) AND l.masked_device_id = ANY (wanted));
     IF n_found > max_rows THEN
         entry := audit.append_entry('lookup', reason, subject, 0,
             format('refused: over row cap (%s rows, cap %s)', n_found, max_rows), os_user, client_host);
@@ -96,16 +100,19 @@ RETURNS TABLE (
 AS $$
 #variable_conflict use_variable
 DECLARE
-    g      audit.access_grants;
-    wanted text[];
+    g       audit.access_grants;
+    wanted  text[];
+    digests bigint[];
 BEGIN
     g := audit.claim_grant(grant_seq, 'lookup', 'tokens');
     wanted := string_to_array(g.wanted, ',');
+    digests := ARRAY(SELECT hashtextextended(t, 0) FROM unnest(wanted) AS t);
     RETURN QUERY
         SELECT l.user_id::text, l.device_type::text, l.masked_ip::text, l.masked_device_id::text, l.locale::text,
                l.app_version, l.app_version_text, l.create_date, l.message_id
           FROM public.user_logins AS l
-         WHERE (l.masked_ip = ANY (wanted) OR l.masked_device_id = ANY (wanted))
+         WHERE ((hashtextextended(l.masked_ip, 0) = ANY (digests) AND l.masked_ip = ANY (wanted))
+                OR (hashtextextended(l.masked_device_id, 0) = ANY (digests) AND l.masked_device_id = ANY (wanted)))
            AND (l.message_id = ANY (g.keys) OR (l.message_id IS NULL AND 'tid:' || l.ctid::text = ANY (g.keys)))
          ORDER BY l.create_date NULLS LAST, l.message_id NULLS LAST;
 END

@@ -46,7 +46,8 @@ BEGIN
 
     IF EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash <> subject_hash)
        OR EXISTS (SELECT 1 FROM public.user_logins AS l
-                   WHERE l.subject_hash = subject_hash AND l.user_id IS DISTINCT FROM user_id) THEN
+                   WHERE hashtextextended(l.subject_hash, 0) = hashtextextended(subject_hash, 0)
+                     AND l.subject_hash = subject_hash AND l.user_id IS DISTINCT FROM user_id) THEN
         RAISE EXCEPTION 'the subject hash does not name the user of these rows; nothing was deleted or logged'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'compute it from the user id with the token key (piivault forget --user-id does)';
@@ -61,7 +62,9 @@ BEGIN
       FROM vault.secrets AS s
      WHERE s.token = ANY (tokens)
        AND EXISTS (SELECT 1 FROM public.user_logins AS o
-                    WHERE (o.masked_ip = s.token OR o.masked_device_id = s.token)
+                    WHERE ((hashtextextended(o.masked_ip, 0) = hashtextextended(s.token, 0) AND o.masked_ip = s.token)
+                           OR (hashtextextended(o.masked_device_id, 0) = hashtextextended(s.token, 0)
+                               AND o.masked_device_id = s.token))
                       AND o.user_id IS DISTINCT FROM user_id);
     SELECT count(*)::integer - n_kept INTO n_gone FROM vault.secrets AS s WHERE s.token = ANY (tokens);
 
@@ -83,7 +86,10 @@ BEGIN
     DELETE FROM public.user_logins AS l WHERE l.user_id = user_id;
     DELETE FROM vault.secrets AS s
      WHERE s.token = ANY (tokens)
-       AND NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.masked_ip = s.token OR o.masked_device_id = s.token);
+       AND NOT EXISTS (SELECT 1 FROM public.user_logins AS o
+                        WHERE (hashtextextended(o.masked_ip, 0) = hashtextextended(s.token, 0) AND o.masked_ip = s.token)
+                           OR (hashtextextended(o.masked_device_id, 0) = hashtextextended(s.token, 0)
+                               AND o.masked_device_id = s.token));
     INSERT INTO vault.tombstones (subject_hash) VALUES (subject_hash) ON CONFLICT DO NOTHING;
     -- Earlier accesses by user id (unmask --user-id) recorded the id in their grants: the access log keeps it (it is
     -- append-only), the grants do not. A grant not released yet cannot be any more.

@@ -58,9 +58,11 @@ AS $$
     ), gone AS (
         SELECT s.token FROM vault.secrets AS s JOIN candidates AS c ON c.token = s.token
          WHERE NOT EXISTS (SELECT 1 FROM public.user_logins AS l
-                            WHERE l.masked_ip = s.token AND (l.create_date >= cutoff OR l.create_date IS NULL))
+                            WHERE hashtextextended(l.masked_ip, 0) = hashtextextended(s.token, 0)
+                              AND l.masked_ip = s.token AND (l.create_date >= cutoff OR l.create_date IS NULL))
            AND NOT EXISTS (SELECT 1 FROM public.user_logins AS l
-                            WHERE l.masked_device_id = s.token AND (l.create_date >= cutoff OR l.create_date IS NULL))
+                            WHERE hashtextextended(l.masked_device_id, 0) = hashtextextended(s.token, 0)
+                              AND l.masked_device_id = s.token AND (l.create_date >= cutoff OR l.create_date IS NULL))
     ), used AS (
         SELECT DISTINCT s.data_key_id FROM vault.secrets AS s WHERE NOT EXISTS (SELECT 1 FROM gone AS g WHERE g.token = s.token)
         UNION SELECT q.data_key_id FROM vault.quarantine AS q
@@ -225,8 +227,11 @@ BEGIN
     ), gone AS (
         DELETE FROM vault.secrets AS s USING batch AS b
          WHERE s.token = b.token
-           AND NOT EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.masked_ip = s.token)
-           AND NOT EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.masked_device_id = s.token)
+           AND NOT EXISTS (SELECT 1 FROM public.user_logins AS l
+                            WHERE hashtextextended(l.masked_ip, 0) = hashtextextended(s.token, 0) AND l.masked_ip = s.token)
+           AND NOT EXISTS (SELECT 1 FROM public.user_logins AS l
+                            WHERE hashtextextended(l.masked_device_id, 0) = hashtextextended(s.token, 0)
+                              AND l.masked_device_id = s.token)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM batch)::integer, (SELECT count(*) FROM gone)::integer INTO taken, deleted;

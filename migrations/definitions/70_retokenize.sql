@@ -209,6 +209,7 @@ DECLARE
     g         audit.access_grants;
     t         integer;
     lo        text[];
+    lo_digests bigint[];
     ln        text[];
     ls        bytea[];
     lf        text[];
@@ -256,15 +257,20 @@ BEGIN
     -- One UPDATE for both columns (each row version written once, not twice), the new tokens looked up in a jsonb
     -- object (old token -> new token).
     SELECT jsonb_object_agg(m.o, m.n) INTO map FROM unnest(lo, ln) AS m(o, n);
+    lo_digests := ARRAY(SELECT hashtextextended(o, 0) FROM unnest(lo) AS o);  -- the digest indexes of 0022
     UPDATE public.user_logins AS l
        SET masked_ip = coalesce(map ->> l.masked_ip, l.masked_ip),
            masked_device_id = coalesce(map ->> l.masked_device_id, l.masked_device_id)
-     WHERE l.masked_ip = ANY (lo) OR l.masked_device_id = ANY (lo);
+     WHERE (hashtextextended(l.masked_ip, 0) = ANY (lo_digests) AND l.masked_ip = ANY (lo))
+        OR (hashtextextended(l.masked_device_id, 0) = ANY (lo_digests) AND l.masked_device_id = ANY (lo));
     GET DIAGNOSTICS n_rows = ROW_COUNT;
 
     DELETE FROM vault.secrets AS s
      WHERE s.token = ANY (lo)
-       AND NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.masked_ip = s.token OR o.masked_device_id = s.token);
+       AND NOT EXISTS (SELECT 1 FROM public.user_logins AS o
+                        WHERE (hashtextextended(o.masked_ip, 0) = hashtextextended(s.token, 0) AND o.masked_ip = s.token)
+                           OR (hashtextextended(o.masked_device_id, 0) = hashtextextended(s.token, 0)
+                               AND o.masked_device_id = s.token));
     GET DIAGNOSTICS n_del = ROW_COUNT;
     IF n_del <> n_live THEN
         -- Every login was rewritten above under the lock; a reference left means something this function does not
