@@ -68,7 +68,8 @@ final class MessagePreparer {
             }
         }
         // Forgotten users (their hash in vault.tombstones): their logins are suppressed, and nothing of them sealed.
-        var hashes = Set<String>()
+        // Sets sized up front: growing them rehashes every 70-byte token again.
+        var hashes = Set<String>(minimumCapacity: messages.count)
         for part in parsedParts {
             for parsed in part { if case .login(let login, _) = parsed.message.content { hashes.insert(login.subjectHash) } }
         }
@@ -93,7 +94,7 @@ final class MessagePreparer {
         }
         // 2. Ask the vault only about tokens this run has not seen; seal each remaining value once.
         // (Filter by lookup: `Set.subtracting` walks the whole of `knownTokens`, up to its limit, for every batch.)
-        var unknown = Set<String>()
+        var unknown = Set<String>(minimumCapacity: pending.count)
         for item in pending where !knownTokens.contains(item.value.token) { unknown.insert(item.value.token) }
         let present = unknown.isEmpty ? [] : try await vaultHolds(Array(unknown))
         var toSeal: [Pending] = []
@@ -110,13 +111,23 @@ final class MessagePreparer {
                                             sealed: try sealer.seal(item.value.canonical, token: item.value.token)))
             }
         }
+        // A message's sealed values are adjacent (in `pending`'s order): each message is rewritten once.
+        var current: (index: Int, secrets: [PreparedSecret])?
+        func attachCurrent() {
+            guard let current, case .login(let login, _) = prepared[current.index].content else { return }
+            prepared[current.index].content = .login(login, secrets: current.secrets)
+        }
         for part in sealedParts {
             for (index, secret) in part {
-                guard case .login(let login, var secrets) = prepared[index].content else { continue }
-                secrets.append(secret)
-                prepared[index].content = .login(login, secrets: secrets)
+                if current?.index == index {
+                    current?.secrets.append(secret)
+                } else {
+                    attachCurrent()
+                    current = (index, [secret])
+                }
             }
         }
+        attachCurrent()
         remember(present)
         return prepared
     }
