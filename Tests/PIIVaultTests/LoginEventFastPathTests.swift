@@ -96,7 +96,7 @@ final class LoginEventFastPathTests: XCTestCase {
         XCTAssertEqual(rejection(object(Array(base.dropFirst()))), "missing required fields: user_id")
         XCTAssertEqual(rejection(object([#""user_id": """#] + base.dropFirst())), "field user_id: empty")
         XCTAssertEqual(rejection(object(base + [#""create_date": "2023-02-29""#])), "field create_date: not a valid YYYY-MM-DD date")
-        XCTAssertEqual(rejection(object(base + [#""ip": "192.0.2.2""#])), "not valid JSON: duplicate member name at byte 76")
+        XCTAssertEqual(rejection(object(base + [#""ip": "192.0.2.2""#])), "not valid JSON: duplicate member name at byte 80")
         XCTAssertEqual(rejection(""), "empty body")
     }
 
