@@ -20,8 +20,11 @@ public enum PostgresArray {
             var value = value
             value.withUTF8 { utf8 in
                 func needsEscape(_ byte: UInt8) -> Bool { byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") }
-                // Most elements (tokens, hashes) have nothing to escape: copied whole.
-                guard utf8.contains(where: needsEscape) else { out.append(contentsOf: utf8); return }
+                // Most elements (tokens, hashes) have nothing to escape: looked for with memchr, copied whole.
+                guard let base = utf8.baseAddress,
+                      memchr(base, Int32(UInt8(ascii: "\\")), utf8.count) != nil
+                        || memchr(base, Int32(UInt8(ascii: "\"")), utf8.count) != nil
+                else { out.append(contentsOf: utf8); return }
                 for byte in utf8 {
                     if needsEscape(byte) { out.append(UInt8(ascii: "\\")) }
                     out.append(byte)
