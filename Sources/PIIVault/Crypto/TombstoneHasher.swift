@@ -8,39 +8,30 @@ import CSodium
 public struct TombstoneHasher: Sendable {
     /// The kdf context (8 bytes, part of the contract).
     public static let context = "PIIV-TMB"
-    /// The HMAC state already keyed with the tombstone key (both pads absorbed), in guarded memory: as secret as the
-    /// key. Keying once saves two of the four SHA-256 compressions of each hash (the ETL hashes every message's user).
-    private let keyedState: SecretBytes
+    /// The HMAC already keyed with the tombstone key (both pads absorbed), in guarded memory: as secret as the key.
+    /// Keying once saves two of the four SHA-256 compressions of each hash (the ETL hashes every message's user).
+    private let hmac: KeyedHMAC
 
     /// The hasher of `key`'s tombstone key (derived from the master for a version 1 key, carried in a versioned file).
     public init(key: TokenKey) {
         Sodium.ensureInitialized()
         let subkey = key.tombstoneKey
-        keyedState = SecretBytes(count: MemoryLayout<crypto_auth_hmacsha256_state>.size) { out in
-            let state = out.baseAddress!.assumingMemoryBound(to: crypto_auth_hmacsha256_state.self)
-            _ = subkey.withUInt8Pointer { crypto_auth_hmacsha256_init(state, $0, subkey.count) }
-        }
+        hmac = subkey.withUnsafeBytes { KeyedHMAC(key: $0) }
     }
 
     /// 64 lowercase hex digits.
     public func hash(userID: String) -> String {
         var userID = userID
         return userID.withUTF8 { input in
-            withUnsafeTemporaryAllocation(of: crypto_auth_hmacsha256_state.self, capacity: 1) { statePointer in
-                let state = statePointer.baseAddress!
-                keyedState.withUnsafeBytes { UnsafeMutableRawPointer(state).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { macPointer in
-                    let mac = macPointer.baseAddress!
-                    _ = crypto_auth_hmacsha256_update(state, input.baseAddress, UInt64(input.count))
-                    _ = crypto_auth_hmacsha256_final(state, mac)
-                    sodium_memzero(state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
-                    return String(unsafeUninitializedCapacity: 64) { out in
-                        for index in 0..<32 {
-                            out[2 * index] = lowercaseHexDigit(mac[index] >> 4)
-                            out[2 * index + 1] = lowercaseHexDigit(mac[index] & 0x0f)
-                        }
-                        return 64
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { macPointer in
+                let mac = macPointer.baseAddress!
+                hmac.authenticate(UnsafeRawBufferPointer(input), into: mac)
+                return String(unsafeUninitializedCapacity: 64) { out in
+                    for index in 0..<32 {
+                        out[2 * index] = lowercaseHexDigit(mac[index] >> 4)
+                        out[2 * index + 1] = lowercaseHexDigit(mac[index] & 0x0f)
                     }
+                    return 64
                 }
             }
         }
