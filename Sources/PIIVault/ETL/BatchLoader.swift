@@ -34,8 +34,8 @@ struct EncodedBatch: Sendable {
     /// The keyed user-id hashes of the batch's logins: the insert checks them against the tombstones under the lock.
     var subjectHashes: [String] = []
     /// The distinct tokens the batch's logins reference (checked present under `VaultValueLock`).
-    var referencedTokens: [String] { Array(referenced) }
-    private var referenced = Set<String>()
+    var referencedTokens: [String] { referenced.map(\.text) }
+    private var referenced = Set<DigestKey>()
 
     init(_ batch: [PreparedMessage], dataKeyID: Int) {
         logins = CopyTextWriter(reservingCapacity: batch.count * 240)
@@ -47,8 +47,8 @@ struct EncodedBatch: Sendable {
             switch message.content {
             case .login(let login, let sealed):
                 subjectHashes.append(login.subjectHash)
-                referenced.insert(login.ipToken)
-                referenced.insert(login.deviceToken)
+                referenced.insert(DigestKey(login.ipToken))
+                referenced.insert(DigestKey(login.deviceToken))
                 logins.append(login.messageID)
                 logins.append(login.userID)
                 logins.append(login.deviceType)

@@ -11,7 +11,7 @@ final class MessagePreparer {
     private var sealer: DataKeySealer?
     private var dataKeyID = 0
     /// Tokens known to be in the vault (sealed by this run or found there); bounded so memory stays flat.
-    private var knownTokens = Set<String>()
+    private var knownTokens = Set<DigestKey>()
     private let knownTokensLimit: Int
 
     /// How many parts a large batch is prepared in at once: the cores the process may use.
@@ -47,7 +47,7 @@ final class MessagePreparer {
     /// Marks tokens as present in the vault, after a batch committed.
     func remember(_ tokens: some Sequence<String>) {
         if knownTokens.count > knownTokensLimit { knownTokens.removeAll(keepingCapacity: true) }
-        knownTokens.formUnion(tokens)
+        for token in tokens { knownTokens.insert(DigestKey(token)) }
     }
 
     /// Validates and tokenizes each message, then seals the values whose tokens are neither known to this run nor
@@ -69,11 +69,13 @@ final class MessagePreparer {
         }
         // Forgotten users (their hash in vault.tombstones): their logins are suppressed, and nothing of them sealed.
         // Sets sized up front: growing them rehashes every 70-byte token again.
-        var hashes = Set<String>(minimumCapacity: messages.count)
+        var hashes = Set<DigestKey>(minimumCapacity: messages.count)
         for part in parsedParts {
-            for parsed in part { if case .login(let login, _) = parsed.message.content { hashes.insert(login.subjectHash) } }
+            for parsed in part {
+                if case .login(let login, _) = parsed.message.content { hashes.insert(DigestKey(login.subjectHash)) }
+            }
         }
-        let forgotten = hashes.isEmpty ? [] : try await tombstoned(Array(hashes))
+        let forgotten = hashes.isEmpty ? [] : try await tombstoned(hashes.map(\.text))
         var prepared: [PreparedMessage] = []
         prepared.reserveCapacity(messages.count)
         var pending: [Pending] = []
@@ -94,13 +96,16 @@ final class MessagePreparer {
         }
         // 2. Ask the vault only about tokens this run has not seen; seal each remaining value once.
         // (Filter by lookup: `Set.subtracting` walks the whole of `knownTokens`, up to its limit, for every batch.)
-        var unknown = Set<String>(minimumCapacity: pending.count)
-        for item in pending where !knownTokens.contains(item.value.token) { unknown.insert(item.value.token) }
-        let present = unknown.isEmpty ? [] : try await vaultHolds(Array(unknown))
+        var unknown = Set<DigestKey>(minimumCapacity: pending.count)
+        for item in pending {
+            let key = DigestKey(item.value.token)
+            if !knownTokens.contains(key) { unknown.insert(key) }
+        }
+        let present = unknown.isEmpty ? [] : try await vaultHolds(unknown.map(\.text))
         var toSeal: [Pending] = []
         for item in pending {
             // Removing the token from `unknown` both tests and marks it: each value is sealed once per batch.
-            guard unknown.remove(item.value.token) != nil, !present.contains(item.value.token) else { continue }
+            guard unknown.remove(DigestKey(item.value.token)) != nil, !present.contains(item.value.token) else { continue }
             toSeal.append(item)
         }
         // 3. Seal, each part on its own core; then attach each sealed value to its message.
