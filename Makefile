@@ -27,7 +27,7 @@ PREFIX ?= /usr/local
 CONFIGURATION ?= release
 INSTALL_FLAGS = $(if $(filter release,$(CONFIGURATION)),$(RELEASE_FLAGS),-c $(CONFIGURATION))
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-seed bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-seed bench-instructions bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -108,6 +108,12 @@ bench: release
 # piivault against the seed's design (SHA-256, one INSERT per row, no index) on the same files: both rates, their ratio.
 bench-seed: release
 	PIIVAULT_PG_DURABLE=1 scripts/with-services scripts/bench-seed "$(MESSAGES)" $(DISTINCT)
+
+# `make bench-instructions [INSTRUCTIONS_MESSAGES=20000]`: the ETL process's instructions per message under callgrind
+# (see scripts/bench-instructions); BASELINE_BIN=/old/piivault BASELINE_MIGRATIONS=/old/migrations adds another build's.
+INSTRUCTIONS_MESSAGES ?= 20000
+bench-instructions: release
+	scripts/with-services scripts/bench-instructions "$(INSTRUCTIONS_MESSAGES)" 1.0 0.1
 
 # The data-subject requests on COMPLIANCE_ROWS logins: lookup and forget database time, retention rate.
 bench-compliance: release

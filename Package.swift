@@ -30,6 +30,11 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
             name: "CLibPQ",
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
@@ -75,7 +80,7 @@ let package = Package(
         .target(
             name: "PIIVault",
             dependencies: [
-                "CSodium", "Postgres", "AWS", "SQS", "KMS",
+                "CSodium", "CLibCrypto", "Postgres", "AWS", "SQS", "KMS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

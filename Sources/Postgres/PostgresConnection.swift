@@ -162,23 +162,25 @@ public final class PostgresConnection: @unchecked Sendable {
         var lengths = [Int32](repeating: 0, count: count)
         var formats = [Int32](repeating: 0, count: count)
         // Keep every parameter's bytes alive until PQexecParams returns.
-        var storage = [[CChar]?](repeating: nil, count: count)
+        var storage = [ContiguousArray<CChar>?](repeating: nil, count: count)
         for (index, bind) in query.binds.enumerated() {
             switch bind {
             case .null:
                 storage[index] = nil
             case .text(let text):
-                guard !text.utf8.contains(0) else {
+                // One copy, and a NUL looked for with strlen: the ETL binds array literals of a few hundred KB.
+                let cString = text.utf8CString
+                guard cString.withUnsafeBufferPointer({ strlen($0.baseAddress!) == $0.count - 1 }) else {
                     throw PostgresError(
                         kind: .invalidParameter,
                         message: "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot store")
                 }
-                storage[index] = Array(text.utf8CString)
+                storage[index] = cString
             case .bytes(let bytes):
                 types[index] = 17  // bytea
                 formats[index] = 1
                 lengths[index] = Int32(bytes.count)
-                storage[index] = bytes.isEmpty ? [0] : bytes.map { CChar(bitPattern: $0) }
+                storage[index] = bytes.isEmpty ? [0] : ContiguousArray(bytes.lazy.map { CChar(bitPattern: $0) })
             }
         }
         let result: OpaquePointer? = withParameterPointers(storage) { pointers in
@@ -190,7 +192,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func withParameterPointers<R>(
-        _ storage: [[CChar]?], _ body: ([UnsafePointer<CChar>?]) -> R
+        _ storage: [ContiguousArray<CChar>?], _ body: ([UnsafePointer<CChar>?]) -> R
     ) -> R {
         var pointers: [UnsafePointer<CChar>?] = []
         pointers.reserveCapacity(storage.count)

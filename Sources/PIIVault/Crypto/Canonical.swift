@@ -23,7 +23,11 @@ public enum Canonical {
 
     /// `device_id`: surrounding whitespace (and newlines) trimmed, otherwise exactly as sent; empty is invalid.
     public static func deviceID(_ value: String) throws -> String {
-        // Fast path: nothing to trim (the common case) keeps the original string and allocates nothing.
+        // Fast path: nothing to trim (the common case) keeps the original string and allocates nothing. An ASCII
+        // byte at both ends is decided without the Unicode tables (White_Space in ASCII: U+0009-U+000D, U+0020).
+        guard let firstByte = value.utf8.first, let lastByte = value.utf8.last else { throw TokenError.emptyDeviceID }
+        func isASCIIOtherThanWhitespace(_ byte: UInt8) -> Bool { byte < 0x80 && byte != 0x20 && !(0x09...0x0D).contains(byte) }
+        if isASCIIOtherThanWhitespace(firstByte) && isASCIIOtherThanWhitespace(lastByte) { return value }
         guard let first = value.unicodeScalars.first, let last = value.unicodeScalars.last else {
             throw TokenError.emptyDeviceID
         }
@@ -62,7 +66,7 @@ public enum Canonical {
         }
         if !hasColon {
             // A strictly parsed IPv4 address is already canonical: return the caller's string unchanged.
-            return parseIPv4(bytes) != nil ? original : nil
+            return ipv4Octets(bytes) != nil ? original : nil
         }
         var address = in6_addr()
         let rc = withUnsafeMutableBytes(of: &address) { out -> Int32 in
@@ -74,20 +78,30 @@ public enum Canonical {
         // inet_pton accepts leading zeros in an embedded IPv4 part on some C libraries; refuse them here too.
         if let lastColon = bytes.lastIndex(of: UInt8(ascii: ":")), bytes[(lastColon + 1)...].contains(UInt8(ascii: ".")) {
             let tail = UnsafeRawBufferPointer(rebasing: bytes[(lastColon + 1)...])
-            guard parseIPv4(tail) != nil else { return nil }
+            guard ipv4Octets(tail) != nil else { return nil }
         }
         return withUnsafeBytes(of: &address) { formatIPv6(Array($0)) }
     }
 
     /// Strict dotted decimal: exactly four octets, 1-3 digits each, no leading zero, at most 255.
     static func parseIPv4(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
-        var octets: [UInt8] = []
-        octets.reserveCapacity(4)
+        ipv4Octets(bytes).map { [$0.0, $0.1, $0.2, $0.3] }
+    }
+
+    /// `parseIPv4` without an array (every message's ip goes through it).
+    private static func ipv4Octets(_ bytes: UnsafeRawBufferPointer) -> (UInt8, UInt8, UInt8, UInt8)? {
+        var octets: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
+        var count = 0
         var value = 0, digits = 0, leadingZero = false
         for byte in bytes {
             if byte == UInt8(ascii: ".") {
-                guard digits > 0, octets.count < 3 else { return nil }
-                octets.append(UInt8(value))
+                guard digits > 0, count < 3 else { return nil }
+                switch count {
+                case 0: octets.0 = UInt8(value)
+                case 1: octets.1 = UInt8(value)
+                default: octets.2 = UInt8(value)
+                }
+                count += 1
                 value = 0; digits = 0; leadingZero = false
             } else if byte >= 0x30 && byte <= 0x39 {
                 if leadingZero { return nil }
@@ -99,8 +113,8 @@ public enum Canonical {
                 return nil
             }
         }
-        guard digits > 0, octets.count == 3 else { return nil }
-        octets.append(UInt8(value))
+        guard digits > 0, count == 3 else { return nil }
+        octets.3 = UInt8(value)
         return octets
     }
 

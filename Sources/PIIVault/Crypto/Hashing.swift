@@ -1,9 +1,9 @@
-import CSodium
+import CLibCrypto
 
-/// SHA-256 with libsodium.
+/// SHA-256, OpenSSL's (the CPU's SHA instructions where it has them: `KeyedHMAC` says why not libsodium's).
 func sha256(_ bytes: [UInt8]) -> [UInt8] {
-    var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
-    _ = crypto_hash_sha256(&digest, bytes, UInt64(bytes.count))
+    var digest = [UInt8](repeating: 0, count: 32)
+    _ = SHA256(bytes, bytes.count, &digest)
     return digest
 }
 

@@ -19,10 +19,9 @@ public final class Tokenizer: Sendable {
     public let version: Int
     /// The token master key's id.
     public let keyID: KeyID
-    // HMAC states already keyed with each field's subkey (inner and outer pads absorbed), in guarded memory:
-    // they are as secret as the subkeys themselves.
-    private let ipState: SecretBytes
-    private let deviceState: SecretBytes
+    // HMACs already keyed with each field's subkey (inner and outer pads absorbed, in guarded memory).
+    private let ipHMAC: KeyedHMAC
+    private let deviceHMAC: KeyedHMAC
     private let ipPrefix: [UInt8]
     private let devicePrefix: [UInt8]
 
@@ -44,7 +43,7 @@ public final class Tokenizer: Sendable {
         Sodium.ensureInitialized()
         self.version = version
         self.keyID = key.keyID
-        func keyedState(_ field: PIIField) -> SecretBytes {
+        func keyedHMAC(_ field: PIIField) -> KeyedHMAC {
             let subkey = SecretBytes(count: 32) { out in
                 let rc = key.bytes.withUInt8Pointer { master in
                     crypto_kdf_derive_from_key(
@@ -53,13 +52,10 @@ public final class Tokenizer: Sendable {
                 }
                 precondition(rc == 0, "crypto_kdf_derive_from_key failed")
             }
-            return SecretBytes(count: MemoryLayout<crypto_auth_hmacsha256_state>.size) { out in
-                let state = out.baseAddress!.assumingMemoryBound(to: crypto_auth_hmacsha256_state.self)
-                _ = subkey.withUInt8Pointer { crypto_auth_hmacsha256_init(state, $0, 32) }
-            }
+            return subkey.withUnsafeBytes { KeyedHMAC(key: $0) }
         }
-        ipState = keyedState(.ip)
-        deviceState = keyedState(.deviceID)
+        ipHMAC = keyedHMAC(.ip)
+        deviceHMAC = keyedHMAC(.deviceID)
         // The printed form is `Token.description`'s; written here byte by byte for speed (the ETL's hot path), and
         // checked against `Token(parsing:)` by TokenTests.
         ipPrefix = Array("\(Token.prefix(for: .ip)).v\(version).".utf8)
@@ -86,31 +82,22 @@ public final class Tokenizer: Sendable {
 
     /// The token of canonical UTF-8 bytes.
     public func token(forCanonicalBytes bytes: UnsafeRawBufferPointer, field: PIIField) -> String {
-        let keyed = field == .ip ? ipState : deviceState
+        let hmac = field == .ip ? ipHMAC : deviceHMAC
         let prefix = field == .ip ? ipPrefix : devicePrefix
-        return withUnsafeTemporaryAllocation(of: crypto_auth_hmacsha256_state.self, capacity: 1) { statePtr in
-            let state = statePtr.baseAddress!
-            keyed.withUnsafeBytes { src in
-                UnsafeMutableRawPointer(state).copyMemory(from: src.baseAddress!, byteCount: src.count)
-            }
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { macPtr in
-                let mac = macPtr.baseAddress!
-                _ = crypto_auth_hmacsha256_update(
-                    state, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
-                _ = crypto_auth_hmacsha256_final(state, mac)
-                sodium_memzero(state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
-                // Prefix and hex written straight into the string's own storage: one allocation per token.
-                return String(unsafeUninitializedCapacity: prefix.count + 64) { out in
-                    var i = 0
-                    for byte in prefix { out[i] = byte; i += 1 }
-                    for j in 0..<32 {
-                        let byte = mac[j]
-                        out[i] = hexDigit(byte >> 4)
-                        out[i + 1] = hexDigit(byte & 0x0f)
-                        i += 2
-                    }
-                    return i
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { macPtr in
+            let mac = macPtr.baseAddress!
+            hmac.authenticate(bytes, into: mac)
+            // Prefix and hex written straight into the string's own storage: one allocation per token.
+            return String(unsafeUninitializedCapacity: prefix.count + 64) { out in
+                var i = 0
+                for byte in prefix { out[i] = byte; i += 1 }
+                for j in 0..<32 {
+                    let byte = mac[j]
+                    out[i] = hexDigit(byte >> 4)
+                    out[i + 1] = hexDigit(byte & 0x0f)
+                    i += 2
                 }
+                return i
             }
         }
     }

@@ -305,7 +305,7 @@ actor VaultLookup {
     func vaultHolds(_ tokens: [String]) async throws -> Set<String> {
         let literal = PostgresArray.texts(tokens)
         let rows = try await connection.query("SELECT token FROM vault.secrets WHERE token = ANY(\(literal)::text[])")
-        var present = Set<String>()
+        var present = Set<String>(minimumCapacity: rows.count)
         for row in rows { present.insert(try row[0].requiredString()) }
         return present
     }

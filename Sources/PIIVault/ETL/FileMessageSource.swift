@@ -49,12 +49,23 @@ public actor FileMessageSource: MessageSource {
     }
 
     private static func messageID(digest: [UInt8], occurrence: Int) -> String {
-        "file-" + hexString(Array(digest.prefix(12))) + "-\(occurrence)"
+        // `file-`, 24 hex digits, `-`, the occurrence: written in place, one allocation (one id a line).
+        let number = String(occurrence).utf8
+        return String(unsafeUninitializedCapacity: 30 + number.count) { out in
+            for (index, byte) in "file-".utf8.enumerated() { out[index] = byte }
+            for index in 0..<12 {
+                out[5 + 2 * index] = lowercaseHexDigit(digest[index] >> 4)
+                out[6 + 2 * index] = lowercaseHexDigit(digest[index] & 0x0f)
+            }
+            out[29] = UInt8(ascii: "-")
+            for (index, byte) in number.enumerated() { out[30 + index] = byte }
+            return 30 + number.count
+        }
     }
 
     /// 1 for the first line with this digest, 2 for the second, and so on.
     private func occurrence(of digest: [UInt8]) -> Int {
-        let fingerprint = digest.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let fingerprint = UInt32(digest[0]) << 24 | UInt32(digest[1]) << 16 | UInt32(digest[2]) << 8 | UInt32(digest[3])
         if seenOnce.insert(fingerprint).inserted { return 1 }
         let count = (seenMore[fingerprint] ?? 1) + 1
         seenMore[fingerprint] = count

@@ -24,6 +24,14 @@ public struct LoginEvent: Sendable, Equatable {
 
     /// Parses and validates a message body. The rejection's reason names fields and rules, never values.
     public static func parse(body: [UInt8]) throws(MessageRejection) -> LoginEvent {
+        // The common shape is read straight from the bytes (LoginEventFastPath.swift); anything else, valid or not,
+        // goes the full way, which gives the same event or names the rule the body breaks.
+        if let event = body.withUnsafeBufferPointer({ parseCommonShape($0) }) { return event }
+        return try parseFully(body: body)
+    }
+
+    /// The full parse: strict JSON into a tree, then the field rules.
+    static func parseFully(body: [UInt8]) throws(MessageRejection) -> LoginEvent {
         if body.isEmpty { throw MessageRejection("empty body") }
         let value: JSONValue
         do {

@@ -11,7 +11,7 @@ final class MessagePreparer {
     private var sealer: DataKeySealer?
     private var dataKeyID = 0
     /// Tokens known to be in the vault (sealed by this run or found there); bounded so memory stays flat.
-    private var knownTokens = Set<String>()
+    private var knownTokens = Set<DigestKey>()
     private let knownTokensLimit: Int
 
     /// How many parts a large batch is prepared in at once: the cores the process may use.
@@ -47,7 +47,7 @@ final class MessagePreparer {
     /// Marks tokens as present in the vault, after a batch committed.
     func remember(_ tokens: some Sequence<String>) {
         if knownTokens.count > knownTokensLimit { knownTokens.removeAll(keepingCapacity: true) }
-        knownTokens.formUnion(tokens)
+        for token in tokens { knownTokens.insert(DigestKey(token)) }
     }
 
     /// Validates and tokenizes each message, then seals the values whose tokens are neither known to this run nor
@@ -68,11 +68,14 @@ final class MessagePreparer {
             }
         }
         // Forgotten users (their hash in vault.tombstones): their logins are suppressed, and nothing of them sealed.
-        var hashes = Set<String>()
+        // Sets sized up front: growing them rehashes every 70-byte token again.
+        var hashes = Set<DigestKey>(minimumCapacity: messages.count)
         for part in parsedParts {
-            for parsed in part { if case .login(let login, _) = parsed.message.content { hashes.insert(login.subjectHash) } }
+            for parsed in part {
+                if case .login(let login, _) = parsed.message.content { hashes.insert(DigestKey(login.subjectHash)) }
+            }
         }
-        let forgotten = hashes.isEmpty ? [] : try await tombstoned(Array(hashes))
+        let forgotten = hashes.isEmpty ? [] : try await tombstoned(hashes.map(\.text))
         var prepared: [PreparedMessage] = []
         prepared.reserveCapacity(messages.count)
         var pending: [Pending] = []
@@ -93,13 +96,16 @@ final class MessagePreparer {
         }
         // 2. Ask the vault only about tokens this run has not seen; seal each remaining value once.
         // (Filter by lookup: `Set.subtracting` walks the whole of `knownTokens`, up to its limit, for every batch.)
-        var unknown = Set<String>()
-        for item in pending where !knownTokens.contains(item.value.token) { unknown.insert(item.value.token) }
-        let present = unknown.isEmpty ? [] : try await vaultHolds(Array(unknown))
+        var unknown = Set<DigestKey>(minimumCapacity: pending.count)
+        for item in pending {
+            let key = DigestKey(item.value.token)
+            if !knownTokens.contains(key) { unknown.insert(key) }
+        }
+        let present = unknown.isEmpty ? [] : try await vaultHolds(unknown.map(\.text))
         var toSeal: [Pending] = []
         for item in pending {
             // Removing the token from `unknown` both tests and marks it: each value is sealed once per batch.
-            guard unknown.remove(item.value.token) != nil, !present.contains(item.value.token) else { continue }
+            guard unknown.remove(DigestKey(item.value.token)) != nil, !present.contains(item.value.token) else { continue }
             toSeal.append(item)
         }
         // 3. Seal, each part on its own core; then attach each sealed value to its message.
@@ -110,13 +116,23 @@ final class MessagePreparer {
                                             sealed: try sealer.seal(item.value.canonical, token: item.value.token)))
             }
         }
+        // A message's sealed values are adjacent (in `pending`'s order): each message is rewritten once.
+        var current: (index: Int, secrets: [PreparedSecret])?
+        func attachCurrent() {
+            guard let current, case .login(let login, _) = prepared[current.index].content else { return }
+            prepared[current.index].content = .login(login, secrets: current.secrets)
+        }
         for part in sealedParts {
             for (index, secret) in part {
-                guard case .login(let login, var secrets) = prepared[index].content else { continue }
-                secrets.append(secret)
-                prepared[index].content = .login(login, secrets: secrets)
+                if current?.index == index {
+                    current?.secrets.append(secret)
+                } else {
+                    attachCurrent()
+                    current = (index, [secret])
+                }
             }
         }
+        attachCurrent()
         remember(present)
         return prepared
     }
