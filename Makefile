@@ -27,7 +27,7 @@ PREFIX ?= /usr/local
 CONFIGURATION ?= release
 INSTALL_FLAGS = $(if $(filter release,$(CONFIGURATION)),$(RELEASE_FLAGS),-c $(CONFIGURATION))
 
-.PHONY: all deps deps-build build release install test test-unit lint-deploy demo bench bench-seed bench-instructions bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
+.PHONY: all deps deps-build build release install test test-unit lint-deploy fuzz demo bench bench-seed bench-instructions bench-compliance bench-retokenize bench-sqs bench-scale bench-rewrap services services-stop services-status clean
 
 all: build
 
@@ -95,6 +95,14 @@ test: build release lint-deploy
 lint-deploy: deps
 	hadolint Dockerfile
 	kubernetes-validate deploy/kubernetes/*.yaml
+
+# Fuzzing (not part of `make test`): every parser of outside bytes under libFuzzer and AddressSanitizer, FUZZ_SECONDS
+# each, FUZZ_JOBS at a time, after a self-test that a crash, a leak and a hang are caught (see scripts/fuzz, Fuzz/);
+# FUZZ_HARNESSES="xml sigv4" runs only those, in that order (default: every harness).
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
+fuzz: deps-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) SWIFT=$(SWIFT) scripts/fuzz $(FUZZ_HARNESSES)
 
 # The main job end to end on local defaults, with the release build (what `make test` and `make install` use).
 demo: release

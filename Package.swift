@@ -13,6 +13,11 @@ let package = Package(
     products: [
         .executable(name: "piivault", targets: ["piivault"]),
         .library(name: "PIIVault", targets: ["PIIVault"]),
+        // For the fuzzing harnesses (Fuzz/Package.swift), which reach the parsers of these modules directly.
+        .library(name: "SigV4", targets: ["SigV4"]),
+        .library(name: "AWS", targets: ["AWS"]),
+        .library(name: "SQS", targets: ["SQS"]),
+        .library(name: "KMS", targets: ["KMS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

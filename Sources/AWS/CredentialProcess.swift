@@ -34,24 +34,29 @@ enum CredentialProcess {
             throw AWSError(kind: .credentialsRefused,
                            message: "profile \"\(profile)\": credential_process \(arguments[0]) exited with status \(status); run it by hand to see why")
         }
+        return try credentials(fromOutput: output, profile: profile, program: arguments[0])
+    }
+
+    /// The credentials in a `credential_process` program's standard output (the JSON object of version 1).
+    static func credentials(fromOutput output: Data, profile: String, program: String) throws -> AWSCredentials {
         guard let object = try? JSONSerialization.jsonObject(with: output) as? [String: Any] else {
             throw AWSError(kind: .invalidResponse,
-                           message: "profile \"\(profile)\": credential_process \(arguments[0]) printed no JSON object")
+                           message: "profile \"\(profile)\": credential_process \(program) printed no JSON object")
         }
         guard (object["Version"] as? Int) == 1 else {
             throw AWSError(kind: .invalidResponse,
-                           message: "profile \"\(profile)\": credential_process \(arguments[0]) answered without \"Version\": 1; only version 1 is understood")
+                           message: "profile \"\(profile)\": credential_process \(program) answered without \"Version\": 1; only version 1 is understood")
         }
         guard let accessKey = object["AccessKeyId"] as? String, let secretKey = object["SecretAccessKey"] as? String
         else {
             throw AWSError(kind: .invalidResponse,
-                           message: "profile \"\(profile)\": credential_process \(arguments[0]) answered without AccessKeyId and SecretAccessKey")
+                           message: "profile \"\(profile)\": credential_process \(program) answered without AccessKeyId and SecretAccessKey")
         }
         var expiration: Date?
         if let text = object["Expiration"] as? String {
             guard let date = parseISO8601(text) else {
                 throw AWSError(kind: .invalidResponse,
-                               message: "profile \"\(profile)\": credential_process \(arguments[0]) gave an Expiration that is not ISO 8601")
+                               message: "profile \"\(profile)\": credential_process \(program) gave an Expiration that is not ISO 8601")
             }
             expiration = date
         }

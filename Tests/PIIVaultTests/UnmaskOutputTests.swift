@@ -7,6 +7,14 @@ final class UnmaskOutputTests: XCTestCase {
         values: [UnmaskedValue(token: "dev.v1.aa", field: "device_id", value: "a,\"b\"\n\u{1b}[31mred")],
         unknownTokens: [])
 
+    /// Found by `make fuzz` (escaping): a value holding CRLF ("\r\n" is one Character, equal to neither "\r" nor
+    /// "\n") was written unquoted, so the CSV export gained a row.
+    func testACSVValueWithCRLFIsQuoted() {
+        let crlf = UnmaskedTokens(values: [UnmaskedValue(token: "dev.v1.aa", field: "device_id", value: "x\r\ny")],
+                                  unknownTokens: [])
+        XCTAssertEqual(OutputFormat.csv.render(crlf), "token,field,value\r\ndev.v1.aa,device_id,\"x\r\ny\"\r\n")
+    }
+
     func testATableShowsControlCharactersEscaped() {
         let table = OutputFormat.table.render(hostile)
         XCTAssertEqual(table, "token      field      value\ndev.v1.aa  device_id  a,\"b\"\\u{a}\\u{1b}[31mred\n")

@@ -37,6 +37,11 @@ public enum KeyLoading {
     /// world-writable or owned by another user than the current one or root: its writer chooses where originals go.
     public static func loadVaultPublicKey(path: String, option: String? = nil) throws -> VaultPublicKey {
         let text = try readKeyFile(path: path, protection: .publicKey, option: option)
+        return try vaultPublicKey(text: text, path: path)
+    }
+
+    /// The vault public key of a vault public key file's text.
+    static func vaultPublicKey(text: [UInt8], path: String) throws -> VaultPublicKey {
         let (_, payload) = try KeyFile.parse(text, file: path, expected: [.vaultPublicKey])
         guard payload.count == VaultPublicKey.byteCount else {
             throw KeyFileError.wrongLength(file: path, expected: VaultPublicKey.byteCount, found: payload.count)

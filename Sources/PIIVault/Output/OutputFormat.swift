@@ -116,7 +116,9 @@ enum TextOutput {
                 field = "'" + field
                 return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
             }
-            guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+            // By scalar: "\r\n" is one Character, equal to neither "\r" nor "\n" (found by the escaping fuzzer).
+            guard field.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+            else { return field }
             return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
         var out = header.map(quoted).joined(separator: ",") + "\r\n"
