@@ -15,4 +15,15 @@ final class DigestKeyTests: XCTestCase {
         XCTAssertNotNil(set.remove(DigestKey(b)))
         XCTAssertEqual(set.map(\.text).sorted(), [short, a].sorted())
     }
+
+    func testATokensFingerprintIsTheLast128BitsOfItsHex() throws {
+        let token = "ip.v1." + String(repeating: "0", count: 32) + "0123456789abcdef" + "fedcba9876543210"
+        let fingerprint = try XCTUnwrap(TokenFingerprint(token))
+        XCTAssertEqual(fingerprint.high, 0x0123_4567_89ab_cdef)
+        XCTAssertEqual(fingerprint.low, 0xfedc_ba98_7654_3210)
+        XCTAssertNotEqual(TokenFingerprint("dev.v1." + String(repeating: "0", count: 63) + "1"), fingerprint)
+        XCTAssertNil(TokenFingerprint("ip.v1.short"))
+        XCTAssertNil(TokenFingerprint("ip.v1." + String(repeating: "g", count: 64)))
+        XCTAssertNil(TokenFingerprint("ip.v1." + String(repeating: "A", count: 64)), "tokens are lowercase hex")
+    }
 }

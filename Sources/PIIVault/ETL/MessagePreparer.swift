@@ -10,8 +10,9 @@ final class MessagePreparer {
     private let tombstoneHasher: TombstoneHasher
     private var sealer: DataKeySealer?
     private var dataKeyID = 0
-    /// Tokens known to be in the vault (sealed by this run or found there); bounded so memory stays flat.
-    private var knownTokens = Set<DigestKey>()
+    /// Tokens known to be in the vault (sealed by this run or found there), as fingerprints; bounded so memory stays
+    /// flat.
+    private var knownTokens = Set<TokenFingerprint>()
     private let knownTokensLimit: Int
 
     /// How many parts a large batch is prepared in at once: the cores the process may use.
@@ -22,6 +23,9 @@ final class MessagePreparer {
         self.tokenizer = tokenizer
         self.tombstoneHasher = tombstoneHasher
         self.knownTokensLimit = knownTokensLimit
+        // Its whole bound up front (about 8 MiB): a run's memory then stays the same whatever its length, instead of
+        // growing by a rehash into twice the table as a long run learns its tokens.
+        knownTokens.reserveCapacity(knownTokensLimit + 1)
         self.parallelism = max(1, parallelism)
     }
 
@@ -47,7 +51,9 @@ final class MessagePreparer {
     /// Marks tokens as present in the vault, after a batch committed.
     func remember(_ tokens: some Sequence<String>) {
         if knownTokens.count > knownTokensLimit { knownTokens.removeAll(keepingCapacity: true) }
-        for token in tokens { knownTokens.insert(DigestKey(token)) }
+        for token in tokens {
+            if let fingerprint = TokenFingerprint(token) { knownTokens.insert(fingerprint) }
+        }
     }
 
     /// Validates and tokenizes each message, then seals the values whose tokens are neither known to this run nor
@@ -98,8 +104,8 @@ final class MessagePreparer {
         // (Filter by lookup: `Set.subtracting` walks the whole of `knownTokens`, up to its limit, for every batch.)
         var unknown = Set<DigestKey>(minimumCapacity: pending.count)
         for item in pending {
-            let key = DigestKey(item.value.token)
-            if !knownTokens.contains(key) { unknown.insert(key) }
+            if let fingerprint = TokenFingerprint(item.value.token), knownTokens.contains(fingerprint) { continue }
+            unknown.insert(DigestKey(item.value.token))
         }
         let present = unknown.isEmpty ? [] : try await vaultHolds(unknown.map(\.text))
         var toSeal: [Pending] = []
