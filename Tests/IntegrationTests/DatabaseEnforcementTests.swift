@@ -209,6 +209,72 @@ final class DatabaseEnforcementTests: XCTestCase {
         }
     }
 
+    /// Issue 25: an ETL batch skips re-checking its look-ups under the vault-wide lock when the vault's erasure count
+    /// is what it was at the run's start. So every statement that can erase must raise it, whoever runs it and by
+    /// whatever path (forget, retention, retokenize, the table owner in psql), and a load, a rewrap or an erasure
+    /// rolled back must not. No piivault role but the ETL's may read it, and none may change it.
+    func testEveryErasingStatementRaisesTheErasureCountAndNothingElseDoes() async throws {
+        let database = try await newDatabase()
+        let etlURL = try await database.createLogin(memberOf: "piivault_etl")
+        let officer = try await database.createLogin(memberOf: "piivault_compliance")
+        var last = try await count("SELECT erasures FROM vault.erasure_count", in: database)
+        func expect(raised: Bool, _ what: String, line: UInt = #line) async throws {
+            let now = try await count("SELECT erasures FROM vault.erasure_count", in: database)
+            if raised { XCTAssertGreaterThan(now, last, what, line: line) } else { XCTAssertEqual(now, last, what, line: line) }
+            last = now
+        }
+
+        let loaded = try await finish(etlArguments(try messages([
+            ("cnt-old", "192.0.2.40", "cnt-device-old", 40), ("cnt-keep", "192.0.2.41", "cnt-device-keep", 1),
+            ("cnt-gone", "192.0.2.42", "cnt-device-gone", 1),
+        ]), url: etlURL))
+        XCTAssertEqual(loaded.status, 0, loaded.stderr)
+        try await expect(raised: false, "an ETL run")
+        let forget = try await finish(["forget", "--database-url", officer, "--token-key", path("a", "token.key"),
+                                       "--reason", "ERASE-1", "--user-id", "cnt-gone"])
+        XCTAssertEqual(forget.status, 0, forget.stderr)
+        try await expect(raised: true, "forget")
+        let retention = try await finish(["retention", "--database-url", officer, "--reason", "POLICY", "--older-than", "30"])
+        XCTAssertEqual(retention.status, 0, retention.stderr)
+        try await expect(raised: true, "retention")
+        let retokenize = try await finish(["retokenize", "--database-url", officer, "--key-file", path("a", "vault.key"),
+                                           "--token-key", path("v2", "token.key"), "--reason", "CHG-1"])
+        XCTAssertEqual(retokenize.status, 0, retokenize.stderr)
+        try await expect(raised: true, "retokenize")
+        let rewrap = try await finish(["rewrap", "--database-url", officer, "--key-file", path("a", "vault.key"),
+                                       "--to", path("b", "vault.pub"), "--reason", "EXPOSED-1", "--full"])
+        XCTAssertEqual(rewrap.status, 0, rewrap.stderr)
+        try await expect(raised: false, "rewrap --full")
+
+        let owner = try await database.connect()
+        func run(_ sql: String) async throws { _ = try await owner.execute(PostgresQuery(unsafeSQL: sql)) }
+        try await run("UPDATE vault.secrets SET sealed = sealed")
+        try await expect(raised: false, "an update of sealed bytes")
+        try await run("BEGIN")
+        try await run("DELETE FROM vault.secrets")
+        try await run("ROLLBACK")
+        try await expect(raised: false, "a delete rolled back")
+        try await run("DELETE FROM vault.secrets WHERE false")
+        try await expect(raised: true, "a delete, even of no row")
+        try await run("UPDATE vault.secrets SET token = token")
+        try await expect(raised: true, "an update of tokens")
+        try await run("INSERT INTO vault.tombstones (subject_hash) VALUES ('\(String(repeating: "ab", count: 32))')")
+        try await expect(raised: true, "a tombstone")
+        try await run("TRUNCATE vault.secrets")
+        try await expect(raised: true, "TRUNCATE")
+        await owner.close()
+
+        let etl = try await PostgresConnection.connect(etlURL)
+        await expectRefused(etl, "UPDATE vault.erasure_count SET erasures = 0", "piivault_etl: the erasure count")
+        await etl.close()
+        for role in ["piivault_analyst", "piivault_auditor", "piivault_compliance"] {
+            let login = try await PostgresConnection.connect(try await database.createLogin(memberOf: role))
+            await expectRefused(login, "SELECT erasures FROM vault.erasure_count", "\(role): reading the erasure count")
+            await expectRefused(login, "UPDATE vault.erasure_count SET erasures = 0", "\(role): the erasure count")
+            await login.close()
+        }
+    }
+
     // MARK: Acceptance 3: subjects
 
     /// Every function a compliance login may execute that names a user or a subject, called in psql's way with

@@ -419,6 +419,44 @@ final class ETLRunLoopTests: XCTestCase {
         XCTAssertEqual(source.acknowledged.sorted(), validMessages(10).map(\.messageID).sorted())
     }
 
+    /// Issue 25: the next batch is prepared while one is in flight, and takes the values that one seals as in the
+    /// vault, so a value shared by both is sealed once (and the next insert does not meet it).
+    func testAValueTheBatchInFlightSealsIsNotSealedAgainByTheNext() async throws {
+        let messages = (1...4).map {
+            SourceMessage(messageID: "m\($0)", body: validLoginBody(user: "u-\($0)", ip: "192.0.2.\($0)", device: "shared"),
+                          sentAt: nil, receiptHandle: nil)
+        }
+        let store = FakeWriteSession()
+        let summary = try await makeRun(FakeSource(messages, endsWhenEmpty: true), configuration(batchSize: 2))
+            .run(store: store, lookup: FakeReadSession(), stop: StopSignal())
+        XCTAssertEqual(summary.loaded, 4)
+        let device = try Tokenizer(key: try fixedTokenKey()).tokenize("shared", as: .deviceID).token
+        let commits = await store.commits
+        XCTAssertEqual(commits.map(\.logins), [["m1", "m2"], ["m3", "m4"]])
+        XCTAssertEqual(commits.map { $0.sealedTokens.filter { $0 == device }.count }, [1, 0])
+        XCTAssertEqual(commits.map(\.mustRecheck), [false, false])
+    }
+
+    /// ... and when the batch in flight commits without that value (the message that sealed it was refused by the
+    /// database and quarantined), the next batch is prepared again and seals it itself.
+    func testWhenTheBatchInFlightCommitsWithoutAValueTheNextSealsIt() async throws {
+        let messages = (1...4).map {
+            SourceMessage(messageID: "m\($0)", body: validLoginBody(user: "u-\($0)", ip: "192.0.2.\($0)", device: "shared"),
+                          sentAt: nil, receiptHandle: nil)
+        }
+        let store = FakeWriteSession { attempt, _ in attempt.logins.contains("m1") ? serverError("23514") : nil }
+        let summary = try await makeRun(FakeSource(messages, endsWhenEmpty: true), configuration(batchSize: 2))
+            .run(store: store, lookup: FakeReadSession(), stop: StopSignal())
+        XCTAssertEqual(summary.loaded, 3)
+        XCTAssertEqual(summary.quarantined, 1)
+        let device = try Tokenizer(key: try fixedTokenKey()).tokenize("shared", as: .deviceID).token
+        let commits = await store.commits
+        XCTAssertEqual(commits.map(\.logins), [[], ["m2"], ["m3", "m4"]])
+        // m2, loaded without m1 (its half of the split), is checked against the vault under the lock; the entry has no login.
+        XCTAssertEqual(commits.map(\.mustRecheck), [false, true, false])
+        XCTAssertEqual(commits.last?.sealedTokens.filter { $0 == device }.count, 1)
+    }
+
     func testAStopLoadsTheBatchInHandThenEnds() async throws {
         let stop = StopSignal()
         let source = FakeSource(validMessages(200), endsWhenEmpty: false) { number in

@@ -82,10 +82,13 @@ struct InsertAttempt: Sendable, Equatable {
     var quarantined: [String: String]
     /// Tokens of the values sealed.
     var sealedTokens: [String]
+    /// Whether the insert was told to check its tombstones and references whatever the erasure count says.
+    var mustRecheck: Bool
     /// Whether the fake committed it.
     var committed = false
 
     init(_ batch: EncodedBatch) {
+        mustRecheck = batch.mustRecheck
         logins = Self.rows(batch.logins).map { $0[0] }
         quarantined = Dictionary(uniqueKeysWithValues: Self.rows(batch.quarantine).map { ($0[0], $0[1]) })
         sealedTokens = Self.rows(batch.secrets).map { $0[0] }

@@ -5,12 +5,18 @@
 
 -- vault.lock_vault_values_shared: an ETL batch's share of the vault-wide value lock, until its transaction ends.
 -- Many batches hold it at once; forget, retention and retokenize (EXCLUSIVE) wait for them, and they for those.
-CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared() RETURNS void
+-- Returns the vault's erasure count (vault.erasure_count, migration 0023) as committed once the lock is held: read by
+-- a statement of its own, so its snapshot is taken after the wait and includes the erasure the batch waited for.
+CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared() RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    counted bigint;
 BEGIN
     LOCK TABLE vault.vault_values_lock IN SHARE MODE;
+    SELECT c.erasures INTO STRICT counted FROM vault.erasure_count AS c;
+    RETURN counted;
 END
 $$;
 REVOKE ALL ON FUNCTION vault.lock_vault_values_shared()
@@ -30,6 +36,21 @@ $$;
 REVOKE ALL ON FUNCTION vault.lock_vault_values_exclusive()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.lock_vault_values_exclusive() TO piivault_compliance;
+
+-- vault.count_erasure: the trigger (migration 0023) that adds one to vault.erasure_count for every statement that
+-- deletes a sealed value, changes a token, empties vault.secrets or records a tombstone, in that statement's
+-- transaction. An ETL batch that finds the count unchanged since its run began skips re-checking its look-ups.
+CREATE OR REPLACE FUNCTION vault.count_erasure() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE vault.erasure_count SET erasures = erasures + 1;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.count_erasure()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 
 -- vault.vault_lock_holders: the sessions other than this one holding the vault-wide value lock, for the message of a
 -- lock timeout ("busy, held by pid N"). pg_locks shows table locks to every login; this only names the table.

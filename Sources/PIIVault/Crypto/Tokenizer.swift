@@ -93,17 +93,12 @@ public final class Tokenizer: Sendable {
                 for byte in prefix { out[i] = byte; i += 1 }
                 for j in 0..<32 {
                     let byte = mac[j]
-                    out[i] = hexDigit(byte >> 4)
-                    out[i + 1] = hexDigit(byte & 0x0f)
+                    out[i] = lowercaseHexDigit(byte >> 4)
+                    out[i + 1] = lowercaseHexDigit(byte & 0x0f)
                     i += 2
                 }
                 return i
             }
         }
     }
-}
-
-@inline(__always)
-private func hexDigit(_ nibble: UInt8) -> UInt8 {
-    nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble  // '0'..'9', 'a'..'f'
 }

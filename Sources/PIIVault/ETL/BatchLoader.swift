@@ -31,13 +31,25 @@ struct EncodedBatch: Sendable {
     var tokens: [String] = []
     /// Logins of forgotten users in the batch (not loaded).
     var suppressed = 0
-    /// The keyed user-id hashes of the batch's logins: the insert checks them against the tombstones under the lock.
+    /// The keyed user-id hashes of the batch's logins: the insert checks them against the tombstones under the lock
+    /// when something was erased since the run's look-ups.
     var subjectHashes: [String] = []
-    /// The distinct tokens the batch's logins reference (checked present under `VaultValueLock`).
-    var referencedTokens: [String] { referenced.map(\.text) }
+    /// The distinct tokens the batch's logins reference and it does not seal itself: each was found in the vault by
+    /// the run's look-ups, and the insert checks it is still there when something was erased since. (A value the
+    /// batch seals is there once its insert has run: inserted, or already present under the lock.)
+    var referencedTokens: [String] {
+        var others = referenced
+        for token in tokens { others.remove(DigestKey(token)) }
+        return others.map(\.text)
+    }
     private var referenced = Set<DigestKey>()
+    /// True when the run's look-ups alone do not vouch for the batch, so the insert must check its tombstones and
+    /// references even when nothing was erased: part of a batch split around a refused row, whose values may have
+    /// been sealed by a message that was then quarantined.
+    var mustRecheck = false
 
-    init(_ batch: [PreparedMessage], dataKeyID: Int) {
+    init(_ batch: [PreparedMessage], dataKeyID: Int, mustRecheck: Bool = false) {
+        self.mustRecheck = mustRecheck
         logins = CopyTextWriter(reservingCapacity: batch.count * 240)
         secrets = CopyTextWriter(reservingCapacity: batch.count * 300)
         quarantine = CopyTextWriter()
@@ -90,10 +102,12 @@ struct EncodedBatch: Sendable {
 struct BatchLoader: Sendable {
     let store: any ETLWriteSession
 
-    /// Loads `batch`, whose values were sealed with `quarantiner`'s data key.
-    func load(_ batch: [PreparedMessage], quarantiner: Quarantiner) async throws -> LoadOutcome {
+    /// Loads `batch`, whose values were sealed with `quarantiner`'s data key. `mustRecheck`: the insert checks the
+    /// batch's tombstones and references under the lock even when nothing was erased since the run's look-ups.
+    func load(_ batch: [PreparedMessage], quarantiner: Quarantiner, mustRecheck: Bool = false) async throws -> LoadOutcome {
         do {
-            return try await insert(EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID), dataKeyID: quarantiner.dataKeyID)
+            return try await insert(EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, mustRecheck: mustRecheck),
+                                    dataKeyID: quarantiner.dataKeyID)
         } catch let error as PostgresError where error.isRowSpecific {
             if batch.count == 1, case .login = batch[0].content {
                 let reason = "rejected by the database: \(error.sqlState ?? "unknown")"
@@ -104,8 +118,9 @@ struct BatchLoader: Sendable {
             }
             if batch.count == 1 { throw error }
             let middle = batch.count / 2
-            var outcome = try await load(Array(batch[..<middle]), quarantiner: quarantiner)
-            outcome.add(try await load(Array(batch[middle...]), quarantiner: quarantiner))
+            // A half's logins may reference a value sealed by a message of the batch that ends up quarantined.
+            var outcome = try await load(Array(batch[..<middle]), quarantiner: quarantiner, mustRecheck: true)
+            outcome.add(try await load(Array(batch[middle...]), quarantiner: quarantiner, mustRecheck: true))
             return outcome
         }
     }

@@ -22,8 +22,8 @@ struct DigestKey: Hashable {
 /// A token reduced to the last 128 bits of its HMAC (its last 32 hex digits), for the run's set of tokens known to be
 /// in the vault: 16 bytes an entry instead of a 70-byte string (about 130 bytes with its heap object), so that set, up
 /// to 262,144 tokens, costs a few MiB instead of tens as a run grows. Two tokens of different values share one with
-/// odds of 2^-128; even then the batch's check that every referenced token is in the vault would refuse the batch
-/// rather than load a login whose value was never sealed.
+/// odds of 2^-128 (about 2^-90 over a run's look-ups), which would leave one login's value unsealed: far below the
+/// odds of the hardware failing first.
 struct TokenFingerprint: Hashable {
     let high: UInt64
     let low: UInt64

@@ -125,6 +125,8 @@ public struct ETLRun: Sendable {
     private struct Settled: Sendable {
         let outcome: LoadOutcome
         let deleteFailures: Int
+        /// The tokens the batch was prepared to seal.
+        let sealing: [String]
     }
 
     /// Receives, prepares and loads batches until the collector ends; counts into `summary`.
@@ -141,15 +143,28 @@ public struct ETLRun: Sendable {
         // leave the queue in order, each only after its own commit.
         var inFlight: Task<Settled, any Error>?
         var committedBatches = 0
+        // The next batch is prepared while one is in flight, taking the values that one seals as in the vault (else it
+        // would seal them again, and its insert would meet them). When the batch in flight committed without some (a
+        // message the database refused was quarantined with its values), the next batch is prepared again.
+        var inFlightDroppedValues = false
 
         func settle() async throws {
             guard let task = inFlight else { return }
             inFlight = nil
             let settled = try await task.value
-            preparer.remember(settled.outcome.tokens)
+            if settled.outcome.tokens.count < settled.sealing.count {
+                preparer.forget(Set(settled.sealing).subtracting(settled.outcome.tokens))
+                inFlightDroppedValues = true
+            }
             summary.add(settled.outcome, deleteFailures: settled.deleteFailures)
             committedBatches += 1
             await progress(summary)
+        }
+
+        func prepare(_ batch: [SourceMessage]) async throws -> [PreparedMessage] {
+            try await preparer.prepare(batch, tombstoned: { try await lookup.tombstoned($0) }) {
+                try await lookup.vaultHolds($0)
+            }
         }
 
         do {
@@ -161,10 +176,14 @@ public struct ETLRun: Sendable {
                     let sealer = try DataKeySealer(vaultPublicKey: vaultPublicKey)
                     preparer.use(sealer, dataKeyID: try await store.storeDataKey(sealer.sealedDataKey))
                 }
-                let prepared = try await preparer.prepare(batch, tombstoned: { try await lookup.tombstoned($0) }) {
-                    try await lookup.vaultHolds($0)
-                }
+                var prepared = try await prepare(batch)
                 try await settle()
+                if inFlightDroppedValues {
+                    inFlightDroppedValues = false
+                    prepared = try await prepare(batch)
+                }
+                let sealing = prepared.sealedTokens
+                preparer.remember(sealing)
                 let quarantiner = preparer.quarantiner
                 let batchNumber = committedBatches + 1
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
@@ -182,7 +201,7 @@ public struct ETLRun: Sendable {
                         "messages": "\(batch.count)", "loaded": "\(outcome.loaded)",
                         "quarantined": "\(outcome.quarantined)", "sealed": "\(outcome.valuesSealed)",
                     ])
-                    return Settled(outcome: outcome, deleteFailures: deleteFailures)
+                    return Settled(outcome: outcome, deleteFailures: deleteFailures, sealing: sealing)
                 }
             }
             try await settle()

@@ -56,6 +56,13 @@ final class MessagePreparer {
         }
     }
 
+    /// Stops taking `tokens` as in the vault: a batch prepared to seal them committed without them.
+    func forget(_ tokens: some Sequence<String>) {
+        for token in tokens {
+            if let fingerprint = TokenFingerprint(token) { knownTokens.remove(fingerprint) }
+        }
+    }
+
     /// Validates and tokenizes each message, then seals the values whose tokens are neither known to this run nor
     /// reported present by `vaultHolds` (a query of the vault for a list of tokens). Both steps run in parts, one
     /// per core, for batches large enough to be worth it; the result is the same, in the same order.
