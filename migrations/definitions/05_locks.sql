@@ -5,7 +5,7 @@
 
 -- vault.lock_vault_values_shared: an ETL batch's share of the vault-wide value lock, until its transaction ends.
 -- Many batches hold it at once; forget, retention and retokenize (EXCLUSIVE) wait for them, and they for those.
--- Returns the vault's erasure count (vault.erasure_count, migration 0023) as committed once the lock is held: read by
+-- Returns the vault's erasure count (vault.erasure_count, migration 0024) as committed once the lock is held: read by
 -- a statement of its own, so its snapshot is taken after the wait and includes the erasure the batch waited for.
 CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared() RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -37,7 +37,7 @@ REVOKE ALL ON FUNCTION vault.lock_vault_values_exclusive()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.lock_vault_values_exclusive() TO piivault_compliance;
 
--- vault.count_erasure: the trigger (migration 0023) that adds one to vault.erasure_count for every statement that
+-- vault.count_erasure: the trigger (migration 0024) that adds one to vault.erasure_count for every statement that
 -- deletes a sealed value, changes a token, empties vault.secrets or records a tombstone, in that statement's
 -- transaction. An ETL batch that finds the count unchanged since its run began skips re-checking its look-ups.
 CREATE OR REPLACE FUNCTION vault.count_erasure() RETURNS trigger

@@ -102,11 +102,13 @@ struct EncodedBatch: Sendable {
 struct BatchLoader: Sendable {
     let store: any ETLWriteSession
 
-    /// Loads `batch`, whose values were sealed with `quarantiner`'s data key. `mustRecheck`: the insert checks the
-    /// batch's tombstones and references under the lock even when nothing was erased since the run's look-ups.
-    func load(_ batch: [PreparedMessage], quarantiner: Quarantiner, mustRecheck: Bool = false) async throws -> LoadOutcome {
+    /// Loads `batch`, whose values were sealed with `quarantiner`'s data key; `encoded` is the batch already encoded,
+    /// if it is. `mustRecheck`: the insert checks the batch's tombstones and references under the lock even when
+    /// nothing was erased since the run's look-ups.
+    func load(_ batch: [PreparedMessage], encoded: EncodedBatch? = nil, quarantiner: Quarantiner,
+              mustRecheck: Bool = false) async throws -> LoadOutcome {
         do {
-            return try await insert(EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, mustRecheck: mustRecheck),
+            return try await insert(encoded ?? EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, mustRecheck: mustRecheck),
                                     dataKeyID: quarantiner.dataKeyID)
         } catch let error as PostgresError where error.isRowSpecific {
             if batch.count == 1, case .login = batch[0].content {

@@ -176,22 +176,25 @@ public struct ETLRun: Sendable {
                     let sealer = try DataKeySealer(vaultPublicKey: vaultPublicKey)
                     preparer.use(sealer, dataKeyID: try await store.storeDataKey(sealer.sealedDataKey))
                 }
+                // Prepared and encoded for COPY while the batch in flight loads: the write session then goes from one
+                // batch's commit to the next one's COPY without waiting for this process.
+                let quarantiner = preparer.quarantiner
                 var prepared = try await prepare(batch)
+                var encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
                 try await settle()
                 if inFlightDroppedValues {
                     inFlightDroppedValues = false
                     prepared = try await prepare(batch)
+                    encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
                 }
-                let sealing = prepared.sealedTokens
-                preparer.remember(sealing)
-                let quarantiner = preparer.quarantiner
+                let sealing = encoded.tokens
                 let batchNumber = committedBatches + 1
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
                 let metrics = self.metrics, tracker = self.tracker
                 inFlight = Task {
                     let clock = ContinuousClock()
                     let loadStarted = clock.now
-                    let outcome = try await loader.load(prepared, quarantiner: quarantiner)
+                    let outcome = try await loader.load(prepared, encoded: encoded, quarantiner: quarantiner)
                     metrics?.recordBatchCommit(clock.now - loadStarted)
                     try await afterCommit(batchNumber)
                     // Only now, with the batch committed, may the messages leave the queue.
@@ -203,6 +206,7 @@ public struct ETLRun: Sendable {
                     ])
                     return Settled(outcome: outcome, deleteFailures: deleteFailures, sealing: sealing)
                 }
+                preparer.remember(sealing)
             }
             try await settle()
         } catch {

@@ -41,14 +41,3 @@ struct PreparedMessage: Sendable {
     let source: SourceMessage
     var content: Content
 }
-
-extension [PreparedMessage] {
-    /// The tokens of the values these messages seal.
-    var sealedTokens: [String] {
-        var tokens: [String] = []
-        for message in self {
-            if case .login(_, let secrets) = message.content { tokens += secrets.map(\.token) }
-        }
-        return tokens
-    }
-}
