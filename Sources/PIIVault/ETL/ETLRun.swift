@@ -134,7 +134,7 @@ public struct ETLRun: Sendable {
         store: any ETLWriteSession, lookup: any ETLReadSession, tokenizer: Tokenizer, stop: StopSignal,
         summary: inout ETLSummary, progress: (ETLSummary) async -> Void
     ) async throws {
-        var collector = BatchCollector(source: CountingMessageSource(base: source, tracker: tracker),
+        let collector = BatchCollector(source: CountingMessageSource(base: source, tracker: tracker),
                                        configuration: configuration)
         let preparer = MessagePreparer(tokenizer: tokenizer, tombstoneHasher: TombstoneHasher(key: tokenKey))
         let loader = BatchLoader(store: store)
@@ -167,9 +167,25 @@ public struct ETLRun: Sendable {
             }
         }
 
+        // The next batch is received while this one is prepared (and the one before it loads): the pollers never
+        // wait on this process's CPU. At most one batch ahead, so memory stays bounded; it is loaded, committed and
+        // deleted in order like any other.
+        func receiveAhead(_ collector: BatchCollector, received: Int) -> Task<(batch: [SourceMessage]?, collector: BatchCollector), any Error> {
+            Task {
+                var collector = collector
+                let batch = try await collector.next(received: received, stop: stop)
+                return (batch, collector)
+            }
+        }
+        var ahead = receiveAhead(collector, received: 0)
+        defer { ahead.cancel() }
+
         do {
-            while let batch = try await collector.next(received: summary.received, stop: stop) {
+            while true {
+                let next = try await ahead.value
+                guard let batch = next.batch else { break }
                 summary.received += batch.count
+                ahead = receiveAhead(next.collector, received: summary.received)
                 if preparer.needsDataKey {
                     // The batch in flight names the current data key; let it finish before the key changes.
                     try await settle()
