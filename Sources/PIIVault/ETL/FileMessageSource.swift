@@ -15,7 +15,7 @@ public actor FileMessageSource: MessageSource {
     private var atEnd = false
     /// Fingerprints of the lines seen once, and occurrence counts of those seen more often. A fingerprint that two
     /// different lines share only numbers the second one's occurrence higher: its id still differs by its content.
-    private var seenOnce = Set<UInt32>()
+    private var seenOnce: FingerprintSet
     private var seenMore: [UInt32: Int] = [:]
 
     /// Opens `path`; the file's modification time stands in for SQS's `SentTimestamp`.
@@ -27,6 +27,9 @@ public actor FileMessageSource: MessageSource {
         self.handle = handle
         self.sentAt = (attributes?[.modificationDate] as? Date) ?? Date()
         self.label = "file:\(path)"
+        // Sized for the file's lines up front (a login line is rarely under 128 bytes), so it rarely grows.
+        let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+        self.seenOnce = FingerprintSet(expectedCount: min(size / 128, 1 << 24))
     }
 
     public func receive(maxMessages: Int) async throws -> [SourceMessage] {
@@ -66,7 +69,7 @@ public actor FileMessageSource: MessageSource {
     /// 1 for the first line with this digest, 2 for the second, and so on.
     private func occurrence(of digest: [UInt8]) -> Int {
         let fingerprint = UInt32(digest[0]) << 24 | UInt32(digest[1]) << 16 | UInt32(digest[2]) << 8 | UInt32(digest[3])
-        if seenOnce.insert(fingerprint).inserted { return 1 }
+        if seenOnce.insert(fingerprint) { return 1 }
         let count = (seenMore[fingerprint] ?? 1) + 1
         seenMore[fingerprint] = count
         return count
@@ -93,6 +96,58 @@ public actor FileMessageSource: MessageSource {
             bufferStart = 0
             let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
             if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
+
+/// A set of 32-bit fingerprints at about 4 bytes each: a sorted array, and the latest few thousand in a hash set that is
+/// merged into it when full. A `Set<UInt32>` keeps its table under three quarters full and doubles it to grow, so a
+/// million fingerprints took 8 MiB, and 12 MiB while doubling; a file run's memory then grew with its length.
+struct FingerprintSet {
+    private var sorted: [UInt32] = []
+    private var recent = Set<UInt32>()
+    private static let recentLimit = 1 << 14
+
+    init(expectedCount: Int = 0) {
+        sorted.reserveCapacity(expectedCount)
+        recent.reserveCapacity(Self.recentLimit)
+    }
+
+    var count: Int { sorted.count + recent.count }
+
+    /// Adds `value`; true when it was not there yet.
+    mutating func insert(_ value: UInt32) -> Bool {
+        if recent.contains(value) || sortedContains(value) { return false }
+        recent.insert(value)
+        if recent.count >= Self.recentLimit { mergeRecent() }
+        return true
+    }
+
+    private func sortedContains(_ value: UInt32) -> Bool {
+        var low = 0, high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle] < value { low = middle + 1 } else { high = middle }
+        }
+        return low < sorted.count && sorted[low] == value
+    }
+
+    /// Merges `recent` into `sorted` in place, from the back.
+    private mutating func mergeRecent() {
+        let added = recent.sorted()
+        recent.removeAll(keepingCapacity: true)
+        var old = sorted.count - 1, new = added.count - 1
+        sorted.append(contentsOf: repeatElement(0, count: added.count))
+        var target = sorted.count - 1
+        while new >= 0 {
+            if old >= 0 && sorted[old] > added[new] {
+                sorted[target] = sorted[old]
+                old -= 1
+            } else {
+                sorted[target] = added[new]
+                new -= 1
+            }
+            target -= 1
         }
     }
 }
