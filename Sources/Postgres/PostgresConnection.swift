@@ -83,12 +83,44 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs SQL text that may hold several statements and no parameters, in one round trip, and returns the last
+    /// statement's rows (`BEGIN; SELECT ...`: one round trip where two calls would take two). Never pass it input.
+    public func queryScript(_ sql: String) async throws -> PostgresRows {
+        try await executor.run { [self] in
+            let handle = try liveHandle()
+            guard !sql.utf8.contains(0) else {
+                throw PostgresError(kind: .invalidParameter, message: "SQL text contains a NUL byte")
+            }
+            let result = PQexec(handle, sql)
+            defer { PQclear(result) }
+            try check(result, handle: handle)
+            return readRows(result!)
+        }
+    }
+
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await execute("BEGIN")
         let value: T
         do {
             value = try await body(self)
+        } catch {
+            _ = try? await execute("ROLLBACK")
+            throw error
+        }
+        try await execute("COMMIT")
+        return value
+    }
+
+    /// Runs `body` in a transaction begun in the same round trip as `firstStatement` (SQL text, no parameters, never
+    /// input), whose rows `body` gets: committed when it returns, rolled back when it throws.
+    public func transactionBegunWith<T: Sendable>(
+        _ firstStatement: String, _ body: (PostgresConnection, PostgresRows) async throws -> T
+    ) async throws -> T {
+        let value: T
+        do {
+            let rows = try await queryScript("BEGIN; " + firstStatement)
+            value = try await body(self, rows)
         } catch {
             _ = try? await execute("ROLLBACK")
             throw error

@@ -43,9 +43,16 @@ public struct ETLRun: Sendable {
     {
         let started = Date()
         tracker.begin(at: started)
-        let store = try await ETLStore.connect(databaseURL)
+        // Both sessions connect at once: each connection is several round trips (TCP, TLS, authentication, settings).
+        async let connectingStore = ETLStore.connect(databaseURL)
+        async let connectingLookup = VaultLookup.connect(databaseURL)
+        let store: ETLStore
+        do { store = try await connectingStore } catch {
+            if let lookup = try? await connectingLookup { await lookup.close() }
+            throw error
+        }
         let lookup: VaultLookup
-        do { lookup = try await VaultLookup.connect(databaseURL) } catch {
+        do { lookup = try await connectingLookup } catch {
             await store.close()
             throw error
         }

@@ -151,12 +151,14 @@ actor ETLStore {
         try await prepareStaging()
         let secrets = batch.secrets, logins = batch.logins, quarantine = batch.quarantine
         let hashes = batch.subjectHashes, mustRecheck = batch.mustRecheck, erasuresAtStart = self.erasuresAtStart
-        var outcome = try await connection.transaction { connection in
+        // Round trips are what a database in another zone costs a batch, so statements go together where they can:
+        // BEGIN with the lock; each SAVEPOINT with its COPY; a savepoint is never released (COMMIT ends them all).
+        var outcome = try await connection.transactionBegunWith(VaultValueLock.shared.sql) { connection, lockRows in
             var outcome = LoadOutcome()
             // Shared with other ETL batches, exclusive to `forget` and `retention`: a user is never loaded while
             // being forgotten. (Not a lock per user: a batch of 5,000 users would take 5,000 entries of the server's
             // shared lock table, and a few processes at once would exhaust it.)
-            let erasures = try await connection.query(VaultValueLock.shared).first?[0].int()
+            let erasures = try lockRows.first?[0].int()
             // The batch's look-ups (tombstones, values in the vault) were made after the run began: when nothing was
             // erased since, they still hold, and checking them again would cost a fifth of the database's time.
             let recheck = mustRecheck || erasures == nil || erasures != erasuresAtStart
@@ -255,19 +257,19 @@ actor ETLStore {
         stagingReady = true
     }
 
-    /// COPYs `data` straight into its table under a savepoint. Returns false, with the transaction as it was before,
-    /// when a row is already there (unique violation); other errors go up as they are.
+    /// COPYs `data` straight into its table under a savepoint, set in the same round trip as the COPY starts. Returns
+    /// false, with the transaction as it was before, when a row is already there (unique violation); other errors go
+    /// up as they are. The savepoint is left in place: a later one of the same name hides it, and COMMIT ends both.
     private static func copyUnlessPresent(
         _ statement: PostgresQuery, data: [UInt8], connection: PostgresConnection
     ) async throws -> Bool {
-        try await connection.execute("SAVEPOINT piivault_direct_copy")
         do {
-            try await connection.copyFromStdin(statement, data: data)
+            try await connection.copyFromStdin(
+                PostgresQuery(unsafeSQL: "SAVEPOINT piivault_direct_copy; " + statement.sql), data: data)
         } catch let error as PostgresError where error.code == .uniqueViolation {
             try await connection.execute("ROLLBACK TO SAVEPOINT piivault_direct_copy")
             return false
         }
-        try await connection.execute("RELEASE SAVEPOINT piivault_direct_copy")
         return true
     }
 }
