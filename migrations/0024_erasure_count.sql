@@ -25,6 +25,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION vault.count_erasure()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 
 CREATE TRIGGER secrets_count_erasure
     AFTER DELETE OR UPDATE OF token ON vault.secrets
@@ -36,6 +38,22 @@ CREATE TRIGGER tombstones_count_erasure
     AFTER INSERT OR UPDATE ON vault.tombstones
     FOR EACH STATEMENT EXECUTE FUNCTION vault.count_erasure();
 
--- The shared lock now returns the count it was taken at (a function cannot change its result type in place); the
--- live definition is in migrations/definitions/05_locks.sql, applied after this file.
+-- The shared lock now returns the count it was taken at. A function cannot change its result type in place, so it is
+-- dropped and made again here, in this migration's transaction: ETL batches never find it missing, even before
+-- migrations/definitions/05_locks.sql (its live definition) is applied.
 DROP FUNCTION IF EXISTS vault.lock_vault_values_shared();
+CREATE FUNCTION vault.lock_vault_values_shared() RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    counted bigint;
+BEGIN
+    LOCK TABLE vault.vault_values_lock IN SHARE MODE;
+    SELECT c.erasures INTO STRICT counted FROM vault.erasure_count AS c;
+    RETURN counted;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.lock_vault_values_shared()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.lock_vault_values_shared() TO piivault_etl;

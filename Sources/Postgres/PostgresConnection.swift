@@ -113,13 +113,15 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Runs `body` in a transaction begun in the same round trip as `firstStatement` (SQL text, no parameters, never
-    /// input), whose rows `body` gets: committed when it returns, rolled back when it throws.
+    /// input), whose rows `body` gets: committed when it returns, rolled back when it throws. `isolation` is the
+    /// transaction's isolation level (`READ COMMITTED`, ...), or nil for the session's default.
     public func transactionBegunWith<T: Sendable>(
-        _ firstStatement: String, _ body: (PostgresConnection, PostgresRows) async throws -> T
+        _ firstStatement: String, isolation: String? = nil, _ body: (PostgresConnection, PostgresRows) async throws -> T
     ) async throws -> T {
         let value: T
         do {
-            let rows = try await queryScript("BEGIN; " + firstStatement)
+            let begin = isolation.map { "BEGIN ISOLATION LEVEL \($0); " } ?? "BEGIN; "
+            let rows = try await queryScript(begin + firstStatement)
             value = try await body(self, rows)
         } catch {
             _ = try? await execute("ROLLBACK")

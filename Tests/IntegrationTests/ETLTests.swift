@@ -291,6 +291,21 @@ final class ETLTests: XCTestCase {
     /// insert (the insert waits on the vault-wide lock forget holds) makes the batch fail closed: no row of the user,
     /// the run fails (exit 1), and the next run suppresses the message.
     func testAForgetCommittedWhileABatchWaitsOnTheVaultLockLoadsNoRowOfThatUser() async throws {
+        try await forgetCommittedWhileABatchWaitsOnTheVaultLock()
+    }
+
+    /// Issue 25: the same race when the database's default isolation is REPEATABLE READ. A batch skips its re-checks
+    /// when the erasure count it reads under the lock is unchanged; read by a snapshot taken before the wait, it would
+    /// miss the forget it waited for. The ETL begins each batch READ COMMITTED, so the batch still fails closed.
+    func testTheRaceFailsClosedWhenTheDatabaseDefaultsToRepeatableRead() async throws {
+        let admin = try await database.connect()
+        try await admin.execute(PostgresQuery(
+            unsafeSQL: "ALTER DATABASE \(database.name) SET default_transaction_isolation = 'repeatable read'"))
+        await admin.close()
+        try await forgetCommittedWhileABatchWaitsOnTheVaultLock()
+    }
+
+    private func forgetCommittedWhileABatchWaitsOnTheVaultLock() async throws {
         var record = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
         record["user_id"] = "race-user-1"
         let file = try writeLines([String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)])

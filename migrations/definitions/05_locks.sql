@@ -6,7 +6,8 @@
 -- vault.lock_vault_values_shared: an ETL batch's share of the vault-wide value lock, until its transaction ends.
 -- Many batches hold it at once; forget, retention and retokenize (EXCLUSIVE) wait for them, and they for those.
 -- Returns the vault's erasure count (vault.erasure_count, migration 0024) as committed once the lock is held: read by
--- a statement of its own, so its snapshot is taken after the wait and includes the erasure the batch waited for.
+-- a statement of its own, so in a READ COMMITTED transaction (the ETL begins its batches so) its snapshot is taken
+-- after the wait and includes the erasure the batch waited for.
 CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared() RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp

@@ -153,7 +153,11 @@ actor ETLStore {
         let hashes = batch.subjectHashes, mustRecheck = batch.mustRecheck, erasuresAtStart = self.erasuresAtStart
         // Round trips are what a database in another zone costs a batch, so statements go together where they can:
         // BEGIN with the lock; each SAVEPOINT with its COPY; a savepoint is never released (COMMIT ends them all).
-        var outcome = try await connection.transactionBegunWith(VaultValueLock.shared.sql) { connection, lockRows in
+        // READ COMMITTED whatever the login's default: the count the lock returns must be read by a snapshot taken
+        // after the wait for the lock, which a REPEATABLE READ transaction would have taken before it.
+        var outcome = try await connection.transactionBegunWith(
+            VaultValueLock.shared.sql, isolation: "READ COMMITTED"
+        ) { connection, lockRows in
             var outcome = LoadOutcome()
             // Shared with other ETL batches, exclusive to `forget` and `retention`: a user is never loaded while
             // being forgotten. (Not a lock per user: a batch of 5,000 users would take 5,000 entries of the server's
