@@ -72,15 +72,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs SQL text that may hold several statements and no parameters (migration files). Never pass it input.
     public func executeScript(_ sql: String) async throws {
-        try await executor.run { [self] in
-            let handle = try liveHandle()
-            guard !sql.utf8.contains(0) else {
-                throw PostgresError(kind: .invalidParameter, message: "SQL text contains a NUL byte")
-            }
-            let result = PQexec(handle, sql)
-            defer { PQclear(result) }
-            try check(result, handle: handle)
-        }
+        _ = try await queryScript(sql)
     }
 
     /// Runs SQL text that may hold several statements and no parameters, in one round trip, and returns the last
