@@ -92,28 +92,19 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await execute("BEGIN")
-        let value: T
-        do {
-            value = try await body(self)
-        } catch {
-            _ = try? await execute("ROLLBACK")
-            throw error
-        }
-        try await execute("COMMIT")
-        return value
+        try await transactionBegunWith(nil) { connection, _ in try await body(connection) }
     }
 
     /// Runs `body` in a transaction begun in the same round trip as `firstStatement` (SQL text, no parameters, never
-    /// input), whose rows `body` gets: committed when it returns, rolled back when it throws. `isolation` is the
-    /// transaction's isolation level (`READ COMMITTED`, ...), or nil for the session's default.
+    /// input; nil for none), whose rows `body` gets: committed when it returns, rolled back when it throws.
+    /// `isolation` is the transaction's isolation level (`READ COMMITTED`, ...), or nil for the session's default.
     public func transactionBegunWith<T: Sendable>(
-        _ firstStatement: String, isolation: String? = nil, _ body: (PostgresConnection, PostgresRows) async throws -> T
+        _ firstStatement: String?, isolation: String? = nil, _ body: (PostgresConnection, PostgresRows) async throws -> T
     ) async throws -> T {
         let value: T
         do {
-            let begin = isolation.map { "BEGIN ISOLATION LEVEL \($0); " } ?? "BEGIN; "
-            let rows = try await queryScript(begin + firstStatement)
+            let begin = isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN"
+            let rows = try await queryScript(firstStatement.map { begin + "; " + $0 } ?? begin)
             value = try await body(self, rows)
         } catch {
             _ = try? await execute("ROLLBACK")

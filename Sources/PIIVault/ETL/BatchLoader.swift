@@ -46,7 +46,7 @@ struct EncodedBatch: Sendable {
     /// True when the run's look-ups alone do not vouch for the batch, so the insert must check its tombstones and
     /// references even when nothing was erased: part of a batch split around a refused row, whose values may have
     /// been sealed by a message that was then quarantined.
-    var mustRecheck = false
+    let mustRecheck: Bool
 
     init(_ batch: [PreparedMessage], dataKeyID: Int, mustRecheck: Bool = false) {
         self.mustRecheck = mustRecheck
@@ -102,14 +102,15 @@ struct EncodedBatch: Sendable {
 struct BatchLoader: Sendable {
     let store: any ETLWriteSession
 
-    /// Loads `batch`, whose values were sealed with `quarantiner`'s data key; `encoded` is the batch already encoded,
-    /// if it is. `mustRecheck`: the insert checks the batch's tombstones and references under the lock even when
-    /// nothing was erased since the run's look-ups.
-    func load(_ batch: [PreparedMessage], encoded: EncodedBatch? = nil, quarantiner: Quarantiner,
-              mustRecheck: Bool = false) async throws -> LoadOutcome {
+    /// Loads `batch`, whose values were sealed with `quarantiner`'s data key.
+    func load(_ batch: [PreparedMessage], quarantiner: Quarantiner) async throws -> LoadOutcome {
+        try await load(batch, encoded: EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID), quarantiner: quarantiner)
+    }
+
+    /// Loads `batch`, already encoded as `encoded`.
+    func load(_ batch: [PreparedMessage], encoded: EncodedBatch, quarantiner: Quarantiner) async throws -> LoadOutcome {
         do {
-            return try await insert(encoded ?? EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, mustRecheck: mustRecheck),
-                                    dataKeyID: quarantiner.dataKeyID)
+            return try await insert(encoded, dataKeyID: quarantiner.dataKeyID)
         } catch let error as PostgresError where error.isRowSpecific {
             if batch.count == 1, case .login = batch[0].content {
                 let reason = "rejected by the database: \(error.sqlState ?? "unknown")"
@@ -120,9 +121,13 @@ struct BatchLoader: Sendable {
             }
             if batch.count == 1 { throw error }
             let middle = batch.count / 2
-            // A half's logins may reference a value sealed by a message of the batch that ends up quarantined.
-            var outcome = try await load(Array(batch[..<middle]), quarantiner: quarantiner, mustRecheck: true)
-            outcome.add(try await load(Array(batch[middle...]), quarantiner: quarantiner, mustRecheck: true))
+            // A half's logins may reference a value sealed by a message of the batch that ends up quarantined, so each
+            // half checks its references under the lock whatever the erasure count.
+            var outcome = LoadOutcome()
+            for half in [Array(batch[..<middle]), Array(batch[middle...])] {
+                let encoded = EncodedBatch(half, dataKeyID: quarantiner.dataKeyID, mustRecheck: true)
+                outcome.add(try await load(half, encoded: encoded, quarantiner: quarantiner))
+            }
             return outcome
         }
     }
