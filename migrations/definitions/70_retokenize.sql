@@ -111,8 +111,10 @@ BEGIN
     SELECT count(*)::integer, count(*) FILTER (WHERE k.key_id <> vault_key_id)::integer,
            min(k.key_id) FILTER (WHERE k.key_id <> vault_key_id)
       INTO n_values, n_other, other_key
-      FROM vault.secrets AS s JOIN vault.data_keys AS k ON k.id = s.data_key_id
-     WHERE vault.token_version(s.token) < target_version;
+      FROM vault.token_version_ranges() AS r
+      JOIN vault.secrets AS s ON s.token >= r.low AND s.token < r.high
+      JOIN vault.data_keys AS k ON k.id = s.data_key_id
+     WHERE r.version < target_version;
     IF n_other > 0 THEN
         entry := audit.append_entry('retokenize', reason, subject, 0,
             format('refused: vault key mismatch (%s values of older versions sealed to %s, key file is %s)',
@@ -146,20 +148,30 @@ RETURNS TABLE (token text, field text, sealed bytea, data_key_id bigint, key_id 
 AS $$
 #variable_conflict use_variable
 DECLARE
-    g audit.access_grants;
-    t integer;
+    g     audit.access_grants;
+    t     integer;
+    r     record;
+    wants integer := max_rows;
+    got   integer;
 BEGIN
     g := vault.retokenize_grant(grant_seq);
     t := g.wanted::integer;
     IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
         RAISE EXCEPTION 'max_rows must be 1 to 100000';
     END IF;
-    RETURN QUERY
-        SELECT s.token, s.field, s.sealed, s.data_key_id, k.key_id, k.sealed_key
-          FROM vault.secrets AS s JOIN vault.data_keys AS k ON k.id = s.data_key_id
-         WHERE vault.token_version(s.token) < t
-         ORDER BY vault.token_version(s.token)  -- the index order: no sort of every older value per batch
-         LIMIT max_rows;
+    -- Range by range of the primary key, oldest version first: no sort of every older value per batch.
+    FOR r IN SELECT x.low, x.high FROM vault.token_version_ranges() AS x WHERE x.version < t ORDER BY x.version, x.low
+    LOOP
+        RETURN QUERY
+            SELECT s.token, s.field, s.sealed, s.data_key_id, k.key_id, k.sealed_key
+              FROM vault.secrets AS s JOIN vault.data_keys AS k ON k.id = s.data_key_id
+             WHERE s.token >= r.low AND s.token < r.high
+             ORDER BY s.token
+             LIMIT wants;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        wants := wants - got;
+        EXIT WHEN wants < 1;
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION vault.release_retokenize_values(bigint, integer)
@@ -295,8 +307,10 @@ DECLARE
     remaining integer;
 BEGIN
     g := vault.retokenize_grant(grant_seq);
-    SELECT count(*)::integer INTO remaining FROM vault.secrets AS s
-     WHERE vault.token_version(s.token) < g.wanted::integer;
+    SELECT count(*)::integer INTO remaining
+      FROM vault.token_version_ranges() AS r
+      JOIN vault.secrets AS s ON s.token >= r.low AND s.token < r.high
+     WHERE r.version < g.wanted::integer;
     IF remaining = 0 THEN
         UPDATE audit.retokenize_runs AS w SET finished_at = clock_timestamp() WHERE w.seq = grant_seq;
     END IF;
