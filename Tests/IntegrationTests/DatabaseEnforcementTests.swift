@@ -275,6 +275,95 @@ final class DatabaseEnforcementTests: XCTestCase {
         }
     }
 
+    // MARK: Data key references (migration 0026)
+
+    /// The foreign key from sealed values to their data keys became statement-level triggers (one check per ETL batch
+    /// instead of one per value): every statement that could leave a value without its data key is refused, for the
+    /// owner too, and a delete of a key that races a batch sealing under it fails at every isolation level.
+    func testNoStatementLeavesASealedValueWithoutItsDataKey() async throws {
+        let database = try await newDatabase()
+        let owner = try await database.connect()
+        func run(_ sql: String, on connection: PostgresConnection? = nil) async throws {
+            _ = try await (connection ?? owner).execute(PostgresQuery(unsafeSQL: sql))
+        }
+        func newKey() async throws -> Int {
+            try await owner.query("INSERT INTO vault.data_keys (key_id, sealed_key) VALUES ('0123456789abcdef', '\\x00') RETURNING id")
+                .first![0].requiredInt()
+        }
+        func expectForeignKeyViolation(_ what: String, line: UInt = #line, _ body: () async throws -> Void) async {
+            do {
+                try await body()
+                XCTFail("\(what): accepted", line: line)
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "23503", "\(what): \(error)", line: line)
+            } catch {
+                XCTFail("\(what): \(error)", line: line)
+            }
+        }
+        let used = try await newKey(), unused = try await newKey(), missing = unused + 1000
+        try await run("INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES ('ip.v1.used', 'ip', \(used), '\\x00')")
+
+        await expectForeignKeyViolation("an INSERT naming a missing key") {
+            try await run("INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES ('ip.v1.x', 'ip', \(missing), '\\x00')")
+        }
+        await expectForeignKeyViolation("a COPY naming a missing key") {
+            _ = try await owner.copyFromStdin("COPY vault.secrets (token, field, data_key_id, sealed) FROM STDIN",
+                                              data: Array("ip.v1.y\tip\t\(used)\t\\\\x00\nip.v1.z\tip\t\(missing)\t\\\\x00\n".utf8))
+        }
+        await expectForeignKeyViolation("an UPDATE to a missing key") {
+            try await run("UPDATE vault.secrets SET data_key_id = \(missing)")
+        }
+        await expectForeignKeyViolation("a DELETE of a key in use") {
+            try await run("DELETE FROM vault.data_keys WHERE id = \(used)")
+        }
+        await expectForeignKeyViolation("TRUNCATE of the data keys") {
+            try await run("TRUNCATE vault.data_keys CASCADE")
+        }
+        let values = try await count("SELECT count(*) FROM vault.secrets", in: database)
+        XCTAssertEqual(values, 1)
+        try await run("UPDATE vault.secrets SET sealed = '\\x01'")
+        try await run("DELETE FROM vault.data_keys WHERE id = \(unused)")
+
+        // A batch inserts values under a key no value used yet and has not committed; another transaction deletes the
+        // key (as retention's query would, finding no value of it). The delete waits for the batch, then fails.
+        for (isolation, expected) in [("READ COMMITTED", "23503"), ("REPEATABLE READ", "40001"), ("SERIALIZABLE", "40001")] {
+            let key = try await newKey()
+            let batch = try await database.connect(), deleter = try await database.connect()
+            try await run("BEGIN", on: batch)
+            try await run("INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES ('ip.v1.race-\(key)', 'ip', \(key), '\\x00')", on: batch)
+            try await run("BEGIN ISOLATION LEVEL \(isolation)", on: deleter)
+            try await run("SELECT count(*) FROM vault.secrets", on: deleter)  // the snapshot, before the batch commits
+            let deleterPID = try await deleter.query("SELECT pg_backend_pid()").first![0].requiredInt()
+            let delete = Task {
+                try await run("""
+                    DELETE FROM vault.data_keys AS k WHERE k.id = \(key)
+                       AND NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.data_key_id = k.id)
+                    """, on: deleter)
+            }
+            var waiting = false
+            for _ in 0..<200 where !waiting {
+                waiting = try await count("SELECT count(*) FROM pg_stat_activity WHERE pid = \(deleterPID) AND wait_event_type = 'Lock'",
+                                          in: database) == 1
+                if !waiting { try await Task.sleep(nanoseconds: 50_000_000) }
+            }
+            XCTAssertTrue(waiting, "\(isolation): the delete did not wait for the batch")
+            try await run("COMMIT", on: batch)
+            do {
+                try await delete.value
+                XCTFail("\(isolation): the key of a committed batch was deleted")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, expected, "\(isolation): \(error)")
+            }
+            try await run("ROLLBACK", on: deleter)
+            let kept = try await count("SELECT count(*) FROM vault.secrets AS s JOIN vault.data_keys AS k ON k.id = s.data_key_id WHERE k.id = \(key)",
+                                       in: database)
+            XCTAssertEqual(kept, 1, isolation)
+            await batch.close()
+            await deleter.close()
+        }
+        await owner.close()
+    }
+
     // MARK: Acceptance 3: subjects
 
     /// Every function a compliance login may execute that names a user or a subject, called in psql's way with
