@@ -51,6 +51,19 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(columns, "user_id:character varying,device_type:character varying,masked_ip:character varying,"
             + "masked_device_id:character varying,locale:character varying,app_version:integer,create_date:date,"
             + "message_id:text,app_version_text:text,loaded_at:timestamp with time zone,subject_hash:text")
+        // The keys every load inserts compare in byte order (0023, 0027); user_id keeps the seed's varchar(128).
+        let keys = try await scalar("""
+            SELECT string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':'
+                              || co.collname, ',' ORDER BY c.relname, a.attname)
+              FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+              JOIN pg_collation AS co ON co.oid = a.attcollation
+             WHERE (c.oid, a.attname) IN (('public.user_logins'::regclass, 'message_id'),
+                                          ('public.user_logins'::regclass, 'user_id'),
+                                          ('vault.secrets'::regclass, 'token'),
+                                          ('vault.tombstones'::regclass, 'subject_hash'))
+            """)
+        XCTAssertEqual(keys, "secrets.token:text:C,tombstones.subject_hash:text:C,user_logins.message_id:text:C,"
+            + "user_logins.user_id:character varying(128):C")
     }
 
     func testMigratingTwiceIsANoOp() async throws {
