@@ -319,6 +319,16 @@ final class DatabaseEnforcementTests: XCTestCase {
         await expectForeignKeyViolation("TRUNCATE of the data keys") {
             try await run("TRUNCATE vault.data_keys CASCADE")
         }
+        // TRUNCATE checks no rows: it is refused even where the caller's snapshot shows an empty vault (REPEATABLE
+        // READ, from before a batch committed values).
+        let reader = try await database.connect()
+        try await run("BEGIN ISOLATION LEVEL REPEATABLE READ", on: reader)
+        try await run("DELETE FROM vault.secrets WHERE true", on: reader)
+        await expectForeignKeyViolation("TRUNCATE where the caller sees no value") {
+            try await run("TRUNCATE vault.data_keys CASCADE", on: reader)
+        }
+        try await run("ROLLBACK", on: reader)
+        await reader.close()
         let values = try await count("SELECT count(*) FROM vault.secrets", in: database)
         XCTAssertEqual(values, 1)
         try await run("UPDATE vault.secrets SET sealed = '\\x01'")

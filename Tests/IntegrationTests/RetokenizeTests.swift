@@ -390,6 +390,24 @@ final class RetokenizeTests: XCTestCase {
         XCTAssertEqual(Set(foundNew.compactMap { $0["value"] as? Int }), [2])
     }
 
+    /// A value of an older version whose data key is missing (the owner switched the check off to write it) is never
+    /// handed out: the run moves everything else, then says that values are left and exits 65, instead of reporting
+    /// a finished rotation.
+    func testARunThatWasNotHandedEveryOlderValueSaysSo() async throws {
+        let owner = try await PostgresConnection.connect(database.url)
+        for sql in ["ALTER TABLE vault.secrets DISABLE TRIGGER secrets_data_keys_exist_on_insert",
+                    "INSERT INTO vault.secrets (token, field, data_key_id, sealed) VALUES ('ip.v1.orphan', 'ip', 999999, '\\x00')",
+                    "ALTER TABLE vault.secrets ENABLE TRIGGER secrets_data_keys_exist_on_insert"] {
+            _ = try await owner.execute(PostgresQuery(unsafeSQL: sql))
+        }
+        await owner.close()
+        let run = try retokenize(["--batch-size", "25"])
+        XCTAssertEqual(run.status, 65, run.stderr)
+        XCTAssertTrue(run.stderr.contains("1 sealed values of older token versions are left"), run.stderr)
+        let left = try await count("SELECT count(*) FROM vault.secrets WHERE token LIKE '%.v1.%'")
+        XCTAssertEqual(left, 1, "everything else moved")
+    }
+
     // MARK: The versions from the primary key (migration 0025)
 
     /// `vault.token_version_ranges` reads the fields and versions off the primary key: the same groups a full scan

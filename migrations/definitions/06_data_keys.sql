@@ -12,13 +12,13 @@ CREATE OR REPLACE FUNCTION vault.check_sealed_values_data_keys() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wanted bigint[];
-    found  integer;
+    wanted   bigint[];
+    n_locked integer;
 BEGIN
     SELECT coalesce(array_agg(DISTINCT n.data_key_id), '{}') INTO wanted FROM new_values AS n;
     UPDATE vault.data_keys AS k SET created_at = k.created_at WHERE k.id = ANY (wanted);
-    GET DIAGNOSTICS found = ROW_COUNT;
-    IF found < cardinality(wanted) THEN
+    GET DIAGNOSTICS n_locked = ROW_COUNT;
+    IF n_locked < cardinality(wanted) THEN
         RAISE EXCEPTION 'a sealed value names a data key that vault.data_keys does not hold'
             USING ERRCODE = 'foreign_key_violation',
                   HINT = 'store the sealed data key first (piivault etl does); nothing of this statement was written';
@@ -54,18 +54,17 @@ $$;
 REVOKE ALL ON FUNCTION vault.check_data_keys_unused()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 
--- vault.refuse_data_keys_truncate: the trigger (migration 0026) before TRUNCATE of vault.data_keys, refused while the
--- vault holds a sealed value.
+-- vault.refuse_data_keys_truncate: the trigger (migration 0026) that refuses every TRUNCATE of vault.data_keys. TRUNCATE
+-- checks no rows: a check of the vault there would read the caller's snapshot, and under REPEATABLE READ miss values
+-- a batch committed since. A DELETE is checked row by row instead (vault.check_data_keys_unused).
 CREATE OR REPLACE FUNCTION vault.refuse_data_keys_truncate() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM vault.secrets) THEN
-        RAISE EXCEPTION 'vault.data_keys cannot be emptied while the vault holds sealed values'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
+    RAISE EXCEPTION 'vault.data_keys is never truncated'
+        USING ERRCODE = 'foreign_key_violation',
+              HINT = 'DELETE the keys no sealed value names (piivault retention does)';
 END
 $$;
 REVOKE ALL ON FUNCTION vault.refuse_data_keys_truncate()

@@ -157,11 +157,13 @@ REVOKE ALL ON FUNCTION vault.release_rewrap_keys(bigint, bigint, integer)
 GRANT EXECUTE ON FUNCTION vault.release_rewrap_keys(bigint, bigint, integer) TO piivault_compliance;
 
 -- Replaces sealed data keys: ids[i] gets new_sealed[i] and the run's new key id, only if it is still sealed to the
--- old key id with exactly old_sealed[i]. Returns how many were replaced.
+-- old key id with exactly old_sealed[i]. Returns how many were replaced. An ETL batch sealing under one of these keys
+-- holds its row until it commits (06_data_keys.sql): a wait bounded by lock_timeout, not forever.
 CREATE OR REPLACE FUNCTION vault.replace_rewrap_keys(grant_seq bigint, ids bigint[], old_sealed bytea[], new_sealed bytea[])
 RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -285,11 +287,12 @@ GRANT EXECUTE ON FUNCTION vault.replace_rewrap_values(bigint, text, text[], bigi
 
 -- vault.drop_rewrapped_data_keys (replaces 0015's): full run: deletes the run's old data keys that no value
 -- references any more. Kept (and counted) while an ETL run that seals to the old key is running: it may still hold
--- one of them in memory and seal values under it.
+-- one of them in memory and seal values under it. Waits on a batch's row of a key at most lock_timeout.
 CREATE OR REPLACE FUNCTION vault.drop_rewrapped_data_keys(grant_seq bigint)
 RETURNS TABLE (deleted integer, in_use integer, etl_running boolean)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE

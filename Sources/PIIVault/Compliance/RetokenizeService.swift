@@ -58,6 +58,9 @@ public enum RetokenizeError: PIIVaultReportableError, Equatable {
     case valueDoesNotOpen(token: String, logSeq: Int)
     /// A batch handed out values the run had already moved: the vault did not delete them.
     case noProgress(token: String)
+    /// The batches ended with values of older versions left that the run was not handed (their data key is missing
+    /// from `vault.data_keys`): the run is not finished.
+    case valuesLeft(count: Int)
 
     public var message: String {
         switch self {
@@ -70,6 +73,8 @@ public enum RetokenizeError: PIIVaultReportableError, Equatable {
             return "the sealed value of token \(token) does not open with its token: it is damaged or was moved; the run stopped there, earlier batches are done (refusal logged as access-log entry \(seq)); check it with piivault unmask --token \(token)"
         case .noProgress(let token):
             return "the vault handed out token \(token) again after it was moved; run piivault migrate and retry (the batches done stay done)"
+        case .valuesLeft(let count):
+            return "\(count) sealed values of older token versions are left that the vault did not hand out (their data key is missing from vault.data_keys); the batches done stay done; restore the data keys and run retokenize again"
         }
     }
 
@@ -78,6 +83,7 @@ public enum RetokenizeError: PIIVaultReportableError, Equatable {
         case .refused(_, _, let other): return other == nil ? .failure : .noPermission
         case .valueDoesNotOpen: return .dataError
         case .noProgress: return .failure
+        case .valuesLeft: return .dataError
         }
     }
 }
@@ -180,7 +186,10 @@ public struct RetokenizeService: Sendable {
                 report.loginsUpdated += try applied["logins_updated"].requiredInt()
                 return .committed(more: true)
             }
-            _ = try await session.connection.query("SELECT vault.finish_retokenize(\(grant.seq)) AS remaining")
+            let remaining = try await session.connection.query(
+                "SELECT vault.finish_retokenize(\(grant.seq)) AS remaining"
+            ).requiredFirst("vault.finish_retokenize")["remaining"].requiredInt()
+            if remaining > 0 { throw RetokenizeError.valuesLeft(count: remaining) }
             return report
         }
     }
