@@ -58,8 +58,9 @@ public enum RetokenizeError: PIIVaultReportableError, Equatable {
     case valueDoesNotOpen(token: String, logSeq: Int)
     /// A batch handed out values the run had already moved: the vault did not delete them.
     case noProgress(token: String)
-    /// The batches ended with values of older versions left that the run was not handed (their data key is missing
-    /// from `vault.data_keys`): the run is not finished.
+    /// The batches ended with values of older versions left that the run did not move (a value whose data key is
+    /// missing from `vault.data_keys` is never handed out; an ETL run still on an older token key may have sealed one
+    /// after the last batch): the run is not finished.
     case valuesLeft(count: Int)
 
     public var message: String {
@@ -74,7 +75,7 @@ public enum RetokenizeError: PIIVaultReportableError, Equatable {
         case .noProgress(let token):
             return "the vault handed out token \(token) again after it was moved; run piivault migrate and retry (the batches done stay done)"
         case .valuesLeft(let count):
-            return "\(count) sealed values of older token versions are left that the vault did not hand out (their data key is missing from vault.data_keys); the batches done stay done; restore the data keys and run retokenize again"
+            return "\(count) sealed values of older token versions are left that this run did not move (values whose data key is missing from vault.data_keys, or values an ETL run on an older token key sealed meanwhile); the batches done stay done; run retokenize again, after restoring any missing data key"
         }
     }
 
