@@ -39,6 +39,7 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(name: "CMalloc"),
         .systemLibrary(
             name: "CLibPQ",
             pkgConfig: "libpq",
@@ -85,7 +86,7 @@ let package = Package(
         .target(
             name: "PIIVault",
             dependencies: [
-                "CSodium", "CLibCrypto", "Postgres", "AWS", "SQS", "KMS",
+                "CSodium", "CLibCrypto", "CMalloc", "Postgres", "AWS", "SQS", "KMS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

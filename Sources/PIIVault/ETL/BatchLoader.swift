@@ -50,8 +50,13 @@ struct EncodedBatch: Sendable {
 
     init(_ batch: [PreparedMessage], dataKeyID: Int, mustRecheck: Bool = false) {
         self.mustRecheck = mustRecheck
-        logins = CopyTextWriter(reservingCapacity: batch.count * 240)
-        secrets = CopyTextWriter(reservingCapacity: batch.count * 300)
+        // Each buffer is reserved at its final size (but for escapes, which are rare): grown by doubling, a batch's
+        // COPY data took up to twice its size, and was copied at each step.
+        logins = CopyTextWriter(reservingCapacity: batch.reduce(0) { size, message in
+            guard case .login(let login, _) = message.content else { return size }
+            return size + Self.encodedSize(of: login)
+        })
+        secrets = CopyTextWriter()
         quarantine = CopyTextWriter()
         referenced.reserveCapacity(2 * batch.count)
         var sealedValues: [PreparedSecret] = []
@@ -82,6 +87,7 @@ struct EncodedBatch: Sendable {
                 suppressed += 1
             }
         }
+        secrets = CopyTextWriter(reservingCapacity: sealedValues.reduce(0) { $0 + Self.encodedSize(of: $1) })
         // In token order: two ETL processes whose batches seal some of the same values then wait on each other's
         // uncommitted rows of vault.secrets' primary key in one order, never in a cycle (a deadlock, 40P01).
         for index in tokenOrder(sealedValues.map(\.token)) {
@@ -93,6 +99,22 @@ struct EncodedBatch: Sendable {
             secrets.append(bytes: secret.sealed)
             secrets.endRow()
         }
+    }
+}
+
+extension EncodedBatch {
+    /// The bytes `login`'s COPY line takes, escapes aside: its values, at most 20 digits for the integer, 2 bytes for
+    /// each NULL, and the tabs and newline between and after them.
+    static func encodedSize(of login: PreparedLogin) -> Int {
+        login.messageID.utf8.count + login.userID.utf8.count + login.deviceType.utf8.count + login.ipToken.utf8.count
+            + login.deviceToken.utf8.count + (login.locale?.utf8.count ?? 2) + 20
+            + (login.appVersionText?.utf8.count ?? 2) + login.createDate.utf8.count + login.subjectHash.utf8.count + 10
+    }
+
+    /// The bytes `secret`'s COPY line takes: token, field, at most 20 digits for the data key id, the sealed bytes in
+    /// hex after `\\x`, and the tabs and newline.
+    static func encodedSize(of secret: PreparedSecret) -> Int {
+        secret.token.utf8.count + secret.field.rawValue.utf8.count + 20 + 3 + 2 * secret.sealed.count + 4
     }
 }
 

@@ -43,6 +43,7 @@ public struct ETLRun: Sendable {
     {
         let started = Date()
         tracker.begin(at: started)
+        LargeBufferPolicy.apply()
         // Both sessions connect at once: each connection is several round trips (TCP, TLS, authentication, settings).
         async let connectingStore = ETLStore.connect(databaseURL)
         async let connectingLookup = VaultLookup.connect(databaseURL)
@@ -214,11 +215,17 @@ public struct ETLRun: Sendable {
                 let batchNumber = committedBatches + 1
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
                 let metrics = self.metrics, tracker = self.tracker
-                inFlight = Task {
+                // A task of its own, so the batch's rows and COPY data are freed once it has committed, not kept while
+                // its messages are deleted from the queue (thousands of calls to SQS).
+                let loading = Task {
                     let clock = ContinuousClock()
                     let loadStarted = clock.now
                     let outcome = try await loader.load(prepared, encoded: encoded, quarantiner: quarantiner)
                     metrics?.recordBatchCommit(clock.now - loadStarted)
+                    return outcome
+                }
+                inFlight = Task {
+                    let outcome = try await loading.value
                     try await afterCommit(batchNumber)
                     // Only now, with the batch committed, may the messages leave the queue.
                     let deleteFailures = try await source.acknowledge(batch)

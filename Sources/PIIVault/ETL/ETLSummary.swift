@@ -3,7 +3,7 @@ import Foundation
 /// Tuning of an ETL run; ``ETLSettings`` resolves each field from a flag or a `PIIVAULT_*` variable.
 public struct ETLConfiguration: Sendable, Equatable {
     /// Messages per database transaction.
-    public var batchSize = 5000
+    public var batchSize = 10_000
     /// Concurrent receive calls (pollers).
     public var concurrency = 4
     /// Stop after receiving this many messages.

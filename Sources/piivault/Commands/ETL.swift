@@ -58,7 +58,7 @@ struct ETL: AsyncParsableCommand {
     @Option(help: "Concurrent pollers (also PIIVAULT_CONCURRENCY; default 4).")
     var concurrency: Int?
 
-    @Option(help: "Messages per transaction (also PIIVAULT_BATCH_SIZE; default 5000).")
+    @Option(help: "Messages per transaction (also PIIVAULT_BATCH_SIZE; default 10000).")
     var batchSize: Int?
 
     @Option(help: "Visibility timeout asked for on receive, seconds (also PIIVAULT_VISIBILITY_TIMEOUT; default 60).")
