@@ -275,6 +275,40 @@ final class DatabaseEnforcementTests: XCTestCase {
         }
     }
 
+    /// The erasure count vouches for a batch's look-ups only while the triggers that keep it fire: with any one of
+    /// them switched off (by the tables' owner) or set to fire only under replication, `vault.erasure_count_is_kept()`
+    /// is false for the ETL's login and the shared lock returns no count, so every batch checks again.
+    func testTheErasureCountVouchesForNothingWhileATriggerOfItIsSwitchedOff() async throws {
+        let database = try await newDatabase()
+        let etl = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
+        let owner = try await database.connect()
+        func state() async throws -> String {
+            let kept = try await etl.query("SELECT vault.erasure_count_is_kept()").requiredFirst("kept")[0].bool()
+            let counted = try await etl.transaction { connection in
+                try await connection.query("SELECT vault.lock_vault_values_shared()").requiredFirst("lock")[0].int()
+            }
+            return "kept \(kept.map(String.init) ?? "null"), count \(counted.map { _ in "given" } ?? "null")"
+        }
+        var now = try await state()
+        XCTAssertEqual(now, "kept true, count given")
+        for (table, trigger) in [("vault.secrets", "secrets_count_erasure"), ("vault.secrets", "secrets_count_truncate"),
+                                 ("vault.tombstones", "tombstones_count_erasure")] {
+            for switchedOff in ["DISABLE TRIGGER", "ENABLE REPLICA TRIGGER"] {
+                _ = try await owner.execute(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) \(switchedOff) \(trigger)"))
+                now = try await state()
+                XCTAssertEqual(now, "kept false, count null", "\(switchedOff) \(trigger)")
+                _ = try await owner.execute(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ENABLE TRIGGER \(trigger)"))
+                now = try await state()
+                XCTAssertEqual(now, "kept true, count given", "\(trigger) on again")
+            }
+        }
+        _ = try await owner.execute("ALTER TABLE vault.secrets ENABLE ALWAYS TRIGGER secrets_count_erasure")
+        now = try await state()
+        XCTAssertEqual(now, "kept true, count given", "a trigger that fires always")
+        await owner.close()
+        await etl.close()
+    }
+
     // MARK: Data key references (migration 0026)
 
     /// The foreign key from sealed values to their data keys became statement-level triggers (one check per ETL batch

@@ -130,6 +130,8 @@ actor FakeWriteSession: ETLWriteSession {
 
     func lastVaultKeyID() async throws -> String? { nil }
 
+    var erasureCountIsKept: Bool { true }
+
     func checkTokenKey(version: Int, keyID: String) async throws {}
 
     func finishRun(_ id: Int, summary: ETLSummary) async {

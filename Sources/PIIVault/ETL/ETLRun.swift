@@ -83,6 +83,9 @@ public struct ETLRun: Sendable {
             vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
             tokenKeyVersion: tokenizer.version))
 
+        if await !store.erasureCountIsKept {
+            logger.warning("the vault's erasure count is not being kept: a trigger on vault.secrets or vault.tombstones that counts erasures is switched off, so every batch checks again that its users were not forgotten and its values not erased meanwhile (slower, still correct); switch them back on: ALTER TABLE vault.secrets ENABLE TRIGGER secrets_count_erasure, ENABLE TRIGGER secrets_count_truncate; ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure")
+        }
         metrics?.recordQueueDepthAtStart(await source.approximateDepth())
         var summary = ETLSummary()
         do {

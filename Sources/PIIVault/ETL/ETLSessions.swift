@@ -4,6 +4,9 @@
 protocol ETLWriteSession: Sendable {
     /// Marks runs of dead processes `abandoned`, records a new run and holds its lock; returns the run's id.
     func beginRun(source: String, keys: RunKeys) async throws -> Int
+    /// False when the vault's erasure count is not being kept (a trigger of it switched off), as found by
+    /// `beginRun`: every batch then checks its look-ups again under the lock.
+    var erasureCountIsKept: Bool { get async }
     /// Refuses a token key whose version the vault knows under another key id (and records a new version's key).
     func checkTokenKey(version: Int, keyID: String) async throws
     /// The vault key id of the latest run that sealed to a recorded key, if any.

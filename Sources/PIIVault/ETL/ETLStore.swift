@@ -23,6 +23,9 @@ actor ETLStore {
     /// The vault's erasure count (`vault.erasure_count`) when the run began, before any of its look-ups: a batch that
     /// finds the same count under the lock skips re-checking them.
     private var erasuresAtStart: Int?
+    /// False when a trigger that keeps the erasure count is switched off (`vault.erasure_count_is_kept`): every batch
+    /// then checks its look-ups again.
+    private(set) var erasureCountIsKept = true
     /// The run's lock session: a connection whose transaction stays open for the life of the run. Its transaction id
     /// is recorded in the run's row (`live_xid`); while it is in progress the run is alive, and when the process dies
     /// the server ends it, so the next run sees the row's transaction ended and marks the run `abandoned`. Nothing
@@ -56,8 +59,11 @@ actor ETLStore {
     func beginRun(source: String, keys: RunKeys) async throws -> Int {
         do {
             _ = try await connection.query("SELECT public.abandon_dead_etl_runs()")
-            erasuresAtStart = try await connection.query("SELECT erasures FROM vault.erasure_count")
-                .requiredFirst("vault.erasure_count")["erasures"].requiredInt()
+            let count = try await connection.query(
+                "SELECT c.erasures, vault.erasure_count_is_kept() AS kept FROM vault.erasure_count AS c"
+            ).requiredFirst("vault.erasure_count")
+            erasureCountIsKept = try count["kept"].bool() ?? false
+            erasuresAtStart = erasureCountIsKept ? try count["erasures"].requiredInt() : nil
             let liveXID = try await openLockSession()
             // The row is visible to others only once it commits, and by then its transaction is in progress.
             return try await connection.query("""
