@@ -275,38 +275,63 @@ final class DatabaseEnforcementTests: XCTestCase {
         }
     }
 
-    /// The erasure count vouches for a batch's look-ups only while the triggers that keep it fire: with any one of
-    /// them switched off (by the tables' owner) or set to fire only under replication, `vault.erasure_count_is_kept()`
-    /// is false for the ETL's login and the shared lock returns no count, so every batch checks again.
-    func testTheErasureCountVouchesForNothingWhileATriggerOfItIsSwitchedOff() async throws {
+    /// The erasure count vouches for a batch's look-ups only while the triggers that keep it are in the state its run
+    /// found at the start (migration 0028): with any one of them switched off by the tables' owner, set to fire only
+    /// under replication, or switched off and on again since, the shared lock returns no count for the ETL's login,
+    /// so every batch checks again.
+    func testTheErasureCountVouchesForNothingOnceATriggerOfItWasSwitched() async throws {
         let database = try await newDatabase()
         let etl = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
         let owner = try await database.connect()
-        func state() async throws -> String {
-            let kept = try await etl.query("SELECT vault.erasure_count_is_kept()").requiredFirst("kept")[0].bool()
-            let counted = try await etl.transaction { connection in
-                try await connection.query("SELECT vault.lock_vault_values_shared()").requiredFirst("lock")[0].int()
-            }
-            return "kept \(kept.map(String.init) ?? "null"), count \(counted.map { _ in "given" } ?? "null")"
+        func triggers() async throws -> Int? {
+            try await etl.query("SELECT vault.erasure_count_triggers()").requiredFirst("triggers")[0].int()
         }
-        var now = try await state()
-        XCTAssertEqual(now, "kept true, count given")
+        func lockGivesACount(_ triggersAtStart: Int?) async throws -> Bool {
+            try await etl.transaction { connection in
+                try await connection.query(PostgresQuery(unsafeSQL:
+                    "SELECT vault.lock_vault_values_shared(\(triggersAtStart.map(String.init) ?? "NULL"))"))
+                    .requiredFirst("lock")[0].int()
+            } != nil
+        }
+        var start = try await triggers()
+        XCTAssertNotNil(start)
+        var given = try await lockGivesACount(start)
+        XCTAssertTrue(given, "a run started with the triggers as they are")
+        given = try await lockGivesACount(nil)
+        XCTAssertFalse(given, "a run that found them off (or an older binary, which passes nothing)")
         for (table, trigger) in [("vault.secrets", "secrets_count_erasure"), ("vault.secrets", "secrets_count_truncate"),
                                  ("vault.tombstones", "tombstones_count_erasure")] {
             for switchedOff in ["DISABLE TRIGGER", "ENABLE REPLICA TRIGGER"] {
                 _ = try await owner.execute(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) \(switchedOff) \(trigger)"))
-                now = try await state()
-                XCTAssertEqual(now, "kept false, count null", "\(switchedOff) \(trigger)")
+                let now = try await triggers()
+                XCTAssertNil(now, "\(switchedOff) \(trigger)")
+                given = try await lockGivesACount(start)
+                XCTAssertFalse(given, "\(switchedOff) \(trigger)")
                 _ = try await owner.execute(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ENABLE TRIGGER \(trigger)"))
-                now = try await state()
-                XCTAssertEqual(now, "kept true, count given", "\(trigger) on again")
+                given = try await lockGivesACount(start)
+                XCTAssertFalse(given, "\(trigger) switched off and on again since the start")
+                start = try await triggers()
+                given = try await lockGivesACount(start)
+                XCTAssertTrue(given, "a run started after \(trigger) was on again")
             }
         }
+        // Off and on again inside one transaction: never seen off, still a change.
+        _ = try await owner.execute("BEGIN")
+        _ = try await owner.execute("ALTER TABLE vault.tombstones DISABLE TRIGGER tombstones_count_erasure")
+        _ = try await owner.execute("ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure")
+        _ = try await owner.execute("COMMIT")
+        given = try await lockGivesACount(start)
+        XCTAssertFalse(given, "switched off and on in one transaction")
         _ = try await owner.execute("ALTER TABLE vault.secrets ENABLE ALWAYS TRIGGER secrets_count_erasure")
-        now = try await state()
-        XCTAssertEqual(now, "kept true, count given", "a trigger that fires always")
+        start = try await triggers()
+        XCTAssertNotNil(start, "a trigger that fires always keeps the count")
         await owner.close()
         await etl.close()
+        for role in ["piivault_analyst", "piivault_auditor", "piivault_compliance"] {
+            let login = try await PostgresConnection.connect(try await database.createLogin(memberOf: role))
+            await expectRefused(login, "SELECT vault.erasure_count_triggers()", "\(role): the erasure count's triggers")
+            await login.close()
+        }
     }
 
     // MARK: Data key references (migration 0026)

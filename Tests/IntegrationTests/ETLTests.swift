@@ -316,8 +316,21 @@ final class ETLTests: XCTestCase {
         XCTAssertTrue(stderr.contains("the vault's erasure count is not being kept"), stderr)
     }
 
+    /// Issue 25: the owner switches the tombstones' counting trigger off, records a tombstone and switches it on again,
+    /// in one transaction, after the run began and while its batch waits on the lock (an erasure by hand that skips
+    /// the lock, as a restore with triggers disabled is). The count has not moved and the trigger is on when the
+    /// batch gets the lock, but it is not the trigger the run found: the batch checks again and fails closed.
+    func testTheRaceFailsClosedWhenTheTriggerWasSwitchedOffAndOnAgainSinceTheRunBegan() async throws {
+        let stderr = try await forgetCommittedWhileABatchWaitsOnTheVaultLock(tombstoneWithTheTriggerOff: true)
+        XCTAssertFalse(stderr.contains("the vault's erasure count is not being kept"), stderr)
+    }
+
+    /// A forget in progress holds the vault-wide lock while the run's one batch is prepared and waits on it; the
+    /// forget's tombstone is written by the forget itself (uncommitted when the run starts) or, with
+    /// `tombstoneWithTheTriggerOff`, by the owner while the batch waits, in one transaction that switches the counting
+    /// trigger off and on again around it. Returns the run's standard error.
     @discardableResult
-    private func forgetCommittedWhileABatchWaitsOnTheVaultLock() async throws -> String {
+    private func forgetCommittedWhileABatchWaitsOnTheVaultLock(tombstoneWithTheTriggerOff: Bool = false) async throws -> String {
         var record = try XCTUnwrap(try sampleRecords().first { $0["user_id"] != nil && $0["ip"] != nil && $0["device_id"] != nil })
         record["user_id"] = "race-user-1"
         let file = try writeLines([String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self)])
@@ -330,7 +343,9 @@ final class ETLTests: XCTestCase {
         let forgetting = try await database.connect()
         try await forgetting.execute("BEGIN")
         _ = try await forgetting.query("SELECT vault.lock_vault_values_exclusive()")
-        try await forgetting.execute("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
+        if !tombstoneWithTheTriggerOff {
+            try await forgetting.execute("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
+        }
 
         let invocation = try etlInvocation(["--from-file", file.path])
         let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
@@ -343,6 +358,15 @@ final class ETLTests: XCTestCase {
             XCTAssertTrue(run.isRunning, "the run ended before its insert waited on the lock")
             guard run.isRunning, Date() < deadline else { break }
             try await Task.sleep(for: .milliseconds(20))
+        }
+        if tombstoneWithTheTriggerOff {
+            let owner = try await database.connect()
+            for sql: PostgresQuery in ["BEGIN", "ALTER TABLE vault.tombstones DISABLE TRIGGER tombstones_count_erasure",
+                                       "INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))",
+                                       "ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure", "COMMIT"] {
+                try await owner.execute(sql)
+            }
+            await owner.close()
         }
         try await forgetting.execute("COMMIT")
         await forgetting.close()

@@ -32,6 +32,37 @@ final class ETLEncodingTests: XCTestCase {
         XCTAssertEqual(writer.rowCount, 1)
     }
 
+    /// A batch's COPY buffers are reserved at their final size, so they are never grown (by doubling) while it is
+    /// encoded: what is written fits the reservation, and only the integers' allowance of 20 digits is spare.
+    func testABatchsCopyDataFitsTheSizeReservedForIt() {
+        let sealed = [UInt8](repeating: 0xab, count: 40)
+        let batch = (0..<50).map { i -> PreparedMessage in
+            let login = PreparedLogin(
+                messageID: "file-\(i)", userID: "user-\(i)", deviceType: "android",
+                ipToken: "ip.v1.\(String(repeating: "a", count: 60))\(i)", deviceToken: "dev.v1.\(i)",
+                locale: i % 2 == 0 ? nil : "RU", appVersion: i % 3 == 0 ? nil : Int.min + i,
+                appVersionText: i % 5 == 0 ? nil : "2.3.\(i)", createDate: "2026-12-05",
+                subjectHash: String(repeating: "c", count: 64))
+            let secrets = [PreparedSecret(token: login.ipToken, field: .ip, sealed: sealed),
+                           PreparedSecret(token: login.deviceToken, field: .deviceID, sealed: sealed)]
+            return PreparedMessage(source: SourceMessage(messageID: login.messageID, body: [], sentAt: nil, receiptHandle: nil),
+                                   content: .login(login, secrets: secrets))
+        }
+        let encoded = EncodedBatch(batch, dataKeyID: 123_456)
+        var loginsReserved = 0, secretsReserved = 0
+        for message in batch {
+            guard case .login(let login, let secrets) = message.content else { continue }
+            loginsReserved += EncodedBatch.encodedSize(of: login)
+            secretsReserved += secrets.reduce(0) { $0 + EncodedBatch.encodedSize(of: $1) }
+        }
+        XCTAssertEqual(encoded.logins.rowCount, 50)
+        XCTAssertEqual(encoded.secrets.rowCount, 100)
+        XCTAssertLessThanOrEqual(encoded.logins.bytes.count, loginsReserved)
+        XCTAssertGreaterThanOrEqual(encoded.logins.bytes.count, loginsReserved - 20 * 50)
+        XCTAssertLessThanOrEqual(encoded.secrets.bytes.count, secretsReserved)
+        XCTAssertEqual(encoded.secrets.bytes.count, secretsReserved - (20 - 6) * 100, "six digits of data key id")
+    }
+
     func testArrayLiteralsQuoteAndEscape() {
         XCTAssertEqual(PostgresArray.texts([]), "{}")
         XCTAssertEqual(PostgresArray.texts(["ip.v1.ab", #"a"b\c"#, "", "zoë"]), #"{"ip.v1.ab","a\"b\\c","","zoë"}"#)

@@ -3,29 +3,37 @@
 -- rewrap or retokenize wait, or keep a dead run looking alive. The live definitions (docs/ARCHITECTURE.md,
 -- "Migrations and definitions"; "Locks").
 
--- vault.erasure_count_is_kept: true while the three triggers that keep vault.erasure_count (migration 0024) are there
--- and fire. The tables' owner can switch a trigger off (ALTER TABLE ... DISABLE TRIGGER, for a bulk load or a restore):
--- an erasure is then not counted, and a count that did not move would vouch for look-ups the erasure made stale. While
--- this is false an ETL batch gets no count from vault.lock_vault_values_shared and checks its look-ups again.
-CREATE OR REPLACE FUNCTION vault.erasure_count_is_kept() RETURNS boolean
+-- vault.erasure_count_triggers: the state of the three triggers that keep vault.erasure_count (migration 0024), as a
+-- number that changes whenever one of them is switched off or on, dropped, made again or renamed (each of these
+-- writes a new version of its pg_trigger row); NULL while any of them is missing or does not fire in ordinary
+-- sessions. The tables' owner can switch a trigger off (ALTER TABLE ... DISABLE TRIGGER, for a bulk load or a
+-- restore): an erasure is then not counted, and a count that did not move would vouch for look-ups the erasure made
+-- stale. An ETL run records this number at its start; its batches get a count from the shared lock only while it is
+-- the same (0028).
+CREATE OR REPLACE FUNCTION vault.erasure_count_triggers() RETURNS bigint
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(*) = 3 FROM pg_trigger AS t
+    SELECT CASE WHEN count(*) = 3
+                THEN hashtextextended(string_agg(t.oid::text || ':' || t.xmin::text, ',' ORDER BY t.oid), 0) END
+      FROM pg_trigger AS t
      WHERE t.tgenabled IN ('O', 'A')  -- fires in ordinary sessions ('D' disabled, 'R' only under replication)
+       AND t.tgfoid = 'vault.count_erasure()'::regprocedure
        AND (t.tgrelid = 'vault.secrets'::regclass AND t.tgname IN ('secrets_count_erasure', 'secrets_count_truncate')
             OR t.tgrelid = 'vault.tombstones'::regclass AND t.tgname = 'tombstones_count_erasure')
 $$;
-REVOKE ALL ON FUNCTION vault.erasure_count_is_kept()
+REVOKE ALL ON FUNCTION vault.erasure_count_triggers()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.erasure_count_is_kept() TO piivault_etl;
+GRANT EXECUTE ON FUNCTION vault.erasure_count_triggers() TO piivault_etl;
 
 -- vault.lock_vault_values_shared: an ETL batch's share of the vault-wide value lock, until its transaction ends.
 -- Many batches hold it at once; forget, retention and retokenize (EXCLUSIVE) wait for them, and they for those.
 -- Returns the vault's erasure count (vault.erasure_count, migration 0024) as committed once the lock is held: read by
 -- a statement of its own, so in a READ COMMITTED transaction (the ETL begins its batches so) its snapshot is taken
--- after the wait and includes the erasure the batch waited for. NULL while the count is not kept (above).
-CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared() RETURNS bigint
+-- after the wait and includes the erasure the batch waited for. NULL, and the batch checks its look-ups again, unless
+-- the count's triggers are in the state the run found at its start (triggers_at_start, vault.erasure_count_triggers,
+-- read after the wait too).
+CREATE OR REPLACE FUNCTION vault.lock_vault_values_shared(triggers_at_start bigint DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -33,16 +41,16 @@ DECLARE
     counted bigint;
 BEGIN
     LOCK TABLE vault.vault_values_lock IN SHARE MODE;
-    IF NOT vault.erasure_count_is_kept() THEN
+    IF triggers_at_start IS NULL OR vault.erasure_count_triggers() IS DISTINCT FROM triggers_at_start THEN
         RETURN NULL;
     END IF;
     SELECT c.erasures INTO STRICT counted FROM vault.erasure_count AS c;
     RETURN counted;
 END
 $$;
-REVOKE ALL ON FUNCTION vault.lock_vault_values_shared()
+REVOKE ALL ON FUNCTION vault.lock_vault_values_shared(bigint)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.lock_vault_values_shared() TO piivault_etl;
+GRANT EXECUTE ON FUNCTION vault.lock_vault_values_shared(bigint) TO piivault_etl;
 
 -- vault.lock_vault_values_exclusive: the vault-wide value lock for an erasure (forget takes it before its function,
 -- so that its wait is bounded by the caller's lock_timeout), until the transaction ends.

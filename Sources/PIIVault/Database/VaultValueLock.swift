@@ -11,5 +11,9 @@ import Postgres
 /// exclusively, so no other login can make a batch or an erasure wait. Held until the transaction ends.
 enum VaultValueLock {
     static let exclusive: PostgresQuery = "SELECT vault.lock_vault_values_exclusive()"
-    static let shared: PostgresQuery = "SELECT vault.lock_vault_values_shared()"
+    /// The shared lock for a batch of a run that found the erasure count's triggers in state `triggersAtStart`
+    /// (nil: not kept; the lock then returns no count). An integer, so the statement can go with the batch's BEGIN.
+    static func shared(triggersAtStart: Int?) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: "SELECT vault.lock_vault_values_shared(\(triggersAtStart.map(String.init) ?? "NULL"))")
+    }
 }

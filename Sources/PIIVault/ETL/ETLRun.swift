@@ -43,7 +43,6 @@ public struct ETLRun: Sendable {
     {
         let started = Date()
         tracker.begin(at: started)
-        LargeBufferPolicy.apply()
         // Both sessions connect at once: each connection is several round trips (TCP, TLS, authentication, settings).
         async let connectingStore = ETLStore.connect(databaseURL)
         async let connectingLookup = VaultLookup.connect(databaseURL)
@@ -84,7 +83,7 @@ public struct ETLRun: Sendable {
             tokenKeyVersion: tokenizer.version))
 
         if await !store.erasureCountIsKept {
-            logger.warning("the vault's erasure count is not being kept: a trigger on vault.secrets or vault.tombstones that counts erasures is switched off, so every batch checks again that its users were not forgotten and its values not erased meanwhile (slower, still correct); switch them back on: ALTER TABLE vault.secrets ENABLE TRIGGER secrets_count_erasure, ENABLE TRIGGER secrets_count_truncate; ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure")
+            logger.warning("the vault's erasure count is not being kept: a trigger on vault.secrets or vault.tombstones that counts erasures is switched off or missing, so every batch checks again that its users were not forgotten and its values not erased meanwhile (slower, still correct); switch them back on (ALTER TABLE vault.secrets ENABLE TRIGGER secrets_count_erasure, ENABLE TRIGGER secrets_count_truncate; ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure), or run piivault migrate if one is missing")
         }
         metrics?.recordQueueDepthAtStart(await source.approximateDepth())
         var summary = ETLSummary()

@@ -23,9 +23,13 @@ actor ETLStore {
     /// The vault's erasure count (`vault.erasure_count`) when the run began, before any of its look-ups: a batch that
     /// finds the same count under the lock skips re-checking them.
     private var erasuresAtStart: Int?
-    /// False when a trigger that keeps the erasure count is switched off (`vault.erasure_count_is_kept`): every batch
+    /// The state of the triggers that keep the erasure count when the run began (`vault.erasure_count_triggers`);
+    /// nil when one of them was switched off or missing. The shared lock gives a batch a count only while they are
+    /// in this state.
+    private var erasureTriggersAtStart: Int?
+    /// False when a trigger that keeps the erasure count was switched off or missing at the run's start: every batch
     /// then checks its look-ups again.
-    private(set) var erasureCountIsKept = true
+    var erasureCountIsKept: Bool { erasureTriggersAtStart != nil }
     /// The run's lock session: a connection whose transaction stays open for the life of the run. Its transaction id
     /// is recorded in the run's row (`live_xid`); while it is in progress the run is alive, and when the process dies
     /// the server ends it, so the next run sees the row's transaction ended and marks the run `abandoned`. Nothing
@@ -60,10 +64,10 @@ actor ETLStore {
         do {
             _ = try await connection.query("SELECT public.abandon_dead_etl_runs()")
             let count = try await connection.query(
-                "SELECT c.erasures, vault.erasure_count_is_kept() AS kept FROM vault.erasure_count AS c"
+                "SELECT c.erasures, vault.erasure_count_triggers() AS triggers FROM vault.erasure_count AS c"
             ).requiredFirst("vault.erasure_count")
-            erasureCountIsKept = try count["kept"].bool() ?? false
-            erasuresAtStart = erasureCountIsKept ? try count["erasures"].requiredInt() : nil
+            erasureTriggersAtStart = try count["triggers"].int()
+            erasuresAtStart = erasureTriggersAtStart == nil ? nil : try count["erasures"].requiredInt()
             let liveXID = try await openLockSession()
             // The row is visible to others only once it commits, and by then its transaction is in progress.
             return try await connection.query("""
@@ -157,16 +161,17 @@ actor ETLStore {
         try await prepareStaging()
         let secrets = batch.secrets, logins = batch.logins, quarantine = batch.quarantine
         let hashes = batch.subjectHashes, mustRecheck = batch.mustRecheck, erasuresAtStart = self.erasuresAtStart
+        let lock = VaultValueLock.shared(triggersAtStart: erasureTriggersAtStart)
         // Round trips are what a database in another zone costs a batch, so statements go together where they can:
         // BEGIN with the lock; each SAVEPOINT with its COPY; a savepoint is never released (COMMIT ends them all).
         // READ COMMITTED whatever the login's default: the count the lock returns must be read by a snapshot taken
         // after the wait for the lock, which a REPEATABLE READ transaction would have taken before it.
         var outcome = try await connection.transactionBegunWith(
-            VaultValueLock.shared.sql, isolation: "READ COMMITTED"
+            lock.sql, isolation: "READ COMMITTED"
         ) { connection, lockRows in
             var outcome = LoadOutcome()
             // Shared with other ETL batches, exclusive to `forget` and `retention`: a user is never loaded while
-            // being forgotten. (Not a lock per user: a batch of 5,000 users would take 5,000 entries of the server's
+            // being forgotten. (Not a lock per user: a batch of 10,000 users would take 10,000 entries of the server's
             // shared lock table, and a few processes at once would exhaust it.)
             let erasures = try lockRows.first?[0].int()
             // The batch's look-ups (tombstones, values in the vault) were made after the run began: when nothing was

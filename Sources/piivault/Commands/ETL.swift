@@ -112,6 +112,8 @@ struct ETL: AsyncParsableCommand {
             }
         }
         let result: Result<ETLSummary, any Error>
+        // A process-wide allocator setting, so the process's entry point makes it, once.
+        LargeBufferPolicy.apply()
         do {
             var run = try await ETLRun.open(settings: settings, logger: logger)
             run.afterCommit = faultExitAfterCommits(environment)
