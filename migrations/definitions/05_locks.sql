@@ -18,9 +18,9 @@ AS $$
                 THEN hashtextextended(string_agg(t.oid::text || ':' || t.xmin::text, ',' ORDER BY t.oid), 0) END
       FROM pg_trigger AS t
      WHERE t.tgenabled IN ('O', 'A')  -- fires in ordinary sessions ('D' disabled, 'R' only under replication)
-       AND t.tgfoid = 'vault.count_erasure()'::regprocedure
-       AND (t.tgrelid = 'vault.secrets'::regclass AND t.tgname IN ('secrets_count_erasure', 'secrets_count_truncate')
-            OR t.tgrelid = 'vault.tombstones'::regclass AND t.tgname = 'tombstones_count_erasure')
+       AND t.tgfoid = to_regprocedure('vault.count_erasure()')  -- to_reg*: NULL, not an error, for one missing
+       AND (t.tgrelid = to_regclass('vault.secrets') AND t.tgname IN ('secrets_count_erasure', 'secrets_count_truncate')
+            OR t.tgrelid = to_regclass('vault.tombstones') AND t.tgname = 'tombstones_count_erasure')
 $$;
 REVOKE ALL ON FUNCTION vault.erasure_count_triggers()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
