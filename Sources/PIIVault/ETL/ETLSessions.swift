@@ -4,8 +4,8 @@
 protocol ETLWriteSession: Sendable {
     /// Marks runs of dead processes `abandoned`, records a new run and holds its lock; returns the run's id.
     func beginRun(source: String, keys: RunKeys) async throws -> Int
-    /// False when the vault's erasure count is not being kept (a trigger of it switched off), as found by
-    /// `beginRun`: every batch then checks its look-ups again under the lock.
+    /// False when the vault's erasure count was not being kept at the run's start (a trigger of it switched off or
+    /// missing), as `beginRun` found: every batch then checks its look-ups again under the lock.
     var erasureCountIsKept: Bool { get async }
     /// Refuses a token key whose version the vault knows under another key id (and records a new version's key).
     func checkTokenKey(version: Int, keyID: String) async throws
