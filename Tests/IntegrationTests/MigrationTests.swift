@@ -66,6 +66,63 @@ final class MigrationTests: XCTestCase {
             + "user_logins.user_id:character varying(128):C")
     }
 
+    // MARK: Issue 25: the format checks (0029) refuse exactly what the counted patterns refused
+
+    /// 0029 rewrote the checks on subject hashes and key ids without `{64}`/`{16}`, which made PostgreSQL's matcher
+    /// cost 7 us a login. Each candidate must get the verdict the old pattern gives it, computed by the database.
+    func testTheFormatChecksRefuseWhatTheCountedPatternsRefused() async throws {
+        XCTAssertEqual(try migrate().status, 0)
+        let owner = try await database.connect()
+        let hex64 = String(repeating: "0123456789abcdef", count: 4)
+        let shorter = String(hex64.dropLast()), withoutFirst = String(hex64.dropFirst())
+        let subjectHashes: [String] = [
+            hex64, String(repeating: "f", count: 64), shorter, hex64 + "0", hex64.uppercased(), shorter + "g",
+            hex64 + "\n", " " + withoutFirst, "-" + withoutFirst, "",
+            String(repeating: "é", count: 32),  // 64 bytes, not 64 hex digits
+            String(repeating: "٠", count: 32),
+        ]
+        let keyIDs = ["0123456789abcdef", "0123456789abcde", "0123456789abcdef0", "0123456789ABCDEF", "é" + "0123456789abcd",
+                      "0123456789abcdeg", ""]
+        var checked = 0
+        func verdict(_ value: String, _ digits: Int) async throws -> Bool {
+            let pattern = "^[0-9a-f]{\(digits)}$"
+            return try await owner.query("SELECT \(value) ~ \(pattern)").first?[0].string() == "t"
+        }
+        func accepted(_ statement: PostgresQuery) async throws -> Bool {
+            try await owner.execute("SAVEPOINT probe")
+            do {
+                try await owner.execute(statement)
+                try await owner.execute("RELEASE SAVEPOINT probe")
+                return true
+            } catch let error as PostgresError where error.sqlState == "23514" {
+                try await owner.execute("ROLLBACK TO SAVEPOINT probe")
+                return false
+            }
+        }
+        try await owner.execute("BEGIN")
+        for (index, hash) in subjectHashes.enumerated() {
+            let expected = try await verdict(hash, 64)
+            let login = try await accepted(
+                "INSERT INTO user_logins (message_id, subject_hash) VALUES (\("format-\(index)"), \(hash))")
+            XCTAssertEqual(login, expected, "user_logins.subject_hash check, candidate \(index)")
+            let tombstone = try await accepted("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
+            XCTAssertEqual(tombstone, expected, "vault.tombstones check, candidate \(index)")
+            checked += expected ? 0 : 1
+        }
+        for (index, keyID) in keyIDs.enumerated() {
+            let expected = try await verdict(keyID, 16)
+            let dataKey = try await accepted(
+                "INSERT INTO vault.data_keys (key_id, sealed_key) VALUES (\(keyID), '\\x00'::bytea)")
+            XCTAssertEqual(dataKey, expected, "vault.data_keys.key_id check, candidate \(index)")
+            checked += expected ? 0 : 1
+        }
+        let nullHash = try await accepted("INSERT INTO user_logins (message_id) VALUES ('format-null')")
+        XCTAssertTrue(nullHash, "a login without a subject hash (loaded before 0017) still passes")
+        try await owner.execute("ROLLBACK")
+        await owner.close()
+        XCTAssertEqual(checked, subjectHashes.count - 2 + keyIDs.count - 1, "every malformed candidate was refused")
+    }
+
     func testMigratingTwiceIsANoOp() async throws {
         XCTAssertEqual(try migrate().status, 0)
         let before = try await scalar("SELECT string_agg(version || checksum || applied_at, ',' ORDER BY version) FROM piivault_migrations")
