@@ -165,9 +165,11 @@ final class MessagePreparer {
     }
 
     /// How many parts `count` items are worth splitting into: one per core, but small work is not split (a task
-    /// costs more than a few hundred messages' preparation saves).
+    /// costs more than a few hundred messages' preparation saves), and large work in parts of about 1,000 items (a
+    /// few milliseconds each): a part holds its thread to the end, and the write session's next step, which the
+    /// database waits for, needs one of the two.
     private func partCount(_ count: Int) -> Int {
-        count >= 512 ? parallelism : 1
+        count >= 512 ? max(parallelism, count / 1024) : 1
     }
 
     /// `work` over `items` in `parts` contiguous parts, concurrently; the results in the parts' order.
