@@ -36,6 +36,22 @@ public enum PostgresArray {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The elements joined with commas, for `string_to_array($1, ',')`: the server splits that text several times
+    /// faster than it parses an array literal (12 of 33 ms for 6,667 tokens looked up in a 400,000-row primary key),
+    /// which counts for the ETL's look-ups of every batch's tokens and subject hashes. For elements that cannot hold a
+    /// comma (tokens, hex hashes); any other element stops the program.
+    public static func commaSeparated(_ values: [String]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(values.reduce(0) { $0 + $1.utf8.count + 1 })
+        for (position, value) in values.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            let start = out.count
+            out.append(contentsOf: value.utf8)
+            precondition(!out[start...].contains(UInt8(ascii: ",")), "a comma-separated element holds a comma")
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// bytea elements in hex form (`\x...`, the backslash escaped inside the quoted element).
     public static func bytes(_ values: [[UInt8]]) -> String {
         let digits = Array("0123456789abcdef")

@@ -178,12 +178,12 @@ actor ETLStore {
             // erased since, they still hold, and checking them again would cost a fifth of the database's time.
             let recheck = mustRecheck || erasures == nil || erasures != erasuresAtStart
             if recheck && !hashes.isEmpty {
-                let literal = PostgresArray.texts(hashes)
+                let list = PostgresArray.commaSeparated(hashes)
                 // The batch was prepared before the lock: a forget that committed meanwhile is seen only now. Fail
                 // closed (nothing of the batch commits, its messages stay queued and the next run suppresses them)
                 // rather than load a forgotten user's row.
                 let forgotten = try await connection.query(
-                    "SELECT count(*) FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
+                    "SELECT count(*) FROM vault.tombstones WHERE subject_hash = ANY(string_to_array(\(list), ','))")
                 let count = try forgotten.first?[0].requiredInt() ?? 0
                 if count > 0 { throw UsersForgottenDuringLoad(count: count) }
             }
@@ -319,9 +319,9 @@ actor VaultLookup {
 
     /// Which of `hashes` (keyed user-id hashes) name forgotten users (`vault.tombstones`).
     func tombstoned(_ hashes: [String]) async throws -> Set<String> {
-        let literal = PostgresArray.texts(hashes)
+        let list = PostgresArray.commaSeparated(hashes)
         let rows = try await connection.query(
-            "SELECT subject_hash FROM vault.tombstones WHERE subject_hash = ANY(\(literal)::text[])")
+            "SELECT subject_hash FROM vault.tombstones WHERE subject_hash = ANY(string_to_array(\(list), ','))")
         var found = Set<String>()
         for row in rows { found.insert(try row[0].requiredString()) }
         return found
@@ -329,8 +329,9 @@ actor VaultLookup {
 
     /// Which of `tokens` the vault already holds.
     func vaultHolds(_ tokens: [String]) async throws -> Set<String> {
-        let literal = PostgresArray.texts(tokens)
-        let rows = try await connection.query("SELECT token FROM vault.secrets WHERE token = ANY(\(literal)::text[])")
+        let list = PostgresArray.commaSeparated(tokens)
+        let rows = try await connection.query(
+            "SELECT token FROM vault.secrets WHERE token = ANY(string_to_array(\(list), ','))")
         var present = Set<String>(minimumCapacity: rows.count)
         for row in rows { present.insert(try row[0].requiredString()) }
         return present
