@@ -45,9 +45,12 @@ public enum PostgresArray {
         out.reserveCapacity(values.reduce(0) { $0 + $1.utf8.count + 1 })
         for (position, value) in values.enumerated() {
             if position > 0 { out.append(UInt8(ascii: ",")) }
-            let start = out.count
-            out.append(contentsOf: value.utf8)
-            precondition(!out[start...].contains(UInt8(ascii: ",")), "a comma-separated element holds a comma")
+            var value = value
+            value.withUTF8 { utf8 in
+                precondition(utf8.isEmpty || memchr(utf8.baseAddress!, Int32(UInt8(ascii: ",")), utf8.count) == nil,
+                             "a comma-separated element holds a comma")
+                out.append(contentsOf: utf8)
+            }
         }
         return String(decoding: out, as: UTF8.self)
     }
