@@ -139,18 +139,36 @@ public struct ETLRun: Sendable {
         let sealing: [String]
     }
 
-    /// A batch's messages, rows and COPY data. The run keeps the batch in flight's until the next batch's load has
-    /// begun, and frees it then: freeing 10,000 messages' strings takes milliseconds, which would otherwise lie
-    /// between one batch's commit and the next one's first statement, the database waiting (6 ms a batch measured).
-    private final class HeldBatch: Sendable {
+    /// A batch's messages, rows and COPY data, freed by the run once the next batch's load has begun: freeing 10,000
+    /// messages' strings takes milliseconds (6 ms a batch, measured), which the database would spend waiting if they
+    /// were freed between the batch's commit and the next batch's first statement, or on another thread meanwhile
+    /// (measured slower still: both cores are busy then). From a queue the rows are freed before the messages are
+    /// deleted, which takes longer than that: they are not kept for it.
+    private final class HeldBatch: @unchecked Sendable {  // `rows` is guarded by `lock`
         let messages: [SourceMessage]
-        let prepared: [PreparedMessage]
-        let encoded: EncodedBatch
+        private let lock = NSLock()
+        private var rows: (prepared: [PreparedMessage], encoded: EncodedBatch)?
 
         init(messages: [SourceMessage], prepared: [PreparedMessage], encoded: EncodedBatch) {
             self.messages = messages
-            self.prepared = prepared
-            self.encoded = encoded
+            rows = (prepared, encoded)
+        }
+
+        /// The rows and their COPY data, for the load.
+        var loadRows: (prepared: [PreparedMessage], encoded: EncodedBatch) {
+            lock.withLock {
+                guard let rows else { preconditionFailure("a batch's rows were read after they were freed") }
+                return rows
+            }
+        }
+
+        /// Frees the rows now (those of a batch whose load is over).
+        func freeRows() {
+            let taken = lock.withLock { () -> (prepared: [PreparedMessage], encoded: EncodedBatch)? in
+                defer { rows = nil }
+                return rows
+            }
+            withExtendedLifetime(taken) {}
         }
     }
 
@@ -239,14 +257,15 @@ public struct ETLRun: Sendable {
                 let loading = Task(priority: .high) {
                     let clock = ContinuousClock()
                     let loadStarted = clock.now
-                    let outcome = try await loader.load(current.prepared, encoded: current.encoded,
-                                                        quarantiner: quarantiner)
+                    let rows = current.loadRows
+                    let outcome = try await loader.load(rows.prepared, encoded: rows.encoded, quarantiner: quarantiner)
                     metrics?.recordBatchCommit(clock.now - loadStarted)
                     return outcome
                 }
                 inFlight = Task(priority: .high) {
                     let outcome = try await loading.value
                     try await afterCommit(batchNumber)
+                    if !source.endsWhenEmpty { current.freeRows() }
                     // Only now, with the batch committed, may the messages leave the queue.
                     let deleteFailures = try await source.acknowledge(current.messages)
                     tracker.committed(outcome)
@@ -257,7 +276,7 @@ public struct ETLRun: Sendable {
                     return Settled(outcome: outcome, deleteFailures: deleteFailures, sealing: sealing)
                 }
                 preparer.remember(sealing)
-                // The batch before this one is freed here, while this one loads.
+                // The messages of the batch before this one are freed here, while this one loads.
                 held = current
             }
             try await settle()
