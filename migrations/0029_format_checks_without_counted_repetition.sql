@@ -5,16 +5,17 @@
 -- bytes that are all lowercase hex digits are 64 lowercase hex digits. Rows are checked by the same rule as before,
 -- NULL included (a NULL subject_hash still passes: rows loaded before 0017). audit.is_token, in
 -- definitions/10_audit.sql, gets the same treatment.
--- Re-adding a check reads the table once (about half a second per million logins) under the ALTER's lock: run
--- `piivault migrate` outside the nightly run, as for every migration.
+-- The constraints are the ones PostgreSQL named for the checks of 0003, 0013 and 0017; the DROPs fail rather than
+-- leave a renamed old check in place. Re-adding a check reads the table once (about half a second per million
+-- logins) under the ALTER's lock: run `piivault migrate` outside the nightly run, as for every migration.
 ALTER TABLE public.user_logins
-    DROP CONSTRAINT IF EXISTS user_logins_subject_hash_check,
+    DROP CONSTRAINT user_logins_subject_hash_check,
     ADD CONSTRAINT user_logins_subject_hash_check
         CHECK (octet_length(subject_hash) = 64 AND subject_hash ~ '^[0-9a-f]+$');
 ALTER TABLE vault.tombstones
-    DROP CONSTRAINT IF EXISTS tombstones_subject_hash_check,
+    DROP CONSTRAINT tombstones_subject_hash_check,
     ADD CONSTRAINT tombstones_subject_hash_check
         CHECK (octet_length(subject_hash) = 64 AND subject_hash ~ '^[0-9a-f]+$');
 ALTER TABLE vault.data_keys
-    DROP CONSTRAINT IF EXISTS data_keys_key_id_check,
+    DROP CONSTRAINT data_keys_key_id_check,
     ADD CONSTRAINT data_keys_key_id_check CHECK (octet_length(key_id) = 16 AND key_id ~ '^[0-9a-f]+$');

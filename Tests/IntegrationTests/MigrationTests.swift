@@ -77,7 +77,8 @@ final class MigrationTests: XCTestCase {
         let shorter = String(hex64.dropLast()), withoutFirst = String(hex64.dropFirst())
         let subjectHashes: [String] = [
             hex64, String(repeating: "f", count: 64), shorter, hex64 + "0", hex64.uppercased(), shorter + "g",
-            hex64 + "\n", " " + withoutFirst, "-" + withoutFirst, "",
+            hex64 + "\n", shorter + "\n", "\n" + withoutFirst, String(hex64.prefix(32)) + "\n" + hex64.suffix(31),
+            " " + withoutFirst, "-" + withoutFirst, "",
             String(repeating: "é", count: 32),  // 64 bytes, not 64 hex digits
             String(repeating: "٠", count: 32),
         ]
@@ -120,7 +121,16 @@ final class MigrationTests: XCTestCase {
         XCTAssertTrue(nullHash, "a login without a subject hash (loaded before 0017) still passes")
         try await owner.execute("ROLLBACK")
         await owner.close()
-        XCTAssertEqual(checked, subjectHashes.count - 2 + keyIDs.count - 1, "every malformed candidate was refused")
+        XCTAssertEqual(checked, subjectHashes.count - 2 + keyIDs.count - 1,
+                       "the old pattern refuses all but the valid candidates")
+        // And the counted patterns are gone (a check left beside the new one would still cost its 7 us a row).
+        let counted = try await scalar("""
+            SELECT string_agg(conrelid::regclass::text || ': ' || pg_get_constraintdef(oid), '; ') FROM pg_constraint
+             WHERE contype = 'c' AND conrelid IN ('public.user_logins'::regclass, 'vault.tombstones'::regclass,
+                                                  'vault.data_keys'::regclass)
+               AND pg_get_constraintdef(oid) LIKE '%{%'
+            """)
+        XCTAssertNil(counted, "no check with a counted repetition is left")
     }
 
     func testMigratingTwiceIsANoOp() async throws {

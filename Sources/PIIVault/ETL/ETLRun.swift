@@ -139,11 +139,11 @@ public struct ETLRun: Sendable {
         let sealing: [String]
     }
 
-    /// A batch's messages, rows and COPY data, freed by the run once the next batch's load has begun: freeing 10,000
-    /// messages' strings takes milliseconds (6 ms a batch, measured), which the database would spend waiting if they
-    /// were freed between the batch's commit and the next batch's first statement, or on another thread meanwhile
-    /// (measured slower still: both cores are busy then). From a queue the rows are freed before the messages are
-    /// deleted, which takes longer than that: they are not kept for it.
+    /// A batch's messages, rows and COPY data. From a file, the run frees them once the next batch's load has begun:
+    /// freeing 10,000 messages' strings takes milliseconds (6 ms a batch, measured), which the database would spend
+    /// waiting if they were freed between the batch's commit and the next batch's first statement, or on another
+    /// thread meanwhile (measured slower still: both cores are busy then). From a queue, whose deletes take far longer
+    /// than that, the rows are freed before the deletes and the messages after them, as the batch's tasks end.
     private final class HeldBatch: @unchecked Sendable {  // `rows` is guarded by `lock`
         let messages: [SourceMessage]
         private let lock = NSLock()
@@ -191,6 +191,8 @@ public struct ETLRun: Sendable {
         // message the database refused was quarantined with its values), the next batch is prepared again.
         var inFlightDroppedValues = false
         var held: HeldBatch?
+        // A file's acknowledge does nothing; a queue's deletes take longer than freeing a batch (HeldBatch).
+        let acknowledgingIsInstant = source.endsWhenEmpty
 
         func settle() async throws {
             guard let task = inFlight else { return }
@@ -244,6 +246,7 @@ public struct ETLRun: Sendable {
                 try await settle()
                 if inFlightDroppedValues {
                     inFlightDroppedValues = false
+                    held = nil  // the committed batch's rows, not kept beside two preparations of this one
                     prepared = try await prepare(batch)
                     encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
                 }
@@ -265,7 +268,7 @@ public struct ETLRun: Sendable {
                 inFlight = Task(priority: .high) {
                     let outcome = try await loading.value
                     try await afterCommit(batchNumber)
-                    if !source.endsWhenEmpty { current.freeRows() }
+                    if !acknowledgingIsInstant { current.freeRows() }
                     // Only now, with the batch committed, may the messages leave the queue.
                     let deleteFailures = try await source.acknowledge(current.messages)
                     tracker.committed(outcome)
@@ -276,8 +279,10 @@ public struct ETLRun: Sendable {
                     return Settled(outcome: outcome, deleteFailures: deleteFailures, sealing: sealing)
                 }
                 preparer.remember(sealing)
-                // The messages of the batch before this one are freed here, while this one loads.
-                held = current
+                // From a file, the batch before this one is freed here, while this one loads.
+                let previous = held
+                held = acknowledgingIsInstant ? current : nil
+                withExtendedLifetime(previous) {}
             }
             try await settle()
         } catch {
