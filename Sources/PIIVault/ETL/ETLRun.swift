@@ -279,10 +279,8 @@ public struct ETLRun: Sendable {
                     return Settled(outcome: outcome, deleteFailures: deleteFailures, sealing: sealing)
                 }
                 preparer.remember(sealing)
-                // From a file, the batch before this one is freed here, while this one loads.
-                let previous = held
+                // From a file, replacing `held` frees the batch before this one here, while this one loads.
                 held = acknowledgingIsInstant ? current : nil
-                withExtendedLifetime(previous) {}
             }
             try await settle()
         } catch {
