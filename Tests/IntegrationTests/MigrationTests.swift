@@ -423,6 +423,33 @@ final class MigrationTests: XCTestCase {
         }
     }
 
+    /// Every SECURITY DEFINER function a compliance or auditor login may run gives up waiting for a lock after a
+    /// `lock_timeout` of its own (10 to 60 s), so a session left idle in a transaction holding a row it needs makes
+    /// the step fail with the holder named instead of hang. The one exception is the vault-wide erasure lock, whose
+    /// wait `forget --lock-wait` chooses.
+    func testEveryFunctionAComplianceLoginRunsBoundsItsLockWaits() async throws {
+        let fresh = try await ScratchDatabase.migrated(prefix: "miglocks")
+        defer { Task { await fresh.drop() } }
+        let connection = try await fresh.connect()
+        let query: PostgresQuery = """
+            SELECT DISTINCT p.oid::regprocedure::text AS f
+              FROM pg_proc AS p, unnest(ARRAY['piivault_compliance', 'piivault_auditor']) AS r(role)
+             WHERE p.pronamespace::regnamespace::text IN ('audit', 'vault', 'public') AND p.prosecdef
+               AND has_function_privilege(r.role, p.oid, 'EXECUTE')
+               AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) AS c WHERE c LIKE 'lock\\_timeout=%')
+             ORDER BY 1
+            """
+        let unbounded = try await connection.query(query).map { try $0["f"].requiredString() }
+        let runnable = try await connection.query("""
+            SELECT count(*) AS n FROM pg_proc AS p
+             WHERE p.prosecdef AND has_function_privilege('piivault_compliance', p.oid, 'EXECUTE')
+               AND p.pronamespace::regnamespace::text IN ('audit', 'vault', 'public')
+            """).requiredFirst("count")["n"].requiredInt()
+        await connection.close()
+        XCTAssertGreaterThan(runnable, 30)
+        XCTAssertEqual(unbounded, ["vault.lock_vault_values_exclusive()"])
+    }
+
     func testASecondDatabaseInTheSameClusterMigrates() async throws {
         let other = try await ScratchDatabase.create(prefix: "mig2")
         defer { Task { await other.drop() } }

@@ -99,6 +99,7 @@ CREATE OR REPLACE FUNCTION audit.dual_control_state(entry_seq bigint)
 RETURNS TABLE (state text, approvals_required integer, outcome text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
     SELECT CASE WHEN l.action = 'request' THEN 'pending' ELSE 'refused' END, r.approvals_required::integer,
            l.outcome
@@ -225,6 +226,7 @@ RETURNS TABLE (
 )
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
     SELECT * FROM (
         SELECT r.id, r.action, r.requester, l.subject, l.reason,

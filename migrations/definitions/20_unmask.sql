@@ -82,6 +82,7 @@ CREATE OR REPLACE FUNCTION vault.release_unmask_tokens(grant_seq bigint)
 RETURNS TABLE (token text, field text, data_key_id bigint, key_id text, sealed_key bytea, sealed bytea)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -167,6 +168,7 @@ RETURNS TABLE (
 )
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -240,6 +242,7 @@ RETURNS TABLE (
 )
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -262,6 +265,7 @@ GRANT EXECUTE ON FUNCTION vault.release_unmask_quarantined(bigint) TO piivault_c
 CREATE OR REPLACE FUNCTION vault.tokens_sealed_with(wanted_data_key_id bigint) RETURNS SETOF text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
     SELECT s.token FROM vault.secrets AS s WHERE s.data_key_id = wanted_data_key_id ORDER BY s.token
 $$;

@@ -44,6 +44,7 @@ REVOKE ALL ON FUNCTION vault.token_version_ranges()
 CREATE OR REPLACE FUNCTION vault.token_versions() RETURNS SETOF integer
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 BEGIN
     RETURN QUERY SELECT DISTINCT r.version FROM vault.token_version_ranges() AS r ORDER BY 1;
@@ -115,6 +116,7 @@ RETURNS TABLE (
 )
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE

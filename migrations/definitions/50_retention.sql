@@ -80,6 +80,7 @@ CREATE OR REPLACE FUNCTION vault.preview_retention(older_than_days integer)
 RETURNS TABLE (cutoff date, logins bigint, sealed_values bigint, data_keys bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -272,6 +273,7 @@ GRANT EXECUTE ON FUNCTION vault.retention_delete_data_keys(bigint) TO piivault_c
 CREATE OR REPLACE FUNCTION vault.finish_retention(grant_seq bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 BEGIN
     PERFORM vault.retention_cutoff(grant_seq);

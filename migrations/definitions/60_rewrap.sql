@@ -85,6 +85,7 @@ GRANT EXECUTE ON FUNCTION vault.request_rewrap(text, text, boolean, text, text, 
 CREATE OR REPLACE FUNCTION vault.start_rewrap(grant_seq bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -140,6 +141,7 @@ CREATE OR REPLACE FUNCTION vault.release_rewrap_keys(grant_seq bigint, after_id 
 RETURNS TABLE (id bigint, sealed_key bytea)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -189,6 +191,7 @@ GRANT EXECUTE ON FUNCTION vault.replace_rewrap_keys(bigint, bigint[], bytea[], b
 CREATE OR REPLACE FUNCTION vault.add_rewrap_data_key(grant_seq bigint, sealed_key bytea) RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -215,6 +218,7 @@ CREATE OR REPLACE FUNCTION vault.release_rewrap_values(
 ) RETURNS TABLE (ref text, data_key_id bigint, sealed_key bytea, sealed bytea)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -251,6 +255,7 @@ CREATE OR REPLACE FUNCTION vault.replace_rewrap_values(
 ) RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE

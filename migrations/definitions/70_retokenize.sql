@@ -20,6 +20,7 @@
 CREATE OR REPLACE FUNCTION vault.start_retokenize(grant_seq bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -145,6 +146,7 @@ CREATE OR REPLACE FUNCTION vault.release_retokenize_values(grant_seq bigint, max
 RETURNS TABLE (token text, field text, sealed bytea, data_key_id bigint, key_id text, sealed_key bytea)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -182,6 +184,7 @@ GRANT EXECUTE ON FUNCTION vault.release_retokenize_values(bigint, integer) TO pi
 CREATE OR REPLACE FUNCTION vault.add_retokenize_data_key(grant_seq bigint, key_id text, sealed_key bytea) RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -300,6 +303,7 @@ GRANT EXECUTE ON FUNCTION vault.apply_retokenize_batch(bigint, text[], text[], b
 CREATE OR REPLACE FUNCTION vault.finish_retokenize(grant_seq bigint) RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '30s'
 AS $$
 #variable_conflict use_variable
 DECLARE
