@@ -2,8 +2,8 @@
 # database that, with the folder, is removed however the benchmark ends.
 # Set before sourcing: ROOT, BENCH_DATABASE (the scratch database's name).
 # Defined after: BIN (PIIVAULT_BENCH_BIN, else the release build), PSQL, ADMIN_URL, DB (the scratch database's URL),
-# WORK, fresh_database (drop, create, migrate), make_input (a synthetic input file; needs MESSAGES), BENCH_CLEANUP_SQL
-# (more SQL for the exit, run as the admin).
+# WORK, fresh_database (drop, create, migrate), make_input (a synthetic input file; needs MESSAGES), fastest (the
+# smallest of some timings), BENCH_CLEANUP_SQL (more SQL for the exit, run as the admin).
 : "${PIIVAULT_TEST_DATABASE_URL:?run through scripts/with-services (make bench)}"
 BIN="${PIIVAULT_BENCH_BIN:-$ROOT/.build/release}"
 PSQL="${PIIVAULT_PG_BINDIR}/psql"
@@ -24,6 +24,9 @@ fresh_database() {
     "$PSQL" -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DATABASE WITH (FORCE)" -c "CREATE DATABASE $BENCH_DATABASE"
     "$BIN/piivault" migrate --database-url "$DB" --migrations-dir "$ROOT/migrations" >/dev/null
 }
+
+# fastest SECONDS...: the smallest of its arguments (benchmarks take turns and count each side's fastest run).
+fastest() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
 
 # make_input SHARE PATH: MESSAGES synthetic login lines whose ip/device_id values are SHARE distinct (fixed seed: the
 # same input every time; scripts/bench and scripts/bench-seed load the same files).
