@@ -2,15 +2,31 @@ import Foundation
 
 /// A dedicated thread that runs blocking work (libpq calls) one job at a time, so that it never occupies
 /// Swift's cooperative thread pool (two threads on a two-core machine).
+///
+/// A plain POSIX thread, which `shutdown()` waits for: when a connection's `close()` returns, its thread has ended,
+/// thread-exit handlers and all. A thread still ending while the process exits ran OpenSSL's (libpq's TLS) and
+/// Foundation's thread-exit code against memory the exit was freeing: now and then a finished process died with
+/// "double free or corruption" or SIGSEGV after its work was done.
 final class BlockingExecutor: @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [() -> Void] = []
     private var stopping = false
+    /// The thread, until it is joined or detached (exactly once, under `condition`).
+    private var thread: pthread_t?
 
-    init(name: String) {
-        let thread = Thread { [self] in self.loop() }
-        thread.name = name
-        thread.start()
+    init() {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var created = pthread_t()
+        let status = pthread_create(&created, nil, { context in
+            let executor = Unmanaged<BlockingExecutor>.fromOpaque(context!).takeRetainedValue()
+            executor.loop()
+            return nil
+        }, context)
+        guard status == 0 else {
+            Unmanaged<BlockingExecutor>.fromOpaque(context).release()
+            fatalError("cannot start a thread for a database connection (pthread_create: \(status))")
+        }
+        thread = created
     }
 
     /// Runs `body` on the executor's thread and returns its result to the caller's task.
@@ -23,12 +39,21 @@ final class BlockingExecutor: @unchecked Sendable {
         }
     }
 
-    /// Lets queued jobs finish, then ends the thread.
+    /// Lets queued jobs finish, then ends the thread and waits until it has ended. Called on the thread itself (a
+    /// connection released by its last job), it cannot wait for itself: the thread ends on its own.
     func shutdown() {
         condition.lock()
         stopping = true
         condition.broadcast()
+        let toEnd = thread
+        thread = nil
         condition.unlock()
+        guard let toEnd else { return }
+        if pthread_equal(toEnd, pthread_self()) != 0 {
+            pthread_detach(toEnd)
+        } else {
+            pthread_join(toEnd, nil)
+        }
     }
 
     private func enqueue(_ job: @escaping () -> Void) -> Bool {

@@ -27,8 +27,8 @@ public final class PostgresConnection: @unchecked Sendable {
     public static func connect(_ connectionString: String = "", applicationName: String = "piivault")
         async throws -> PostgresConnection
     {
-        _ = openSSLWithoutExitCleanup
-        let executor = BlockingExecutor(name: "postgres-connection")
+        PostgresConnection.keepOpenSSLAtExit()
+        let executor = BlockingExecutor()
         do {
             let handle = try await executor.run { () throws -> SendablePointer in
                 SendablePointer(try openConnection(connectionString, applicationName: applicationName))
@@ -49,11 +49,15 @@ public final class PostgresConnection: @unchecked Sendable {
         executor.shutdown()
     }
 
-    /// OpenSSL (libpq's TLS and SCRAM) registers a clean-up to run at `exit` that frees its list of the threads that
-    /// used it, while such a thread may still be ending and running OpenSSL's thread-exit handler on that list (a
-    /// closed connection's thread, told to stop just before the process exits). That crashed a process now and then
-    /// after its work was done (SIGSEGV in libcrypto's thread-exit code, or "double free or corruption"). Asking for
-    /// no clean-up before libpq first starts OpenSSL avoids it; the memory goes with the process anyway.
+    /// Tells OpenSSL (libpq's TLS and SCRAM) not to tear itself down at `exit`. Its exit-time clean-up frees the
+    /// list of threads that used it while such a thread may still be ending and running OpenSSL's thread-exit
+    /// handler on that list: a process crashed now and then after its work was done (SIGSEGV in libcrypto's
+    /// thread-exit code, or "double free or corruption"). The memory goes with the process anyway.
+    ///
+    /// It only works before anything else in the process starts OpenSSL (any EVP call does), so the executable
+    /// calls it first thing; `connect` calls it too. Idempotent.
+    public static func keepOpenSSLAtExit() { _ = openSSLWithoutExitCleanup }
+
     private static let openSSLWithoutExitCleanup: Void = {
         _ = OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
     }()

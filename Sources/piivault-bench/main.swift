@@ -1,5 +1,8 @@
 // piivault-bench: the project's benchmarks (`make bench`). Not tests: they measure and print.
 import Foundation
+import PIIVault
+
+PIIVaultProcess.prepare()
 
 /// The suites, by name. Add a suite here (for example `etl`) with a function taking its own arguments.
 let suites: [String: ([String]) throws -> Void] = [

@@ -39,6 +39,7 @@ struct Piivault: AsyncParsableCommand {
     /// ArgumentParser's own `main`, except that a usage error starts with the line every other error has
     /// (`piivault: error: WHAT; WHAT TO DO`), followed by the command's usage, instead of an `Error:` block.
     static func main() async {
+        PIIVaultProcess.prepare()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
