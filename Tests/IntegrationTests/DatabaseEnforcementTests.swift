@@ -334,6 +334,72 @@ final class DatabaseEnforcementTests: XCTestCase {
         }
     }
 
+    // MARK: Run rows (migration 0030)
+
+    /// Only public.begin_etl_run records a run: the ETL login cannot insert a run row of its own choosing, and the
+    /// function takes as the run's liveness only a transaction in progress in another session of the same login.
+    /// Else an ETL login could keep a forged run `running` on an analyst's long transaction (retention and rewrap
+    /// wait for running runs), or backdate a run.
+    func testOnlyBeginETLRunRecordsARunAndOnlyOnItsOwnLoginsTransaction() async throws {
+        let database = try await newDatabase()
+        let etl = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
+        let analyst = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_analyst"))
+        let otherETL = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
+        defer { Task { await etl.close(); await analyst.close(); await otherETL.close() } }
+
+        await expectRefused(etl, "INSERT INTO public.etl_runs (source, live_xid) VALUES ('forged', NULL)",
+                            "piivault_etl: a run row of its own")
+        await expectRefused(etl, "INSERT INTO public.etl_runs (source, started_at) VALUES ('forged', now() - interval '1 day')",
+                            "piivault_etl: a backdated run row")
+        await expectRefused(analyst, "SELECT public.begin_etl_run('file:x', NULL, NULL, NULL, pg_current_xact_id())",
+                            "piivault_analyst: begin_etl_run")
+
+        // A transaction id held open by each kind of session.
+        func openTransaction(_ connection: PostgresConnection) async throws -> String {
+            try await connection.execute("BEGIN")
+            return try await connection.query("SELECT pg_current_xact_id()::text AS xid").first!["xid"].requiredString()
+        }
+        func begin(_ xid: String) async throws -> Int {
+            try await etl.query("SELECT public.begin_etl_run('file:x', NULL, NULL, NULL, \(xid)::xid8) AS id")
+                .first!["id"].requiredInt()
+        }
+        func expectRejected(_ xid: String, _ what: String) async {
+            do {
+                _ = try await begin(xid)
+                XCTFail("\(what): accepted as a run's liveness")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "22023", "\(what): \(error)")
+            } catch {
+                XCTFail("\(what): \(error)")
+            }
+        }
+        await expectRejected(try await openTransaction(analyst), "an analyst's transaction")
+        await expectRejected(try await openTransaction(otherETL), "another ETL login's transaction")
+        let ended = try await etl.query("SELECT pg_current_xact_id()::text AS xid").first!["xid"].requiredString()
+        await expectRejected(ended, "a transaction that has ended")
+        await expectRejected("999999999999", "a transaction id not yet assigned")
+        await expectRejected("0", "the invalid transaction id")
+        try await analyst.execute("ROLLBACK")
+        try await otherETL.execute("ROLLBACK")
+
+        // The run's lock session: another session of the same login, as ETLStore.beginRun opens it.
+        let etlURL = try await database.createLogin(memberOf: "piivault_etl")
+        let runner = try await PostgresConnection.connect(etlURL)
+        let runnersLock = try await PostgresConnection.connect(etlURL)
+        defer { Task { await runner.close(); await runnersLock.close() } }
+        let xid = try await openTransaction(runnersLock)
+        let id = try await runner.query("SELECT public.begin_etl_run('file:x', NULL, NULL, NULL, \(xid)::xid8) AS id")
+            .first!["id"].requiredInt()
+        let row = try await runner.query("""
+            SELECT outcome, public.etl_run_is_live(live_xid) AS live, started_at > now() - interval '1 minute' AS now
+              FROM public.etl_runs WHERE id = \(id)
+            """).first!
+        XCTAssertEqual(try row["outcome"].string(), "running")
+        XCTAssertEqual(try row["live"].bool(), true)
+        XCTAssertEqual(try row["now"].bool(), true, "the run starts on the database's clock")
+        try await runnersLock.execute("ROLLBACK")
+    }
+
     // MARK: Data key references (migration 0026)
 
     /// The foreign key from sealed values to their data keys became statement-level triggers (one check per ETL batch

@@ -94,8 +94,7 @@ struct LiveETLRun {
         let xid = try await session.query("SELECT pg_current_xact_id()::text AS xid").first!["xid"].requiredString()
         let writer = try await PostgresConnection.connect(url)
         let id = try await writer.query("""
-            INSERT INTO public.etl_runs (source, vault_key_id, live_xid) VALUES (\(source), \(vaultKeyID), \(xid)::xid8)
-            RETURNING id
+            SELECT public.begin_etl_run(\(source), \(vaultKeyID), NULL, NULL, \(xid)::xid8) AS id
             """).first!["id"].requiredInt()
         await writer.close()
         return LiveETLRun(id: id, session: session, url: url)

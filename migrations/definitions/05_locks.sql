@@ -116,6 +116,44 @@ REVOKE ALL ON FUNCTION public.etl_run_is_live(xid8)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION public.etl_run_is_live(xid8) TO piivault_etl, piivault_auditor, piivault_compliance;
 
+-- public.begin_etl_run: records a new run, `running` since now(), alive while transaction live_xid is in progress
+-- (etl_run_is_live). Only this function inserts run rows (0030): live_xid must be a transaction in progress in
+-- another session of the caller's own login, as the run's lock session is (ETLStore.beginRun), so no run borrows its
+-- liveness from another login's transaction and no run chooses its start time. pg_locks shows every login which
+-- session holds a transaction id, as 32 bits: the 64-bit live_xid is the one among those below this transaction's own
+-- id (assigned now, after the lock session's) and above it less 2^32. Returns the run's id.
+CREATE OR REPLACE FUNCTION public.begin_etl_run(
+    source text, vault_key_id text, token_key_id text, token_key_version integer, live_xid xid8
+) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    own numeric := pg_current_xact_id()::text::numeric;
+    wanted numeric := live_xid::text::numeric;
+    run_id bigint;
+BEGIN
+    IF wanted IS NULL OR wanted >= own OR wanted <= own - 4294967296 OR NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_locks AS l
+          JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
+         WHERE l.locktype = 'transactionid' AND l.granted AND l.pid <> pg_backend_pid()
+           AND l.transactionid = (wanted % 4294967296)::text::xid
+           AND a.usename = session_user)
+    THEN
+        RAISE EXCEPTION 'live_xid must be a transaction in progress in another session of this login (the run''s lock session)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version, live_xid)
+    VALUES (source, vault_key_id, token_key_id, token_key_version, live_xid)
+    RETURNING id INTO run_id;
+    RETURN run_id;
+END
+$$;
+REVOKE ALL ON FUNCTION public.begin_etl_run(text, text, text, integer, xid8)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION public.begin_etl_run(text, text, text, integer, xid8) TO piivault_etl;
+
 -- public.abandon_dead_etl_runs: marks every run left `running` whose lock session's transaction has ended (its
 -- process died, or its connection was lost) as `abandoned`. The next run calls it at its start. Returns how many.
 CREATE OR REPLACE FUNCTION public.abandon_dead_etl_runs() RETURNS integer

@@ -69,12 +69,12 @@ actor ETLStore {
             erasureTriggersAtStart = try count["triggers"].int()
             erasuresAtStart = erasureTriggersAtStart == nil ? nil : try count["erasures"].requiredInt()
             let liveXID = try await openLockSession()
-            // The row is visible to others only once it commits, and by then its transaction is in progress.
+            // The row is visible to others only once it commits, and by then its transaction is in progress. The
+            // function checks that the transaction is the lock session's (this login's) and stamps the start.
             return try await connection.query("""
-                INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version, live_xid)
-                VALUES (\(source), \(keys.vaultKeyID), \(keys.tokenKeyID), \(keys.tokenKeyVersion), \(liveXID)::xid8)
-                RETURNING id
-                """).requiredFirst("INSERT INTO public.etl_runs")["id"].requiredInt()
+                SELECT public.begin_etl_run(\(source), \(keys.vaultKeyID), \(keys.tokenKeyID),
+                                            \(keys.tokenKeyVersion), \(liveXID)::xid8) AS id
+                """).requiredFirst("public.begin_etl_run")["id"].requiredInt()
         } catch let error as PostgresError where error.code == .undefinedTable || error.code == .undefinedFunction {
             throw ETLError.notMigrated
         }
