@@ -14,19 +14,33 @@ final class BlockingExecutor: @unchecked Sendable {
     /// The thread, until it is joined or detached (exactly once, under `condition`).
     private var thread: pthread_t?
 
-    init() {
+    /// Starts the thread; throws when the system refuses one (out of memory or of threads).
+    init() throws {
         let context = Unmanaged.passRetained(self).toOpaque()
-        var created = pthread_t()
+        #if canImport(Darwin)
+        var created: pthread_t?
         let status = pthread_create(&created, nil, { context in
-            let executor = Unmanaged<BlockingExecutor>.fromOpaque(context!).takeRetainedValue()
-            executor.loop()
+            BlockingExecutor.threadMain(context)
             return nil
         }, context)
+        #else
+        var created = pthread_t()
+        let status = pthread_create(&created, nil, { context in
+            BlockingExecutor.threadMain(context!)
+            return nil
+        }, context)
+        #endif
         guard status == 0 else {
             Unmanaged<BlockingExecutor>.fromOpaque(context).release()
-            fatalError("cannot start a thread for a database connection (pthread_create: \(status))")
+            throw PostgresError(kind: .connectionFailed,
+                                message: "cannot start a thread for the database connection (error \(status))")
         }
         thread = created
+    }
+
+    /// The thread's body: the executor was retained for it by `init`.
+    private static func threadMain(_ context: UnsafeMutableRawPointer) {
+        Unmanaged<BlockingExecutor>.fromOpaque(context).takeRetainedValue().loop()
     }
 
     /// Runs `body` on the executor's thread and returns its result to the caller's task.
@@ -40,7 +54,7 @@ final class BlockingExecutor: @unchecked Sendable {
     }
 
     /// Lets queued jobs finish, then ends the thread and waits until it has ended. Called on the thread itself (a
-    /// connection released by its last job), it cannot wait for itself: the thread ends on its own.
+    /// connection released by its last job, never closed), it cannot wait for itself: the thread ends on its own.
     func shutdown() {
         condition.lock()
         stopping = true

@@ -28,7 +28,7 @@ public final class PostgresConnection: @unchecked Sendable {
         async throws -> PostgresConnection
     {
         PostgresConnection.keepOpenSSLAtExit()
-        let executor = BlockingExecutor()
+        let executor = try BlockingExecutor()
         do {
             let handle = try await executor.run { () throws -> SendablePointer in
                 SendablePointer(try openConnection(connectionString, applicationName: applicationName))

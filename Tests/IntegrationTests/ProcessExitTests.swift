@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// The real binary must never run OpenSSL's exit-time clean-up: it frees OpenSSL's list of threads while a
+/// `ETLTests.testNoCommandRunsOpenSSLsExitCleanup`: the real binary must never run OpenSSL's exit-time clean-up: it frees OpenSSL's list of threads while a
 /// connection's thread may still be ending, and a process now and then crashed after its work was done ("double free
 /// or corruption"). `piivault` asks OpenSSL for no clean-up before anything starts it; any OpenSSL call that starts the
 /// library first (OpenSSL 3's one-shot `SHA256()` did, in `migrate`'s checksums) brings the clean-up back. Each command
@@ -14,11 +14,16 @@ extension ETLTests {
             throw TestSetupError("gdb is not installed; run scripts/install-deps")
         }
         // A child of the test process inherits the signal mask of the thread that started it, which blocks
-        // SIGCHLD: gdb would never hear that its inferior stopped. Python clears the mask, then becomes gdb.
-        let unblockThenExec = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])"
+        // SIGCHLD: gdb would never hear that its inferior stopped. Python clears the mask, sets an alarm that ends
+        // gdb after 120 s whatever happens (an alarm outlives exec), then becomes gdb. `info breakpoints` at the end
+        // shows the breakpoint's address, or <PENDING> if gdb never found OPENSSL_cleanup to watch.
+        let unblockThenExec = """
+            import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); signal.alarm(120); \
+            os.execv(sys.argv[1], sys.argv[1:])
+            """
         let result = try runProcess("/usr/bin/python3", ["-c", unblockThenExec, gdb, "-batch", "-nx",
                                                          "-ex", "set breakpoint pending on", "-ex", "break OPENSSL_cleanup",
-                                                         "-ex", "run", "-ex", "backtrace 8",
+                                                         "-ex", "run", "-ex", "backtrace 8", "-ex", "info breakpoints",
                                                          "--args", try piivaultBinary()] + arguments,
                                     environment: environment)
         return result.stdout + result.stderr
@@ -41,6 +46,8 @@ extension ETLTests {
             XCTAssertFalse(output.contains("Breakpoint 1, "),
                            "\(command.name) ran OPENSSL_cleanup at exit:\n\(output.suffix(2_000))")
             XCTAssertTrue(output.contains("exited normally"), "\(command.name) did not exit 0:\n\(output.suffix(2_000))")
+            XCTAssertTrue(output.contains("<OPENSSL_cleanup"),
+                          "gdb did not find OPENSSL_cleanup to watch in \(command.name):\n\(output.suffix(2_000))")
         }
     }
 }

@@ -242,33 +242,3 @@ final class PostgresConnectionTests: XCTestCase {
         }
     }
 }
-
-/// A closed connection's thread has ended by the time `close()` returns: a thread still ending while the process
-/// exits raced the exit's clean-up ("double free or corruption" now and then after a command's work was done).
-final class PostgresConnectionThreadTests: XCTestCase {
-    /// The threads of this process (Linux: one entry per thread in /proc/self/task).
-    private func threadCount() throws -> Int {
-        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count
-    }
-
-    func testCloseReturnsOnlyOnceTheConnectionsThreadHasEnded() async throws {
-        let database = try await ScratchDatabase.create(prefix: "pgthread")
-        do {
-            // Warm up: the first connection starts libpq, OpenSSL and Swift's thread pool.
-            await (try await database.connect()).close()
-            var leftRunning: [Int] = []
-            for attempt in 0..<50 {
-                let before = try threadCount()
-                let connection = try await database.connect()
-                _ = try await connection.query("SELECT 1")
-                await connection.close()
-                if try threadCount() > before { leftRunning.append(attempt) }
-            }
-            XCTAssertEqual(leftRunning, [], "close() returned while the connection's thread was still running")
-        } catch {
-            await database.drop()
-            throw error
-        }
-        await database.drop()
-    }
-}

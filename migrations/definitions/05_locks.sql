@@ -134,6 +134,8 @@ DECLARE
     wanted numeric := live_xid::text::numeric;
     run_id bigint;
 BEGIN
+    -- pg_stat_activity is read once per transaction and kept: a caller's earlier read must not hide the lock session.
+    PERFORM pg_catalog.pg_stat_clear_snapshot();
     IF wanted IS NULL OR wanted >= own OR wanted <= own - 4294967296 OR NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_locks AS l
           JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
