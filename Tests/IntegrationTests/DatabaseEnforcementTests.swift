@@ -382,22 +382,17 @@ final class DatabaseEnforcementTests: XCTestCase {
         try await analyst.execute("ROLLBACK")
         try await otherETL.execute("ROLLBACK")
 
-        // The run's lock session: another session of the same login, as ETLStore.beginRun opens it.
+        // The run's lock session: another session of the same login, as ETLStore.beginRun opens it (LiveETLRun).
         let etlURL = try await database.createLogin(memberOf: "piivault_etl")
-        let runner = try await PostgresConnection.connect(etlURL)
-        let runnersLock = try await PostgresConnection.connect(etlURL)
-        defer { Task { await runner.close(); await runnersLock.close() } }
-        let xid = try await openTransaction(runnersLock)
-        let id = try await runner.query("SELECT public.begin_etl_run('file:x', NULL, NULL, NULL, \(xid)::xid8) AS id")
-            .first!["id"].requiredInt()
-        let row = try await runner.query("""
+        let run = try await LiveETLRun.start(etlURL)
+        let row = try await etl.query("""
             SELECT outcome, public.etl_run_is_live(live_xid) AS live, started_at > now() - interval '1 minute' AS now
-              FROM public.etl_runs WHERE id = \(id)
+              FROM public.etl_runs WHERE id = \(run.id)
             """).first!
         XCTAssertEqual(try row["outcome"].string(), "running")
         XCTAssertEqual(try row["live"].bool(), true)
         XCTAssertEqual(try row["now"].bool(), true, "the run starts on the database's clock")
-        try await runnersLock.execute("ROLLBACK")
+        await run.end()
     }
 
     // MARK: Data key references (migration 0026)

@@ -2,9 +2,9 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// `ETLTests.testNoCommandRunsOpenSSLsExitCleanup`: the real binary must never run OpenSSL's exit-time clean-up: it frees OpenSSL's list of threads while a
-/// connection's thread may still be ending, and a process now and then crashed after its work was done ("double free
-/// or corruption"). `piivault` asks OpenSSL for no clean-up before anything starts it; any OpenSSL call that starts the
+/// `ETLTests.testNoCommandRunsOpenSSLsExitCleanup`: the real binary must never run OpenSSL's exit-time clean-up. It
+/// frees OpenSSL's list of threads while a connection's thread may still be ending, and a process now and then crashed
+/// after its work was done ("double free or corruption"). `piivault` asks OpenSSL for no clean-up before anything starts it; any OpenSSL call that starts the
 /// library first (OpenSSL 3's one-shot `SHA256()` did, in `migrate`'s checksums) brings the clean-up back. Each command
 /// runs under gdb with a breakpoint on `OPENSSL_cleanup`, which it must never reach.
 extension ETLTests {
