@@ -200,6 +200,26 @@ extension ETLTests {
 }
 
 extension ETLTests {
+    /// Two different lines whose SHA-256 digests begin with the same 32 bits (found by trying user ids c0, c1, ...;
+    /// a 1,000,000-line file has about a hundred such pairs) are each the first of their kind, in either order: a
+    /// reordered file loads nothing twice.
+    func testFileLinesSharingTheFirst32BitsOfTheirDigestCountAsDifferentLines() async throws {
+        let lines = [54_139, 71_201].map { #"{"user_id": "c\#($0)", "device_type": "ios", "ip": "192.0.2.7", "device_id": "d-7"}"# }
+        let ids = lines.map { FileMessageSource.messageID(body: Array($0.utf8)) }
+        XCTAssertEqual(ids.map { $0.prefix(13) }, ["file-ca86ed34", "file-ca86ed34"], "the lines no longer share 32 bits")
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("fp-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: input) }
+        for order in [lines, lines.reversed()] {
+            try (order.joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
+            let result = try etl(["--from-file", input.path])
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
+        let loaded = try await query("SELECT message_id FROM public.user_logins").map { try $0["message_id"].requiredString() }
+        XCTAssertEqual(Set(loaded), Set(ids), "the second order loaded a line again under another id")
+    }
+}
+
+extension ETLTests {
     func testControlCharactersInClearFieldsSendTheMessageToQuarantineNamingTheCharacter() async throws {
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("ctl-\(ScratchDatabase.randomHex(4)).ndjson")
         defer { try? FileManager.default.removeItem(at: input) }

@@ -4,7 +4,7 @@ import Foundation
 /// flat whatever the file's size. Each non-empty line is one message; its id is derived from its content and its
 /// occurrence (`file-<SHA-256 prefix>-<n>`, n counting identical lines), never from its position: loading the same
 /// file twice, or the same lines in another order, with other lines added, or with blank lines added, adds only
-/// the new lines. Counting occurrences keeps 4 bytes per distinct line (a 32-bit fingerprint).
+/// the new lines. Counting occurrences keeps about 4 bytes per distinct line (a 48-bit fingerprint, `FingerprintSet`).
 public actor FileMessageSource: MessageSource {
     public nonisolated let label: String
     public nonisolated var endsWhenEmpty: Bool { true }
@@ -13,10 +13,9 @@ public actor FileMessageSource: MessageSource {
     private var buffer: [UInt8] = []
     private var bufferStart = 0
     private var atEnd = false
-    /// Fingerprints of the lines seen once, and occurrence counts of those seen more often. A fingerprint that two
-    /// different lines share only numbers the second one's occurrence higher: its id still differs by its content.
+    /// Fingerprints (48 bits of the digest) of the lines seen once, and occurrence counts of those seen more often.
     private var seenOnce: FingerprintSet
-    private var seenMore: [UInt32: Int] = [:]
+    private var seenMore: [UInt64: Int] = [:]
 
     /// Opens `path`; the file's modification time stands in for SQS's `SentTimestamp`.
     public init(path: String) throws {
@@ -68,7 +67,8 @@ public actor FileMessageSource: MessageSource {
 
     /// 1 for the first line with this digest, 2 for the second, and so on.
     private func occurrence(of digest: [UInt8]) -> Int {
-        let fingerprint = UInt32(digest[0]) << 24 | UInt32(digest[1]) << 16 | UInt32(digest[2]) << 8 | UInt32(digest[3])
+        var fingerprint: UInt64 = 0
+        for index in 0..<6 { fingerprint = fingerprint << 8 | UInt64(digest[index]) }
         if seenOnce.insert(fingerprint) { return 1 }
         let count = (seenMore[fingerprint] ?? 1) + 1
         seenMore[fingerprint] = count
@@ -100,54 +100,84 @@ public actor FileMessageSource: MessageSource {
     }
 }
 
-/// A set of 32-bit fingerprints at about 4 bytes each: a sorted array, and the latest few thousand in a hash set that is
-/// merged into it when full. A `Set<UInt32>` keeps its table under three quarters full and doubles it to grow, so a
-/// million fingerprints took 8 MiB, and 12 MiB while doubling; a file run's memory then grew with its length.
+/// A set of 48-bit fingerprints at about 4 bytes each. The top 16 bits choose one of 65,536 buckets, kept one after
+/// the other in one array, each holding the low 32 bits of its fingerprints in order; the latest few thousand wait in
+/// a hash set that is merged into the array when full. A `Set<UInt64>` keeps its table under three quarters full and
+/// doubles it to grow, so a million fingerprints would take 16 MiB, and 24 MiB while doubling; a file run's memory then
+/// grew with its length. With 32-bit fingerprints a million distinct lines held about a hundred pairs that shared one
+/// (each pair counted as one line's two occurrences, so the later line's id changed with the order of the file); with 48
+/// bits such a pair is expected once in about 500 files of a million lines.
 struct FingerprintSet {
-    private var sorted: [UInt32] = []
-    private var recent = Set<UInt32>()
+    /// The low 32 bits of the merged fingerprints, bucket after bucket, each bucket in ascending order.
+    private var low: [UInt32] = []
+    /// Where each bucket ends in `low` (bucket b is `low[bucketEnd[b - 1]..<bucketEnd[b]]`, bucket 0 starts at 0).
+    private var bucketEnd = [UInt32](repeating: 0, count: Self.bucketCount)
+    private var recent = Set<UInt64>()
+    private static let bucketCount = 1 << 16
     private static let recentLimit = 1 << 14
 
     init(expectedCount: Int = 0) {
-        sorted.reserveCapacity(expectedCount)
+        low.reserveCapacity(expectedCount)
         recent.reserveCapacity(Self.recentLimit)
     }
 
-    var count: Int { sorted.count + recent.count }
+    var count: Int { low.count + recent.count }
 
-    /// Adds `value`; true when it was not there yet.
-    mutating func insert(_ value: UInt32) -> Bool {
-        if recent.contains(value) || sortedContains(value) { return false }
+    /// Adds the fingerprint `value` (its low 48 bits; the rest is ignored); true when it was not there yet.
+    mutating func insert(_ value: UInt64) -> Bool {
+        let value = value & 0xffff_ffff_ffff
+        if recent.contains(value) || mergedContains(value) { return false }
         recent.insert(value)
         if recent.count >= Self.recentLimit { mergeRecent() }
         return true
     }
 
-    private func sortedContains(_ value: UInt32) -> Bool {
-        var low = 0, high = sorted.count
-        while low < high {
-            let middle = (low + high) / 2
-            if sorted[middle] < value { low = middle + 1 } else { high = middle }
-        }
-        return low < sorted.count && sorted[low] == value
+    private func bucketStart(_ bucket: Int) -> Int {
+        bucket == 0 ? 0 : Int(bucketEnd[bucket - 1])
     }
 
-    /// Merges `recent` into `sorted` in place, from the back.
+    private func mergedContains(_ value: UInt64) -> Bool {
+        let bucket = Int(value >> 32), key = UInt32(truncatingIfNeeded: value)
+        var lower = bucketStart(bucket), upper = Int(bucketEnd[bucket])
+        let end = upper
+        while lower < upper {
+            let middle = (lower + upper) / 2
+            if low[middle] < key { lower = middle + 1 } else { upper = middle }
+        }
+        return lower < end && low[lower] == key
+    }
+
+    /// Merges `recent` into `low` in place, from the back, then moves the bucket ends.
     private mutating func mergeRecent() {
         let added = recent.sorted()
         recent.removeAll(keepingCapacity: true)
-        var old = sorted.count - 1, new = added.count - 1
-        sorted.append(contentsOf: repeatElement(0, count: added.count))
-        var target = sorted.count - 1
+        var old = low.count - 1, new = added.count - 1
+        var oldBucket = Self.bucketCount - 1  // the bucket of low[old], found from the ends before the merge
+        low.append(contentsOf: repeatElement(0, count: added.count))
+        var target = low.count - 1
         while new >= 0 {
-            if old >= 0 && sorted[old] > added[new] {
-                sorted[target] = sorted[old]
-                old -= 1
-            } else {
-                sorted[target] = added[new]
-                new -= 1
+            if old >= 0 {
+                while old < bucketStart(oldBucket) { oldBucket -= 1 }
+                let oldValue = UInt64(oldBucket) << 32 | UInt64(low[old])
+                if oldValue > added[new] {
+                    low[target] = low[old]
+                    old -= 1
+                    target -= 1
+                    continue
+                }
             }
+            low[target] = UInt32(truncatingIfNeeded: added[new])
+            new -= 1
             target -= 1
+        }
+        // Each bucket now ends later by the number of added fingerprints in it and in the buckets before it.
+        var index = 0, addedSoFar: UInt32 = 0
+        for bucket in 0..<Self.bucketCount {
+            while index < added.count && Int(added[index] >> 32) == bucket {
+                addedSoFar += 1
+                index += 1
+            }
+            bucketEnd[bucket] += addedSoFar
         }
     }
 }
