@@ -42,6 +42,33 @@ extension ETLTests {
         XCTAssertTrue(try deadRow["error"].requiredString().contains("ended without recording its end"))
     }
 
+    /// A database (or login) whose transactions default to REPEATABLE READ: the run's end is still recorded in its
+    /// lock session, which must see the row the write session inserted after the lock session's snapshot began.
+    func testARunsEndIsRecordedWhenTheDatabaseDefaultsToRepeatableRead() async throws {
+        let connection = try await database.connect()
+        defer { Task { await connection.close() } }
+        try await connection.execute(PostgresQuery(
+            unsafeSQL: "ALTER DATABASE \(database.name) SET default_transaction_isolation = 'repeatable read'"))
+        let input = try sampleFile(lines: 3)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try etl(["--from-file", input.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = try await connection.query("SELECT outcome, loaded FROM public.etl_runs")
+        XCTAssertEqual(try rows.map { "\(try $0["outcome"].requiredString()) \(try $0["loaded"].requiredInt())" },
+                       ["completed 3"])
+    }
+
+    func testADirectoryGivenAsTheInputFileIsBadInputBeforeTheRunBegins() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dir-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try etl(["--from-file", directory.path])
+        XCTAssertEqual(result.status, 65, result.stderr)
+        XCTAssertEqual(result.stderr, "piivault: error: \(directory.path) is a directory; pass a file of newline-delimited JSON\n")
+        let runs = try await count("public.etl_runs")
+        XCTAssertEqual(runs, 0)
+    }
+
     func testAnUnmigratedDatabaseSaysToRunMigrateInOneLine() async throws {
         let empty = try await ScratchDatabase.create(prefix: "unmigrated")
         defer { Task { await empty.drop() } }
@@ -216,6 +243,31 @@ extension ETLTests {
         }
         let loaded = try await query("SELECT message_id FROM public.user_logins").map { try $0["message_id"].requiredString() }
         XCTAssertEqual(Set(loaded), Set(ids), "the second order loaded a line again under another id")
+    }
+}
+
+extension ETLTests {
+    /// A row the database refuses is quarantined and the rest of its batch loads, also when that message was the first
+    /// of the batch to carry a value a later message shares (the value is sealed once a batch, with its first carrier).
+    func testARefusedRowWhoseValueALaterMessageSharesLeavesThatValueSealed() async throws {
+        let owner = try await database.connect()
+        defer { Task { await owner.close() } }
+        try await owner.execute("ALTER TABLE public.user_logins ADD CONSTRAINT refuse_one CHECK (user_id <> 'refused')")
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("shared-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try ([
+            #"{"user_id": "refused", "device_type": "ios", "ip": "192.0.2.81", "device_id": "shared-device"}"#,
+            #"{"user_id": "u-2", "device_type": "ios", "ip": "192.0.2.82", "device_id": "shared-device"}"#,
+        ].joined(separator: "\n") + "\n").write(to: input, atomically: true, encoding: .utf8)
+        let result = try etl(["--from-file", input.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("completed: received 2, loaded 1, duplicates 0, quarantined 1"), result.stdout)
+        let unsealed = try await query("""
+            SELECT count(*) AS n FROM public.user_logins AS l
+             WHERE NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_ip)
+                OR NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_device_id)
+            """).first?["n"].requiredInt()
+        XCTAssertEqual(unsealed, 0, "a loaded login references a value the vault does not hold")
     }
 }
 

@@ -396,6 +396,24 @@ final class ETLRunLoopTests: XCTestCase {
         XCTAssertEqual(source.acknowledged, validMessages(10).map(\.messageID), "... but stays in the queue")
     }
 
+    /// A batch whose messages could not be deleted after its commit (access denied, retries spent): the run fails,
+    /// and its summary still counts the batch, whose rows are in the tables.
+    func testABatchCommittedBeforeItsDeleteFailedIsCountedInTheFailedRunsSummary() async throws {
+        let source = FakeSource(validMessages(30), endsWhenEmpty: true, failingAcknowledge: 2)
+        let store = FakeWriteSession()
+        do {
+            _ = try await makeRun(source, configuration(batchSize: 10))
+                .run(store: store, lookup: FakeReadSession(), stop: StopSignal())
+            XCTFail("expected the run to fail")
+        } catch let error as ETLError {
+            XCTAssertEqual(error.partialSummary?.loaded, 20)
+            XCTAssertEqual(error.partialSummary?.outcome, "failed")
+        }
+        let committed = await store.committedLogins
+        XCTAssertEqual(committed, validMessages(20).map(\.messageID))
+        XCTAssertEqual(source.acknowledged, validMessages(10).map(\.messageID))
+    }
+
     func testADeadlockInTheRunIsTriedAgainAndEachMessageLoadsOnce() async throws {
         let source = FakeSource(validMessages(30), endsWhenEmpty: true)
         let store = FakeWriteSession { _, number in number == 2 ? serverError("40P01") : nil }
@@ -438,10 +456,12 @@ final class ETLRunLoopTests: XCTestCase {
     }
 
     /// ... and when the batch in flight commits without that value (the message that sealed it was refused by the
-    /// database and quarantined), the next batch is prepared again and seals it itself.
+    /// database and quarantined, and no other message of its batch has it), the next batch is prepared again and seals
+    /// it itself.
     func testWhenTheBatchInFlightCommitsWithoutAValueTheNextSealsIt() async throws {
         let messages = (1...4).map {
-            SourceMessage(messageID: "m\($0)", body: validLoginBody(user: "u-\($0)", ip: "192.0.2.\($0)", device: "shared"),
+            SourceMessage(messageID: "m\($0)", body: validLoginBody(user: "u-\($0)", ip: "192.0.2.\($0)",
+                                                                   device: $0 == 2 ? "not-shared" : "shared"),
                           sentAt: nil, receiptHandle: nil)
         }
         let store = FakeWriteSession { attempt, _ in attempt.logins.contains("m1") ? serverError("23514") : nil }
@@ -455,6 +475,25 @@ final class ETLRunLoopTests: XCTestCase {
         // m2, loaded without m1 (its half of the split), is checked against the vault under the lock; the entry has no login.
         XCTAssertEqual(commits.map(\.mustRecheck), [false, true, false])
         XCTAssertEqual(commits.last?.sealedTokens.filter { $0 == device }.count, 1)
+    }
+
+    /// A batch split around a refused row: the half that keeps a message sharing the refused message's value carries
+    /// that value (sealed once a batch, with its first message) and seals it, so the half loads.
+    func testAHalfCarriesTheValueItSharesWithAQuarantinedMessage() async throws {
+        let messages = (1...4).map {
+            SourceMessage(messageID: "m\($0)", body: validLoginBody(user: "u-\($0)", ip: "192.0.2.\($0)", device: "shared"),
+                          sentAt: nil, receiptHandle: nil)
+        }
+        let store = FakeWriteSession { attempt, _ in attempt.logins.contains("m1") ? serverError("23514") : nil }
+        let summary = try await makeRun(FakeSource(messages, endsWhenEmpty: true), configuration(batchSize: 2))
+            .run(store: store, lookup: FakeReadSession(), stop: StopSignal())
+        XCTAssertEqual(summary.loaded, 3)
+        XCTAssertEqual(summary.quarantined, 1)
+        let device = try Tokenizer(key: try fixedTokenKey()).tokenize("shared", as: .deviceID).token
+        let commits = await store.commits
+        XCTAssertEqual(commits.map(\.logins), [[], ["m2"], ["m3", "m4"]])
+        XCTAssertEqual(commits.map { $0.sealedTokens.filter { $0 == device }.count }, [0, 1, 0])
+        XCTAssertEqual(commits.map(\.mustRecheck), [false, true, false])
     }
 
     func testAStopLoadsTheBatchInHandThenEnds() async throws {

@@ -34,12 +34,16 @@ final class FakeSource: MessageSource, @unchecked Sendable {
     private let emptyWait: Double
     /// Called at the start of every receive with its number (1, 2, ...): a test requests a stop from here.
     private let onReceive: @Sendable (Int) -> Void
+    /// The acknowledge call (1, 2, ...) that throws instead of deleting, if any.
+    private let failingAcknowledge: Int?
+    private var acknowledgeCalls = 0
 
-    init(_ messages: [SourceMessage], endsWhenEmpty: Bool, emptyWait: Double = 0.01,
+    init(_ messages: [SourceMessage], endsWhenEmpty: Bool, emptyWait: Double = 0.01, failingAcknowledge: Int? = nil,
          onReceive: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.waiting = messages
         self.endsWhenEmpty = endsWhenEmpty
         self.emptyWait = emptyWait
+        self.failingAcknowledge = failingAcknowledge
         self.onReceive = onReceive
     }
 
@@ -65,14 +69,20 @@ final class FakeSource: MessageSource, @unchecked Sendable {
     }
 
     func acknowledge(_ messages: [SourceMessage]) async throws -> Int {
-        lock.withLock { acknowledgedIDs += messages.map(\.messageID) }
+        let fails = lock.withLock { () -> Bool in
+            acknowledgeCalls += 1
+            if acknowledgeCalls == failingAcknowledge { return true }
+            acknowledgedIDs += messages.map(\.messageID)
+            return false
+        }
+        if fails { throw FakeSourceError.acknowledgeRefused }
         return 0
     }
 
     func approximateDepth() async -> Int? { remaining }
 }
 
-enum FakeSourceError: Error { case pollingNeverEnded }
+enum FakeSourceError: Error { case pollingNeverEnded, acknowledgeRefused }
 
 /// One `insert` asked of the fake write session: what the encoded batch held, read back from its COPY text.
 struct InsertAttempt: Sendable, Equatable {

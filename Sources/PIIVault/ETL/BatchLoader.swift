@@ -142,15 +142,43 @@ struct BatchLoader: Sendable {
                                         dataKeyID: quarantiner.dataKeyID)
             }
             if batch.count == 1 { throw error }
-            let middle = batch.count / 2
-            // A half's logins may reference a value sealed by a message of the batch that ends up quarantined, so each
-            // half checks its references under the lock whatever the erasure count.
+            // Each half carries every value its logins reference that the batch seals, so a half loads even when the
+            // message that sealed a value they share is quarantined; a value both halves carry is inserted once (the
+            // second finds it present). Each half still checks its other references under the lock whatever the
+            // erasure count: the run's look-ups vouched for the whole batch, not for a part of it.
             var outcome = LoadOutcome()
-            for half in [Array(batch[..<middle]), Array(batch[middle...])] {
+            for half in Self.halves(of: batch) {
                 let encoded = EncodedBatch(half, dataKeyID: quarantiner.dataKeyID, mustRecheck: true)
                 outcome.add(try await load(half, encoded: encoded, quarantiner: quarantiner))
             }
+            outcome.tokens = Array(Set(outcome.tokens))  // a token both halves sealed counts once
             return outcome
+        }
+    }
+
+    /// `batch` in two halves, each login carrying, besides its own sealed values, those of the tokens it references
+    /// that `batch` seals with a message of the other half (a value is sealed once a batch, with the first message
+    /// that has it), once a half.
+    static func halves(of batch: [PreparedMessage]) -> [[PreparedMessage]] {
+        var sealed: [String: PreparedSecret] = [:]
+        for message in batch {
+            if case .login(_, let secrets) = message.content { for secret in secrets { sealed[secret.token] = secret } }
+        }
+        let middle = batch.count / 2
+        return [Array(batch[..<middle]), Array(batch[middle...])].map { half in
+            var half = half
+            var carried = Set<String>()
+            for message in half {
+                if case .login(_, let secrets) = message.content { carried.formUnion(secrets.map(\.token)) }
+            }
+            for index in half.indices {
+                guard case .login(let login, var secrets) = half[index].content else { continue }
+                let missing = [login.ipToken, login.deviceToken].filter { !carried.contains($0) && sealed[$0] != nil }
+                guard !missing.isEmpty else { continue }
+                for token in missing where carried.insert(token).inserted { secrets.append(sealed[token]!) }
+                half[index].content = .login(login, secrets: secrets)
+            }
+            return half
         }
     }
 

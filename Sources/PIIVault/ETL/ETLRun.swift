@@ -139,6 +139,13 @@ public struct ETLRun: Sendable {
         let sealing: [String]
     }
 
+    /// A batch committed, and then removing its messages from the source failed: its counts still go into the
+    /// summary (its rows are in the tables) before the run ends with `error`.
+    private struct AcknowledgeFailed: Error {
+        let committed: Settled
+        let error: any Error
+    }
+
     /// A batch's messages, rows and COPY data. From a file, the run frees them once the next batch's load has begun:
     /// freeing 10,000 messages' strings takes milliseconds (6 ms a batch, measured), which the database would spend
     /// waiting if they were freed between the batch's commit and the next batch's first statement, or on another
@@ -197,7 +204,13 @@ public struct ETLRun: Sendable {
         func settle() async throws {
             guard let task = inFlight else { return }
             inFlight = nil
-            let settled = try await task.value
+            let settled: Settled
+            do {
+                settled = try await task.value
+            } catch let failure as AcknowledgeFailed {
+                summary.add(failure.committed.outcome, deleteFailures: 0)
+                throw failure.error
+            }
             if settled.outcome.tokens.count < settled.sealing.count {
                 preparer.forget(Set(settled.sealing).subtracting(settled.outcome.tokens))
                 inFlightDroppedValues = true
@@ -270,7 +283,14 @@ public struct ETLRun: Sendable {
                     try await afterCommit(batchNumber)
                     if !acknowledgingIsInstant { current.freeRows() }
                     // Only now, with the batch committed, may the messages leave the queue.
-                    let deleteFailures = try await source.acknowledge(current.messages)
+                    let deleteFailures: Int
+                    do {
+                        deleteFailures = try await source.acknowledge(current.messages)
+                    } catch {
+                        tracker.committed(outcome)
+                        throw AcknowledgeFailed(
+                            committed: Settled(outcome: outcome, deleteFailures: 0, sealing: sealing), error: error)
+                    }
                     tracker.committed(outcome)
                     logger.debug("batch committed", metadata: [
                         "messages": "\(current.messages.count)", "loaded": "\(outcome.loaded)",

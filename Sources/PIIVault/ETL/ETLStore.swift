@@ -95,7 +95,10 @@ actor ETLStore {
         let session = try await Database.connect(databaseURL, applicationName: Self.applicationName)
         do {
             _ = try await session.execute("SET idle_in_transaction_session_timeout = 0")
-            _ = try await session.execute("BEGIN")
+            // READ COMMITTED whatever the login's default: the run's row is inserted by the write session after this
+            // transaction's first statement, and `finish_etl_run` here must see it (a REPEATABLE READ snapshot would
+            // not, and the run's end would never be recorded).
+            _ = try await session.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             let xid = try await session.query("SELECT pg_current_xact_id()::text AS xid").requiredFirst("pg_current_xact_id")["xid"].requiredString()
             lockSession = session
             return xid
@@ -136,7 +139,11 @@ actor ETLStore {
         if let session = lockSession {
             lockSession = nil
             var finished = false
-            if (try? await session.query(finish)) != nil, (try? await session.execute("COMMIT")) != nil { finished = true }
+            if let rows = try? await session.query(finish), (try? rows.first?[0].bool()) == true,
+               (try? await session.execute("COMMIT")) != nil
+            {
+                finished = true
+            }
             await session.close()
             if finished { return }
         }

@@ -19,6 +19,11 @@ public actor FileMessageSource: MessageSource {
 
     /// Opens `path`; the file's modification time stands in for SQS's `SentTimestamp`.
     public init(path: String) throws {
+        // A directory opens for reading on Linux, and fails only at the first read, once the run has begun.
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ETLError.inputFile("\(path) is a directory; pass a file of newline-delimited JSON")
+        }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw ETLError.inputFile("cannot open \(path); check that the file exists and is readable")
         }
