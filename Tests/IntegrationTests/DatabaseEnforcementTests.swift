@@ -598,6 +598,35 @@ final class DatabaseEnforcementTests: XCTestCase {
         XCTAssertEqual(reloaded, 0, "the user's next message is suppressed")
     }
 
+    /// `forget` clears the user id from the grants of earlier unmasks by that user id, and from no other grant: a
+    /// retention run's grant names its cutoff date, which a user id may spell too.
+    func testForgetLeavesOtherKindsOfGrantsThatSpellTheUserIDAlone() async throws {
+        let database = try await newDatabase()
+        let officerURL = try await database.createLogin(memberOf: "piivault_compliance")
+        let admin = try await database.connect()
+        defer { Task { await admin.close() } }
+        let cutoff = try await admin.query("SELECT vault.retention_cutoff_for(30)::text AS c").requiredFirst("cutoff")["c"]
+            .requiredString()
+        let loaded = try await finish(etlArguments(try messages([(cutoff, "192.0.2.60", "spelled-device", 1)]),
+                                                   url: database.url))
+        XCTAssertEqual(loaded.status, 0, loaded.stderr)
+        let officer = try await PostgresConnection.connect(officerURL)
+        defer { Task { await officer.close() } }
+        let grant = try await officer.query("SELECT log_seq FROM vault.request_retention(30, 'r', 'o', 'h')")
+            .requiredFirst("request_retention")["log_seq"].requiredInt()
+
+        let forget = try await finish(["forget", "--database-url", officerURL, "--token-key", path("a", "token.key"),
+                                       "--reason", "ERASE-5", "--user-id", cutoff])
+        XCTAssertEqual(forget.status, 0, forget.stderr)
+        let rows = try await admin.query(
+            "SELECT wanted, claimed_at IS NULL AS unclaimed FROM audit.access_grants WHERE seq = \(grant)")
+        XCTAssertEqual(try rows.map { "\(try $0["wanted"].requiredString()) \(try $0["unclaimed"].bool() ?? false)" },
+                       ["\(cutoff) true"], "the retention grant was changed by forget")
+        let deleted = try await officer.query("SELECT vault.retention_delete_logins(\(grant), 10) AS n")
+            .requiredFirst("retention_delete_logins")["n"].requiredInt()
+        XCTAssertEqual(deleted, 0, "the retention grant no longer works")
+    }
+
     // MARK: Acceptance 4: no user id left
 
     /// After `forget --user-id` (of a user unmasked by user id before, so that a grant recorded the id), `pg_dump` of

@@ -93,8 +93,10 @@ BEGIN
     INSERT INTO vault.tombstones (subject_hash) VALUES (subject_hash) ON CONFLICT DO NOTHING;
     -- Earlier accesses by user id (unmask --user-id) recorded the id in their grants: the access log keeps it (it is
     -- append-only), the grants do not. A grant not released yet cannot be any more.
+    -- Only those grants: the other kinds' `wanted` (a retention cutoff, a token version, a message id) may be spelled
+    -- like a user id.
     UPDATE audit.access_grants AS g SET wanted = '', claimed_at = coalesce(g.claimed_at, clock_timestamp())
-     WHERE g.wanted = user_id;
+     WHERE g.action = 'unmask' AND g.kind = 'user' AND g.wanted = user_id;
     RETURN QUERY SELECT entry.seq, n_rows, n_gone, n_kept;
 END
 $$;
