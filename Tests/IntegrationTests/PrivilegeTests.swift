@@ -79,6 +79,9 @@ final class PrivilegeTests: XCTestCase {
         await assertAllowed(etl, "SELECT token FROM vault.secrets WHERE token = 'ip.v1.00'")
         await assertAllowed(etl, "SELECT id, outcome FROM etl_runs")
         await assertRefused(etl, "INSERT INTO etl_runs (source) VALUES ('test')")  // only begin_etl_run (0030)
+        // Only vault.claim_token_key (0031), which records a version's accepted key and nothing beside it.
+        await assertRefused(etl, "INSERT INTO vault.token_keys (version, key_id, accepted) VALUES (7, 'aaaaaaaaaaaaaaaa', true)")
+        await assertAllowed(etl, "SELECT vault.claim_token_key(7, 'aaaaaaaaaaaaaaaa')")
         await assertRefused(etl, "SELECT sealed FROM vault.secrets")
         await assertRefused(etl, "SELECT * FROM vault.secrets")
         await assertRefused(etl, "SELECT sealed_body FROM vault.quarantine")
@@ -98,6 +101,7 @@ final class PrivilegeTests: XCTestCase {
         await assertRefused(compliance, "SELECT * FROM audit.access_log")
         await assertRefused(compliance, "INSERT INTO audit.access_log (seq) VALUES (99)")
         await assertRefused(compliance, "INSERT INTO audit.actions VALUES ('export', '{tokens}', true)")
+        await assertRefused(compliance, "INSERT INTO vault.token_keys (version, key_id, accepted) VALUES (8, 'bbbbbbbbbbbbbbbb', false)")
     }
 
     func testAuditorReadsOnlyTheAccessLog() async throws {

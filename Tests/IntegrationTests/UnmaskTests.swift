@@ -534,6 +534,17 @@ final class UnmaskTests: XCTestCase {
         try await etl.execute("""
             INSERT INTO user_logins (user_id, device_type, masked_ip, message_id) VALUES (\(userID), 'ios', \(foreignToken), 'planted-2')
             """)
+        // Nor can the ETL login then record another key for version 1, under which unmask would take the planted value
+        // for one tokenized with the wrong key instead of a forged one (migration 0031); claiming the version for
+        // another key returns the accepted one and records nothing.
+        do {
+            try await etl.execute("INSERT INTO vault.token_keys (version, key_id, accepted) VALUES (1, 'ffffffffffffffff', false)")
+            XCTFail("the ETL login recorded another token key")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "42501", "\(error)")
+        }
+        let claimed = try await etl.query("SELECT vault.claim_token_key(1, 'ffffffffffffffff') AS k").first?["k"].string()
+        XCTAssertEqual(claimed, try tokenizer().keyID.description)
         await etl.close()
         let before = try await logLength()
 

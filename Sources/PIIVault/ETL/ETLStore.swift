@@ -85,7 +85,7 @@ actor ETLStore {
     func checkTokenKey(version: Int, keyID: String) async throws {
         do {
             try await TokenKeyRegistry.check(version: version, keyID: keyID, on: connection)
-        } catch let error as PostgresError where error.code == .undefinedTable {
+        } catch let error as PostgresError where error.code == .undefinedTable || error.code == .undefinedFunction {
             throw ETLError.notMigrated
         }
     }

@@ -5,16 +5,9 @@ import Postgres
 /// anything is written.
 enum TokenKeyRegistry {
     /// Records `keyID` as version `version`'s accepted key if the vault has none yet, and returns the key id it
-    /// accepts for it.
+    /// accepts for it (`vault.claim_token_key`, migration 0031: the logins may not insert into the table themselves).
     static func claim(version: Int, keyID: String, on connection: PostgresConnection) async throws -> String? {
-        let rows = try await connection.query("""
-            WITH claimed AS (
-                INSERT INTO vault.token_keys (version, key_id, accepted) VALUES (\(version), \(keyID), true)
-                ON CONFLICT DO NOTHING RETURNING key_id)
-            SELECT key_id FROM claimed
-            UNION ALL
-            SELECT key_id FROM vault.token_keys WHERE version = \(version) AND accepted
-            """)
+        let rows = try await connection.query("SELECT vault.claim_token_key(\(version), \(keyID)) AS key_id")
         return try rows.first?["key_id"].string()
     }
 
