@@ -261,6 +261,37 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
     }
 
+    /// A policy raised after a request was approved: the request runs only with the approvals the policy asks now,
+    /// and `requests` and `approve` say so instead of calling it approved.
+    func testARequestApprovedBeforeItsPolicyWasRaisedIsShownWaitingForTheNewCount() async throws {
+        let officerC = try await database.createLogin(memberOf: "piivault_compliance")
+        let (userID, _) = try sampleUser()
+        try setPolicy("unmask", approvals: 1)
+        let id = try requestNumber(try unmask(["--reason", "SAR-5", "--user-id", userID], as: officerA), approvals: 1)
+        let first = try piivault(["approve", String(id), "--reason", "one"], as: officerB)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("approval 1 of 1; approved"), first.stdout)
+        try setPolicy("unmask", approvals: 2)
+        func listed() throws -> [String: Any] {
+            let result = try piivault(["requests", "--format", "json"], as: officerA)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: result.stdoutData) as? [[String: Any]])
+            return try XCTUnwrap(rows.first { $0["id"] as? Int == id })
+        }
+        let raised = try listed()
+        XCTAssertEqual(raised["state"] as? String, "pending", "\(raised)")
+        XCTAssertEqual(raised["approvals_required"] as? Int, 2, "\(raised)")
+        let short = try unmask(["--request", String(id)], as: officerA)
+        XCTAssertEqual(short.status, 77, short.stderr)
+        XCTAssertTrue(short.stderr.contains("has 1 of 2 approval(s)"), short.stderr)
+        let second = try piivault(["approve", String(id), "--reason", "two"], as: officerC)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("approval 2 of 2; approved"), second.stdout)
+        XCTAssertEqual(try listed()["state"] as? String, "approved")
+        let run = try unmask(["--request", String(id), "--format", "json"], as: officerA)
+        XCTAssertEqual(run.status, 0, run.stderr)
+    }
+
     // MARK: Who may change a policy
 
     func testOnlyTheOwnerOrThePolicyAdminRoleChangesAPolicyAndEveryChangeIsLogged() async throws {

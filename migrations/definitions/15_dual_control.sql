@@ -172,6 +172,7 @@ DECLARE
     subject text := 'request:' || request_id;
     r       audit.approval_requests;
     n       integer := 0;
+    needed  integer;
     problem text;
     entry   audit.access_log;
 BEGIN
@@ -180,6 +181,9 @@ BEGIN
     END IF;
     SELECT * INTO r FROM audit.approval_requests AS q WHERE q.id = request_id FOR UPDATE;
     SELECT count(*)::integer INTO n FROM audit.approvals AS a WHERE a.request_id = r.id;
+    -- What executing it takes now: a policy raised since the request asks more of it (audit.request_problem).
+    needed := greatest(r.approvals_required,
+                       (SELECT p.approvals FROM audit.action_policies AS p WHERE p.action = r.action));
     problem := CASE
         WHEN NOT pg_catalog.pg_has_role(session_user, 'piivault_compliance', 'MEMBER')
             THEN 'not permitted (login is not a member of piivault_compliance)'
@@ -197,12 +201,12 @@ BEGIN
     END;
     IF problem IS NOT NULL THEN
         entry := audit.append_entry(act, reason, subject, 0, 'refused: ' || problem, os_user, client_host);
-        RETURN QUERY SELECT entry.seq, entry.outcome, n, coalesce(r.approvals_required, 0)::integer;
+        RETURN QUERY SELECT entry.seq, entry.outcome, n, coalesce(needed, 0)::integer;
         RETURN;
     END IF;
     IF approve THEN
         entry := audit.append_entry('approve', reason, subject, 0,
-            format('ok: approval %s of %s for %s', n + 1, r.approvals_required, r.action), os_user, client_host);
+            format('ok: approval %s of %s for %s', n + 1, needed, r.action), os_user, client_host);
         INSERT INTO audit.approvals (request_id, approver, seq) VALUES (r.id, session_user, entry.seq);
         n := n + 1;
     ELSE
@@ -210,7 +214,7 @@ BEGIN
                                     client_host);
         UPDATE audit.approval_requests AS q SET denied_seq = entry.seq WHERE q.id = r.id;
     END IF;
-    RETURN QUERY SELECT entry.seq, entry.outcome, n, r.approvals_required::integer;
+    RETURN QUERY SELECT entry.seq, entry.outcome, n, needed;
 END
 $$;
 REVOKE ALL ON FUNCTION audit.decide_request(bigint, boolean, text, text, text)
@@ -218,7 +222,8 @@ REVOKE ALL ON FUNCTION audit.decide_request(bigint, boolean, text, text, text)
 GRANT EXECUTE ON FUNCTION audit.decide_request(bigint, boolean, text, text, text) TO piivault_compliance;
 
 -- `piivault requests`: every request (or only those still waiting for approvals), newest first, with the subject
--- and reason of its entry, its state and its approvers ('login at time', comma-separated).
+-- and reason of its entry, its state and its approvers ('login at time', comma-separated). approvals_required is what
+-- executing it takes now: the request's own count, or the action's policy if that was raised since.
 CREATE OR REPLACE FUNCTION audit.list_requests(pending_only boolean)
 RETURNS TABLE (
     id bigint, action text, requester text, subject text, reason text, state text, approvals integer,
@@ -233,12 +238,13 @@ AS $$
                CASE WHEN r.executed_seq IS NOT NULL THEN 'executed'
                     WHEN r.denied_seq IS NOT NULL THEN 'denied'
                     WHEN r.expires_at <= clock_timestamp() THEN 'expired'
-                    WHEN coalesce(a.n, 0) >= r.approvals_required THEN 'approved'
+                    WHEN coalesce(a.n, 0) >= greatest(r.approvals_required, pol.approvals) THEN 'approved'
                     ELSE 'pending' END AS state,
-               coalesce(a.n, 0)::integer, r.approvals_required::integer, coalesce(a.who, ''), l.at, r.expires_at,
-               r.executed_seq
+               coalesce(a.n, 0)::integer, greatest(r.approvals_required, pol.approvals)::integer,
+               coalesce(a.who, ''), l.at, r.expires_at, r.executed_seq
           FROM audit.approval_requests AS r
           JOIN audit.access_log AS l ON l.seq = r.id
+          LEFT JOIN audit.action_policies AS pol ON pol.action = r.action
           LEFT JOIN LATERAL (
               SELECT count(*) AS n,
                      string_agg(p.approver || ' at '
