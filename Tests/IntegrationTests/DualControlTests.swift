@@ -391,6 +391,38 @@ final class DualControlTests: XCTestCase {
         XCTAssertGreaterThan(rewrapped, 0)
     }
 
+    /// A policy on unmask alone also holds rewrap and retokenize, which hand an officer every sealed value (a full
+    /// rewrap, retokenize) or data key to open with the vault key: each becomes a request, and runs once approved.
+    func testAPolicyOnUnmaskAloneHoldsRewrapAndRetokenizeToo() async throws {
+        let newKeys = keys.appendingPathComponent("c")
+        let keygen = try runPiivault(["keygen", "--vault-key-only", "--dir", newKeys.path])
+        XCTAssertEqual(keygen.status, 0, keygen.stderr)
+        let keyID = try await query("SELECT key_id FROM vault.data_keys ORDER BY id LIMIT 1")
+            .requiredFirst("key")["key_id"].requiredString()
+        try setPolicy("unmask", approvals: 1)
+        let rewrap = ["rewrap", "--key-file", secretKeyPath, "--to", newKeys.appendingPathComponent("vault.pub").path,
+                      "--reason", "KEY-ROTATE-2", "--full"]
+        let id = try requestNumber(try piivault(rewrap, as: officerA), approvals: 1)
+
+        let officer = try await PostgresConnection.connect(officerA)
+        defer { Task { await officer.close() } }
+        let retokenize = try await officer.query("""
+            SELECT log_seq FROM vault.request_retokenize(2, 'eeeeeeeeeeeeeeee', \(keyID), 'r', 'o', 'h')
+            """).requiredFirst("request_retokenize")["log_seq"].requiredInt()
+        let state = try await officer.query("SELECT state FROM audit.dual_control_state(\(retokenize))")
+        XCTAssertEqual(try state.first?["state"].string(), "pending")
+        do {
+            _ = try await officer.query("SELECT vault.start_retokenize(\(retokenize))")
+            XCTFail("retokenize started without an approved request")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isPermissionDenied, "\(error)")
+        }
+
+        XCTAssertEqual(try piivault(["approve", String(id), "--reason", "CAB-8"], as: officerB).status, 0)
+        let run = try piivault(rewrap + ["--request", String(id)], as: officerA)
+        XCTAssertEqual(run.status, 0, run.stderr)
+    }
+
     // MARK: lookup and retention: the same flow, through the same runner
 
     func testLookupAndRetentionWaitForApprovalAndRunTheApprovedRequestOnce() async throws {

@@ -121,7 +121,7 @@ BEGIN
     -- `request` entry when no request number is set in the session (the caller grants and deletes nothing: see
     -- audit.append_and_grant and the forget functions), and is refused unless the request set may be executed.
     IF outcome NOT LIKE 'refused%' AND split_part(stack, E'\n', 2) ~ '^PL/pgSQL function (vault|audit)\.' THEN
-        SELECT * INTO gate FROM audit.action_policies AS p WHERE p.action = action;
+        gate := audit.effective_policy(action);
         IF coalesce(gate.approvals, 0) > 0 THEN
             asked := nullif(btrim(current_setting('piivault.approval_request', true)), '');
             IF asked IS NULL THEN

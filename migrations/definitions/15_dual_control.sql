@@ -7,6 +7,23 @@
 -- deleted); an access with one is refused ('refused: dual control: ...') unless that request is of this action,
 -- this login's, approved, unexpired, unexecuted and for the same parameters, and is then marked executed by it.
 
+-- The policy an access of `wanted_action` is held to: its own, and for rewrap and retokenize at least unmask's when
+-- that asks for more. Both hand an officer sealed values or data keys to open with the vault key (a full rewrap and
+-- retokenize release every sealed value), so without this a policy on unmask alone would not stop one officer from
+-- reading every value through them. Of two policies the one asking more approvals (then the shorter window) counts;
+-- no row when the action has none.
+CREATE OR REPLACE FUNCTION audit.effective_policy(wanted_action text) RETURNS audit.action_policies
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.* FROM audit.action_policies AS p
+     WHERE p.action = wanted_action OR (wanted_action IN ('rewrap', 'retokenize') AND p.action = 'unmask')
+     ORDER BY p.approvals DESC, p.approval_window, p.action = wanted_action DESC
+     LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION audit.effective_policy(text)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor, piivault_policy_admin;
+
 -- The parameters of an access as they are compared between a request and its execution: the subject the action
 -- logs, without the counts a rewrap's subject carries (they may change between the two; the keys may not).
 CREATE OR REPLACE FUNCTION audit.request_parameters(action text, subject text) RETURNS text
@@ -80,7 +97,7 @@ CREATE OR REPLACE FUNCTION audit.require_approved_grant(grant_seq bigint, wanted
 AS $$
 #variable_conflict use_variable
 BEGIN
-    IF EXISTS (SELECT 1 FROM audit.action_policies AS p WHERE p.action = wanted_action AND p.approvals > 0)
+    IF coalesce((audit.effective_policy(wanted_action)).approvals, 0) > 0
        AND NOT EXISTS (SELECT 1 FROM audit.approval_requests AS r WHERE r.executed_seq = grant_seq) THEN
         RAISE EXCEPTION 'the % policy asks for approvals: grant % was not given under an approved request',
             wanted_action, grant_seq
@@ -182,8 +199,7 @@ BEGIN
     SELECT * INTO r FROM audit.approval_requests AS q WHERE q.id = request_id FOR UPDATE;
     SELECT count(*)::integer INTO n FROM audit.approvals AS a WHERE a.request_id = r.id;
     -- What executing it takes now: a policy raised since the request asks more of it (audit.request_problem).
-    needed := greatest(r.approvals_required,
-                       (SELECT p.approvals FROM audit.action_policies AS p WHERE p.action = r.action));
+    needed := greatest(r.approvals_required, (audit.effective_policy(r.action)).approvals);
     problem := CASE
         WHEN NOT pg_catalog.pg_has_role(session_user, 'piivault_compliance', 'MEMBER')
             THEN 'not permitted (login is not a member of piivault_compliance)'
@@ -223,7 +239,7 @@ GRANT EXECUTE ON FUNCTION audit.decide_request(bigint, boolean, text, text, text
 
 -- `piivault requests`: every request (or only those still waiting for approvals), newest first, with the subject
 -- and reason of its entry, its state and its approvers ('login at time', comma-separated). approvals_required is what
--- executing it takes now: the request's own count, or the action's policy if that was raised since.
+-- executing it takes now: the request's own count, or the action's policy (audit.effective_policy) if that asks more.
 CREATE OR REPLACE FUNCTION audit.list_requests(pending_only boolean)
 RETURNS TABLE (
     id bigint, action text, requester text, subject text, reason text, state text, approvals integer,
@@ -244,7 +260,7 @@ AS $$
                coalesce(a.who, ''), l.at, r.expires_at, r.executed_seq
           FROM audit.approval_requests AS r
           JOIN audit.access_log AS l ON l.seq = r.id
-          LEFT JOIN audit.action_policies AS pol ON pol.action = r.action
+          LEFT JOIN LATERAL audit.effective_policy(r.action) AS pol ON true
           LEFT JOIN LATERAL (
               SELECT count(*) AS n,
                      string_agg(p.approver || ' at '
