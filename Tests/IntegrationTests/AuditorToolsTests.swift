@@ -241,6 +241,38 @@ extension AuditTests {
 }
 
 extension AuditTests {
+    /// An officer who has left (SECURITY.md: revoke their membership) is still an officer for the period they were
+    /// one: their accesses stay in the review's charts, not among the refused attempts of other logins.
+    func testTheReportKeepsARevokedOfficersAccessesAsAnOfficers() async throws {
+        let aliceURL = try await database.createLogin(memberOf: "piivault_compliance")
+        let alice = try XCTUnwrap(URLComponents(string: aliceURL)?.user)
+        let officer = try await PostgresConnection.connect(aliceURL)
+        let token = "ip.v1." + String(repeating: "e", count: 64)
+        _ = try await officer.query("""
+            SELECT log_seq FROM vault.request_unmask_tokens(ARRAY[\(token)], 'SAR-LEFT', 'o', 'h', 100, '0011223344556677')
+            """)
+        await officer.close()
+        let owner = try await database.connect()
+        try await owner.execute(PostgresQuery(unsafeSQL: "REVOKE piivault_compliance FROM \"\(alice)\""))
+        await owner.close()
+
+        let page = FileManager.default.temporaryDirectory.appendingPathComponent("left-\(ScratchDatabase.randomHex(4)).html")
+        defer { try? FileManager.default.removeItem(at: page) }
+        let result = try runPiivault(["audit", "report", "--database-url", auditorURL, "--html", page.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let html = try String(contentsOf: page, encoding: .utf8)
+        func section(_ id: String) throws -> String {
+            let start = try XCTUnwrap(html.range(of: "id=\"\(id)\""), "no \(id) in the page")
+            let end = html.range(of: "<h2>", range: start.upperBound..<html.endIndex)?.lowerBound ?? html.endIndex
+            return String(html[start.upperBound..<end])
+        }
+        let others = try section("refused-others"), perOfficer = try section("per-officer")
+        XCTAssertFalse(others.contains(alice), others)
+        XCTAssertTrue(perOfficer.contains(alice), perOfficer)
+    }
+}
+
+extension AuditTests {
     /// Issue 24, defect 5: a checkpoint signed on a copy of the database (`CREATE DATABASE c TEMPLATE db`, which
     /// carries the same log byte for byte) is refused against the original, and one of the original against the copy,
     /// each in one line; the original's own checkpoint still matches.

@@ -88,5 +88,38 @@ final class DualControlUnitTests: XCTestCase {
         XCTAssertEqual(later.executedWithoutApproval.map(\.seq), [1])
         XCTAssertTrue(self.report([entry(1, "unmask", outcome: "ok")]).html
             .contains("None: no policy change, request or approval in the period."))
+
+        // A period that starts under a policy set before it, with no change inside it: the policy entries before the
+        // period count (AuditorService passes them as policiesAtStart).
+        let before = [entry(1, "policy", subject: "action:unmask", outcome: "ok: approvals 0 -> 2, window 60s -> 60s"),
+                      entry(2, "policy", subject: "action:forget", outcome: "ok: approvals 0 -> 1, window 60s -> 60s"),
+                      entry(3, "policy", subject: "action:forget", outcome: "ok: approvals 1 -> 0, window 60s -> 60s")]
+        XCTAssertEqual(AuditReport.policies(after: before), ["unmask": 2, "forget": 0])
+        let underPolicy = AuditReport(
+            entries: [entry(4, "unmask", outcome: "ok"), entry(5, "forget", subject: "user_hash:00", outcome: "ok: 1 rows deleted")],
+            verdict: .intact(entryCount: 2, head: AccessLogAnchor(seq: 0, hash: AccessLogEntry.genesisHash)),
+            checkpoints: [], since: "2026-12-01T10:00:04Z", until: nil, generatedAt: "now", officerLogins: ["officer"],
+            policiesAtStart: AuditReport.policies(after: before))
+        XCTAssertEqual(underPolicy.executedWithoutApproval.map(\.seq), [4])
+    }
+
+    /// Who counts as an officer for the review: whoever's entries show they acted as one then, even if their
+    /// membership was revoked since; not a login refused as not permitted, nor an access the database marked as made
+    /// outside compliance, nor a policy change.
+    func testTheReportCountsAsOfficersTheLoginsThatActedAsOfficers() {
+        func made(_ seq: Int, by login: String, _ action: String, outcome: String) -> AccessLogEntry {
+            AccessLogEntry(seq: seq, at: "2026-12-01T10:00:0\(seq).000000Z", dbUser: login, osUser: "os", clientHost: "h",
+                           action: action, reason: "case", subject: "user_id:u", rowCount: 1, outcome: outcome,
+                           prevHash: AccessLogEntry.genesisHash, hash: AccessLogEntry.genesisHash)
+        }
+        let entries = [
+            made(1, by: "alice", "unmask", outcome: "ok"),
+            made(2, by: "analyst", "unmask", outcome: "refused: not permitted (login is not a member of piivault_compliance)"),
+            made(3, by: "root", "unmask", outcome: "ok [outside piivault_compliance: superuser]"),
+            made(4, by: "admin", "policy", outcome: "ok: approvals 0 -> 1, window 60s -> 60s"),
+            made(5, by: "bob", "approve", outcome: "ok: approval 1 of 1 for unmask"),
+            made(6, by: "carol", "unmask", outcome: "refused: dual control: request 9 has 0 of 1 approval(s)"),
+        ]
+        XCTAssertEqual(AuditReport.actedAsOfficers(entries), ["alice", "bob", "carol"])
     }
 }

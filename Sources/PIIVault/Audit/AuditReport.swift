@@ -17,11 +17,16 @@ public struct AuditReport: Sendable {
     /// When the report was made (UTC).
     public var generatedAt: String
     /// The logins of the period that may act as compliance officers (members of `piivault_compliance`, or superusers,
-    /// when the report was made). Everyone else's entries are refused attempts, listed apart from the officers'.
+    /// when the report was made), and those whose entries show they were one then (`actedAsOfficers`). Everyone
+    /// else's entries are refused attempts, listed apart from the officers'.
     public var officerLogins: Set<String>
+    /// Each action's approvals when the period began, from the last `policy` entry before it; an action without one
+    /// there starts at its first change's "before" value in the period, or 0.
+    public var policiesAtStart: [String: Int]
 
     public init(entries: [AccessLogEntry], verdict: AccessLogVerdict, checkpoints: [SignedCheckpoint],
-                since: String?, until: String?, generatedAt: String, officerLogins: Set<String>) {
+                since: String?, until: String?, generatedAt: String, officerLogins: Set<String>,
+                policiesAtStart: [String: Int] = [:]) {
         self.entries = entries
         self.verdict = verdict
         self.checkpoints = checkpoints
@@ -29,6 +34,27 @@ public struct AuditReport: Sendable {
         self.until = until
         self.generatedAt = generatedAt
         self.officerLogins = officerLogins
+        self.policiesAtStart = policiesAtStart
+    }
+
+    /// Logins whose entries show them acting as compliance officers when they made them: any entry but a policy
+    /// change, a refusal for not being permitted, or an access the database marked as made outside
+    /// `piivault_compliance`. So an officer whose membership was revoked since (SECURITY.md asks for it when one
+    /// leaves) stays an officer for the period under review, and their accesses are not taken for refused attempts.
+    static func actedAsOfficers(_ entries: [AccessLogEntry]) -> Set<String> {
+        Set(entries.filter { entry in
+            entry.action != "policy" && !entry.outcome.hasPrefix("refused: not permitted")
+                && !entry.outcome.contains(AccessLogEntry.outsideComplianceMarker)
+        }.map(\.dbUser))
+    }
+
+    /// Each action's approvals after the last of `policyEntries` (the `policy` entries before a period, in order).
+    static func policies(after policyEntries: [AccessLogEntry]) -> [String: Int] {
+        var policy: [String: Int] = [:]
+        for entry in policyEntries {
+            if let action = policyAction(entry), let (_, new) = policyApprovals(entry) { policy[action] = new }
+        }
+        return policy
     }
 
     /// Actions that change or destroy data, listed on their own.
@@ -72,10 +98,10 @@ public struct AuditReport: Sendable {
     public var policyChanges: [AccessLogEntry] { entries.filter { $0.action == "policy" } }
 
     /// Accesses that went through while the action's policy asked for approvals, without an approved request: the
-    /// database should make this impossible, so each one is flagged. The policy of each action is followed through
-    /// the `policy` entries of the period (`ok: approvals A -> B`; before the first, A).
+    /// database should make this impossible, so each one is flagged. The policy of each action is followed from
+    /// `policiesAtStart` through the `policy` entries of the period (`ok: approvals A -> B`; before the first, A).
     public var executedWithoutApproval: [AccessLogEntry] {
-        var policy: [String: Int] = [:]
+        var policy = policiesAtStart
         for entry in policyChanges {
             guard let action = Self.policyAction(entry), policy[action] == nil,
                   let (old, _) = Self.policyApprovals(entry) else { continue }

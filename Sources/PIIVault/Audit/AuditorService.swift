@@ -87,13 +87,18 @@ public struct AuditorService: Sendable {
         } else {
             verdict = try await Database.withConnection(databaseURL) { try await AccessLogReader(connection: $0).verify() }
         }
-        let (entries, officers) = try await Database.withConnection(databaseURL) { connection in
-            let entries = try await AccessLogReader(connection: connection).entries(
-                matching: AccessLogFilter(since: since, until: until))
-            return (entries, try await Self.officerLogins(among: Set(entries.map(\.dbUser)), connection))
+        let (entries, officers, policiesAtStart) = try await Database.withConnection(databaseURL) { connection in
+            let reader = AccessLogReader(connection: connection)
+            let entries = try await reader.entries(matching: AccessLogFilter(since: since, until: until))
+            // The policies in force when the period began: the policy changes before it.
+            let earlier = since == nil ? [] : try await reader.entries(matching: AccessLogFilter(until: since, action: "policy"))
+            let officers = try await Self.officerLogins(among: Set(entries.map(\.dbUser)), connection)
+                .union(AuditReport.actedAsOfficers(entries))
+            return (entries, officers, AuditReport.policies(after: earlier))
         }
         return AuditReport(entries: entries, verdict: verdict, checkpoints: checkpoints, since: since, until: until,
-                           generatedAt: SignedCheckpoint.now(), officerLogins: officers)
+                           generatedAt: SignedCheckpoint.now(), officerLogins: officers,
+                           policiesAtStart: policiesAtStart)
     }
 
     /// Which of `logins` may act as compliance officers now (members of `piivault_compliance`, superusers included);
