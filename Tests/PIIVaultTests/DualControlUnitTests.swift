@@ -101,6 +101,12 @@ final class DualControlUnitTests: XCTestCase {
             checkpoints: [], since: "2026-12-01T10:00:04Z", until: nil, generatedAt: "now", officerLogins: ["officer"],
             policiesAtStart: AuditReport.policies(after: before))
         XCTAssertEqual(underPolicy.executedWithoutApproval.map(\.seq), [4])
+        // rewrap and retokenize are held to at least unmask's policy.
+        let held = self.report([entry(1, "policy", subject: "action:unmask", outcome: "ok: approvals 0 -> 1, window 60s -> 60s"),
+                                entry(2, "rewrap", subject: "vault_key:a->b", outcome: "ok: 1 data keys"),
+                                entry(3, "retokenize", subject: "token_versions:v1->v2", outcome: "ok"),
+                                entry(4, "lookup", subject: "tokens", outcome: "ok")])
+        XCTAssertEqual(held.executedWithoutApproval.map(\.seq), [2, 3])
     }
 
     /// Who counts as an officer for the review: whoever's entries show they acted as one then, even if their

@@ -10,7 +10,7 @@
 -- The policy an access of `wanted_action` is held to: its own, and for rewrap and retokenize at least unmask's when
 -- that asks for more. Both hand an officer sealed values or data keys to open with the vault key (a full rewrap and
 -- retokenize release every sealed value), so without this a policy on unmask alone would not stop one officer from
--- reading every value through them. Of two policies the one asking more approvals (then the shorter window) counts;
+-- reading every value through them. Of two policies the one asking more approvals counts, the action's own on a tie;
 -- no row when the action has none.
 CREATE OR REPLACE FUNCTION audit.effective_policy(wanted_action text) RETURNS audit.action_policies
     LANGUAGE sql STABLE
@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION audit.effective_policy(wanted_action text) RETURNS au
 AS $$
     SELECT p.* FROM audit.action_policies AS p
      WHERE p.action = wanted_action OR (wanted_action IN ('rewrap', 'retokenize') AND p.action = 'unmask')
-     ORDER BY p.approvals DESC, p.approval_window, p.action = wanted_action DESC
+     ORDER BY p.approvals DESC, p.action = wanted_action DESC
      LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION audit.effective_policy(text)

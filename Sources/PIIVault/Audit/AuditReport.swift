@@ -111,12 +111,19 @@ public struct AuditReport: Sendable {
         for entry in entries {
             if entry.action == "policy", let action = Self.policyAction(entry), let (_, new) = Self.policyApprovals(entry) {
                 policy[action] = new
-            } else if (policy[entry.action] ?? 0) > 0, entry.outcomeClass == .ok,
+            } else if Self.approvalsNeeded(entry.action, under: policy) > 0, entry.outcomeClass == .ok,
                       !entry.outcome.contains(Self.executedMarker) {
                 flagged.append(entry)
             }
         }
         return flagged
+    }
+
+    /// The approvals an access of `action` needs under `policy` (approvals by action): its own, and for rewrap and
+    /// retokenize at least unmask's, as the database's `audit.effective_policy` holds them.
+    static func approvalsNeeded(_ action: String, under policy: [String: Int]) -> Int {
+        let own = policy[action] ?? 0
+        return action == "rewrap" || action == "retokenize" ? max(own, policy["unmask"] ?? 0) : own
     }
 
     static let dualControlActions: Set<String> = ["policy", "request", "approve", "deny"]
