@@ -30,12 +30,15 @@ final class KeyMaterialTests: XCTestCase {
     private var publicKeyPath: String { keys.appendingPathComponent("vault.pub").path }
 
     /// `piivault etl` of one valid record from a file.
-    private func etl(tokenKey: String? = nil, publicKey: String? = nil) throws -> ProcessResult {
+    private func etl(tokenKey: String? = nil, publicKey: String? = nil, environment: [String: String?] = [:]) throws
+        -> ProcessResult
+    {
         let input = dir.appendingPathComponent("one.ndjson")
         try #"{"user_id": "u-keys", "device_type": "ios", "ip": "192.0.2.44", "device_id": "dev-keys"}"#
             .appending("\n").write(to: input, atomically: true, encoding: .utf8)
         return try runPiivault(["etl", "--from-file", input.path, "--database-url", database.url,
-                                "--token-key", tokenKey ?? tokenKeyPath, "--vault-public-key", publicKey ?? publicKeyPath])
+                                "--token-key", tokenKey ?? tokenKeyPath, "--vault-public-key", publicKey ?? publicKeyPath],
+                               environment: environment)
     }
 
     private func loadedRows() async throws -> Int {
@@ -86,6 +89,26 @@ final class KeyMaterialTests: XCTestCase {
             let asRoot = try etl()
             XCTAssertEqual(asRoot.status, 0, asRoot.stderr)
         }
+    }
+
+    // MARK: systemd credentials
+
+    /// The systemd unit passes the keys with `LoadCredential=`; systemd 255 and later writes each as root, mode 0400,
+    /// with an ACL for the service's user (mode 0440 as `stat` shows it). In `$CREDENTIALS_DIRECTORY` that loads; the
+    /// same file anywhere else is refused as readable by others.
+    func testATokenKeyPassedAsASystemdCredentialLoads() async throws {
+        let credentials = dir.appendingPathComponent("credentials")
+        try FileManager.default.createDirectory(at: credentials, withIntermediateDirectories: false)
+        let passed = credentials.appendingPathComponent("token.key")
+        try FileManager.default.copyItem(atPath: tokenKeyPath, toPath: passed.path)
+        chmod(passed.path, 0o440)
+        chmod(credentials.path, 0o500)
+        defer { chmod(credentials.path, 0o700) }
+        assertRefused(try etl(tokenKey: passed.path), .noPermission, "is readable by others")
+        let result = try etl(tokenKey: passed.path, environment: ["CREDENTIALS_DIRECTORY": credentials.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = try await loadedRows()
+        XCTAssertEqual(rows, 1)
     }
 
     // MARK: Item 6: the passphrase file

@@ -107,6 +107,34 @@ final class KeyFileTests: XCTestCase {
         }
     }
 
+    /// systemd (255 and later) passes a credential owned by root, mode 0400 with an ACL for the service's user, which
+    /// shows as 0440: accepted directly in `$CREDENTIALS_DIRECTORY`, refused anywhere else.
+    func testASystemdCredentialReadableThroughAnACLIsAccepted() throws {
+        let (dir, keys) = try generated()
+        let path = keys.tokenKeyPath
+        chmod(path, 0o440)
+        XCTAssertNoThrow(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path))
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: nil)) {
+            XCTAssertEqual($0 as? KeyFileError, .accessibleByOthers(file: path, mode: 0o440))
+        }
+        // Another folder named as the credentials folder vouches for nothing here.
+        let other = try makeTemporaryDirectory(self)
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: other.path))
+        // Still refused there: writable by others, or owned by a user other than root and the service's.
+        chmod(path, 0o460)
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path)) {
+            XCTAssertEqual($0 as? KeyFileError, .accessibleByOthers(file: path, mode: 0o460))
+        }
+        chmod(path, 0o440)
+        if geteuid() == 0 {
+            XCTAssertEqual(chown(path, 65534, 65534), 0)
+            XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, currentUser: 0,
+                                                            credentialsDirectory: dir.path)) {
+                XCTAssertEqual($0 as? KeyFileError, .wrongOwner(file: path, owner: 65534, currentUser: 0))
+            }
+        }
+    }
+
     func testMalformedFilesEachGiveTheirOwnError() throws {
         let (dir, keys) = try generated()
         let original = try String(contentsOfFile: keys.tokenKeyPath, encoding: .utf8)

@@ -79,6 +79,21 @@ public enum KeyLoading {
         }
     }
 
+    /// Whether `path` names a file directly in systemd's credentials folder of this service.
+    static func isSystemdCredential(_ path: String, credentialsDirectory: String?) -> Bool {
+        guard let credentialsDirectory, !credentialsDirectory.isEmpty,
+              let file = realPath(path), let folder = realPath(credentialsDirectory) else { return false }
+        guard let slash = file.lastIndex(of: "/") else { return false }
+        return file[..<slash] == folder[...] || (folder == "/" && slash == file.startIndex)
+    }
+
+    /// `path` with every symbolic link, `.` and `..` resolved; nil when it does not resolve.
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// Whether a vault secret key file is passphrase-protected (so that a caller can ask for the passphrase up front).
     public static func isPassphraseProtected(path: String, option: String? = nil) throws -> Bool {
         var text = try readKeyFile(path: path, protection: .secret, option: option,
@@ -92,9 +107,15 @@ public enum KeyLoading {
     /// `option` names the flag that gave the path (for a missing file's message); `expected` are the labels the
     /// caller accepts: a secret key file readable by others that is another kind of key file (`vault.pub` given as
     /// the secret key) is refused for its label, not its mode.
+    ///
+    /// A file that systemd passed as a credential (`LoadCredential=`; directly in `$CREDENTIALS_DIRECTORY`) is
+    /// accepted owned by root and readable by the group: systemd since version 255 writes it as root, mode 0400, and
+    /// lets the service's user read it with an ACL, which shows as group bits. Only the service can read that folder,
+    /// and it is read-only, so nobody else can read the file and `chmod` could not be run there anyway.
     static func readKeyFile(
         path: String, protection: KeyFileProtection, option: String? = nil, expected: [KeyFileLabel] = [],
-        currentUser: UInt32 = UInt32(geteuid())
+        currentUser: UInt32 = UInt32(geteuid()),
+        credentialsDirectory: String? = getenv("CREDENTIALS_DIRECTORY").map { String(cString: $0) }
     ) throws -> [UInt8] {
         // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it changes nothing for a regular file.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
@@ -112,6 +133,11 @@ public enum KeyLoading {
         }
         let mode = UInt32(info.st_mode) & 0o7777, owner = UInt32(info.st_uid)
         switch protection {
+        case .secret where isSystemdCredential(path, credentialsDirectory: credentialsDirectory):
+            if mode & 0o022 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode) }
+            if owner != currentUser && owner != 0 {
+                throw KeyFileError.wrongOwner(file: path, owner: owner, currentUser: currentUser)
+            }
         case .secret:
             if mode & 0o077 != 0 {
                 if mode & 0o044 != 0, info.st_size <= maxFileBytes, let label = readLabel(fd: fd),
