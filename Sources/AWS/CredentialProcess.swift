@@ -177,8 +177,9 @@ enum CredentialProcess {
         return pid
     }
 
-    /// Splits a command line into words: blanks separate, single quotes keep everything, double quotes keep all but
-    /// `\"` and `\\`, a backslash outside quotes escapes the next character.
+    /// Splits a command line into words as botocore does (Python's `shlex.split`): blanks separate, single quotes keep
+    /// everything, double quotes keep all but `\"` and `\\` (a backslash before any other character stays), a
+    /// backslash outside quotes escapes the next character.
     static func split(_ command: String, profile: String) throws -> [String] {
         var words: [String] = []
         var current = ""
@@ -187,6 +188,7 @@ enum CredentialProcess {
         var escaped = false
         for character in command {
             if escaped {
+                if quote == "\"" && character != "\"" && character != "\\" { current.append("\\") }
                 current.append(character)
                 escaped = false
                 continue

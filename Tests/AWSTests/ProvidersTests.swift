@@ -194,6 +194,10 @@ final class ProvidersTests: XCTestCase {
         XCTAssertEqual(try CredentialProcessSplit.split(#"tool --profile "a b" 'c;d' e\ f"#),
                        ["tool", "--profile", "a b", "c;d", "e f"])
         XCTAssertThrowsError(try CredentialProcessSplit.split("tool 'open"))
+        // Inside double quotes a backslash escapes only `"` and itself, as Python's shlex.split (botocore) has it:
+        // shlex.split(r"""x "a\b" "c\"d" "e\\f" g\h 'i\j'""") == ['x', 'a\\b', 'c"d', 'e\\f', 'gh', 'i\\j']
+        XCTAssertEqual(try CredentialProcessSplit.split(#"x "a\b" "c\"d" "e\\f" g\h 'i\j'"#),
+                       ["x", #"a\b"#, #"c"d"#, #"e\f"#, "gh", #"i\j"#])
         let config = AWSSharedConfig(
             credentialsSections: [:],
             configSections: ["default": ["credential_process": #"/bin/sh -c 'echo "{\"Version\": 1, \"AccessKeyId\": \"ASIAPROC\", \"SecretAccessKey\": \"x\", \"Expiration\": \"2099-01-01T00:00:00Z\"}"'"#]])
