@@ -135,6 +135,38 @@ final class KeyFileTests: XCTestCase {
         }
     }
 
+    /// A key file that cannot be finished (here the file-size limit stands in for a full disk) is removed before the
+    /// error, so `keys unwrap` never leaves a whole or half plaintext key behind; a file already there is never
+    /// touched, and the message says so without naming one command.
+    func testAKeyFileThatCannotBeFinishedIsRemoved() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let path = dir.appendingPathComponent("unwrapped.key").path
+        var saved = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved), 0)
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)  // EFBIG instead of the signal
+        var small = saved
+        small.rlim_cur = 16
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &small), 0)
+        var called = false
+        XCTAssertThrowsError(try KeyGeneration.writeNew(path: path, contents: Array(repeating: 0x41, count: 4096),
+                                                        mode: 0o600) { called = true }) { error in
+            guard case .cannotWrite(let file, _)? = error as? KeyFileError else { return XCTFail("\(error)") }
+            XCTAssertEqual(file, path)
+        }
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved), 0)
+        signal(SIGXFSZ, oldHandler)
+        XCTAssertFalse(called)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the unfinished file stayed")
+
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("kept".utf8)))
+        XCTAssertThrowsError(try KeyGeneration.writeNew(path: path, contents: [1], mode: 0o600) {}) { error in
+            XCTAssertEqual(error as? KeyFileError, .alreadyExists(files: [path]))
+            XCTAssertEqual((error as? KeyFileError)?.message,
+                           "\(path) already exists; piivault never overwrites a key file: move it away or write elsewhere (--dir, --out)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "kept")
+    }
+
     func testMalformedFilesEachGiveTheirOwnError() throws {
         let (dir, keys) = try generated()
         let original = try String(contentsOfFile: keys.tokenKeyPath, encoding: .utf8)

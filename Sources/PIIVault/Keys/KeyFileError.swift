@@ -47,7 +47,7 @@ public enum KeyFileError: PIIVaultReportableError, Equatable {
     public var message: String {
         switch self {
         case let .alreadyExists(files):
-            return "\(files.joined(separator: ", ")) already \(files.count == 1 ? "exists" : "exist"); keygen never overwrites keys: move them away or use another --dir"
+            return "\(files.joined(separator: ", ")) already \(files.count == 1 ? "exists" : "exist"); piivault never overwrites a key file: move \(files.count == 1 ? "it" : "them") away or write elsewhere (--dir, --out)"
         case let .cannotRead(file, reason):
             return "cannot read \(file): \(reason)"
         case let .missing(file, option):

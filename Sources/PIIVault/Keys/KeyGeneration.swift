@@ -202,34 +202,34 @@ public enum KeyGeneration {
                 ], payload: bytes)
         }
         defer { sodium_memzero(&text, text.count) }
-        var wroteFile = false
-        do {
-            try writeNew(path: path, contents: text, mode: 0o600) { wroteFile = true }
-        } catch {
-            if wroteFile { unlink(path) }
-            throw error
-        }
+        try writeNew(path: path, contents: text, mode: 0o600) {}
         return GeneratedTokenKey(keyID: key.keyID, version: version, path: path, tombstoneKeyCarried: previous != nil)
     }
 
     /// Creates `path` with `O_EXCL` (never replacing anything, not even through a symlink), sets the exact mode
-    /// (the umask could only narrow it, but 0644 must stay 0644), writes and syncs.
+    /// (the umask could only narrow it, but 0644 must stay 0644), writes and syncs; then calls `created` (a caller
+    /// writing several files removes those already written when a later one fails). A file this call created and
+    /// could not finish (a full disk, an I/O error) is removed before it throws: a half-written key, or a whole one
+    /// the command said it did not write, never stays behind.
     static func writeNew(path: String, contents: [UInt8], mode: mode_t, created: () -> Void) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else {
             if errno == EEXIST { throw KeyFileError.alreadyExists(files: [path]) }
             throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
         }
+        var failure: Int32?
+        if fchmod(fd, mode) != 0 {
+            failure = errno
+        } else if let code = writeAll(contents, to: fd) {
+            failure = code
+        } else if fsync(fd) != 0 {
+            failure = errno
+        }
+        close(fd)
+        if let failure {
+            unlink(path)
+            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(failure)))
+        }
         created()
-        defer { close(fd) }
-        guard fchmod(fd, mode) == 0 else {
-            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
-        }
-        if let code = writeAll(contents, to: fd) {
-            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(code)))
-        }
-        guard fsync(fd) == 0 else {
-            throw KeyFileError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
-        }
     }
 }
