@@ -70,6 +70,36 @@ final class SQSFailureExitTests: AWSTestCase {
     /// Issue 14, item 1: a ReceiveMessage answer that is larger than any SQS answer can be (after SQS has hidden
     /// the messages it holds) fails the run, exit 1 and `failed` in etl_runs, instead of a retry that receives
     /// nothing and a run that calls itself completed. Before the fix the run printed `completed` and exited 0.
+    /// A run that fails hands back what it received and did not load (ChangeMessageVisibilityBatch to 0): with a
+    /// visibility timeout of ten minutes, right after the run every message not loaded is visible again, none in
+    /// flight, so a rerun need not wait.
+    func testAFailedRunHandsBackTheMessagesItDidNotLoad() async throws {
+        let queueURL = try await sendSample(queue: "handback-\(ScratchDatabase.randomHex(4))")
+        // One user's login fails its batch with an error that is not the row's (so the batch is not split around it).
+        let owner = try await database.connect()
+        try await owner.executeScript("""
+            CREATE FUNCTION public.fail_one_user() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.user_id = 'c1ae09c9-5721-46bc-8830-b99be558f3b0' THEN
+                    RAISE EXCEPTION 'the test fails this batch' USING ERRCODE = 'XX000';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER fail_one_user BEFORE INSERT ON public.user_logins
+                FOR EACH ROW EXECUTE FUNCTION public.fail_one_user();
+            """)
+        await owner.close()
+        let result = try etl(["--queue-url", queueURL, "--visibility-timeout", "600", "--batch-size", "10",
+                              "--concurrency", "1"], environment: emulatorKeys)
+        XCTAssertEqual(result.status, 1, "stdout: \(result.stdout) stderr: \(result.stderr)")
+        let loaded = try await loadedRows()
+        let quarantined = try await query("SELECT count(*) FROM vault.quarantine").first![0].requiredInt()
+        XCTAssertLessThan(loaded + quarantined, 100)
+        let counts = try await SQSEmulator.counts(queueURL: queueURL)
+        XCTAssertEqual(counts.inFlight, 0, "messages the failed run received are still hidden")
+        XCTAssertEqual(counts.visible, 100 - loaded - quarantined)
+    }
+
     func testOversizedReceiveFailsTheRun() async throws {
         let queueURL = try await sendSample(queue: "oversized-\(ScratchDatabase.randomHex(4))")
         // 64 MiB of padding: more than the largest legal answer (about 60 MiB).

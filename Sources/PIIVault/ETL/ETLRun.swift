@@ -133,6 +133,8 @@ public struct ETLRun: Sendable {
 
     /// What a batch in flight did once committed and deleted.
     private struct Settled: Sendable {
+        /// The batch's number in the run (1, 2, ...).
+        let number: Int
         let outcome: LoadOutcome
         let deleteFailures: Int
         /// The tokens the batch was prepared to seal.
@@ -200,6 +202,11 @@ public struct ETLRun: Sendable {
         var held: HeldBatch?
         // A file's acknowledge does nothing; a queue's deletes take longer than freeing a batch (HeldBatch).
         let acknowledgingIsInstant = source.endsWhenEmpty
+        // From a queue: the messages received and not yet committed, by batch number. A run that fails hands them
+        // back, so the next run need not wait out their visibility timeout. (A file has nothing to hand back, and its
+        // batches are freed early: see HeldBatch.)
+        var unsettled: [Int: [SourceMessage]] = [:]
+        var batchesReceived = 0
 
         func settle() async throws {
             guard let task = inFlight else { return }
@@ -208,9 +215,11 @@ public struct ETLRun: Sendable {
             do {
                 settled = try await task.value
             } catch let failure as AcknowledgeFailed {
+                unsettled[failure.committed.number] = nil  // committed: a rerun sees them as duplicates
                 summary.add(failure.committed.outcome, deleteFailures: 0)
                 throw failure.error
             }
+            unsettled[settled.number] = nil
             if settled.outcome.tokens.count < settled.sealing.count {
                 preparer.forget(Set(settled.sealing).subtracting(settled.outcome.tokens))
                 inFlightDroppedValues = true
@@ -229,10 +238,12 @@ public struct ETLRun: Sendable {
         // The next batch is received while this one is prepared (and the one before it loads): the pollers never
         // wait on this process's CPU. At most one batch ahead, so memory stays bounded; it is loaded, committed and
         // deleted in order like any other.
+        // Receiving stops on the run's stop, and when the run fails (then what was received is handed back).
+        let receiving = StopSignal(parent: stop)
         func receiveAhead(_ collector: BatchCollector, received: Int) -> Task<(batch: [SourceMessage]?, collector: BatchCollector), any Error> {
             Task {
                 var collector = collector
-                let batch = try await collector.next(received: received, stop: stop)
+                let batch = try await collector.next(received: received, stop: receiving)
                 return (batch, collector)
             }
         }
@@ -243,6 +254,8 @@ public struct ETLRun: Sendable {
             while true {
                 let next = try await ahead.value
                 guard let batch = next.batch else { break }
+                batchesReceived += 1
+                if !acknowledgingIsInstant { unsettled[batchesReceived] = batch }
                 summary.received += batch.count
                 ahead = receiveAhead(next.collector, received: summary.received)
                 if preparer.needsDataKey {
@@ -264,7 +277,7 @@ public struct ETLRun: Sendable {
                     encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
                 }
                 let sealing = encoded.tokens
-                let batchNumber = committedBatches + 1
+                let batchNumber = committedBatches + 1, receivedNumber = batchesReceived
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
                 let metrics = self.metrics, tracker = self.tracker
                 let current = HeldBatch(messages: batch, prepared: prepared, encoded: encoded)
@@ -289,14 +302,17 @@ public struct ETLRun: Sendable {
                     } catch {
                         tracker.committed(outcome)
                         throw AcknowledgeFailed(
-                            committed: Settled(outcome: outcome, deleteFailures: 0, sealing: sealing), error: error)
+                            committed: Settled(number: receivedNumber, outcome: outcome, deleteFailures: 0,
+                                               sealing: sealing),
+                            error: error)
                     }
                     tracker.committed(outcome)
                     logger.debug("batch committed", metadata: [
                         "messages": "\(current.messages.count)", "loaded": "\(outcome.loaded)",
                         "quarantined": "\(outcome.quarantined)", "sealed": "\(outcome.valuesSealed)",
                     ])
-                    return Settled(outcome: outcome, deleteFailures: deleteFailures, sealing: sealing)
+                    return Settled(number: receivedNumber, outcome: outcome, deleteFailures: deleteFailures,
+                                   sealing: sealing)
                 }
                 preparer.remember(sealing)
                 // From a file, replacing `held` frees the batch before this one here, while this one loads.
@@ -304,8 +320,20 @@ public struct ETLRun: Sendable {
             }
             try await settle()
         } catch {
+            // No more receiving: the batch received ahead stops after the call in progress (at most one long poll).
+            // It is not cancelled, which would lose what that call takes from the queue.
+            receiving.request()
             // A batch still in flight either commits and is deleted, or deletes nothing; wait for it either way.
             try? await settle()
+            if !acknowledgingIsInstant {
+                // What was received and not committed goes back to the queue, with the batch received ahead.
+                if let next = try? await ahead.value, let batch = next.batch { unsettled[batchesReceived + 1] = batch }
+                let messages = unsettled.keys.sorted().flatMap { unsettled[$0] ?? [] }
+                if !messages.isEmpty {
+                    await source.release(messages)
+                    logger.debug("messages handed back", metadata: ["messages": "\(messages.count)"])
+                }
+            }
             throw error
         }
     }

@@ -32,4 +32,12 @@ public protocol MessageSource: Sendable {
     func acknowledge(_ messages: [SourceMessage]) async throws -> Int
     /// Approximate number of messages still waiting, for progress; nil when unknown.
     func approximateDepth() async -> Int?
+    /// Hands back messages received and not loaded (a run that fails), so that the next run can take them at once
+    /// rather than after the visibility timeout. Best effort: what cannot be handed back comes back by itself then.
+    func release(_ messages: [SourceMessage]) async
+}
+
+extension MessageSource {
+    /// Nothing to hand back: a file is read again from the start by the next run.
+    public func release(_ messages: [SourceMessage]) async {}
 }

@@ -51,6 +51,23 @@ public struct SQSMessageSource: MessageSource {
         return failures
     }
 
+    /// Makes `messages` visible again at once (ChangeMessageVisibilityBatch with a timeout of 0), ten to a call,
+    /// four calls at a time; a call that fails is skipped (those messages come back after their visibility timeout).
+    public func release(_ messages: [SourceMessage]) async {
+        let entries = messages.compactMap(\.receiptHandle)
+        let chunks = stride(from: 0, to: entries.count, by: 10).map { Array(entries[$0..<min($0 + 10, entries.count)]) }
+        let client = self.client, queueURL = self.queueURL
+        await withTaskGroup(of: Void.self) { group in
+            for (index, chunk) in chunks.enumerated() {
+                if index >= 4 { await group.next() }
+                group.addTask {
+                    let batch = chunk.enumerated().map { SQSReceiptEntry(id: "m\($0.offset)", receiptHandle: $0.element) }
+                    _ = try? await client.changeMessageVisibilityBatch(queueURL: queueURL, entries: batch, visibilityTimeout: 0)
+                }
+            }
+        }
+    }
+
     public func approximateDepth() async -> Int? {
         guard let attributes = try? await client.getQueueAttributes(
             queueURL: queueURL, names: ["ApproximateNumberOfMessages"]) else { return nil }

@@ -5,11 +5,15 @@ import NIOConcurrencyHelpers
 /// receiving more. The command line turns signals into ``request()``; the core only reads the flag.
 public final class StopSignal: Sendable {
     private let requested = NIOLockedValueBox(false)
+    /// A signal whose stop is this one's too (the run's, for a part of the run that may also stop on its own).
+    private let parent: StopSignal?
 
-    public init() {}
+    public init(parent: StopSignal? = nil) {
+        self.parent = parent
+    }
 
-    /// Whether a stop was requested.
-    public var isRequested: Bool { requested.withLockedValue { $0 } }
+    /// Whether a stop was requested, of this signal or its parent.
+    public var isRequested: Bool { requested.withLockedValue { $0 } || (parent?.isRequested ?? false) }
 
     /// Requests a stop. Returns true when one had already been requested (a second Ctrl-C).
     @discardableResult
