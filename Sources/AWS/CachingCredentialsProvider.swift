@@ -14,6 +14,8 @@ public actor CachingCredentialsProvider: AWSCredentialsProvider {
     private let now: @Sendable () -> Date
     private let logger: Logger
     private var cached: AWSCredentials?
+    /// When `cached` is to be replaced; nil for credentials that do not expire.
+    private var dueAt: Date?
     private var refresh: Task<AWSCredentials, any Error>?
     /// How often the underlying provider has been asked (for tests and debug logs).
     public private(set) var fetches = 0
@@ -36,7 +38,7 @@ public actor CachingCredentialsProvider: AWSCredentialsProvider {
     }
 
     public func credentials() async throws -> AWSCredentials {
-        if let cached, !isDue(cached) { return cached }
+        if let cached, !isDue { return cached }
         let task: Task<AWSCredentials, any Error>
         if let refresh {
             task = refresh
@@ -47,6 +49,7 @@ public actor CachingCredentialsProvider: AWSCredentialsProvider {
                 let fresh = try await self.base.credentials()
                 self.fetches += 1
                 self.cached = fresh
+                self.dueAt = Self.refreshTime(of: fresh, fetchedAt: self.now(), leadTime: self.refreshLeadTime)
                 self.logger.debug("AWS credentials obtained", metadata: [
                     "provider": "\(fresh.source)", "access_key_id": "\(fresh.accessKeyId)",
                     "expires": "\(fresh.expiration.map { ISO8601DateFormatter().string(from: $0) } ?? "never")",
@@ -70,11 +73,22 @@ public actor CachingCredentialsProvider: AWSCredentialsProvider {
     /// Drops the cached credentials; the next call asks the underlying provider (and the provider forgets its own).
     public func invalidate() async {
         cached = nil
+        dueAt = nil
         await base.invalidate()
     }
 
-    private func isDue(_ credentials: AWSCredentials) -> Bool {
-        guard let expiration = credentials.expiration else { return false }
-        return now() >= expiration.addingTimeInterval(-refreshLeadTime)
+    private var isDue: Bool {
+        guard let dueAt else { return false }
+        return now() >= dueAt
+    }
+
+    /// When credentials fetched at `fetchedAt` are to be replaced: `leadTime` before they expire, but not before half
+    /// of what they had left when fetched. Credentials that arrive already inside the lead time (a short lifetime, or a
+    /// lead time longer than the session) would otherwise be asked for again at every request: a `credential_process`
+    /// run, an STS call or three IMDS requests each time.
+    static func refreshTime(of credentials: AWSCredentials, fetchedAt: Date, leadTime: TimeInterval) -> Date? {
+        guard let expiration = credentials.expiration else { return nil }
+        let halfway = fetchedAt.addingTimeInterval(max(0, expiration.timeIntervalSince(fetchedAt)) / 2)
+        return max(expiration.addingTimeInterval(-leadTime), halfway)
     }
 }

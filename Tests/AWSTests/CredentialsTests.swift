@@ -82,6 +82,26 @@ final class CredentialsTests: XCTestCase {
         XCTAssertEqual(calls, 3)
     }
 
+    /// Credentials that arrive already inside the lead time (60 s of life, a lead of 300 s) are kept for half of what
+    /// they had left, not fetched again at every request.
+    func testShortLivedCredentialsAreNotFetchedAtEveryRequest() async throws {
+        let clock = TestClock()
+        let base = CountingProvider(lifetime: 60, now: { clock.now })
+        let cache = CachingCredentialsProvider(base, refreshLeadTime: 300, now: { clock.now })
+        for _ in 0..<10 { _ = try await cache.credentials() }
+        var calls = await base.calls
+        XCTAssertEqual(calls, 1)
+        clock.advance(29)
+        _ = try await cache.credentials()
+        calls = await base.calls
+        XCTAssertEqual(calls, 1, "refreshed before half their life")
+        clock.advance(2)
+        let second = try await cache.credentials()
+        XCTAssertEqual(second.accessKeyId, "AKID2")
+        calls = await base.calls
+        XCTAssertEqual(calls, 2)
+    }
+
     /// Long-term keys are fetched once.
     func testCachingKeepsLongTermKeys() async throws {
         let base = CountingProvider(lifetime: nil)
