@@ -627,6 +627,38 @@ final class DatabaseEnforcementTests: XCTestCase {
         XCTAssertEqual(deleted, 0, "the retention grant no longer works")
     }
 
+    /// Forget, retention and retokenize decide what to delete from what they see after waiting for the vault-wide
+    /// lock: the database refuses that lock in a REPEATABLE READ transaction, whose snapshot would be from before the
+    /// wait (an ETL batch committed meanwhile would be missed), and the binary runs READ COMMITTED whatever the
+    /// login's default.
+    func testErasuresRunReadCommittedWhateverTheDatabasesDefault() async throws {
+        let database = try await newDatabase()
+        let officerURL = try await database.createLogin(memberOf: "piivault_compliance")
+        let loaded = try await finish(etlArguments(try messages([("rr-user", "192.0.2.70", "rr-device", 1)]),
+                                                   url: database.url))
+        XCTAssertEqual(loaded.status, 0, loaded.stderr)
+        let admin = try await database.connect()
+        try await admin.execute(PostgresQuery(
+            unsafeSQL: "ALTER DATABASE \(database.name) SET default_transaction_isolation = 'repeatable read'"))
+        await admin.close()
+        let officer = try await PostgresConnection.connect(officerURL)
+        do {
+            _ = try await officer.query("SELECT vault.lock_vault_values_exclusive()")
+            XCTFail("the erasure lock was taken in a REPEATABLE READ transaction")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "25000", "\(error)")
+        }
+        await officer.close()
+        let forget = try await finish(["forget", "--database-url", officerURL, "--token-key", path("a", "token.key"),
+                                       "--reason", "RR-1", "--user-id", "rr-user"])
+        XCTAssertEqual(forget.status, 0, forget.stderr)
+        let retention = try await finish(["retention", "--database-url", officerURL, "--reason", "RR-2",
+                                          "--older-than", "30"])
+        XCTAssertEqual(retention.status, 0, retention.stderr)
+        let left = try await count("SELECT count(*) FROM user_logins WHERE user_id = 'rr-user'", in: database)
+        XCTAssertEqual(left, 0)
+    }
+
     // MARK: Acceptance 4: no user id left
 
     /// After `forget --user-id` (of a user unmasked by user id before, so that a grant recorded the id), `pg_dump` of

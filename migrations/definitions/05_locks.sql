@@ -52,6 +52,26 @@ REVOKE ALL ON FUNCTION vault.lock_vault_values_shared(bigint)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.lock_vault_values_shared(bigint) TO piivault_etl;
 
+-- vault.require_read_committed: raises unless the caller's transaction is READ COMMITTED. Forget, retention and
+-- retokenize decide what to delete or move from what they see after waiting for the vault-wide value lock; a
+-- REPEATABLE READ or SERIALIZABLE snapshot is taken before that wait and would not show an ETL batch that committed
+-- meanwhile (a login of the user being forgotten, a new reference to a value about to be deleted). Each of them
+-- calls this before taking the lock.
+CREATE OR REPLACE FUNCTION vault.require_read_committed() RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'this step needs a READ COMMITTED transaction, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'run it after SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.require_read_committed()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+
 -- vault.lock_vault_values_exclusive: the vault-wide value lock for an erasure (forget takes it before its function,
 -- so that its wait is bounded by the caller's lock_timeout), until the transaction ends.
 CREATE OR REPLACE FUNCTION vault.lock_vault_values_exclusive() RETURNS void
@@ -59,6 +79,7 @@ CREATE OR REPLACE FUNCTION vault.lock_vault_values_exclusive() RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM vault.require_read_committed();
     LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
 END
 $$;

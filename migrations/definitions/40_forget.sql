@@ -41,6 +41,7 @@ BEGIN
         RAISE EXCEPTION 'dry_run must be true or false';
     END IF;
     IF NOT dry_run THEN
+        PERFORM vault.require_read_committed();
         LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     END IF;
 

@@ -218,6 +218,7 @@ BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be 1 or more';
     END IF;
+    PERFORM vault.require_read_committed();
     LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     -- A new statement, so a new snapshot: it sees every batch that committed before the lock was granted.
     WITH batch AS (
@@ -256,6 +257,7 @@ DECLARE
     n integer;
 BEGIN
     PERFORM vault.retention_cutoff(grant_seq);
+    PERFORM vault.require_read_committed();
     LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     DELETE FROM vault.data_keys AS k
      WHERE NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.data_key_id = k.id)

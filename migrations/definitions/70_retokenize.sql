@@ -251,6 +251,7 @@ BEGIN
         RAISE EXCEPTION 'data key % is not sealed to the run''s vault key %', data_key_id, g.keys[2];
     END IF;
 
+    PERFORM vault.require_read_committed();
     LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
     PERFORM 1 FROM vault.secrets AS s WHERE s.token = ANY (old_tokens) ORDER BY s.token FOR UPDATE;
     SELECT coalesce(array_agg(m.o ORDER BY m.o), '{}'), coalesce(array_agg(m.n ORDER BY m.o), '{}'),

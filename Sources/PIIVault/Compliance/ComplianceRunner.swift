@@ -106,6 +106,10 @@ struct ComplianceRunner: Sendable {
             throw ComplianceError.reasonRequired
         }
         return try await Database.withConnection(databaseURL, applicationName: "piivault \(action)") { connection in
+            // READ COMMITTED whatever the login's default: an erasure decides what to delete from what it sees after
+            // waiting for the vault-wide lock, which a REPEATABLE READ snapshot, taken before the wait, would not show
+            // (the database refuses those steps otherwise: vault.require_read_committed).
+            try await connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
             if let request = caller.approvalRequest {
                 // Read by audit.append_entry when the action's policy asks for approvals (15_dual_control.sql).
                 _ = try await connection.query(
