@@ -310,6 +310,40 @@ final class RetentionTests: XCTestCase {
         XCTAssertEqual(entries, 3, "one entry per run")
     }
 
+    /// A retention run stopped after deleting old logins leaves their values marked for its next run; a retokenize in
+    /// between moves each value to a new token, and the mark moves with it: the next run deletes them all, and no
+    /// value is left that no login references.
+    func testARetokenizeBetweenTwoRetentionRunsLeavesNoOrphanedValue() async throws {
+        try load((0..<4).map { Login(user: "orphan-old-\($0)", ip: "10.60.0.\($0)", device: "orphan-device-\($0)", daysAgo: 40) }
+                 + [Login(user: "orphan-new", ip: "10.60.1.1", device: "orphan-device-new", daysAgo: 5)])
+        let stopped = try retention(["--reason", "POLICY", "--older-than", "30", "--batch-size", "2"],
+                                    environment: ["PIIVAULT_FAULT_EXIT_AFTER_COMMITS": "2"])
+        XCTAssertEqual(stopped.status, 75, stopped.stderr)
+        let marked = try await state()
+        XCTAssertEqual(marked.pending, 8, "the old logins' ips and device ids wait for the next run")
+
+        let v1 = keys.appendingPathComponent("token.key").path, v2 = keys.appendingPathComponent("v2")
+        let rotate = try runPiivault(["keygen", "--dir", v2.path, "--token-key-version", "2", "--previous-token-key", v1])
+        XCTAssertEqual(rotate.status, 0, rotate.stderr)
+        let retokenize = try runPiivault([
+            "retokenize", "--database-url", officer, "--key-file", keys.appendingPathComponent("vault.key").path,
+            "--token-key", v2.appendingPathComponent("token.key").path, "--reason", "CHG-7",
+        ], environment: ["USER": "officer-on-duty", "PIIVAULT_VAULT_KEY": nil, "PIIVAULT_TOKEN_KEY": nil])
+        XCTAssertEqual(retokenize.status, 0, retokenize.stderr)
+        let moved = try await state()
+        XCTAssertEqual(moved.pending, 8, "the marks moved with the values")
+        let oldMarks = try await count("SELECT count(*) FROM vault.retention_pending WHERE token NOT LIKE '%.v2.%'")
+        XCTAssertEqual(oldMarks, 0)
+
+        let rerun = try retention(["--reason", "POLICY", "--older-than", "30"])
+        XCTAssertEqual(rerun.status, 0, rerun.stderr)
+        let finished = try await state()
+        XCTAssertEqual(finished.users.count, 1)
+        XCTAssertEqual(finished.tokens.count, 2, "only the recent login's two values")
+        XCTAssertEqual(finished.pending, 0)
+        XCTAssertEqual(finished.dangling, 0)
+    }
+
     /// Retention waits for an ETL batch in flight (the vault-wide lock), and a value such a batch relies on stays:
     /// a batch that looked up an old login's ip (sealed, so it does not seal it again) commits a new login with it
     /// while retention waits; retention then keeps that value.

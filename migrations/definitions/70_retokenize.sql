@@ -288,6 +288,12 @@ BEGIN
                            OR (hashtextextended(o.masked_device_id, 0) = hashtextextended(s.token, 0)
                                AND o.masked_device_id = s.token));
     GET DIAGNOSTICS n_del = ROW_COUNT;
+    -- A value retention has marked (its logins deleted, the value not yet considered: a run stopped or still going)
+    -- keeps its mark under the new token, so the next retention run deletes it; nothing else would ever reach it.
+    INSERT INTO vault.retention_pending (token)
+    SELECT m.n FROM unnest(lo, ln) AS m(o, n) JOIN vault.retention_pending AS p ON p.token = m.o
+    ON CONFLICT DO NOTHING;
+    DELETE FROM vault.retention_pending AS p WHERE p.token = ANY (lo);
     IF n_del <> n_live THEN
         -- Every login was rewritten above under the lock; a reference left means something this function does not
         -- know about. Fail the batch rather than leave two tokens for one value.
