@@ -536,3 +536,26 @@ final class RewrapTests: XCTestCase {
         try await auditVerify()
     }
 }
+
+extension RewrapTests {
+    /// A data key sealed to the old vault key after the rewrap was asked for (an ETL run still given the old vault.pub
+    /// stores one): the run cannot have re-sealed it, and its final count says so, so that `rewrap --full` does not
+    /// report 0 left while values stay under the old key.
+    func testTheFinalCountIncludesOldDataKeysStoredAfterTheRequest() async throws {
+        let old = try keyID("a"), new = try keyID("b")
+        let officer = try await PostgresConnection.connect(compliance)
+        defer { Task { await officer.close() } }
+        let seq = try await officer.query("""
+            SELECT log_seq FROM vault.request_rewrap(\(old), \(new), true, 'r', 'o', 'h', false)
+            """).requiredFirst("request_rewrap")["log_seq"].requiredInt()
+        _ = try await officer.query("SELECT vault.start_rewrap(\(seq))")
+        let etl = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_etl"))
+        _ = try await etl.query("INSERT INTO vault.data_keys (key_id, sealed_key) VALUES (\(old), '\\x00')")
+        await etl.close()
+        let left = try await officer.query("SELECT in_use FROM vault.drop_rewrapped_data_keys(\(seq))")
+            .requiredFirst("drop_rewrapped_data_keys")["in_use"].requiredInt()
+        let sealedToOld = try await query("SELECT count(*) AS n FROM vault.data_keys WHERE key_id = '\(old)'")
+            .requiredFirst("count")["n"].requiredInt()
+        XCTAssertEqual(left, sealedToOld)
+    }
+}

@@ -318,8 +318,9 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM vault.quarantine AS q WHERE q.data_key_id = k.id);
         GET DIAGNOSTICS n_gone = ROW_COUNT;
     END IF;
-    SELECT count(*)::integer INTO n_left FROM vault.data_keys AS k
-     WHERE k.key_id = r.old_key_id AND k.id <= r.last_data_key_id;
+    -- Every data key still sealed to the old key, also those an ETL run still sealing to it stored after the request
+    -- (the run above leaves them alone): the old vault key may be destroyed only when this is 0.
+    SELECT count(*)::integer INTO n_left FROM vault.data_keys AS k WHERE k.key_id = r.old_key_id;
     RETURN QUERY SELECT n_gone, n_left, running;
 END
 $$;
