@@ -82,13 +82,14 @@ public actor CachingCredentialsProvider: AWSCredentialsProvider {
         return now() >= dueAt
     }
 
-    /// When credentials fetched at `fetchedAt` are to be replaced: `leadTime` before they expire, but not before half
-    /// of what they had left when fetched. Credentials that arrive already inside the lead time (a short lifetime, or a
-    /// lead time longer than the session) would otherwise be asked for again at every request: a `credential_process`
-    /// run, an STS call or three IMDS requests each time.
+    /// When credentials fetched at `fetchedAt` are to be replaced: `leadTime` before they expire; those that arrive
+    /// already inside the lead time (a short lifetime, or a lead time as long as the session) at half of what they had
+    /// left, instead of being asked for again at every request (a `credential_process` run, an STS call or three IMDS
+    /// requests each time).
     static func refreshTime(of credentials: AWSCredentials, fetchedAt: Date, leadTime: TimeInterval) -> Date? {
         guard let expiration = credentials.expiration else { return nil }
-        let halfway = fetchedAt.addingTimeInterval(max(0, expiration.timeIntervalSince(fetchedAt)) / 2)
-        return max(expiration.addingTimeInterval(-leadTime), halfway)
+        let life = expiration.timeIntervalSince(fetchedAt)
+        return life > leadTime
+            ? expiration.addingTimeInterval(-leadTime) : fetchedAt.addingTimeInterval(max(0, life) / 2)
     }
 }

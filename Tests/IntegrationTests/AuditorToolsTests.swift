@@ -219,11 +219,7 @@ extension AuditTests {
         let result = try runPiivault(["audit", "report", "--database-url", auditorURL, "--html", page.path])
         XCTAssertEqual(result.status, 0, result.stderr)
         let html = try String(contentsOf: page, encoding: .utf8)
-        func section(_ id: String) throws -> String {
-            let start = try XCTUnwrap(html.range(of: "id=\"\(id)\""), "no \(id) in the page")
-            let end = html.range(of: "<h2>", range: start.upperBound..<html.endIndex)?.lowerBound ?? html.endIndex
-            return String(html[start.upperBound..<end])
-        }
+        func section(_ id: String) throws -> String { try reportSection(id, of: html) }
         let unusual = try section("unusual")
         XCTAssertTrue(unusual.contains("None"), unusual)
         XCTAssertFalse(unusual.contains("rows deleted"), unusual)
@@ -261,11 +257,7 @@ extension AuditTests {
         let result = try runPiivault(["audit", "report", "--database-url", auditorURL, "--html", page.path])
         XCTAssertEqual(result.status, 0, result.stderr)
         let html = try String(contentsOf: page, encoding: .utf8)
-        func section(_ id: String) throws -> String {
-            let start = try XCTUnwrap(html.range(of: "id=\"\(id)\""), "no \(id) in the page")
-            let end = html.range(of: "<h2>", range: start.upperBound..<html.endIndex)?.lowerBound ?? html.endIndex
-            return String(html[start.upperBound..<end])
-        }
+        func section(_ id: String) throws -> String { try reportSection(id, of: html) }
         let others = try section("refused-others"), perOfficer = try section("per-officer")
         XCTAssertFalse(others.contains(alice), others)
         XCTAssertTrue(perOfficer.contains(alice), perOfficer)
@@ -310,5 +302,14 @@ extension AuditTests {
                                        "--auditor-key", publicKey])
         XCTAssertEqual(matches.status, 0, matches.stdout + matches.stderr)
         XCTAssertTrue(matches.stdout.contains("matches"), matches.stdout)
+    }
+}
+
+extension AuditTests {
+    /// The part of a report page from the element with `id` to the next heading.
+    func reportSection(_ id: String, of html: String) throws -> String {
+        let start = try XCTUnwrap(html.range(of: "id=\"\(id)\""), "no \(id) in the page")
+        let end = html.range(of: "<h2>", range: start.upperBound..<html.endIndex)?.lowerBound ?? html.endIndex
+        return String(html[start.upperBound..<end])
     }
 }
