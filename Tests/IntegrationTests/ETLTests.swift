@@ -338,10 +338,10 @@ final class ETLTests: XCTestCase {
         let hash = TombstoneHasher(key: try KeyLoading.loadTokenKey(path: keys.appendingPathComponent("token.key").path))
             .hash(userID: "race-user-1")
 
-        // A forget in progress, as ForgetService runs it: it holds the vault-wide lock and has written the tombstone,
-        // not yet committed.
+        // A forget in progress, as ForgetService runs it (READ COMMITTED whatever the database's default, which the
+        // lock requires): it holds the vault-wide lock and has written the tombstone, not yet committed.
         let forgetting = try await database.connect()
-        try await forgetting.execute("BEGIN")
+        try await forgetting.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         _ = try await forgetting.query("SELECT vault.lock_vault_values_exclusive()")
         if !tombstoneWithTheTriggerOff {
             try await forgetting.execute("INSERT INTO vault.tombstones (subject_hash) VALUES (\(hash))")
