@@ -67,9 +67,6 @@ final class SQSFailureExitTests: AWSTestCase {
                                     "shared files: no profile \"default\"", "set AWS_ACCESS_KEY_ID"])
     }
 
-    /// Issue 14, item 1: a ReceiveMessage answer that is larger than any SQS answer can be (after SQS has hidden
-    /// the messages it holds) fails the run, exit 1 and `failed` in etl_runs, instead of a retry that receives
-    /// nothing and a run that calls itself completed. Before the fix the run printed `completed` and exited 0.
     /// A run that fails hands back what it received and did not load (ChangeMessageVisibilityBatch to 0): with a
     /// visibility timeout of ten minutes, right after the run every message not loaded is visible again, none in
     /// flight, so a rerun need not wait.
@@ -100,6 +97,9 @@ final class SQSFailureExitTests: AWSTestCase {
         XCTAssertEqual(counts.visible, 100 - loaded - quarantined)
     }
 
+    /// Issue 14, item 1: a ReceiveMessage answer that is larger than any SQS answer can be (after SQS has hidden
+    /// the messages it holds) fails the run, exit 1 and `failed` in etl_runs, instead of a retry that receives
+    /// nothing and a run that calls itself completed. Before the fix the run printed `completed` and exited 0.
     func testOversizedReceiveFailsTheRun() async throws {
         let queueURL = try await sendSample(queue: "oversized-\(ScratchDatabase.randomHex(4))")
         // 64 MiB of padding: more than the largest legal answer (about 60 MiB).

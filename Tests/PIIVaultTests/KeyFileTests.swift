@@ -113,6 +113,8 @@ final class KeyFileTests: XCTestCase {
         let (dir, keys) = try generated()
         let path = keys.tokenKeyPath
         chmod(path, 0o440)
+        chmod(dir.path, 0o500)  // systemd's folder: the service's alone
+        defer { chmod(dir.path, 0o700) }
         XCTAssertNoThrow(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path))
         XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: nil)) {
             XCTAssertEqual($0 as? KeyFileError, .accessibleByOthers(file: path, mode: 0o440))
@@ -120,12 +122,23 @@ final class KeyFileTests: XCTestCase {
         // Another folder named as the credentials folder vouches for nothing here.
         let other = try makeTemporaryDirectory(self)
         XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: other.path))
-        // Still refused there: writable by others, or owned by a user other than root and the service's.
-        chmod(path, 0o460)
-        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path)) {
-            XCTAssertEqual($0 as? KeyFileError, .accessibleByOthers(file: path, mode: 0o460))
+        // Still refused there: writable by the group, readable by others, or owned by a user other than root and
+        // the service's; and when the folder is open to others, or named by a relative path.
+        for bad in [0o460, 0o444] {
+            chmod(path, mode_t(bad))
+            XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path)) {
+                XCTAssertEqual($0 as? KeyFileError, .accessibleByOthers(file: path, mode: UInt32(bad)))
+            }
         }
         chmod(path, 0o440)
+        chmod(dir.path, 0o755)
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path))
+        chmod(dir.path, 0o500)
+        XCTAssertNoThrow(try KeyLoading.readKeyFile(path: path, protection: .secret, credentialsDirectory: dir.path))
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir.path))
+        XCTAssertThrowsError(try KeyLoading.readKeyFile(path: "token.key", protection: .secret, credentialsDirectory: "."))
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(cwd))
         if geteuid() == 0 {
             XCTAssertEqual(chown(path, 65534, 65534), 0)
             XCTAssertThrowsError(try KeyLoading.readKeyFile(path: path, protection: .secret, currentUser: 0,

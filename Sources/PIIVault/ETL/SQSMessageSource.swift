@@ -52,21 +52,37 @@ public struct SQSMessageSource: MessageSource {
     }
 
     /// Makes `messages` visible again at once (ChangeMessageVisibilityBatch with a timeout of 0), ten to a call,
-    /// four calls at a time; a call that fails is skipped (those messages come back after their visibility timeout).
+    /// four calls at a time, for at most `releaseDeadline` in all; it stops at the first call that fails. What it does
+    /// not hand back comes back after its visibility timeout: a run that fails because SQS is unreachable must not
+    /// spend hours retrying here before it records its failure.
     public func release(_ messages: [SourceMessage]) async {
         let entries = messages.compactMap(\.receiptHandle)
         let chunks = stride(from: 0, to: entries.count, by: 10).map { Array(entries[$0..<min($0 + 10, entries.count)]) }
         let client = self.client, queueURL = self.queueURL
-        await withTaskGroup(of: Void.self) { group in
-            for (index, chunk) in chunks.enumerated() {
-                if index >= 4 { await group.next() }
-                group.addTask {
-                    let batch = chunk.enumerated().map { SQSReceiptEntry(id: "m\($0.offset)", receiptHandle: $0.element) }
-                    _ = try? await client.changeMessageVisibilityBatch(queueURL: queueURL, entries: batch, visibilityTimeout: 0)
+        let work = Task {
+            await withTaskGroup(of: Bool.self) { group in
+                var failed = false
+                for (index, chunk) in chunks.enumerated() {
+                    if index >= 4, let succeeded = await group.next(), !succeeded { failed = true }
+                    if failed || Task.isCancelled { break }
+                    group.addTask {
+                        let batch = chunk.enumerated().map { SQSReceiptEntry(id: "m\($0.offset)", receiptHandle: $0.element) }
+                        return (try? await client.changeMessageVisibilityBatch(
+                            queueURL: queueURL, entries: batch, visibilityTimeout: 0)) != nil
+                    }
                 }
             }
         }
+        let deadline = Task {
+            try? await Task.sleep(for: Self.releaseDeadline)
+            work.cancel()
+        }
+        await work.value
+        deadline.cancel()
     }
+
+    /// How long a failed run may spend handing messages back.
+    static let releaseDeadline: Duration = .seconds(30)
 
     public func approximateDepth() async -> Int? {
         guard let attributes = try? await client.getQueueAttributes(

@@ -79,12 +79,22 @@ public enum KeyLoading {
         }
     }
 
-    /// Whether `path` names a file directly in systemd's credentials folder of this service.
-    static func isSystemdCredential(_ path: String, credentialsDirectory: String?) -> Bool {
-        guard let credentialsDirectory, !credentialsDirectory.isEmpty,
-              let file = realPath(path), let folder = realPath(credentialsDirectory) else { return false }
-        guard let slash = file.lastIndex(of: "/") else { return false }
-        return file[..<slash] == folder[...] || (folder == "/" && slash == file.startIndex)
+    /// Whether `opened` (the descriptor's `fstat`) is the file `path` names directly in systemd's credentials folder
+    /// of this service: `credentialsDirectory` absolute, a folder owned by root or `currentUser` that others can
+    /// neither read nor write, and the resolved path the very file that was opened.
+    static func isSystemdCredential(_ path: String, opened: stat, credentialsDirectory: String?,
+                                    currentUser: UInt32) -> Bool {
+        guard let credentialsDirectory, credentialsDirectory.hasPrefix("/"),
+              let file = realPath(path), let folder = realPath(credentialsDirectory),
+              let slash = file.lastIndex(of: "/"), file[..<slash] == folder[...], folder != "/"
+        else { return false }
+        var folderInfo = stat(), fileInfo = stat()
+        guard stat(folder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR,
+              folderInfo.st_uid == 0 || folderInfo.st_uid == currentUser,
+              UInt32(folderInfo.st_mode) & 0o027 == 0,
+              stat(file, &fileInfo) == 0, fileInfo.st_dev == opened.st_dev, fileInfo.st_ino == opened.st_ino
+        else { return false }
+        return true
     }
 
     /// `path` with every symbolic link, `.` and `..` resolved; nil when it does not resolve.
@@ -110,8 +120,8 @@ public enum KeyLoading {
     ///
     /// A file that systemd passed as a credential (`LoadCredential=`; directly in `$CREDENTIALS_DIRECTORY`) is
     /// accepted owned by root and readable by the group: systemd since version 255 writes it as root, mode 0400, and
-    /// lets the service's user read it with an ACL, which shows as group bits. Only the service can read that folder,
-    /// and it is read-only, so nobody else can read the file and `chmod` could not be run there anyway.
+    /// lets the service's user read it with an ACL, which shows as group bits (0440). The folder must be one others
+    /// can neither read nor write, and the file may give others nothing; `chmod` could not be run there anyway.
     static func readKeyFile(
         path: String, protection: KeyFileProtection, option: String? = nil, expected: [KeyFileLabel] = [],
         currentUser: UInt32 = UInt32(geteuid()),
@@ -133,8 +143,10 @@ public enum KeyLoading {
         }
         let mode = UInt32(info.st_mode) & 0o7777, owner = UInt32(info.st_uid)
         switch protection {
-        case .secret where isSystemdCredential(path, credentialsDirectory: credentialsDirectory):
-            if mode & 0o022 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode) }
+        case .secret where isSystemdCredential(path, opened: info, credentialsDirectory: credentialsDirectory,
+                                               currentUser: currentUser):
+            // Group read is the ACL's mask; nothing for others, and no one else may write it.
+            if mode & 0o027 != 0 { throw KeyFileError.accessibleByOthers(file: path, mode: mode) }
             if owner != currentUser && owner != 0 {
                 throw KeyFileError.wrongOwner(file: path, owner: owner, currentUser: currentUser)
             }
