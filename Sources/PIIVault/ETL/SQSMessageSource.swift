@@ -37,18 +37,20 @@ public struct SQSMessageSource: MessageSource {
 
     public func acknowledge(_ messages: [SourceMessage]) async throws -> Int {
         var failures = 0
-        var start = 0
-        while start < messages.count {
-            let chunk = messages[start..<min(start + 10, messages.count)]
-            let entries = chunk.enumerated().compactMap { offset, message in
-                message.receiptHandle.map { SQSReceiptEntry(id: "m\(offset)", receiptHandle: $0) }
-            }
-            if !entries.isEmpty {
-                failures += try await client.deleteMessageBatch(queueURL: queueURL, entries: entries).failed.count
-            }
-            start += 10
+        for entries in Self.receiptBatches(messages) {
+            failures += try await client.deleteMessageBatch(queueURL: queueURL, entries: entries).failed.count
         }
         return failures
+    }
+
+    /// The receipt handles of `messages`, ten to a batch call (the most SQS takes), each entry named by its place.
+    static func receiptBatches(_ messages: [SourceMessage]) -> [[SQSReceiptEntry]] {
+        let handles = messages.compactMap(\.receiptHandle)
+        return stride(from: 0, to: handles.count, by: 10).map { start in
+            handles[start..<min(start + 10, handles.count)].enumerated().map {
+                SQSReceiptEntry(id: "m\($0.offset)", receiptHandle: $0.element)
+            }
+        }
     }
 
     /// Makes `messages` visible again at once (ChangeMessageVisibilityBatch with a timeout of 0), ten to a call,
@@ -56,18 +58,16 @@ public struct SQSMessageSource: MessageSource {
     /// not hand back comes back after its visibility timeout: a run that fails because SQS is unreachable must not
     /// spend hours retrying here before it records its failure.
     public func release(_ messages: [SourceMessage]) async {
-        let entries = messages.compactMap(\.receiptHandle)
-        let chunks = stride(from: 0, to: entries.count, by: 10).map { Array(entries[$0..<min($0 + 10, entries.count)]) }
+        let batches = Self.receiptBatches(messages)
         let client = self.client, queueURL = self.queueURL
         let work = Task {
             await withTaskGroup(of: Bool.self) { group in
                 var failed = false
-                for (index, chunk) in chunks.enumerated() {
+                for (index, batch) in batches.enumerated() {
                     if index >= 4, let succeeded = await group.next(), !succeeded { failed = true }
                     if failed || Task.isCancelled { break }
                     group.addTask {
-                        let batch = chunk.enumerated().map { SQSReceiptEntry(id: "m\($0.offset)", receiptHandle: $0.element) }
-                        return (try? await client.changeMessageVisibilityBatch(
+                        (try? await client.changeMessageVisibilityBatch(
                             queueURL: queueURL, entries: batch, visibilityTimeout: 0)) != nil
                     }
                 }
