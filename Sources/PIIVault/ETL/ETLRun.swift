@@ -194,7 +194,6 @@ public struct ETLRun: Sendable {
         // database and this process work at the same time. At most one batch is in flight, so batches commit and
         // leave the queue in order, each only after its own commit.
         var inFlight: Task<Settled, any Error>?
-        var committedBatches = 0
         // The next batch is prepared while one is in flight, taking the values that one seals as in the vault (else it
         // would seal them again, and its insert would meet them). When the batch in flight committed without some (a
         // message the database refused was quarantined with its values), the next batch is prepared again.
@@ -225,7 +224,6 @@ public struct ETLRun: Sendable {
                 inFlightDroppedValues = true
             }
             summary.add(settled.outcome, deleteFailures: settled.deleteFailures)
-            committedBatches += 1
             await progress(summary)
         }
 
@@ -277,7 +275,8 @@ public struct ETLRun: Sendable {
                     encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
                 }
                 let sealing = encoded.tokens
-                let batchNumber = committedBatches + 1, receivedNumber = batchesReceived
+                // Every batch before this one has settled (committed) by now: this is batch N of the run.
+                let batchNumber = batchesReceived
                 let source = self.source, logger = self.logger, afterCommit = self.afterCommit
                 let metrics = self.metrics, tracker = self.tracker
                 let current = HeldBatch(messages: batch, prepared: prepared, encoded: encoded)
@@ -302,7 +301,7 @@ public struct ETLRun: Sendable {
                     } catch {
                         tracker.committed(outcome)
                         throw AcknowledgeFailed(
-                            committed: Settled(number: receivedNumber, outcome: outcome, deleteFailures: 0,
+                            committed: Settled(number: batchNumber, outcome: outcome, deleteFailures: 0,
                                                sealing: sealing),
                             error: error)
                     }
@@ -311,7 +310,7 @@ public struct ETLRun: Sendable {
                         "messages": "\(current.messages.count)", "loaded": "\(outcome.loaded)",
                         "quarantined": "\(outcome.quarantined)", "sealed": "\(outcome.valuesSealed)",
                     ])
-                    return Settled(number: receivedNumber, outcome: outcome, deleteFailures: deleteFailures,
+                    return Settled(number: batchNumber, outcome: outcome, deleteFailures: deleteFailures,
                                    sealing: sealing)
                 }
                 preparer.remember(sealing)
