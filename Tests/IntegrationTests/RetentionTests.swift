@@ -521,6 +521,40 @@ extension RetentionTests {
         let done = try forget()
         XCTAssertEqual(done.status, 0, done.stderr)
     }
+
+    /// A forget that meets a retention batch deleting some of its user's logins (row locks, not the vault lock) waits
+    /// for it and logs what it deletes itself: the entry's row count is the rows it removed, not the rows it saw
+    /// before the batch committed.
+    func testForgetBesideARetentionBatchLogsTheRowsItDeletes() async throws {
+        try load([Login(user: "count-user", ip: "192.0.2.91", device: "count-device-1", daysAgo: 40),
+                  Login(user: "count-user", ip: "192.0.2.92", device: "count-device-2", daysAgo: 40),
+                  Login(user: "count-user", ip: "192.0.2.93", device: "count-device-3", daysAgo: 1)])
+        // Retention's step 1 as its batch holds it: the old rows deleted, not yet committed.
+        let batch = try await database.connect()
+        try await batch.execute("BEGIN")
+        let deleted = try await batch.execute(
+            "DELETE FROM user_logins WHERE user_id = 'count-user' AND create_date < current_date - 30")
+        XCTAssertEqual(deleted, 2)
+        let run = try BackgroundProcess(try piivaultBinary(), [
+            "forget", "--database-url", officer, "--token-key", keys.appendingPathComponent("token.key").path,
+            "--reason", "ERASE-C", "--user-id", "count-user",
+        ], environment: ["PIIVAULT_TOKEN_KEY": nil])
+        try await waitUntil("forget waits on the batch's row locks", timeout: 30) {
+            try await self.count("""
+                SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')
+                """) >= 1 || !run.isRunning
+        }
+        try await batch.execute("COMMIT")
+        await batch.close()
+        let exited = try await run.waitForExit(timeout: 60)
+        XCTAssertTrue(exited)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let logged = try await count("SELECT row_count FROM audit.access_log WHERE action = 'forget'")
+        XCTAssertEqual(logged, 1, "the one row forget deleted; the batch deleted the other two")
+        let left = try await count("SELECT count(*) FROM user_logins WHERE user_id = 'count-user'")
+        XCTAssertEqual(left, 0)
+    }
 }
 
 // MARK: Beside the ETL, for real

@@ -43,6 +43,10 @@ BEGIN
     IF NOT dry_run THEN
         PERFORM vault.require_read_committed();
         LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE;
+        -- The user's rows, locked before they are counted: a retention batch deleting some of them (it takes row
+        -- locks, not the vault lock) commits first and they are counted gone, or skips them; the entry's counts
+        -- are then what the DELETE below removes.
+        PERFORM 1 FROM public.user_logins AS l WHERE l.user_id = user_id FOR UPDATE;
     END IF;
 
     IF EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash <> subject_hash)
