@@ -145,6 +145,11 @@ final class DualControlTests: XCTestCase {
         let otherParameters = try unmask(["--request", String(id), "--reason", "SAR-1", "--user-id", otherUser], as: officerA)
         XCTAssertEqual(otherParameters.status, 77, otherParameters.stderr)
         XCTAssertTrue(otherParameters.stderr.contains("asked for other parameters"), otherParameters.stderr)
+        // The approvers approved SAR-1: run under another reason, the entry would say the access was approved for it.
+        let otherReason = try unmask(["--request", String(id), "--reason", "curiosity", "--user-id", userID], as: officerA)
+        XCTAssertEqual(otherReason.status, 77, otherReason.stderr)
+        XCTAssertTrue(otherReason.stderr.contains("approved for another reason"), otherReason.stderr)
+        XCTAssertEqual(otherReason.stdout, "")
 
         let run = try unmask(["--request", String(id), "--format", "json"], as: officerA)
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -180,8 +185,9 @@ final class DualControlTests: XCTestCase {
             "\(b)|approve|request:\(id)|ok: approval 1 of 1 for unmask",
             "\(b)|unmask|user_id:\(userID)|refused: dual control: request \(id) was asked by another login",
             "\(a)|unmask|user_id:\(otherUser)|refused: dual control: request \(id) was asked for other parameters",
+            "\(a)|unmask|user_id:\(userID)|refused: dual control: request \(id) was approved for another reason; give its own reason (piivault requests shows it)",
             "\(a)|unmask|user_id:\(userID)|ok [approved request \(id)]",
-            "\(a)|unmask|user_id:\(userID)|refused: dual control: request \(id) was already executed (entry \(start + 10))",
+            "\(a)|unmask|user_id:\(userID)|refused: dual control: request \(id) was already executed (entry \(start + 11))",
             "\(a)|request|user_id:\(userID)|pending: unmask needs 1 approval(s) by other compliance officers within 86400s",
             "\(b)|approve|request:\(second)|ok: approval 1 of 1 for unmask",
         ] + [logged.last ?? ""])

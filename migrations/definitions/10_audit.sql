@@ -132,6 +132,13 @@ BEGIN
                                   extract(epoch FROM gate.approval_window)::bigint || 's');
             ELSE
                 problem := audit.request_problem(asked, action, subject, gate.approvals);
+                -- The approvers approved the request's reason too: its execution is logged under that reason, or
+                -- refused, so that the entry an auditor reads says why the access was approved.
+                IF problem IS NULL AND EXISTS (SELECT 1 FROM audit.access_log AS l
+                                                WHERE l.seq = asked::bigint AND l.reason <> reason) THEN
+                    problem := format('request %s was approved for another reason; give its own reason '
+                                      '(piivault requests shows it)', asked);
+                END IF;
                 IF problem IS NULL THEN
                     executes := asked::bigint;
                     outcome := outcome || format(' [approved request %s]', executes);
