@@ -93,6 +93,13 @@ final class ETLSettingsTests: XCTestCase {
         XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_CONCURRENCY": "four"])?.message,
                        "PIIVAULT_CONCURRENCY=four is not a number (it sets --concurrency)")
         XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_LOG_LEVEL": "loud"])?.exitCode, .usage)
+        // Ignored before, so a typo silently meant the default lead time.
+        for lead in ["five", "-1", "inf", "nan"] {
+            XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": lead])?.message,
+                           "PIIVAULT_AWS_REFRESH_LEAD_SECONDS=\(lead) is not a number of seconds, 0 or more (unset, 300)")
+        }
+        XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": "58"]))
+        XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": ""]))
         XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_LOG_FORMAT": "xml"])?.exitCode, .usage)
     }
 }

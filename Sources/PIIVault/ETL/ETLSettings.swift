@@ -99,6 +99,14 @@ public struct ETLSettings: Sendable, Equatable {
         let progressInterval = try lookup.number(flags.progressInterval, "PIIVAULT_PROGRESS_INTERVAL", "--progress-interval")
             ?? ETLProgressReporter.defaultLogInterval
         guard progressInterval >= 0 else { throw SettingsError("--progress-interval must be 0 or more seconds") }
+        // Read by the SQS source's credentials cache; checked here so that a typo is refused rather than ignored.
+        if let lead = environment["PIIVAULT_AWS_REFRESH_LEAD_SECONDS"], !lead.isEmpty {
+            guard let seconds = TimeInterval(lead.trimmingCharacters(in: .whitespaces)), seconds.isFinite, seconds >= 0
+            else {
+                throw SettingsError(
+                    "PIIVAULT_AWS_REFRESH_LEAD_SECONDS=\(lead) is not a number of seconds, 0 or more (unset, 300)")
+            }
+        }
         // A batch must be loaded and deleted well before its first messages become visible again.
         configuration.maxBatchAge = min(configuration.maxBatchAge, Double(visibility) / 4)
 

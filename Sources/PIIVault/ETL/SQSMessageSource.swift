@@ -113,7 +113,8 @@ extension SQSMessageSource {
         }
         let aws = AWSEnvironment(variables: environment,
                                  homeDirectory: environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory())
-        let refreshLead = aws["PIIVAULT_AWS_REFRESH_LEAD_SECONDS"].flatMap(TimeInterval.init)
+        let refreshLead = aws["PIIVAULT_AWS_REFRESH_LEAD_SECONDS"]
+            .flatMap { TimeInterval($0.trimmingCharacters(in: .whitespaces)) }
             ?? CachingCredentialsProvider.defaultRefreshLeadTime
         let configuration = try SQSConfiguration.resolve(
             environment: aws, queueURL: queueURL, endpointURL: endpointURL, wireProtocol: wireProtocol,
