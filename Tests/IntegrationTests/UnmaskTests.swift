@@ -479,6 +479,42 @@ final class UnmaskTests: XCTestCase {
         for connection in open { await connection.close() }
     }
 
+    /// A login outside compliance whose search path names `audit` (`ALTER ROLE ... SET search_path`) still has its
+    /// refused attempt logged: the database's check of the caller read the procedure's name with its schema only.
+    /// A routine of the same name in a schema of the login's own, which could append without committing, is refused.
+    func testARefusalIsLoggedWhateverTheLoginsSearchPathAndAnImpostorProcedureIsRefused() async throws {
+        let analyst = try await database.createLogin(memberOf: "piivault_analyst")
+        let name = try XCTUnwrap(URLComponents(string: analyst)?.user)
+        try await execute("ALTER ROLE \(name) SET search_path = audit, public")
+        let before = try await logLength()
+        let result = try unmask(["--reason", "curious", "--user-id", "someone"], login: analyst)
+        XCTAssertEqual(result.status, 77, result.stderr)
+        XCTAssertFalse(result.stderr.contains("could not be logged"), result.stderr)
+        let logged = try await logLength()
+        XCTAssertEqual(logged, before + 1, "the refusal is an entry: \(result.stderr)")
+
+        // The impostor: the same name and arguments in the login's own schema, first on its path, no COMMIT.
+        try await execute("CREATE SCHEMA mine AUTHORIZATION \(name)")
+        let connection = try await PostgresConnection.connect(analyst)
+        try await connection.execute("SET search_path = mine, audit")
+        try await connection.execute("""
+            CREATE PROCEDURE mine.record_denied(action text, reason text, subject text, os_user text,
+                                                client_host text, INOUT seq bigint DEFAULT NULL)
+                LANGUAGE plpgsql AS $$ BEGIN seq := audit.append_denied(action, reason, subject, os_user, client_host); END $$
+            """)
+        try await connection.execute("BEGIN")
+        do {
+            try await connection.query("CALL record_denied('unmask', 'r', 'tokens', 'o', 'h', NULL)")
+            XCTFail("a procedure of the login's own appended inside its transaction")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "42501", "\(error)")
+        }
+        try await connection.execute("ROLLBACK")
+        await connection.close()
+        let after = try await logLength()
+        XCTAssertEqual(after, logged)
+    }
+
     func testAnUnmaskThatTimesOutOnTheLogsLockSaysWhoHoldsItAndWhatToDo() async throws {
         let token = try tokenizer().tokenize(try completeRecord()["ip"] as! String, as: .ip).token
         let other = try await PostgresConnection.connect(try await database.createLogin(memberOf: "piivault_compliance"))
