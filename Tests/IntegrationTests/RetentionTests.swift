@@ -555,6 +555,33 @@ extension RetentionTests {
         let left = try await count("SELECT count(*) FROM user_logins WHERE user_id = 'count-user'")
         XCTAssertEqual(left, 0)
     }
+
+    /// Retention skips rows another session holds locked while there are others, and waits for them when only those
+    /// are left: a retokenize batch or a forget holding an old login no longer lets the run end "done" with it left.
+    func testRetentionWaitsForOldLoginsAnotherSessionHoldsLockedInsteadOfLeavingThem() async throws {
+        try load([Login(user: "held-old", ip: "192.0.2.95", device: "held-device", daysAgo: 40)])
+        let holder = try await database.connect()
+        try await holder.execute("BEGIN")
+        _ = try await holder.query("SELECT 1 FROM user_logins WHERE user_id = 'held-old' FOR UPDATE")
+        let run = try BackgroundProcess(try piivaultBinary(), [
+            "retention", "--database-url", officer, "--reason", "HELD", "--older-than", "30",
+        ])
+        try await waitUntil("retention waits on the held row", timeout: 30) {
+            try await self.count("""
+                SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')
+                """) >= 1 || !run.isRunning
+        }
+        XCTAssertTrue(run.isRunning, "ended while the old login was still there: \(run.stdout) \(run.stderr)")
+        try await holder.execute("ROLLBACK")
+        await holder.close()
+        let exited = try await run.waitForExit(timeout: 60)
+        XCTAssertTrue(exited)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("deleted 1 login rows"), run.stdout)
+        let left = try await count("SELECT count(*) FROM user_logins WHERE user_id = 'held-old'")
+        XCTAssertEqual(left, 0)
+    }
 }
 
 // MARK: Beside the ETL, for real

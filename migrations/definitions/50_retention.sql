@@ -163,7 +163,9 @@ REVOKE ALL ON FUNCTION vault.retention_cutoff(bigint)
 
 -- Step 1, one batch: deletes up to batch_size logins dated before the grant's cutoff and records their tokens in
 -- vault.retention_pending, in the caller's (short) transaction. Row locks on the deleted rows only: the ETL's inserts
--- do not wait. Returns the number of logins deleted (0: step 1 is done).
+-- do not wait. Rows another session holds locked (a retokenize batch rewriting their tokens, a forget) are skipped
+-- while there are others; when only such rows are left, the batch waits for them (lock_timeout) instead of returning
+-- 0 with old logins in place. Returns the number of logins deleted (0: step 1 is done).
 CREATE OR REPLACE FUNCTION vault.retention_delete_logins(grant_seq bigint, batch_size integer) RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -177,19 +179,26 @@ BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be 1 or more';
     END IF;
-    WITH gone AS (
-        DELETE FROM public.user_logins AS l
-         WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM public.user_logins AS o WHERE o.create_date < c
-                                    LIMIT batch_size FOR UPDATE SKIP LOCKED))
-           AND l.create_date < c
-        RETURNING l.masked_ip, l.masked_device_id
-    ), recorded AS (
-        INSERT INTO vault.retention_pending (token)
-        SELECT DISTINCT t.token FROM gone AS g, LATERAL (VALUES (g.masked_ip), (g.masked_device_id)) AS t(token)
-         WHERE t.token IS NOT NULL
-        ON CONFLICT DO NOTHING
-    )
-    SELECT count(*)::integer INTO n FROM gone;
+    FOR attempt IN 1..2 LOOP
+        WITH gone AS (
+            DELETE FROM public.user_logins AS l
+             WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM public.user_logins AS o WHERE o.create_date < c
+                                        LIMIT batch_size FOR UPDATE SKIP LOCKED))
+               AND l.create_date < c
+            RETURNING l.masked_ip, l.masked_device_id
+        ), recorded AS (
+            INSERT INTO vault.retention_pending (token)
+            SELECT DISTINCT t.token FROM gone AS g, LATERAL (VALUES (g.masked_ip), (g.masked_device_id)) AS t(token)
+             WHERE t.token IS NOT NULL
+            ON CONFLICT DO NOTHING
+        )
+        SELECT count(*)::integer INTO n FROM gone;
+        EXIT WHEN n > 0 OR attempt = 2
+               OR NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.create_date < c);
+        -- Only locked rows are left: wait for their sessions, then take them (rows locked by this transaction are
+        -- not skipped; rows the other session deleted are gone).
+        PERFORM 1 FROM public.user_logins AS o WHERE o.create_date < c LIMIT batch_size FOR UPDATE;
+    END LOOP;
     RETURN n;
 END
 $$;
