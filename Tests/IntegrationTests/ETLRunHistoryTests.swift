@@ -58,6 +58,28 @@ extension ETLTests {
                        ["completed 3"])
     }
 
+    /// A run's end is stamped when it ends: the lock session's transaction began with the run, so its now() was the
+    /// run's start, and `piivault runs` showed every run finishing as it started (a little before, in fact).
+    func testARunsEndIsStampedWhenItEndsNotWhenItBegan() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slow-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fifo = folder.appendingPathComponent("input.fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        let line = #"{"user_id": "slow", "device_type": "ios", "ip": "192.0.2.9", "device_id": "d-slow"}"#
+        // One line, two seconds, another line: the run lasts at least two seconds.
+        let writer = try BackgroundProcess("/bin/sh", ["-c", "{ echo '\(line)'; sleep 2; echo '\(line)'; } > '\(fifo.path)'"])
+        let result = try etl(["--from-file", fifo.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        _ = try await writer.waitForExit(timeout: 10)
+        let connection = try await database.connect()
+        defer { Task { await connection.close() } }
+        let milliseconds = try await connection.query(
+            "SELECT (extract(epoch FROM finished_at - started_at) * 1000)::bigint AS ms FROM public.etl_runs")
+            .requiredFirst("etl_runs")["ms"].requiredInt()
+        XCTAssertGreaterThanOrEqual(milliseconds, 1_500, "the run's recorded duration")
+    }
+
     func testADirectoryGivenAsTheInputFileIsBadInputBeforeTheRunBegins() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dir-\(ScratchDatabase.randomHex(4))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)

@@ -187,7 +187,7 @@ DECLARE
     n integer;
 BEGIN
     UPDATE public.etl_runs AS r
-       SET outcome = 'abandoned', finished_at = now(),
+       SET outcome = 'abandoned', finished_at = clock_timestamp(),
            error = 'the process ended without recording its end (killed, or its database connection was lost)'
      WHERE r.outcome = 'running' AND NOT public.etl_run_is_live(r.live_xid);
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -218,7 +218,7 @@ BEGIN
         RAISE EXCEPTION 'outcome must be completed, interrupted or failed' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     UPDATE public.etl_runs AS r
-       SET finished_at = now(), received = finish_etl_run.received, loaded = finish_etl_run.loaded,
+       SET finished_at = clock_timestamp(), received = finish_etl_run.received, loaded = finish_etl_run.loaded,
            duplicates = finish_etl_run.duplicates, quarantined = finish_etl_run.quarantined,
            values_sealed = finish_etl_run.values_sealed, delete_failures = finish_etl_run.delete_failures,
            suppressed = finish_etl_run.suppressed, outcome = finish_etl_run.outcome, error = finish_etl_run.error
