@@ -363,6 +363,33 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(bodies, 0)
     }
 
+    /// A forget that starts while the owner's policy change is uncommitted waits for it on the access log, then is
+    /// held to the new policy: before, it read the old policy (no approvals) before that wait and erased unapproved,
+    /// logged right after the change.
+    func testAForgetRacingAPolicyChangeIsHeldToTheNewPolicy() async throws {
+        let (userID, _) = try sampleUser()
+        let owner = try await database.connect()
+        try await owner.execute("BEGIN")
+        _ = try await owner.query("SELECT * FROM audit.set_policy('forget', 1, NULL, 'tighten', 'o', 'h')")
+        let run = try BackgroundProcess(try piivaultBinary(), [
+            "forget", "--user-id", userID, "--reason", "GDPR-9", "--token-key", tokenKeyPath, "--database-url", officerA,
+        ], environment: ["PIIVAULT_TOKEN_KEY": nil])
+        try await waitUntil("forget waits on the access log", timeout: 30) {
+            try await self.query("""
+                SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
+                 WHERE NOT l.granted AND c.relname = 'access_log'
+                """).requiredFirst("pg_locks")["n"].requiredInt() >= 1 || !run.isRunning
+        }
+        try await owner.execute("COMMIT")
+        await owner.close()
+        let exited = try await run.waitForExit(timeout: 60)
+        XCTAssertTrue(exited)
+        XCTAssertEqual(run.status, 75, "a request, not an erasure: \(run.stderr)")
+        let rows = try await query("SELECT count(*) AS n FROM public.user_logins WHERE user_id = \(userID)")
+            .requiredFirst("count")["n"].requiredInt()
+        XCTAssertGreaterThan(rows, 0, "nothing erased without the approval the policy now asks for")
+    }
+
     // MARK: Acceptance 3: rewrap
 
     func testRewrapWaitsForApprovalItsDryRunDoesNotAndTheApprovedRequestRewraps() async throws {

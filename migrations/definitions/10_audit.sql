@@ -117,6 +117,14 @@ BEGIN
     -- and they can write the table directly too, so a direct call is not marked.
     GET DIAGNOSTICS stack = PG_CONTEXT;
 
+    -- EXCLUSIVE conflicts with itself and with INSERT's ROW EXCLUSIVE but not with readers: appends run one at a
+    -- time until this transaction ends, so every append sees the previous head and the chain never forks. The
+    -- primary key on seq is the second line of defence (a stale snapshot fails instead of forking).
+    -- Taken before the policy is read: audit.set_policy holds it from its entry to its commit, so an access either
+    -- comes before the change in the log or is judged by the changed policy (read after the wait, by a statement
+    -- of its own), never logged after a policy it was not held to.
+    LOCK TABLE audit.access_log IN EXCLUSIVE MODE;
+
     -- Dual control (15_dual_control.sql): an access of an action whose policy asks for approvals becomes a
     -- `request` entry when no request number is set in the session (the caller grants and deletes nothing: see
     -- audit.append_and_grant and the forget functions), and is refused unless the request set may be executed.
@@ -160,11 +168,6 @@ BEGIN
             outcome := outcome || ' [outside piivault_compliance: not a member]';
         END IF;
     END IF;
-
-    -- EXCLUSIVE conflicts with itself and with INSERT's ROW EXCLUSIVE but not with readers: appends run one at a
-    -- time until this transaction ends, so every append sees the previous head and the chain never forks. The
-    -- primary key on seq is the second line of defence (a stale snapshot fails instead of forking).
-    LOCK TABLE audit.access_log IN EXCLUSIVE MODE;
 
     SELECT l.seq, l.hash INTO head_seq, head_hash FROM audit.access_log AS l ORDER BY l.seq DESC LIMIT 1;
     IF head_seq IS NULL THEN
