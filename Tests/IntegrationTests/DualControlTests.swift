@@ -390,6 +390,44 @@ final class DualControlTests: XCTestCase {
         XCTAssertGreaterThan(rows, 0, "nothing erased without the approval the policy now asks for")
     }
 
+    /// An approved forget request erases the user it was asked for, and no other: its logged subject is the user's
+    /// keyed hash, which rows loaded before subject hashes were recorded do not carry, so a request for a user with no
+    /// rows, run straight through `vault.forget_user` with another user's id, erased that user's (hash-less) rows.
+    func testAnApprovedForgetRequestErasesOnlyTheUserItWasAskedFor() async throws {
+        // A user with no rows (yet): a forget leaves the tombstone that keeps their later messages out.
+        let userID = "ghost-user"
+        let otherUser = try sampleUser().id
+        // The other user's rows as a pre-0017 load left them: no subject hash.
+        _ = try await query("UPDATE public.user_logins SET subject_hash = NULL WHERE user_id = \(otherUser)")
+        try setPolicy("forget", approvals: 1)
+        let id = try requestNumber(try piivault(["forget", "--user-id", userID, "--reason", "GDPR-2",
+                                                 "--token-key", tokenKeyPath], as: officerA), approvals: 1)
+        XCTAssertEqual(try piivault(["approve", String(id), "--reason", "verified"], as: officerB).status, 0)
+        let subject = try await query("SELECT subject FROM audit.access_log WHERE seq = \(id)")
+            .requiredFirst("access_log")["subject"].requiredString()
+        let hash = String(subject.dropFirst("user_hash:".count))
+        let officer = try await PostgresConnection.connect(officerA)
+        _ = try await officer.query("SELECT set_config('piivault.approval_request', \(String(id)), false)")
+        let refused = try await officer.query("""
+            SELECT rows_deleted FROM vault.forget_user(\(hash), \(otherUser), 'GDPR-2', 'o', 'h', false)
+            """).requiredFirst("vault.forget_user")["rows_deleted"].requiredInt()
+        await officer.close()
+        XCTAssertEqual(refused, 0)
+        let otherRows = try await query("SELECT count(*) AS n FROM public.user_logins WHERE user_id = \(otherUser)")
+            .requiredFirst("count")["n"].requiredInt()
+        XCTAssertGreaterThan(otherRows, 0, "the other user's rows are not erased under this request")
+        let outcome = try await query("SELECT outcome FROM audit.access_log ORDER BY seq DESC LIMIT 1")
+            .requiredFirst("access_log")["outcome"].requiredString()
+        XCTAssertEqual(outcome, "refused: dual control: request \(id) was asked for another user")
+        // The request still runs for its own user, and forgets which user that was.
+        let run = try piivault(["forget", "--user-id", userID, "--reason", "GDPR-2", "--token-key", tokenKeyPath,
+                                "--request", String(id)], as: officerA)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let kept = try await query("SELECT count(*) AS n FROM audit.approval_requests WHERE user_id = \(userID)")
+            .requiredFirst("count")["n"].requiredInt()
+        XCTAssertEqual(kept, 0, "the erased user's id is not kept with the request")
+    }
+
     // MARK: Acceptance 3: rewrap
 
     func testRewrapWaitsForApprovalItsDryRunDoesNotAndTheApprovedRequestRewraps() async throws {

@@ -27,6 +27,7 @@ DECLARE
     n_kept   integer;
     tokens   text[];
     entry    audit.access_log;
+    asked    text := nullif(btrim(current_setting('piivault.approval_request', true)), '');
 BEGIN
     IF subject_hash IS NULL OR subject_hash !~ '^[0-9a-f]{64}$' THEN
         RAISE EXCEPTION 'subject_hash must be 64 lowercase hex digits (the keyed hash of the user id)';
@@ -78,12 +79,26 @@ BEGIN
         RETURN;
     END IF;
 
+    -- An approved request runs for the user it was asked for (0032): its logged subject, the hash, names the rows
+    -- only where they carry it. Refused and logged like the other dual-control refusals.
+    IF asked ~ '^[1-9][0-9]{0,17}$' AND EXISTS (
+           SELECT 1 FROM audit.approval_requests AS r
+            WHERE r.id = asked::bigint AND r.action = 'forget' AND r.user_id IS DISTINCT FROM user_id) THEN
+        entry := audit.append_entry('forget', reason, 'user_hash:' || subject_hash, 0,
+            format('refused: dual control: request %s was asked for another user', asked), os_user, client_host);
+        RETURN QUERY SELECT entry.seq, 0, 0, 0;
+        RETURN;
+    END IF;
     -- The entry first: a failed append raises and nothing below runs (and the whole transaction rolls back).
     entry := audit.append_entry('forget', reason, 'user_hash:' || subject_hash, n_rows,
         format('ok: %s rows deleted, %s values deleted, %s values kept (shared with other users)',
                n_rows, n_gone, n_kept),
         os_user, client_host);
-    -- Dual control turned the access into a request, or refused it: nothing is deleted.
+    -- Dual control turned the access into a request (which keeps the user it is for), or refused it: nothing is
+    -- deleted.
+    IF entry.action = 'request' THEN
+        UPDATE audit.approval_requests AS r SET user_id = forget_user.user_id WHERE r.id = entry.seq;
+    END IF;
     IF entry.action <> 'forget' OR entry.outcome LIKE 'refused%' THEN
         RETURN QUERY SELECT entry.seq, 0, 0, 0;
         RETURN;
@@ -102,6 +117,7 @@ BEGIN
     -- like a user id.
     UPDATE audit.access_grants AS g SET wanted = '', claimed_at = coalesce(g.claimed_at, clock_timestamp())
      WHERE g.action = 'unmask' AND g.kind = 'user' AND g.wanted = user_id;
+    UPDATE audit.approval_requests AS r SET user_id = '' WHERE r.action = 'forget' AND r.user_id = forget_user.user_id;
     RETURN QUERY SELECT entry.seq, n_rows, n_gone, n_kept;
 END
 $$;
