@@ -133,6 +133,19 @@ final class AuditTests: XCTestCase {
         XCTAssertFalse(checkpoint.stderr.contains("routine check"), "errors quote no logged text")
     }
 
+    /// A time moved to the same instant BC printed as the same YYYY-MM-DD text, so the entry kept its hash (and every
+    /// anchor) while it left each `--since` view. It is now modified, for piivault and the independent verifier alike.
+    func testATimeMovedToTheSameInstantBCIsReportedAsModified() async throws {
+        let anchor = try checkpoint()
+        try await tamper("UPDATE audit.access_log SET at = (to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00 BC')::timestamptz WHERE seq = 12")
+        assertBroken(try verify(), entry: 12, kind: "modified")
+        assertBroken(try verify(anchor: anchor), entry: 12, kind: "modified")
+        let independent = try await crosscheck()
+        XCTAssertEqual(independent, "broken 12 modified")
+        try await tamper("UPDATE audit.access_log SET at = 'infinity' WHERE seq = 12")
+        assertBroken(try verify(), entry: 12, kind: "modified")
+    }
+
     func testADeletedEntryIsReportedAsMissing() async throws {
         try await tamper("DELETE FROM audit.access_log WHERE seq = 23")
         assertBroken(try verify(), entry: 23, kind: "missing")

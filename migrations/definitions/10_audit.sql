@@ -45,6 +45,9 @@ GRANT EXECUTE ON FUNCTION audit.length_prefixed(text) TO piivault_auditor;
 -- bytes(entry): the ten fields in this order, each length-prefixed: seq (decimal), at (UTC,
 -- YYYY-MM-DDTHH:MM:SS.ffffffZ, always 6 fractional digits), db_user, os_user, client_host, action, reason, subject,
 -- row_count (decimal), outcome. An auditor recomputes it with any tool (Tests/crosscheck/verify_access_log.py).
+-- YYYY has no era: a time moved to the same instant BC would print the same and keep its hash while leaving every
+-- --since view, so a time before year 1 gets ' BC' and an infinite one its own text. The log never holds either
+-- (append_entry stamps clock_timestamp()), so every real entry's bytes are as they always were.
 CREATE OR REPLACE FUNCTION audit.entry_bytes(
     seq bigint, at timestamptz, db_user text, os_user text, client_host text, action text, reason text,
     subject text, row_count integer, outcome text
@@ -53,7 +56,9 @@ CREATE OR REPLACE FUNCTION audit.entry_bytes(
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT audit.length_prefixed(seq::text)
-        || audit.length_prefixed(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        || audit.length_prefixed(coalesce(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                                          || CASE WHEN at < '0001-01-01 00:00:00+00' THEN ' BC' ELSE '' END,
+                                          at::text))
         || audit.length_prefixed(db_user)
         || audit.length_prefixed(os_user)
         || audit.length_prefixed(client_host)

@@ -104,8 +104,9 @@ public struct AccessLogReader: Sendable {
 
     private func page(_ filter: AccessLogFilter, limit: Int?) async throws -> [AccessLogEntry] {
         let rows = try await connection.query("""
-            SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, db_user, os_user,
-                   client_host, action, reason, subject, row_count, outcome, prev_hash, hash
+            SELECT seq, coalesce(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                                 || CASE WHEN at < '0001-01-01 00:00:00+00' THEN ' BC' ELSE '' END, at::text) AS at,
+                   db_user, os_user, client_host, action, reason, subject, row_count, outcome, prev_hash, hash
               FROM audit.access_log
              WHERE (\(filter.since)::timestamptz IS NULL OR at >= \(filter.since)::timestamptz)
                AND (\(filter.until)::timestamptz IS NULL OR at < \(filter.until)::timestamptz)
