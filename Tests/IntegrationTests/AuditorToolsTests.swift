@@ -207,11 +207,18 @@ extension AuditTests {
         let longSubject = "message_id:" + String(repeating: "m0123456789", count: 30)
         try await owner.execute("SELECT audit.append_entry('forget', 'ERASE-1', \(longSubject), 6, 'ok: 6 rows deleted', 'o', 'h')")
         await owner.close()
+        var analyst = ""
         for role in ["piivault_analyst", "piivault_etl", "piivault_auditor"] {
-            let connection = try await PostgresConnection.connect(try await database.createLogin(memberOf: role))
+            let login = try await database.createLogin(memberOf: role)
+            if role == "piivault_analyst" { analyst = try XCTUnwrap(URLComponents(string: login)?.user) }
+            let connection = try await PostgresConnection.connect(login)
             try await connection.execute("CALL audit.record_denied('unmask', 'curious', 'user_id', 'o', 'h', NULL)")
             await connection.close()
         }
+        // A login dropped since is not taken for an officer: its refused attempts stay among the other logins'.
+        let admin = try await database.connect()
+        try await admin.execute(PostgresQuery(unsafeSQL: "DROP ROLE \"\(analyst)\""))
+        await admin.close()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(ScratchDatabase.randomHex(4))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -101,16 +101,17 @@ public struct AuditorService: Sendable {
                            policiesAtStart: policiesAtStart)
     }
 
-    /// Which of `logins` may act as compliance officers now (members of `piivault_compliance`, superusers included);
-    /// a login dropped since counts as an officer, so that nothing an officer did drops out of the review.
+    /// Which of `logins` may act as compliance officers now (members of `piivault_compliance`, superusers included).
+    /// A login dropped since is not one: an officer who left is known by their entries (`actedAsOfficers`), and
+    /// counting every dropped login would take an analyst's refused attempts for an officer's accesses.
     static func officerLogins(among logins: Set<String>, _ connection: PostgresConnection) async throws -> Set<String> {
         guard !logins.isEmpty else { return [] }
-        let others = try await connection.query("""
+        let members = try await connection.query("""
             SELECT r.rolname FROM pg_catalog.pg_roles AS r
              WHERE r.rolname = ANY(\(PostgresArray.texts(logins.sorted()))::text[])
-               AND NOT pg_catalog.pg_has_role(r.oid, 'piivault_compliance', 'MEMBER')
+               AND pg_catalog.pg_has_role(r.oid, 'piivault_compliance', 'MEMBER')
             """)
-        return logins.subtracting(try others.map { try $0["rolname"].requiredString() })
+        return Set(try members.map { try $0["rolname"].requiredString() })
     }
 
     /// `NAME on HOST:PORT` as the server sees itself.
