@@ -428,6 +428,29 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(kept, 0, "the erased user's id is not kept with the request")
     }
 
+    /// A window the owner shortened holds the requests already waiting, as a raised approval count does: a request
+    /// asked under two days is expired once the window is one second and a second has passed, for approving, for
+    /// running and in the list.
+    func testAShortenedWindowHoldsTheRequestsAlreadyWaiting() async throws {
+        let (userID, _) = try sampleUser()
+        try setPolicy("unmask", approvals: 1, extra: ["--window", "2d"])
+        let id = try requestNumber(try unmask(["--reason", "SAR-5", "--user-id", userID], as: officerA), approvals: 1)
+        try setPolicy("unmask", approvals: 1, extra: ["--window", "1s"])
+        try await Task.sleep(for: .milliseconds(1_200))
+        let approve = try piivault(["approve", String(id), "--reason", "late"], as: officerB)
+        XCTAssertEqual(approve.status, 77, approve.stderr)
+        XCTAssertTrue(approve.stderr.contains("request \(id) has expired"), approve.stderr)
+        // Approved before the change (as the owner could record it): still expired for running.
+        _ = try await query("INSERT INTO audit.approvals (request_id, approver, seq) VALUES (\(id), 'someone-else', \(id))")
+        let run = try unmask(["--request", String(id)], as: officerA)
+        XCTAssertEqual(run.status, 77, run.stderr)
+        XCTAssertTrue(run.stderr.contains("request \(id) expired at"), run.stderr)
+        XCTAssertEqual(run.stdout, "")
+        let listed = try piivault(["requests", "--format", "json"], as: officerB)
+        let requests = try XCTUnwrap(try JSONSerialization.jsonObject(with: listed.stdoutData) as? [[String: Any]])
+        XCTAssertEqual(requests.first { $0["id"] as? Int == id }?["state"] as? String, "expired")
+    }
+
     // MARK: Acceptance 3: rewrap
 
     func testRewrapWaitsForApprovalItsDryRunDoesNotAndTheApprovedRequestRewraps() async throws {

@@ -24,6 +24,20 @@ $$;
 REVOKE ALL ON FUNCTION audit.effective_policy(text)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor, piivault_policy_admin;
 
+-- When request `request_id` expires now: its own expiry, or its time of asking plus the window of the action's policy
+-- now if that ends sooner. A policy tightened since holds the requests still waiting, as a raised approval count does
+-- (audit.request_problem): a request asked under a long window is not usable after the owner shortened it.
+CREATE OR REPLACE FUNCTION audit.request_expiry(request_id bigint) RETURNS timestamptz
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(r.expires_at, l.at + (audit.effective_policy(r.action)).approval_window)
+      FROM audit.approval_requests AS r JOIN audit.access_log AS l ON l.seq = r.id
+     WHERE r.id = request_id
+$$;
+REVOKE ALL ON FUNCTION audit.request_expiry(bigint)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor, piivault_policy_admin;
+
 -- The parameters of an access as they are compared between a request and its execution: the subject the action
 -- logs, without the counts a rewrap's subject carries (they may change between the two; the keys may not).
 CREATE OR REPLACE FUNCTION audit.request_parameters(action text, subject text) RETURNS text
@@ -70,9 +84,9 @@ BEGIN
     IF r.executed_seq IS NOT NULL THEN
         RETURN format('request %s was already executed (entry %s)', r.id, r.executed_seq);
     END IF;
-    IF r.expires_at <= clock_timestamp() THEN
+    IF audit.request_expiry(r.id) <= clock_timestamp() THEN
         RETURN format('request %s expired at %s', r.id,
-                      to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+                      to_char(audit.request_expiry(r.id) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
     END IF;
     SELECT l.subject INTO approved FROM audit.access_log AS l WHERE l.seq = r.id;
     IF audit.request_parameters(r.action, approved) IS DISTINCT FROM audit.request_parameters(wanted_action, wanted_subject) THEN
@@ -211,7 +225,7 @@ BEGIN
         WHEN r.requester = session_user THEN format('%s of request %s by its own requester', act, r.id)
         WHEN r.denied_seq IS NOT NULL THEN format('request %s was denied (entry %s)', r.id, r.denied_seq)
         WHEN r.executed_seq IS NOT NULL THEN format('request %s was already executed (entry %s)', r.id, r.executed_seq)
-        WHEN r.expires_at <= clock_timestamp() THEN format('request %s has expired', r.id)
+        WHEN audit.request_expiry(r.id) <= clock_timestamp() THEN format('request %s has expired', r.id)
         WHEN approve AND EXISTS (SELECT 1 FROM audit.approvals AS a WHERE a.request_id = r.id AND a.approver = session_user)
             THEN format('request %s was already approved by this login', r.id)
     END;
@@ -239,7 +253,8 @@ GRANT EXECUTE ON FUNCTION audit.decide_request(bigint, boolean, text, text, text
 
 -- `piivault requests`: every request (or only those still waiting for approvals), newest first, with the subject
 -- and reason of its entry, its state and its approvers ('login at time', comma-separated). approvals_required is what
--- executing it takes now: the request's own count, or the action's policy (audit.effective_policy) if that asks more.
+-- executing it takes now: the request's own count, or the action's policy (audit.effective_policy) if that asks more;
+-- expires_at likewise (audit.request_expiry).
 CREATE OR REPLACE FUNCTION audit.list_requests(pending_only boolean)
 RETURNS TABLE (
     id bigint, action text, requester text, subject text, reason text, state text, approvals integer,
@@ -253,11 +268,11 @@ AS $$
         SELECT r.id, r.action, r.requester, l.subject, l.reason,
                CASE WHEN r.executed_seq IS NOT NULL THEN 'executed'
                     WHEN r.denied_seq IS NOT NULL THEN 'denied'
-                    WHEN r.expires_at <= clock_timestamp() THEN 'expired'
+                    WHEN least(r.expires_at, l.at + pol.approval_window) <= clock_timestamp() THEN 'expired'
                     WHEN coalesce(a.n, 0) >= greatest(r.approvals_required, pol.approvals) THEN 'approved'
                     ELSE 'pending' END AS state,
                coalesce(a.n, 0)::integer, greatest(r.approvals_required, pol.approvals)::integer,
-               coalesce(a.who, ''), l.at, r.expires_at, r.executed_seq
+               coalesce(a.who, ''), l.at, least(r.expires_at, l.at + pol.approval_window), r.executed_seq
           FROM audit.approval_requests AS r
           JOIN audit.access_log AS l ON l.seq = r.id
           LEFT JOIN LATERAL audit.effective_policy(r.action) AS pol ON true
