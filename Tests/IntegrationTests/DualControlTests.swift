@@ -336,6 +336,11 @@ final class DualControlTests: XCTestCase {
         let stillThere = try await rows()
         XCTAssertEqual(stillThere, before, "nothing deleted while the request waits")
         XCTAssertEqual(try piivault(["approve", String(id), "--reason", "verified identity"], as: officerB).status, 0)
+        // unmask cannot take a forget request's target (the user's hash): it says which command runs it.
+        let underUnmask = try unmask(["--request", String(id)], as: officerA)
+        XCTAssertEqual(underUnmask.status, 64, underUnmask.stderr)
+        XCTAssertTrue(underUnmask.stderr.contains("request \(id) is for forget, not unmask; run piivault forget with its parameters and --request \(id)"),
+                      underUnmask.stderr)
         let run = try piivault(forget + ["--request", String(id)], as: officerA)
         XCTAssertEqual(run.status, 0, run.stderr)
         let after = try await rows()

@@ -242,6 +242,8 @@ public enum DualControlError: PIIVaultReportableError, Equatable {
     case noSuchRequest(Int)
     /// The request's logged subject is not one this command can run (it is for another kind of target).
     case otherTarget(Int)
+    /// The request is for another action (id, its action, this command's).
+    case otherAction(Int, String, String)
 
     public var message: String {
         switch self {
@@ -249,6 +251,8 @@ public enum DualControlError: PIIVaultReportableError, Equatable {
             return "there is no dual-control request \(id); see piivault requests"
         case .otherTarget(let id):
             return "request \(id) is not for this command's targets; give its parameters again with --request \(id), or see piivault requests"
+        case .otherAction(let id, let action, let command):
+            return "request \(id) is for \(action), not \(command); run piivault \(action) with its parameters and --request \(id)"
         }
     }
 

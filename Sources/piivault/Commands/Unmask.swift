@@ -104,7 +104,12 @@ struct Unmask: AsyncParsableCommand {
             if let request = approval.request, tokens.isEmpty, tokenFile == nil, userID == nil, quarantined == nil {
                 // The approved request's own target, read from its access-log entry (the database still compares).
                 let asked = try await DualControlService(databaseURL: database.resolved).request(id: request)
-                target = try UnmaskRequest.Target(loggedSubject: asked.subject, request: request)
+                do {
+                    target = try UnmaskRequest.Target(loggedSubject: asked.subject, request: request)
+                } catch DualControlError.otherTarget(let id) where asked.action != "unmask" {
+                    // A forget request, say: no target unmask could take (one it could, the database refuses).
+                    throw DualControlError.otherAction(id, asked.action, "unmask")
+                }
                 if reason.isEmpty { reason = asked.reason }
             } else if let userID {
                 target = .userID(userID)
