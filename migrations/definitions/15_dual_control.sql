@@ -38,6 +38,20 @@ $$;
 REVOKE ALL ON FUNCTION audit.request_expiry(bigint)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor, piivault_policy_admin;
 
+-- Whether `approver`'s approval counts now: the login is still a compliance officer (a member of
+-- piivault_compliance, not a superuser). An officer who left, or whose login was taken from them, had their
+-- membership revoked (SECURITY.md): what they approved and was not run yet no longer counts.
+CREATE OR REPLACE FUNCTION audit.approver_counts(approver text) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r
+                    WHERE r.rolname = approver AND NOT r.rolsuper
+                      AND pg_catalog.pg_has_role(r.oid, 'piivault_compliance', 'MEMBER'))
+$$;
+REVOKE ALL ON FUNCTION audit.approver_counts(text)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor, piivault_policy_admin;
+
 -- The parameters of an access as they are compared between a request and its execution: the subject the action
 -- logs, without the counts a rewrap's subject carries (they may change between the two; the keys may not).
 CREATE OR REPLACE FUNCTION audit.request_parameters(action text, subject text) RETURNS text
@@ -92,7 +106,8 @@ BEGIN
     IF audit.request_parameters(r.action, approved) IS DISTINCT FROM audit.request_parameters(wanted_action, wanted_subject) THEN
         RETURN format('request %s was asked for other parameters', r.id);
     END IF;
-    SELECT count(*)::integer INTO n FROM audit.approvals AS a WHERE a.request_id = r.id;
+    SELECT count(*)::integer INTO n FROM audit.approvals AS a
+     WHERE a.request_id = r.id AND audit.approver_counts(a.approver);
     IF n < greatest(r.approvals_required, policy_approvals) THEN
         RETURN format('request %s has %s of %s approval(s)', r.id, n, greatest(r.approvals_required, policy_approvals));
     END IF;
@@ -211,7 +226,8 @@ BEGIN
         RAISE EXCEPTION 'request_id and approve are required';
     END IF;
     SELECT * INTO r FROM audit.approval_requests AS q WHERE q.id = request_id FOR UPDATE;
-    SELECT count(*)::integer INTO n FROM audit.approvals AS a WHERE a.request_id = r.id;
+    SELECT count(*)::integer INTO n FROM audit.approvals AS a
+     WHERE a.request_id = r.id AND audit.approver_counts(a.approver);
     -- What executing it takes now: a policy raised since the request asks more of it (audit.request_problem).
     needed := greatest(r.approvals_required, (audit.effective_policy(r.action)).approvals);
     problem := CASE
@@ -282,7 +298,7 @@ AS $$
                                 || to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), ', '
                                 ORDER BY p.seq) AS who
                 FROM audit.approvals AS p JOIN audit.access_log AS e ON e.seq = p.seq
-               WHERE p.request_id = r.id) AS a ON true
+               WHERE p.request_id = r.id AND audit.approver_counts(p.approver)) AS a ON true
     ) AS q
      WHERE NOT coalesce(pending_only, false) OR q.state = 'pending'
      ORDER BY q.id DESC
