@@ -395,6 +395,43 @@ final class DualControlTests: XCTestCase {
         XCTAssertGreaterThan(rows, 0, "nothing erased without the approval the policy now asks for")
     }
 
+    /// Approving a request while it is being run: both wait on the access log (here behind another session's append),
+    /// and the run goes first. The approval took the request's row before the log, the run the log before the row,
+    /// and Postgres broke the cycle by failing one of them; now the approval is refused as already executed.
+    func testAnApprovalArrivingWhileItsRequestRunsDoesNotDeadlock() async throws {
+        let (userID, _) = try sampleUser()
+        try setPolicy("forget", approvals: 1)
+        let forget = ["forget", "--user-id", userID, "--reason", "GDPR-7", "--token-key", tokenKeyPath]
+        let id = try requestNumber(try piivault(forget, as: officerA), approvals: 1)
+        XCTAssertEqual(try piivault(["approve", String(id), "--reason", "verified"], as: officerB).status, 0)
+        let officerC = try await database.createLogin(memberOf: "piivault_compliance")
+        func waiters() async throws -> Int {
+            try await query("""
+                SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
+                 WHERE NOT l.granted AND c.relname = 'access_log'
+                """).requiredFirst("pg_locks")["n"].requiredInt()
+        }
+        let holder = try await database.connect()
+        try await holder.execute("BEGIN")
+        try await holder.execute("LOCK TABLE audit.access_log IN EXCLUSIVE MODE")
+        let run = try BackgroundProcess(try piivaultBinary(), forget + ["--request", String(id), "--database-url", officerA],
+                                        environment: ["PIIVAULT_TOKEN_KEY": nil])
+        try await waitUntil("the run waits on the access log", timeout: 30) { try await waiters() >= 1 || !run.isRunning }
+        let approval = try BackgroundProcess(try piivaultBinary(), [
+            "approve", String(id), "--reason", "me too", "--database-url", officerC,
+        ])
+        try await waitUntil("the approval waits too", timeout: 30) { try await waiters() >= 2 || !approval.isRunning }
+        try await holder.execute("COMMIT")
+        await holder.close()
+        let runEnded = try await run.waitForExit(timeout: 60)
+        let approvalEnded = try await approval.waitForExit(timeout: 60)
+        XCTAssertTrue(runEnded && approvalEnded)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(approval.status, 77, approval.stderr)
+        XCTAssertTrue(approval.stderr.contains("already executed"), approval.stderr)
+        XCTAssertFalse(run.stderr.contains("deadlock") || approval.stderr.contains("deadlock"), run.stderr + approval.stderr)
+    }
+
     /// An approved forget request erases the user it was asked for, and no other: its logged subject is the user's
     /// keyed hash, which rows loaded before subject hashes were recorded do not carry, so a request for a user with no
     /// rows, run straight through `vault.forget_user` with another user's id, erased that user's (hash-less) rows.

@@ -225,6 +225,9 @@ BEGIN
     IF request_id IS NULL OR approve IS NULL THEN
         RAISE EXCEPTION 'request_id and approve are required';
     END IF;
+    -- The log's append lock before the request's row, the order audit.append_entry takes them in when it runs a
+    -- request (request_problem locks the row): the other order deadlocked an approval with the request's run.
+    LOCK TABLE audit.access_log IN EXCLUSIVE MODE;
     SELECT * INTO r FROM audit.approval_requests AS q WHERE q.id = request_id FOR UPDATE;
     SELECT count(*)::integer INTO n FROM audit.approvals AS a
      WHERE a.request_id = r.id AND audit.approver_counts(a.approver);

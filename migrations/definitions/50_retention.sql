@@ -195,9 +195,10 @@ BEGIN
         SELECT count(*)::integer INTO n FROM gone;
         EXIT WHEN n > 0 OR attempt = 2
                OR NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.create_date < c);
-        -- Only locked rows are left: wait for their sessions, then take them (rows locked by this transaction are
-        -- not skipped; rows the other session deleted are gone).
-        PERFORM 1 FROM public.user_logins AS o WHERE o.create_date < c LIMIT batch_size FOR UPDATE;
+        -- Only locked rows are left: wait for one of their sessions (one row, so that this wait never holds a row
+        -- another session waits for), then take what is free (rows this transaction locked are not skipped; rows
+        -- the other session deleted are gone).
+        PERFORM 1 FROM public.user_logins AS o WHERE o.create_date < c LIMIT 1 FOR UPDATE;
     END LOOP;
     RETURN n;
 END
