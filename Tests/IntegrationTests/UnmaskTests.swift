@@ -480,8 +480,9 @@ final class UnmaskTests: XCTestCase {
     }
 
     /// A login outside compliance whose search path names `audit` (`ALTER ROLE ... SET search_path`) still has its
-    /// refused attempt logged: the database's check of the caller read the procedure's name with its schema only.
-    /// A routine of the same name in a schema of the login's own, which could append without committing, is refused.
+    /// refused attempt logged: the database checks its caller by the procedure's name with its schema, which Postgres
+    /// leaves out when the path shows it, so piivault sets the path before it calls. A routine of the same name in a
+    /// schema of the login's own, which could append without committing, is refused.
     func testARefusalIsLoggedWhateverTheLoginsSearchPathAndAnImpostorProcedureIsRefused() async throws {
         let analyst = try await database.createLogin(memberOf: "piivault_analyst")
         let name = try XCTUnwrap(URLComponents(string: analyst)?.user)

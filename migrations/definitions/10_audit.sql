@@ -369,16 +369,13 @@ DECLARE
     known audit.actions;
     entry audit.access_log;
 BEGIN
-    -- Line 1 is this function, line 2 its caller: it must be the procedure, which commits right after. The context
-    -- names the procedure as the caller's search path showed it when it was first called in the session: without its
-    -- schema when `audit` is on that path, which is then unambiguous only while no other schema has a routine of
-    -- that name (one a login created to append without committing would be).
+    -- Line 1 is this function, line 2 its caller: it must be the procedure, which commits right after. Postgres names
+    -- a routine there without its schema when the caller's search path showed it at the session's first call, so a
+    -- login with `audit` on its path fails here: piivault sets the path before it calls (ComplianceRunner). Nothing
+    -- looser is safe: a routine of the login's own named record_denied could rename itself before calling.
     GET DIAGNOSTICS stack = PG_CONTEXT;
     IF split_part(stack, E'\n', 2)
-       !~ '^PL/pgSQL function (audit\.)?record_denied\(text,text,text,text,text,bigint\) line [0-9]+ at assignment$'
-       OR (split_part(stack, E'\n', 2) !~ '^PL/pgSQL function audit\.'
-           AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
-                        WHERE p.proname = 'record_denied' AND p.pronamespace <> 'audit'::regnamespace)) THEN
+       !~ '^PL/pgSQL function audit\.record_denied\(text,text,text,text,text,bigint\) line [0-9]+ at assignment$' THEN
         RAISE EXCEPTION 'call audit.record_denied (CALL audit.record_denied(...)), not audit.append_denied'
             USING ERRCODE = 'insufficient_privilege';
     END IF;

@@ -237,6 +237,9 @@ struct ComplianceSession: Sendable {
     /// A login outside compliance: its attempt, through the procedure `audit.record_denied` (which commits its own
     /// append); returns its seq.
     private func recordDenied(subject: String) async throws -> Int {
+        // The database checks that its caller is `audit.record_denied` by the name Postgres gives the procedure, which
+        // has no schema when the login's search path (ALTER ROLE ... SET search_path) shows `audit`.
+        try await connection.execute("SET search_path TO pg_catalog, pg_temp")
         let rows = try await connection.query("""
             CALL audit.record_denied(\(action), \(reason), \(subject), \(caller.osUser), \(caller.clientHost), NULL)
             """)
