@@ -70,6 +70,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         public static let uniqueViolation = Code(raw: "23505")
         public static let checkViolation = Code(raw: "23514")
         public static let invalidParameterValue = Code(raw: "22023")
+        public static let objectNotInPrerequisiteState = Code(raw: "55000")
         public static let invalidTransactionTermination = Code(raw: "2D000")
         public static let invalidSchemaName = Code(raw: "3F000")
         public static let undefinedObject = Code(raw: "42704")

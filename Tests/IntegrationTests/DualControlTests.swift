@@ -432,16 +432,31 @@ final class DualControlTests: XCTestCase {
         XCTAssertFalse(run.stderr.contains("deadlock") || approval.stderr.contains("deadlock"), run.stderr + approval.stderr)
     }
 
-    /// An approved forget request erases the user it was asked for, and no other: its logged subject is the user's
-    /// keyed hash, which rows loaded before subject hashes were recorded do not carry, so a request for a user with no
-    /// rows, run straight through `vault.forget_user` with another user's id, erased that user's (hash-less) rows.
+    /// An approved forget request erases the user it was asked for, and no other. The approvers approve a keyed hash
+    /// of the user id, which rows loaded before subject hashes were recorded do not carry: under dual control a forget
+    /// of a user with such rows is refused (65, nothing logged), whether asked for or run under another user's
+    /// approved request, and a request runs only for the user id it was asked for (refused and logged otherwise).
     func testAnApprovedForgetRequestErasesOnlyTheUserItWasAskedFor() async throws {
         // A user with no rows (yet): a forget leaves the tombstone that keeps their later messages out.
         let userID = "ghost-user"
         let otherUser = try sampleUser().id
         // The other user's rows as a pre-0017 load left them: no subject hash.
         _ = try await query("UPDATE public.user_logins SET subject_hash = NULL WHERE user_id = \(otherUser)")
+        func otherRows() async throws -> Int {
+            try await query("SELECT count(*) AS n FROM public.user_logins WHERE user_id = \(otherUser)")
+                .requiredFirst("count")["n"].requiredInt()
+        }
+        let rowsBefore = try await otherRows()
+        XCTAssertGreaterThan(rowsBefore, 0)
         try setPolicy("forget", approvals: 1)
+        let logged = try await logLength()
+        let asked = try piivault(["forget", "--user-id", otherUser, "--reason", "GDPR-3", "--token-key", tokenKeyPath],
+                                 as: officerA)
+        XCTAssertEqual(asked.status, 65, asked.stderr)
+        XCTAssertTrue(asked.stderr.contains("loaded before piivault recorded subject hashes"), asked.stderr)
+        let afterAsking = try await logLength()
+        XCTAssertEqual(afterAsking, logged, "nothing logged")
+
         let id = try requestNumber(try piivault(["forget", "--user-id", userID, "--reason", "GDPR-2",
                                                  "--token-key", tokenKeyPath], as: officerA), approvals: 1)
         XCTAssertEqual(try piivault(["approve", String(id), "--reason", "verified"], as: officerB).status, 0)
@@ -450,17 +465,23 @@ final class DualControlTests: XCTestCase {
         let hash = String(subject.dropFirst("user_hash:".count))
         let officer = try await PostgresConnection.connect(officerA)
         _ = try await officer.query("SELECT set_config('piivault.approval_request', \(String(id)), false)")
+        do {
+            _ = try await officer.query("SELECT * FROM vault.forget_user(\(hash), \(otherUser), 'GDPR-2', 'o', 'h', false)")
+            XCTFail("the hash-less rows of another user were erased under this request")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.code, .objectNotInPrerequisiteState, "\(error)")
+        }
+        // Another user id without rows: refused and logged, nothing recorded under the approved hash.
         let refused = try await officer.query("""
-            SELECT rows_deleted FROM vault.forget_user(\(hash), \(otherUser), 'GDPR-2', 'o', 'h', false)
+            SELECT rows_deleted FROM vault.forget_user(\(hash), 'another-ghost', 'GDPR-2', 'o', 'h', false)
             """).requiredFirst("vault.forget_user")["rows_deleted"].requiredInt()
         await officer.close()
         XCTAssertEqual(refused, 0)
-        let otherRows = try await query("SELECT count(*) AS n FROM public.user_logins WHERE user_id = \(otherUser)")
-            .requiredFirst("count")["n"].requiredInt()
-        XCTAssertGreaterThan(otherRows, 0, "the other user's rows are not erased under this request")
         let outcome = try await query("SELECT outcome FROM audit.access_log ORDER BY seq DESC LIMIT 1")
             .requiredFirst("access_log")["outcome"].requiredString()
         XCTAssertEqual(outcome, "refused: dual control: request \(id) was asked for another user")
+        let rowsAfter = try await otherRows()
+        XCTAssertEqual(rowsAfter, rowsBefore, "the other user's rows are not erased")
         // The request still runs for its own user, and forgets which user that was.
         let run = try piivault(["forget", "--user-id", userID, "--reason", "GDPR-2", "--token-key", tokenKeyPath,
                                 "--request", String(id)], as: officerA)

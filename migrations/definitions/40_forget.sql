@@ -50,6 +50,15 @@ BEGIN
         PERFORM 1 FROM public.user_logins AS l WHERE l.user_id = user_id FOR UPDATE;
     END IF;
 
+    -- Under dual control the approvers approve a hash: rows without one (loaded before 0017, or adopted from the
+    -- seed's table) cannot be tied to it, so a request naming any user id with such rows could erase them under an
+    -- approval for another subject. Refused until the policy allows a forget without approvals (a logged change).
+    IF coalesce((audit.effective_policy('forget')).approvals, 0) > 0
+       AND EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash IS NULL) THEN
+        RAISE EXCEPTION 'rows of this user carry no subject hash (loaded before piivault recorded one), so dual control cannot tie a request to them; nothing was deleted or logged'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'the policy owner can set the forget policy to 0 approvals for this erasure (logged), then back';
+    END IF;
     IF EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash <> subject_hash)
        OR EXISTS (SELECT 1 FROM public.user_logins AS l
                    WHERE hashtextextended(l.subject_hash, 0) = hashtextextended(subject_hash, 0)

@@ -85,6 +85,8 @@ public struct ForgetService: Sendable {
                 } catch let error as PostgresError where error.code == .invalidParameterValue {
                     // vault.forget_user checks the subject hash against the one the ETL recorded with the rows.
                     throw ForgetSubjectMismatch()
+                } catch let error as PostgresError where error.code == .objectNotInPrerequisiteState {
+                    throw ForgetRowsWithoutSubjectHash()
                 }
                 return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
                                     valuesDeleted: try row["values_deleted"].requiredInt(),
@@ -98,6 +100,15 @@ public struct ForgetService: Sendable {
 public struct ForgetSubjectMismatch: PIIVaultReportableError {
     public var message: String {
         "the user's rows were loaded with another token key (their keyed user-id hash is not this key's); nothing was deleted or logged: run forget with the token key the ETL uses"
+    }
+    public var exitCode: PIIVaultExitCode { .dataError }
+}
+
+/// Dual control asks for approvals of forget, and some of the user's rows carry no subject hash (loaded before
+/// piivault recorded one): the approvers approve a hash, which cannot be tied to them. Nothing deleted or logged.
+public struct ForgetRowsWithoutSubjectHash: PIIVaultReportableError {
+    public var message: String {
+        "some of the user's rows were loaded before piivault recorded subject hashes, so an approval cannot be tied to them; nothing was deleted or logged: the policy owner can set the forget policy to 0 approvals for this erasure (piivault policy set forget --approvals 0; logged), then back"
     }
     public var exitCode: PIIVaultExitCode { .dataError }
 }
