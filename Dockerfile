@@ -23,7 +23,9 @@ RUN apt-get update \
     && groupadd --system --gid 10001 piivault \
     && useradd --system --uid 10001 --gid piivault --home-dir /nonexistent --shell /usr/sbin/nologin piivault \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/piivault
-# /var/lib/piivault (0700, the user's own) is where a runtime writes key files (deploy/ecs).
+# /var/lib/piivault (0700, the user's own) is where a runtime writes key files (deploy/ecs). A volume, so that a
+# volume mounted there (Fargate's task volumes) starts with this folder's owner and mode, not root's 0755.
+VOLUME ["/var/lib/piivault"]
 # The binary finds its migrations in share/piivault/migrations beside its bin folder.
 COPY --from=build /out/ /usr/local/
 USER 10001:10001

@@ -28,6 +28,26 @@ final class DeploymentFilesTests: XCTestCase {
         XCTAssertEqual(image, measured, "docker-compose.yaml's LocalStack differs from the one make bench-sqs installs")
     }
 
+    /// What each way of running the nightly job needs beyond passing its linter: a run that ends under steady traffic
+    /// (PIIVAULT_MAX_DURATION below each platform's own limit), no core dumps of the process holding the key, a key
+    /// folder a Fargate volume starts owned by the image's user, and the queue the ETL's IAM policy grants.
+    func testEachDeploymentBoundsTheRunAndNamesTheGrantedQueue() throws {
+        func text(_ file: String) throws -> String {
+            try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+        }
+        let cronJob = try text("deploy/kubernetes/cronjob.yaml")
+        XCTAssertTrue(cronJob.contains("activeDeadlineSeconds: 14400") && cronJob.contains("PIIVAULT_MAX_DURATION"))
+        XCTAssertTrue(try text("deploy/ecs/task-definition.json").contains("\"PIIVAULT_MAX_DURATION\""))
+        let unit = try text("deploy/systemd/piivault-etl.service")
+        XCTAssertTrue(unit.contains("Environment=PIIVAULT_MAX_DURATION=10800") && unit.contains("TimeoutStartSec=4h"))
+        XCTAssertTrue(unit.contains("\nLimitCORE=0\n"))
+        XCTAssertTrue(try text("Dockerfile").contains(#"VOLUME ["/var/lib/piivault"]"#))
+        let granted = try XCTUnwrap(try text("deploy/iam/etl-policy.json")
+            .firstMatch(of: #/arn:aws:sqs:[a-z0-9-]+:[0-9]+:([A-Za-z0-9_-]+)/#)?.output.1)
+        XCTAssertTrue(cronJob.contains("/123456789012/\(granted)\n"), "the CronJob's queue is the one the policy grants")
+        XCTAssertTrue(try text("deploy/ecs/task-definition.json").contains("--queue-name \(granted) "))
+    }
+
     func testDockerfilePassesHadolint() throws {
         let result = try runProcess("hadolint", ["Dockerfile"], currentDirectory: root)
         XCTAssertEqual(result.status, 0, "hadolint Dockerfile: \(result.stdout)\(result.stderr)")

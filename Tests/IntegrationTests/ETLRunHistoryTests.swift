@@ -80,6 +80,28 @@ extension ETLTests {
         XCTAssertGreaterThanOrEqual(milliseconds, 1_500, "the run's recorded duration")
     }
 
+    /// `--max-duration`: a queue that keeps receiving never stays empty for `--idle-exit`, so a nightly run would not
+    /// end; past the limit it stops as on SIGTERM, the batches in hand loaded, as an interrupted run.
+    func testMaxDurationEndsARunWhoseQueueNeverStaysEmpty() async throws {
+        let queue = "endless-\(ScratchDatabase.randomHex(4))"
+        let queueURL = try await send(try TestServices.fixture("fetch-sample-messages.json"), queue: queue)
+        let summaryFile = FileManager.default.temporaryDirectory.appendingPathComponent("summary-\(queue).json")
+        defer { try? FileManager.default.removeItem(at: summaryFile) }
+        let started = Date()
+        // An idle exit of 10 minutes stands for a queue that is never empty for long.
+        let result = try etl(["--queue-url", queueURL, "--idle-exit", "600", "--max-duration", "3",
+                              "--summary-json", summaryFile.path])
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertLessThan(seconds, 60, "ended by --max-duration, not by the idle exit")
+        XCTAssertTrue(result.stderr.contains("--max-duration reached"), result.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: summaryFile)) as! [String: Any]
+        XCTAssertEqual(summary["outcome"] as? String, "interrupted")
+        XCTAssertEqual(summary["loaded"] as? Int, 99)
+        let runs = try await query("SELECT outcome FROM public.etl_runs").map { try $0["outcome"].requiredString() }
+        XCTAssertEqual(runs, ["interrupted"])
+    }
+
     func testADirectoryGivenAsTheInputFileIsBadInputBeforeTheRunBegins() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dir-\(ScratchDatabase.randomHex(4))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)

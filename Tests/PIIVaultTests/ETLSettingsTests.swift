@@ -100,6 +100,12 @@ final class ETLSettingsTests: XCTestCase {
         }
         XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": "58"]))
         XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": ""]))
+        XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_MAX_DURATION": "0"])?.message,
+                       "--max-duration must be a number of seconds above 0")
+        XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_MAX_DURATION": "1h"])?.message,
+                       "PIIVAULT_MAX_DURATION=1h is not a number (it sets --max-duration)")
+        XCTAssertEqual(try ETLSettings.resolve(ETLFlags(), environment: ["PIIVAULT_MAX_DURATION": "14400"])
+                        .configuration.maxDuration, 14_400)
         XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_LOG_FORMAT": "xml"])?.exitCode, .usage)
     }
 }

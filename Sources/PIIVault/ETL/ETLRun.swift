@@ -86,6 +86,17 @@ public struct ETLRun: Sendable {
             logger.warning("the vault's erasure count is not being kept: a trigger on vault.secrets or vault.tombstones that counts erasures is switched off or missing, so every batch checks again that its users were not forgotten and its values not erased meanwhile (slower, still correct); switch them back on (ALTER TABLE vault.secrets ENABLE TRIGGER secrets_count_erasure, ENABLE TRIGGER secrets_count_truncate; ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure), or run piivault migrate if one is missing")
         }
         metrics?.recordQueueDepthAtStart(await source.approximateDepth())
+        // --max-duration: a queue that keeps receiving never stays empty long enough to end the run; past the limit
+        // the run stops as on SIGTERM.
+        let deadline = configuration.maxDuration.map { seconds in
+            Task { [logger] in
+                try await Task.sleep(for: .seconds(seconds))
+                if !stop.request() {
+                    logger.notice("--max-duration reached: stopping after the batch in hand; what was not received stays in the queue for the next run")
+                }
+            }
+        }
+        defer { deadline?.cancel() }
         var summary = ETLSummary()
         do {
             try await drain(store: store, lookup: lookup, tokenizer: tokenizer, stop: stop, summary: &summary) {

@@ -15,6 +15,7 @@ public struct ETLFlags: Sendable {
     public var visibilityTimeout: Int?
     public var waitTime: Int?
     public var idleExit: Double?
+    public var maxDuration: Double?
     public var summaryJSON: String?
     public var logFormat: String?
     public var logLevel: String?
@@ -96,6 +97,10 @@ public struct ETLSettings: Sendable, Equatable {
             throw SettingsError("--visibility-timeout must be 1 to 43200 seconds")
         }
         guard configuration.idleExit >= 0 else { throw SettingsError("--idle-exit must be 0 or more seconds") }
+        configuration.maxDuration = try lookup.number(flags.maxDuration, "PIIVAULT_MAX_DURATION", "--max-duration")
+        if let limit = configuration.maxDuration, !(limit > 0 && limit.isFinite) {
+            throw SettingsError("--max-duration must be a number of seconds above 0")
+        }
         let progressInterval = try lookup.number(flags.progressInterval, "PIIVAULT_PROGRESS_INTERVAL", "--progress-interval")
             ?? ETLProgressReporter.defaultLogInterval
         guard progressInterval >= 0 else { throw SettingsError("--progress-interval must be 0 or more seconds") }

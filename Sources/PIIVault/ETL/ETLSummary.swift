@@ -13,6 +13,9 @@ public struct ETLConfiguration: Sendable, Equatable {
     /// The longest a batch may collect before it is loaded, in seconds; kept well under the visibility timeout so
     /// that no message becomes visible again while its batch is still in hand.
     public var maxBatchAge: Double = 5
+    /// Stop after this many seconds, as on SIGTERM (the batches in hand are loaded; what was not received stays in
+    /// the queue): a queue that keeps receiving messages never stays empty for `idleExit`. Nil: no limit.
+    public var maxDuration: Double?
 
     public init() {}
 }

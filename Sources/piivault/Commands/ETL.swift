@@ -70,6 +70,9 @@ struct ETL: AsyncParsableCommand {
     @Option(help: "Seconds the queue must stay empty to count as drained (also PIIVAULT_IDLE_EXIT; default 5).")
     var idleExit: Double?
 
+    @Option(help: ArgumentHelp("Stop after SECONDS, as on SIGTERM: the batches in hand are loaded, the rest stays in the queue (also PIIVAULT_MAX_DURATION; default none). A queue that never stays empty for --idle-exit otherwise keeps the run going.", valueName: "SECONDS"))
+    var maxDuration: Double?
+
     @Option(help: ArgumentHelp("Also write the summary as JSON to FILE (also PIIVAULT_SUMMARY_JSON).", valueName: "FILE"))
     var summaryJSON: String?
 
@@ -173,6 +176,7 @@ struct ETL: AsyncParsableCommand {
         flags.visibilityTimeout = visibilityTimeout
         flags.waitTime = waitTime
         flags.idleExit = idleExit
+        flags.maxDuration = maxDuration
         flags.summaryJSON = summaryJSON
         flags.logFormat = logFormat
         flags.logLevel = logLevel
