@@ -1,6 +1,9 @@
 # piivault: the two-command Quick start is `make demo` and `make test`. Both install what is missing first.
 # `make test-unit` runs the tests that need no service (no PostgreSQL, no SQS emulator, no Python).
 SHELL := /bin/bash
+# The Python test tools' venv, where scripts/install-deps puts them when the system's Python is externally managed
+# (Debian's): first on PATH for every recipe (a folder that does not exist is skipped).
+export PATH := $(CURDIR)/.local/venv/bin:$(PATH)
 SWIFT ?= swift
 # `make bench MESSAGES=1000000 DISTINCT="1.0 0.1"` (BENCH_MESSAGES / BENCH_DISTINCT also work).
 BENCH_MESSAGES ?= 200000
