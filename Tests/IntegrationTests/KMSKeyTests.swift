@@ -81,6 +81,15 @@ final class KMSKeyTests: AWSTestCase {
         let result = try runPiivault(["keygen", "--kms-key-id", kmsAlias, "--dir", dir.path] + extra,
                                      environment: environment(kms: front.url))
         XCTAssertEqual(result.status, 0, result.stderr)
+        // The key line names the key ARN KMS encrypted with, so that re-pointing the alias given later (a manual
+        // rotation) cannot stop the file opening; the alias stays in the comments.
+        for name in ["token.key", "vault.key"] {
+            let path = dir.appendingPathComponent(name).path
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            let line = text.split(separator: "\n").first { !$0.hasPrefix("#") } ?? ""
+            XCTAssertEqual(line.split(separator: " ").dropFirst().first.map(String.init), kmsKeyARN, path)
+            XCTAssertTrue(text.contains("# kms key: \(kmsAlias!)\n"), text)
+        }
         return dir
     }
 
@@ -313,7 +322,7 @@ final class KMSKeyTests: AWSTestCase {
         XCTAssertEqual(denied.status, 77, denied.stderr)
         let lines = denied.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, denied.stderr)
-        XCTAssertTrue(lines.first?.hasPrefix("piivault: error: KMS key \(kmsAlias!) refused to open \(tokenPath)") ?? false,
+        XCTAssertTrue(lines.first?.hasPrefix("piivault: error: KMS key \(kmsKeyARN!) refused to open \(tokenPath)") ?? false,
                       denied.stderr)
         XCTAssertTrue(denied.stderr.contains("AccessDeniedException"), denied.stderr)
         XCTAssertEqual(denying.entries(kind: "kms").count, 1, "a refusal is not retried")
@@ -360,7 +369,7 @@ final class KMSKeyTests: AWSTestCase {
             defer { refusing.stop() }
             let refused = try etl(kms: refusing.url)
             XCTAssertEqual(refused.status, 77, refused.stderr)
-            XCTAssertTrue(refused.stderr.contains(code) && refused.stderr.contains(kmsAlias), refused.stderr)
+            XCTAssertTrue(refused.stderr.contains(code) && refused.stderr.contains(kmsKeyARN), refused.stderr)
             XCTAssertEqual(refusing.entries(kind: "kms").count, 1, "\(code) is not retried")
         }
         assertSignedKMSCalls(front)

@@ -82,7 +82,9 @@ final class KMSKeyFileTests: XCTestCase {
             XCTFail("an edited key line was accepted")
         } catch let error as KMSKeyFileError {
             XCTAssertEqual(error.exitCode, .noPermission)
-            XCTAssertTrue(error.message.contains("alias/unit") && error.message.contains(path), error.message)
+            // The key line names the key ARN the fake KMS encrypted with, not the alias given.
+            XCTAssertTrue(error.message.contains("arn:aws:kms:us-east-1:111122223333:key/fake") && error.message.contains(path),
+                          error.message)
             XCTAssertTrue(error.message.contains("InvalidCiphertextException"), error.message)
         }
     }

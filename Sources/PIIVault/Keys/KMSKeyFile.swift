@@ -152,7 +152,11 @@ public struct KMSKeyFile: Sendable {
         do {
             let result = try await kms.client(for: kmsKeyID).encrypt(
                 keyID: kmsKeyID, plaintextBase64: encoded, context: encryptionContext(kind: kind, keyID: keyID))
-            return KMSKeyFile(kind: kind, kmsKeyID: kmsKeyID, keyID: keyID, ciphertextBlob: result.ciphertextBlob)
+            // The key ARN KMS encrypted with, not the name given: an alias may later be pointed at another key (a
+            // manual rotation), after which Decrypt by the alias fails, and a bare key id or alias names its region
+            // only through the environment. (The name given stays in the file's comments.)
+            let arn = isValidKMSKeyID(result.keyID) && result.keyID.hasPrefix("arn:") ? result.keyID : kmsKeyID
+            return KMSKeyFile(kind: kind, kmsKeyID: arn, keyID: keyID, ciphertextBlob: result.ciphertextBlob)
         } catch let error as KMSError {
             throw KMSKeyFileError.kms(file: file, kmsKeyID: kmsKeyID, error: error, wrapping: true)
         }
