@@ -21,17 +21,25 @@ extension ETLTests {
         return result.status == 0 ? result.stdout : nil
     }
 
-    /// Starts Debian's `prometheus-pushgateway` on loopback; waits until it answers.
-    private func startPushgateway() async throws -> (BackgroundProcess, String) {
+    /// Starts Debian's `prometheus-pushgateway` on loopback (with `webConfig`, its exporter-toolkit web
+    /// configuration, if given); waits until it answers.
+    private func startPushgateway(webConfig: String? = nil) async throws -> (BackgroundProcess, String) {
         let port = try freePort()
         let binary = ["/usr/bin/prometheus-pushgateway", "/usr/bin/pushgateway"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let binary else {
             throw TestSetupError("prometheus-pushgateway is not installed; run scripts/install-deps")
         }
-        let gateway = try BackgroundProcess(binary, ["--web.listen-address=127.0.0.1:\(port)"])
+        var arguments = ["--web.listen-address=127.0.0.1:\(port)"]
+        if let webConfig {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("web-\(ScratchDatabase.randomHex(4)).yml")
+            try webConfig.write(to: file, atomically: true, encoding: .utf8)
+            arguments.append("--web.config.file=\(file.path)")
+        }
+        let gateway = try BackgroundProcess(binary, arguments)
         let url = "http://127.0.0.1:\(port)"
         let deadline = Date().addingTimeInterval(20)
         while true {
+            if webConfig != nil, gateway.stderr.contains("Listening on") || gateway.stderr.contains("listening") { break }
             if let text = try httpGet(url + "/metrics"), text.contains("pushgateway") { break }
             guard gateway.isRunning, Date() < deadline else {
                 gateway.send(SIGTERM)
@@ -113,6 +121,38 @@ extension ETLTests {
     }
 
     /// Issue 24, defect 3: a Pushgateway URL's password and query values never reach the warning.
+    /// A Pushgateway behind HTTP Basic authentication (its own web configuration, a bcrypt hash): the user and
+    /// password in `--metrics-push-url` are sent as the Authorization header (the HTTP library dropped them, so the
+    /// push was refused, 401, a warning only); without them the push is refused and says so.
+    func testAPushURLsUserAndPasswordAuthenticateToThePushgateway() async throws {
+        let hash = try runProcess("python3", ["-W", "ignore", "-c",
+            "import crypt; print(crypt.crypt('pushS3cret', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32)))"])
+        XCTAssertEqual(hash.status, 0, hash.stderr)
+        let (gateway, gatewayURL) = try await startPushgateway(
+            webConfig: "basic_auth_users:\n  pushuser: '\(hash.stdout.trimmingCharacters(in: .whitespacesAndNewlines))'\n")
+        defer { gateway.send(SIGTERM) }
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("auth-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try (#"{"user_id": "u8", "device_type": "ios", "ip": "192.0.2.8", "device_id": "d-8"}"# + "\n").write(to: input, atomically: true, encoding: .utf8)
+        let authenticated = gatewayURL.replacingOccurrences(of: "http://", with: "http://pushuser:pushS3cret@")
+        let pushed = try etl(["--from-file", input.path, "--metrics-push-url", authenticated])
+        XCTAssertEqual(pushed.status, 0, pushed.stderr)
+        XCTAssertFalse(pushed.stderr.contains("cannot push metrics"), pushed.stderr)
+        XCTAssertFalse((pushed.stdout + pushed.stderr).contains("pushS3cret"))
+        let read = try runProcess("python3", ["-c", """
+            import base64, sys, urllib.request
+            request = urllib.request.Request(sys.argv[1] + "/metrics")
+            request.add_header("Authorization", "Basic " + base64.b64encode(b"pushuser:pushS3cret").decode())
+            sys.stdout.write(urllib.request.urlopen(request, timeout=5).read().decode())
+            """, gatewayURL])
+        XCTAssertEqual(read.status, 0, read.stderr)
+        XCTAssertTrue(read.stdout.contains("piivault_etl_messages_loaded_total{") && read.stdout.contains("job=\"piivault_etl\""),
+                      "the pushed metrics are on the gateway")
+        let refused = try etl(["--from-file", input.path, "--metrics-push-url", gatewayURL])
+        XCTAssertEqual(refused.status, 0, "a push that fails is a warning: \(refused.stderr)")
+        XCTAssertTrue(refused.stderr.contains("HTTP 401"), refused.stderr)
+    }
+
     func testPushURLSecretsAreNotPrinted() throws {
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("push-\(ScratchDatabase.randomHex(4)).ndjson")
         defer { try? FileManager.default.removeItem(at: input) }

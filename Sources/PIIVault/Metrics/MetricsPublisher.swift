@@ -59,16 +59,25 @@ public struct MetricsPublisher: Sendable, Equatable {
         }
     }
 
-    /// POSTs the text to `<pushURL>/metrics/job/piivault_etl`.
+    /// POSTs the text to `<pushURL>/metrics/job/piivault_etl`. A user and password in the URL
+    /// (`https://user:password@gateway`) are sent as HTTP Basic authentication, which the HTTP library would not do.
     static func push(_ text: String, to pushURL: String, transport: any HTTPTransport) async throws {
         let base = pushURL.hasSuffix("/") ? String(pushURL.dropLast()) : pushURL
-        let target = base + "/metrics/job/" + job
-        guard let url = URL(string: target), let scheme = url.scheme, scheme == "http" || scheme == "https",
-              url.host != nil else {
+        guard var components = URLComponents(string: base + "/metrics/job/" + job),
+              let scheme = components.scheme, scheme == "http" || scheme == "https", components.host != nil else {
             throw MetricsError.push(url: pushURL, reason: "not an http:// or https:// URL")
         }
-        let request = HTTPRequest(method: "POST", url: url,
-                                  headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(text.utf8),
+        var headers = [("Content-Type", "text/plain; version=0.0.4")]
+        if let user = components.user {
+            let credentials = user + ":" + (components.password ?? "")
+            headers.append(("Authorization", "Basic " + Data(credentials.utf8).base64EncodedString()))
+            components.user = nil
+            components.password = nil
+        }
+        guard let url = components.url else {
+            throw MetricsError.push(url: pushURL, reason: "not an http:// or https:// URL")
+        }
+        let request = HTTPRequest(method: "POST", url: url, headers: headers, body: Array(text.utf8),
                                   maxResponseBytes: 64 * 1024)
         let response: HTTPResponse
         do {
