@@ -317,6 +317,31 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(tooMany.status, 64, tooMany.stderr)
     }
 
+    /// `policy set` appends under READ COMMITTED whatever the database's default: under REPEATABLE READ, a change
+    /// that waited for another session's append read the log's head from before that append and failed on the
+    /// duplicate sequence number.
+    func testAPolicyChangeWaitingOnAnotherAppendSucceedsUnderRepeatableReadDefaults() async throws {
+        _ = try await query(PostgresQuery(unsafeSQL:
+            "ALTER DATABASE \(database.name) SET default_transaction_isolation = 'repeatable read'"))
+        let holder = try await database.connect()
+        try await holder.execute("BEGIN")
+        _ = try await holder.query("SELECT audit.append_entry('unmask', 'case 1', 'user_id:u1', 1, 'ok', 'o', 'h')")
+        let change = try BackgroundProcess(try piivaultBinary(), [
+            "policy", "set", "forget", "--approvals", "1", "--reason", "CAB-1", "--database-url", database.url,
+        ])
+        try await waitUntil("the change waits on the access log", timeout: 30) {
+            try await self.query("""
+                SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
+                 WHERE NOT l.granted AND c.relname = 'access_log'
+                """).requiredFirst("pg_locks")["n"].requiredInt() >= 1 || !change.isRunning
+        }
+        try await holder.execute("COMMIT")
+        await holder.close()
+        let exited = try await change.waitForExit(timeout: 60)
+        XCTAssertTrue(exited)
+        XCTAssertEqual(change.status, 0, change.stderr)
+    }
+
     // MARK: Acceptance 3: forget
 
     func testForgetWaitsForApprovalItsDryRunDoesNotAndTheApprovedRequestErases() async throws {

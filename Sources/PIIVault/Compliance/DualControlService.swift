@@ -170,6 +170,9 @@ public struct DualControlService: Sendable {
     {
         try await Database.withConnection(databaseURL, applicationName: "piivault policy") { connection in
             let windowText = window.map { "\($0.seconds) seconds" }
+            // READ COMMITTED whatever the login's default, as for every other append (ComplianceRunner): under
+            // REPEATABLE READ an append that waited for another one reads a stale head and fails.
+            try await connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
             do {
                 let rows = try await connection.query("""
                     SELECT log_seq, outcome FROM audit.set_policy(\(action), \(approvals), \(windowText)::interval,
