@@ -127,5 +127,12 @@ final class DualControlUnitTests: XCTestCase {
             made(6, by: "carol", "unmask", outcome: "refused: dual control: request 9 has 0 of 1 approval(s)"),
         ]
         XCTAssertEqual(AuditReport.actedAsOfficers(entries), ["alice", "bob", "carol"])
+        // root's login dropped since: its access is one made outside compliance, not an attempt another login made.
+        let report = AuditReport(
+            entries: entries, verdict: .intact(entryCount: entries.count, head: AccessLogAnchor(seq: 0, hash: AccessLogEntry.genesisHash)),
+            checkpoints: [], since: nil, until: nil, generatedAt: "2026-12-02T00:00:00Z",
+            officerLogins: AuditReport.actedAsOfficers(entries))
+        XCTAssertEqual(report.refusedOthers.map(\.seq), [2])
+        XCTAssertEqual(report.outsideCompliance.map(\.seq), [3])
     }
 }

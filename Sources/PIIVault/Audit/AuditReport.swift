@@ -76,8 +76,10 @@ public struct AuditReport: Sendable {
 
     /// Attempts by logins outside compliance (an analyst, the ETL, the auditor): refused by the database, each logged.
     /// A policy change by `piivault_policy_admin` (not an officer) is not an attempt: it is listed under dual control.
+    /// An access the database let through outside compliance (a superuser's, whose login was dropped since) is not an
+    /// attempt either: it is listed among those accesses.
     public var refusedOthers: [AccessLogEntry] {
-        entries.filter { !officerLogins.contains($0.dbUser) && $0.action != "policy" }
+        entries.filter { !officerLogins.contains($0.dbUser) && $0.action != "policy" && !$0.isOutsideCompliance }
     }
 
     /// The ten entries with the most rows.
