@@ -102,6 +102,29 @@ extension ETLTests {
         XCTAssertEqual(runs, ["interrupted"])
     }
 
+    /// The staging tables a batch falls back to (when some of its rows are already loaded) are the session's own
+    /// temporary tables whatever the login's search path: with `public, pg_temp` (ALTER ROLE, PGOPTIONS), tables of
+    /// the same names that someone created in `public` received every such batch's user ids and tokens.
+    func testTheStagingTablesAreTheSessionsOwnWhateverTheSearchPath() async throws {
+        let admin = try await database.connect()
+        try await admin.executeScript("""
+            CREATE TABLE public.piivault_stage_logins (
+                message_id text, user_id text, device_type text, masked_ip text, masked_device_id text,
+                locale text, app_version integer, app_version_text text, create_date date, subject_hash text);
+            CREATE TABLE public.piivault_stage_secrets (token text, field text, data_key_id bigint, sealed bytea)
+            """)
+        await admin.close()
+        let input = try sampleFile(lines: 3)
+        defer { try? FileManager.default.removeItem(at: input) }
+        XCTAssertEqual(try etl(["--from-file", input.path]).status, 0)
+        // Loaded again: every row is there already, so the batch goes through the staging tables.
+        let again = try etl(["--from-file", input.path], environment: ["PGOPTIONS": "-c search_path=public,pg_temp"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("duplicates 3"), again.stdout)
+        let planted = try await count("public.piivault_stage_logins")
+        XCTAssertEqual(planted, 0, "the batch went into a table in public")
+    }
+
     func testADirectoryGivenAsTheInputFileIsBadInputBeforeTheRunBegins() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dir-\(ScratchDatabase.randomHex(4))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)

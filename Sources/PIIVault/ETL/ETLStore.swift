@@ -202,10 +202,10 @@ actor ETLStore {
                     outcome.valuesSealed = secrets.rowCount
                 } else {
                     try await connection.copyFromStdin(
-                        "COPY piivault_stage_secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes)
+                        "COPY pg_temp.piivault_stage_secrets (token, field, data_key_id, sealed) FROM STDIN", data: secrets.bytes)
                     outcome.valuesSealed = try await connection.execute("""
                         INSERT INTO vault.secrets (token, field, data_key_id, sealed)
-                        SELECT token, field, data_key_id, sealed FROM piivault_stage_secrets ORDER BY token
+                        SELECT token, field, data_key_id, sealed FROM pg_temp.piivault_stage_secrets ORDER BY token
                         ON CONFLICT DO NOTHING
                         """)
                 }
@@ -222,14 +222,14 @@ actor ETLStore {
                     outcome.loaded = logins.rowCount
                 } else {
                     try await connection.copyFromStdin(
-                        PostgresQuery(unsafeSQL: "COPY piivault_stage_logins \(columns) FROM STDIN"), data: logins.bytes)
+                        PostgresQuery(unsafeSQL: "COPY pg_temp.piivault_stage_logins \(columns) FROM STDIN"), data: logins.bytes)
                     outcome.loaded = try await connection.execute("""
                         INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
                                                         app_version, create_date, message_id, app_version_text,
                                                         subject_hash, loaded_at)
                         SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
                                message_id, app_version_text, subject_hash, now()
-                          FROM piivault_stage_logins
+                          FROM pg_temp.piivault_stage_logins
                         ON CONFLICT DO NOTHING
                         """)
                 }
@@ -237,11 +237,11 @@ actor ETLStore {
             }
             if quarantine.rowCount > 0 {
                 try await connection.copyFromStdin(
-                    "COPY piivault_stage_quarantine (message_id, reason, sealed_body) FROM STDIN",
+                    "COPY pg_temp.piivault_stage_quarantine (message_id, reason, sealed_body) FROM STDIN",
                     data: quarantine.bytes)
                 outcome.quarantined = try await connection.execute("""
                     INSERT INTO vault.quarantine (message_id, reason, data_key_id, sealed_body)
-                    SELECT message_id, reason, \(dataKeyID), sealed_body FROM piivault_stage_quarantine
+                    SELECT message_id, reason, \(dataKeyID), sealed_body FROM pg_temp.piivault_stage_quarantine
                     ON CONFLICT DO NOTHING
                     """)
                 outcome.duplicates += quarantine.rowCount - outcome.quarantined
@@ -265,14 +265,14 @@ actor ETLStore {
     private func prepareStaging() async throws {
         guard !stagingReady else { return }
         try await connection.executeScript("""
-            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_logins (
+            CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.piivault_stage_logins (
                 message_id text, user_id text, device_type text, masked_ip text, masked_device_id text,
                 locale text, app_version integer, app_version_text text, create_date date, subject_hash text
             ) ON COMMIT DELETE ROWS;
-            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_secrets (
+            CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.piivault_stage_secrets (
                 token text, field text, data_key_id bigint, sealed bytea
             ) ON COMMIT DELETE ROWS;
-            CREATE TEMPORARY TABLE IF NOT EXISTS piivault_stage_quarantine (
+            CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.piivault_stage_quarantine (
                 message_id text, reason text, sealed_body bytea
             ) ON COMMIT DELETE ROWS;
             """)
