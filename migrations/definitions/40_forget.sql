@@ -50,10 +50,21 @@ BEGIN
         PERFORM 1 FROM public.user_logins AS l WHERE l.user_id = user_id FOR UPDATE;
     END IF;
 
+    -- An approved request runs for the user it was asked for (0032): its logged subject, the hash, names the rows
+    -- only where they carry it. Refused and logged like the other dual-control refusals.
+    IF NOT dry_run AND asked ~ '^[1-9][0-9]{0,17}$' AND EXISTS (
+           SELECT 1 FROM audit.approval_requests AS r
+            WHERE r.id = asked::bigint AND r.action = 'forget' AND r.user_id IS DISTINCT FROM user_id) THEN
+        entry := audit.append_entry('forget', reason, 'user_hash:' || subject_hash, 0,
+            format('refused: dual control: request %s was asked for another user', asked), os_user, client_host);
+        RETURN QUERY SELECT entry.seq, 0, 0, 0;
+        RETURN;
+    END IF;
     -- Under dual control the approvers approve a hash: rows without one (loaded before 0017, or adopted from the
     -- seed's table) cannot be tied to it, so a request naming any user id with such rows could erase them under an
     -- approval for another subject. Refused until the policy allows a forget without approvals (a logged change).
-    IF coalesce((audit.effective_policy('forget')).approvals, 0) > 0
+    -- A dry run changes and logs nothing, and needs no approval: it counts.
+    IF NOT dry_run AND coalesce((audit.effective_policy('forget')).approvals, 0) > 0
        AND EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash IS NULL) THEN
         RAISE EXCEPTION 'rows of this user carry no subject hash (loaded before piivault recorded one), so dual control cannot tie a request to them; nothing was deleted or logged'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -88,16 +99,6 @@ BEGIN
         RETURN;
     END IF;
 
-    -- An approved request runs for the user it was asked for (0032): its logged subject, the hash, names the rows
-    -- only where they carry it. Refused and logged like the other dual-control refusals.
-    IF asked ~ '^[1-9][0-9]{0,17}$' AND EXISTS (
-           SELECT 1 FROM audit.approval_requests AS r
-            WHERE r.id = asked::bigint AND r.action = 'forget' AND r.user_id IS DISTINCT FROM user_id) THEN
-        entry := audit.append_entry('forget', reason, 'user_hash:' || subject_hash, 0,
-            format('refused: dual control: request %s was asked for another user', asked), os_user, client_host);
-        RETURN QUERY SELECT entry.seq, 0, 0, 0;
-        RETURN;
-    END IF;
     -- The entry first: a failed append raises and nothing below runs (and the whole transaction rolls back).
     entry := audit.append_entry('forget', reason, 'user_hash:' || subject_hash, n_rows,
         format('ok: %s rows deleted, %s values deleted, %s values kept (shared with other users)',

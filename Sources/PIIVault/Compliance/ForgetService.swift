@@ -85,7 +85,8 @@ public struct ForgetService: Sendable {
                 } catch let error as PostgresError where error.code == .invalidParameterValue {
                     // vault.forget_user checks the subject hash against the one the ETL recorded with the rows.
                     throw ForgetSubjectMismatch()
-                } catch let error as PostgresError where error.code == .objectNotInPrerequisiteState {
+                } catch let error as PostgresError
+                    where error.code == .objectNotInPrerequisiteState && error.text.contains("carry no subject hash") {
                     throw ForgetRowsWithoutSubjectHash()
                 }
                 return ForgetReport(subjectHash: subjectHash, rowsDeleted: try row["rows_deleted"].requiredInt(),
