@@ -102,6 +102,35 @@ extension ETLTests {
         XCTAssertEqual(runs, ["interrupted"])
     }
 
+    /// `--max-duration` stops the run on a stop of its own: a SIGTERM after it (a node drain, the Job's deadline) is
+    /// still a first signal, which lets the batch in hand commit, not a second one that exits at once (130) and
+    /// leaves the run to be marked abandoned.
+    func testASIGTERMAfterMaxDurationStillFinishesTheBatchInHand() async throws {
+        let input = try sampleFile(lines: 3)
+        defer { try? FileManager.default.removeItem(at: input) }
+        // The batch waits on the vault-wide lock, held here as a forget would hold it.
+        let holder = try await database.connect()
+        try await holder.execute("BEGIN")
+        try await holder.execute("LOCK TABLE vault.vault_values_lock IN EXCLUSIVE MODE")
+        let invocation = try etlInvocation(["--from-file", input.path, "--max-duration", "1"])
+        let run = try BackgroundProcess(try piivaultBinary(), invocation.arguments, environment: invocation.environment)
+        try await waitUntil("the limit is reached while the batch waits", timeout: 30) {
+            run.stderr.contains("--max-duration reached") || !run.isRunning
+        }
+        XCTAssertTrue(run.isRunning, run.stderr)
+        run.send(SIGTERM)
+        try await Task.sleep(for: .milliseconds(500))
+        XCTAssertTrue(run.isRunning, "one SIGTERM after the limit exited at once: \(run.stderr)")
+        try await holder.execute("COMMIT")
+        await holder.close()
+        let exited = try await run.waitForExit(timeout: 60)
+        XCTAssertTrue(exited)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let runs = try await query("SELECT outcome, loaded FROM public.etl_runs")
+            .map { "\(try $0["outcome"].requiredString()) \(try $0["loaded"].requiredInt())" }
+        XCTAssertEqual(runs, ["interrupted 3"])
+    }
+
     /// The staging tables a batch falls back to (when some of its rows are already loaded) are the session's own
     /// temporary tables whatever the login's search path: with `public, pg_temp` (ALTER ROLE, PGOPTIONS), tables of
     /// the same names that someone created in `public` received every such batch's user ids and tokens.

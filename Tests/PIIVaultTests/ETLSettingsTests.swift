@@ -100,8 +100,10 @@ final class ETLSettingsTests: XCTestCase {
         }
         XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": "58"]))
         XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": ""]))
-        XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_MAX_DURATION": "0"])?.message,
-                       "--max-duration must be a number of seconds above 0")
+        for limit in ["0", "1e19", "inf"] {
+            XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_MAX_DURATION": limit])?.message,
+                           "--max-duration must be a number of seconds above 0, at most 604800 (7 days)")
+        }
         XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_MAX_DURATION": "1h"])?.message,
                        "PIIVAULT_MAX_DURATION=1h is not a number (it sets --max-duration)")
         XCTAssertEqual(try ETLSettings.resolve(ETLFlags(), environment: ["PIIVAULT_MAX_DURATION": "14400"])

@@ -87,19 +87,22 @@ public struct ETLRun: Sendable {
         }
         metrics?.recordQueueDepthAtStart(await source.approximateDepth())
         // --max-duration: a queue that keeps receiving never stays empty long enough to end the run; past the limit
-        // the run stops as on SIGTERM.
+        // the run stops as on SIGTERM. A stop of its own, so that a SIGTERM after it still counts as the first
+        // signal (which finishes the batch in hand; only a second exits at once).
+        let runStop = StopSignal(parent: stop)
         let deadline = configuration.maxDuration.map { seconds in
             Task { [logger] in
                 try await Task.sleep(for: .seconds(seconds))
-                if !stop.request() {
-                    logger.notice("--max-duration reached: stopping after the batch in hand; what was not received stays in the queue for the next run")
+                if !runStop.isRequested {
+                    logger.notice("--max-duration reached: stopping after the batch in hand; what was not received is left for the next run")
                 }
+                runStop.request()
             }
         }
         defer { deadline?.cancel() }
         var summary = ETLSummary()
         do {
-            try await drain(store: store, lookup: lookup, tokenizer: tokenizer, stop: stop, summary: &summary) {
+            try await drain(store: store, lookup: lookup, tokenizer: tokenizer, stop: runStop, summary: &summary) {
                 summary in
                 var summary = summary
                 summary.updateRate(since: started)
@@ -115,7 +118,7 @@ public struct ETLRun: Sendable {
             logger.debug("run failed", metadata: ["reason": "\(reason)"])
             throw ETLError.failed("the run stopped before loading everything it received: \(reason); messages not committed stay in the queue and a later run will load them", summary)
         }
-        summary.outcome = stop.isRequested ? "interrupted" : "completed"
+        summary.outcome = runStop.isRequested ? "interrupted" : "completed"
         summary.updateRate(since: started, workEnded: tracker.workEndedAt)
         await store.finishRun(runID, summary: summary)
         await recordEnd(summary)

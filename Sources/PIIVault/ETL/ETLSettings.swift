@@ -98,8 +98,8 @@ public struct ETLSettings: Sendable, Equatable {
         }
         guard configuration.idleExit >= 0 else { throw SettingsError("--idle-exit must be 0 or more seconds") }
         configuration.maxDuration = try lookup.number(flags.maxDuration, "PIIVAULT_MAX_DURATION", "--max-duration")
-        if let limit = configuration.maxDuration, !(limit > 0 && limit.isFinite) {
-            throw SettingsError("--max-duration must be a number of seconds above 0")
+        if let limit = configuration.maxDuration, !(limit > 0 && limit <= 604_800) {
+            throw SettingsError("--max-duration must be a number of seconds above 0, at most 604800 (7 days)")
         }
         let progressInterval = try lookup.number(flags.progressInterval, "PIIVAULT_PROGRESS_INTERVAL", "--progress-interval")
             ?? ETLProgressReporter.defaultLogInterval
