@@ -13,6 +13,8 @@ private final class FakeKMS: HTTPTransport, @unchecked Sendable {
     private(set) var actions: [String] = []
     /// When set, Decrypt answers this plaintext (base64) whatever the blob: a KMS that returns another key.
     var substitute: String?
+    /// The key ARN Encrypt answers with.
+    var encryptedWith = "arn:aws:kms:us-east-1:111122223333:key/fake"
 
     func send(_ request: HTTPRequest, timeout: Duration) async throws -> HTTPResponse {
         let target = request.headers.first { $0.name == "X-Amz-Target" }?.value ?? ""
@@ -23,7 +25,7 @@ private final class FakeKMS: HTTPTransport, @unchecked Sendable {
             if target == "TrentService.Encrypt" {
                 let blob = Data(UUID().uuidString.utf8).base64EncodedString()
                 stored[blob] = (body["Plaintext"] as! String, context)
-                return Self.answer(200, ["CiphertextBlob": blob, "KeyId": "arn:aws:kms:us-east-1:111122223333:key/fake"])
+                return Self.answer(200, ["CiphertextBlob": blob, "KeyId": encryptedWith])
             }
             let blob = body["CiphertextBlob"] as! String
             guard let entry = stored[blob], entry.context == context else {
@@ -68,6 +70,26 @@ final class KMSKeyFileTests: XCTestCase {
                                       "TrentService.Decrypt"])
         // The plain loader refuses the wrapped form by its label (it cannot reach KMS).
         XCTAssertThrowsError(try KeyLoading.loadTokenKey(path: written.tokenKey!.path))
+    }
+
+    /// The key line names the ARN KMS encrypted with (an alias re-pointed later cannot stop the file opening), except
+    /// for a multi-Region key, whose ARN names one region: there the form given lets each region use its replica.
+    func testTheKeyLineNamesTheEncryptingKeysARNExceptForAMultiRegionKey() async throws {
+        func keyLine(_ path: String) throws -> [Substring] {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            return (text.split(separator: "\n").first { !$0.hasPrefix("#") } ?? "").split(separator: " ")
+        }
+        let single = try await KeyGeneration.generateWrapped(in: dir.appendingPathComponent("single").path,
+                                                             kmsKeyID: "alias/unit", tokenKey: true, vaultKeyPair: false,
+                                                             kms: kms)
+        XCTAssertEqual(try keyLine(single.tokenKey!.path)[1], "arn:aws:kms:us-east-1:111122223333:key/fake")
+        fake.encryptedWith = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+        let multi = try await KeyGeneration.generateWrapped(in: dir.appendingPathComponent("multi").path,
+                                                            kmsKeyID: "alias/unit", tokenKey: true, vaultKeyPair: false,
+                                                            kms: kms)
+        XCTAssertEqual(try keyLine(multi.tokenKey!.path)[1], "alias/unit")
+        let token = try await KeyLoading.loadTokenKey(path: multi.tokenKey!.path, kms: kms)
+        XCTAssertEqual(token.keyID, multi.tokenKey?.id)
     }
 
     func testAnEditedKeyIDChangesTheContextAndIsRefused() async throws {

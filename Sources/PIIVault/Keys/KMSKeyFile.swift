@@ -62,8 +62,9 @@ public enum WrappedKeyKind: String, Sendable {
     var label: KeyFileLabel { self == .token ? .tokenKeyKMS : .vaultSecretKeyKMS }
 }
 
-/// A KMS-wrapped key file's key line: `LABEL KMS-KEY KEY-ID BASE64(CiphertextBlob)`, where KMS-KEY is the KMS key as
-/// given (key id, key ARN, alias name or alias ARN), KEY-ID piivault's key id (hex) of the key inside, and the blob
+/// A KMS-wrapped key file's key line: `LABEL KMS-KEY KEY-ID BASE64(CiphertextBlob)`, where KMS-KEY is the KMS key (its
+/// ARN as KMS answered when wrapping; the form given for a multi-Region key, and in files from before December 2026:
+/// key id, key ARN, alias name or alias ARN), KEY-ID piivault's key id (hex) of the key inside, and the blob
 /// KMS `Encrypt` of exactly the payload of the plaintext key file of the same kind, under the encryption context
 /// ``encryptionContext(kind:keyID:)``. KMS-KEY and KEY-ID are in clear: the context is needed to decrypt.
 public struct KMSKeyFile: Sendable {
@@ -153,9 +154,12 @@ public struct KMSKeyFile: Sendable {
             let result = try await kms.client(for: kmsKeyID).encrypt(
                 keyID: kmsKeyID, plaintextBase64: encoded, context: encryptionContext(kind: kind, keyID: keyID))
             // The key ARN KMS encrypted with, not the name given: an alias may later be pointed at another key (a
-            // manual rotation), after which Decrypt by the alias fails, and a bare key id or alias names its region
-            // only through the environment. (The name given stays in the file's comments.)
-            let arn = isValidKMSKeyID(result.keyID) && result.keyID.hasPrefix("arn:") ? result.keyID : kmsKeyID
+            // manual rotation), after which Decrypt by the alias fails. (The name given stays in the file's
+            // comments.) Not for a multi-Region key (mrk-): its ARN names one region, and the name given lets each
+            // region's job use its own replica.
+            let answered = result.keyID
+            let arn = isValidKMSKeyID(answered) && answered.hasPrefix("arn:") && !answered.contains(":key/mrk-")
+                ? answered : kmsKeyID
             return KMSKeyFile(kind: kind, kmsKeyID: arn, keyID: keyID, ciphertextBlob: result.ciphertextBlob)
         } catch let error as KMSError {
             throw KMSKeyFileError.kms(file: file, kmsKeyID: kmsKeyID, error: error, wrapping: true)
