@@ -1,6 +1,7 @@
 import Foundation
 
-/// The form of a URL that may appear in a message or a log line: a password in its user information and the values of
+/// The form of a URL that may appear in a message or a log line: a password in its user information (a user given
+/// alone, which may be a token, too) and the values of
 /// its query are replaced by `***` (a Pushgateway's basic-auth password, an `api_key=` or a container endpoint's
 /// `token=`), the fragment is dropped. Every URL the user gave that reaches a message goes through it.
 ///
@@ -18,7 +19,8 @@ public func redactedURL(_ text: String) -> String {
             if let colon = userInfo.firstIndex(of: ":") {
                 result += userInfo[..<colon] + ":***"
             } else {
-                result += userInfo
+                // A user alone may be the secret (a token sent as the Basic user, with no password).
+                result += "***"
             }
             result += authority[at...]
         } else {
