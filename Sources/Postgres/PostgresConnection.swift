@@ -114,15 +114,35 @@ public final class PostgresConnection: @unchecked Sendable {
             _ = try? await execute("ROLLBACK")
             throw error
         }
-        try await execute("COMMIT")
+        try await commit()
         return value
+    }
+
+    /// COMMIT, checked: a transaction in which a statement failed (and the body went on) answers COMMIT with the tag
+    /// ROLLBACK and no error, which would otherwise pass for a commit.
+    private func commit() async throws {
+        try await executor.run { [self] in
+            let handle = try liveHandle()
+            let result = PQexec(handle, "COMMIT")
+            defer { PQclear(result) }
+            try check(result, handle: handle)
+            let tag = String(cString: PQcmdStatus(result))
+            guard tag == "COMMIT" else {
+                throw PostgresError(kind: .server, sqlState: "25P02",
+                                    message: "the transaction was rolled back, not committed: a statement in it had failed")
+            }
+        }
     }
 
     /// Sends `data` to a `COPY ... FROM STDIN` statement and returns the number of rows copied.
     /// `data` is in the statement's format; `CopyTextWriter` produces the default text format.
     @discardableResult
     public func copyFromStdin(_ statement: PostgresQuery, data: [UInt8]) async throws -> Int {
-        try await executor.run { [self] in
+        // Sent as SQL text (libpq's COPY runs through PQexec): a bound value would never reach the server.
+        guard statement.binds.isEmpty, !statement.sql.utf8.contains(0) else {
+            throw PostgresError(kind: .invalidParameter, message: "a COPY statement takes no parameters")
+        }
+        return try await executor.run { [self] in
             let handle = try liveHandle()
             let start = PQexec(handle, statement.sql)
             let startStatus = PQresultStatus(start)
@@ -262,8 +282,12 @@ public final class PostgresConnection: @unchecked Sendable {
     private func check(_ result: OpaquePointer?, handle: OpaquePointer) throws {
         guard let result else { throw connectionError(handle) }
         switch PQresultStatus(result) {
-        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_COPY_IN, PGRES_COPY_OUT:
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
             return
+        case PGRES_COPY_IN, PGRES_COPY_OUT:
+            // Only copyFromStdin may start a COPY (it checks the start itself): elsewhere the connection would be
+            // left in the middle of one, and libpq would drop it quietly at the next statement.
+            throw PostgresError(kind: .decoding, message: "a COPY statement must be sent with copyFromStdin")
         default:
             throw serverError(result, handle: handle)
         }

@@ -179,6 +179,36 @@ final class PostgresConnectionTests: XCTestCase {
         XCTAssertEqual(try after.first?["n"].int(), 1)
     }
 
+    /// A body that catches a failed statement and goes on returns normally, but the server answers its COMMIT with
+    /// ROLLBACK (and no error): the transaction reports that rather than passing for committed. And a COPY started
+    /// any way but copyFromStdin is refused instead of leaving the connection in the middle of it.
+    func testACommitThatRolledBackAndACopyOutsideCopyFromStdinAreErrors() async throws {
+        try await connection.execute("CREATE TABLE accounts (id integer PRIMARY KEY)")
+        do {
+            try await connection.transaction { connection in
+                try await connection.execute("INSERT INTO accounts VALUES (1)")
+                _ = try? await connection.execute("INSERT INTO accounts VALUES (1)")  // fails; the body goes on
+            }
+            XCTFail("a rolled-back transaction passed for committed")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "25P02", "\(error)")
+        }
+        let rows = try await connection.query("SELECT count(*) AS n FROM accounts")
+        XCTAssertEqual(try rows.first?["n"].int(), 0)
+        do {
+            _ = try await connection.queryScript("COPY accounts (id) FROM STDIN")
+            XCTFail("a COPY went through queryScript")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.text.contains("copyFromStdin"), error.text)
+        }
+        do {
+            _ = try await connection.copyFromStdin("COPY accounts (id) FROM STDIN -- \(1)", data: [])
+            XCTFail("a COPY with a bound value was sent")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .invalidParameter)
+        }
+    }
+
     func testDataErrorsWithholdTheValue() async throws {
         do {
             try await connection.query("SELECT \("198.51.100.7-secret")::integer")
