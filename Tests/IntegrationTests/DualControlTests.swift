@@ -461,11 +461,14 @@ final class DualControlTests: XCTestCase {
     /// of the user id, which rows loaded before subject hashes were recorded do not carry: under dual control a forget
     /// of a user with such rows is refused (65, nothing logged), whether asked for or run under another user's
     /// approved request, and a request runs only for the user id it was asked for (refused and logged otherwise).
+    /// The next ETL run records those rows' hashes, and the user can be asked for.
     func testAnApprovedForgetRequestErasesOnlyTheUserItWasAskedFor() async throws {
         // A user with no rows (yet): a forget leaves the tombstone that keeps their later messages out.
         let userID = "ghost-user"
         let otherUser = try sampleUser().id
         // The other user's rows as a pre-0017 load left them: no subject hash.
+        let recordedHash = try await query("SELECT subject_hash FROM public.user_logins WHERE user_id = \(otherUser) LIMIT 1")
+            .requiredFirst("user_logins")["subject_hash"].requiredString()
         _ = try await query("UPDATE public.user_logins SET subject_hash = NULL WHERE user_id = \(otherUser)")
         func otherRows() async throws -> Int {
             try await query("SELECT count(*) AS n FROM public.user_logins WHERE user_id = \(otherUser)")
@@ -513,6 +516,20 @@ final class DualControlTests: XCTestCase {
         let kept = try await query("SELECT count(*) AS n FROM audit.approval_requests WHERE user_id = \(userID)")
             .requiredFirst("count")["n"].requiredInt()
         XCTAssertEqual(kept, 0, "the erased user's id is not kept with the request")
+
+        // The next ETL run records the hash of the rows that have none (it holds the token key), as it would have
+        // when loading them; the other user can then be asked for like any other.
+        let empty = keys.appendingPathComponent("empty.ndjson")
+        try "".write(to: empty, atomically: true, encoding: .utf8)
+        let etl = try runPiivault(["etl", "--from-file", empty.path, "--database-url", database.url,
+                                   "--token-key", tokenKeyPath, "--vault-public-key", keys.appendingPathComponent("vault.pub").path])
+        XCTAssertEqual(etl.status, 0, etl.stderr)
+        XCTAssertTrue(etl.stderr.contains("recorded the subject hash of \(rowsBefore) rows"), etl.stderr)
+        let hashes = try await query("SELECT DISTINCT subject_hash FROM public.user_logins WHERE user_id = \(otherUser)")
+            .map { try $0["subject_hash"].string() }
+        XCTAssertEqual(hashes, [recordedHash])
+        _ = try requestNumber(try piivault(["forget", "--user-id", otherUser, "--reason", "GDPR-4",
+                                            "--token-key", tokenKeyPath], as: officerA), approvals: 1)
     }
 
     /// A window the owner shortened holds the requests already waiting, as a raised approval count does: a request

@@ -68,7 +68,7 @@ BEGIN
        AND EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash IS NULL) THEN
         RAISE EXCEPTION 'rows of this user carry no subject hash (loaded before piivault recorded one), so dual control cannot tie a request to them; nothing was deleted or logged'
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'the policy owner can set the forget policy to 0 approvals for this erasure (logged), then back';
+                  HINT = 'the next ETL run records their hashes (vault.record_subject_hashes); or the policy owner can set the forget policy to 0 approvals for this erasure (logged), then back';
     END IF;
     IF EXISTS (SELECT 1 FROM public.user_logins AS l WHERE l.user_id = user_id AND l.subject_hash <> subject_hash)
        OR EXISTS (SELECT 1 FROM public.user_logins AS l
@@ -176,3 +176,46 @@ $$;
 REVOKE ALL ON FUNCTION vault.forget_quarantined(text, text, text, text, boolean)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.forget_quarantined(text, text, text, text, boolean) TO piivault_compliance;
+
+-- Up to max_users user ids whose rows carry no subject hash (loaded before 0017, or adopted from the seed's table;
+-- the partial index of 0033). The ETL records their hashes at the start of each run: it holds the token key, which
+-- the database does not, and is what records the hash of every row it loads.
+CREATE OR REPLACE FUNCTION vault.users_without_subject_hash(max_users integer) RETURNS SETOF text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT l.user_id FROM public.user_logins AS l
+     WHERE l.subject_hash IS NULL AND l.user_id IS NOT NULL
+     LIMIT greatest(max_users, 0)
+$$;
+REVOKE ALL ON FUNCTION vault.users_without_subject_hash(integer)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.users_without_subject_hash(integer) TO piivault_etl;
+
+-- Records subject_hash hashes[i] on the rows of user user_ids[i] that carry none (a row that has one keeps it).
+-- Returns the rows updated. The ETL's, as for the rows it loads: the database can hold it only to the hash's form.
+CREATE OR REPLACE FUNCTION vault.record_subject_hashes(user_ids text[], hashes text[]) RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '10s'
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF user_ids IS NULL OR hashes IS NULL OR cardinality(user_ids) <> cardinality(hashes) THEN
+        RAISE EXCEPTION 'user_ids and hashes must be arrays of the same length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(hashes) AS h WHERE h IS NULL OR octet_length(h) <> 64 OR h !~ '^[0-9a-f]+$') THEN
+        RAISE EXCEPTION 'each hash must be 64 lowercase hex digits (the keyed hash of the user id)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE public.user_logins AS l SET subject_hash = u.hash
+      FROM unnest(user_ids, hashes) AS u(user_id, hash)
+     WHERE l.user_id = u.user_id AND l.subject_hash IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION vault.record_subject_hashes(text[], text[])
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION vault.record_subject_hashes(text[], text[]) TO piivault_etl;

@@ -109,7 +109,7 @@ public struct ForgetSubjectMismatch: PIIVaultReportableError {
 /// piivault recorded one): the approvers approve a hash, which cannot be tied to them. Nothing deleted or logged.
 public struct ForgetRowsWithoutSubjectHash: PIIVaultReportableError {
     public var message: String {
-        "some of the user's rows were loaded before piivault recorded subject hashes, so an approval cannot be tied to them; nothing was deleted or logged: the policy owner can set the forget policy to 0 approvals for this erasure (piivault policy set forget --approvals 0; logged), then back"
+        "some of the user's rows were loaded before piivault recorded subject hashes, so an approval cannot be tied to them; nothing was deleted or logged: the next ETL run records their hashes (then ask again), or the policy owner can set the forget policy to 0 approvals for this erasure (piivault policy set forget --approvals 0; logged), then back"
     }
     public var exitCode: PIIVaultExitCode { .dataError }
 }

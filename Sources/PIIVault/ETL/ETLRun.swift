@@ -82,6 +82,7 @@ public struct ETLRun: Sendable {
             vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
             tokenKeyVersion: tokenizer.version))
 
+        await recordMissingSubjectHashes(store: store)
         if await !store.erasureCountIsKept {
             logger.warning("the vault's erasure count is not being kept: a trigger on vault.secrets or vault.tombstones that counts erasures is switched off or missing, so every batch checks again that its users were not forgotten and its values not erased meanwhile (slower, still correct); switch them back on (ALTER TABLE vault.secrets ENABLE TRIGGER secrets_count_erasure, ENABLE TRIGGER secrets_count_truncate; ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure), or run piivault migrate if one is missing")
         }
@@ -123,6 +124,21 @@ public struct ETLRun: Sendable {
         await store.finishRun(runID, summary: summary)
         await recordEnd(summary)
         return summary
+    }
+
+    /// Rows loaded before piivault recorded subject hashes get them (the token key's keyed hash of their user id),
+    /// so that forget can tie its subject to them. A failure here is a warning: the run's own work does not need it.
+    private func recordMissingSubjectHashes(store: any ETLWriteSession) async {
+        let hasher = TombstoneHasher(key: tokenKey)
+        do {
+            let recorded = try await store.recordMissingSubjectHashes { hasher.hash(userID: $0) }
+            if recorded > 0 {
+                logger.notice("recorded the subject hash of \(recorded) rows loaded before piivault recorded one (forget ties its subject to it)")
+            }
+        } catch {
+            let reason = (error as? any PIIVaultReportableError)?.message ?? String(describing: error)
+            logger.warning("could not record the subject hashes of rows loaded without one: \(reason); the next run tries again")
+        }
     }
 
     private func recordEnd(_ summary: ETLSummary) async {

@@ -17,6 +17,13 @@ protocol ETLWriteSession: Sendable {
     func storeDataKey(_ key: SealedDataKey) async throws -> Int
     /// Inserts one encoded batch in one transaction, all or nothing.
     func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome
+    /// Records the subject hash (`hash` of the user id) of rows loaded without one; returns the rows updated.
+    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String) async throws -> Int
+}
+
+extension ETLWriteSession {
+    /// The unit tests' fakes hold no rows from before subject hashes.
+    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String) async throws -> Int { 0 }
 }
 
 /// What a run needs of its read session: which users are forgotten and which values the vault holds, as committed.

@@ -90,6 +90,28 @@ actor ETLStore {
         }
     }
 
+    /// Rows loaded before piivault recorded subject hashes (0017), or adopted from the seed's table: their users'
+    /// hashes, recorded in rounds of this many users, so that forget can tie its subject to them.
+    static let subjectHashRound = 10_000
+
+    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String) async throws -> Int {
+        var recorded = 0
+        while true {
+            let users = try await connection.query(
+                "SELECT u FROM vault.users_without_subject_hash(\(Self.subjectHashRound)) AS u"
+            ).map { try $0["u"].requiredString() }
+            guard !users.isEmpty else { break }
+            let updated = try await connection.query("""
+                SELECT vault.record_subject_hashes(\(PostgresArray.texts(users))::text[],
+                                                   \(PostgresArray.texts(users.map(hash)))::text[]) AS n
+                """).requiredFirst("vault.record_subject_hashes")["n"].requiredInt()
+            recorded += updated
+            // Fewer users than asked: none left. No row updated: another session took them; stop rather than loop.
+            if users.count < Self.subjectHashRound || updated == 0 { break }
+        }
+        return recorded
+    }
+
     /// Opens the lock session and its transaction (kept open, never idle-timed-out); returns the transaction's id.
     private func openLockSession() async throws -> String {
         let session = try await Database.connect(databaseURL, applicationName: Self.applicationName)
