@@ -72,6 +72,21 @@ final class DualControlTests: XCTestCase {
                 .joined(separator: "|") }
     }
 
+    /// Sessions waiting for the access log's append lock.
+    private func accessLogWaiters() async throws -> Int {
+        try await query("""
+            SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
+             WHERE NOT l.granted AND c.relname = 'access_log'
+            """).requiredFirst("pg_locks")["n"].requiredInt()
+    }
+
+    /// Request `id`'s state as `piivault requests` lists it to `login`.
+    private func requestState(_ id: Int, as login: String) throws -> String? {
+        let listed = try piivault(["requests", "--format", "json"], as: login)
+        let requests = try XCTUnwrap(try JSONSerialization.jsonObject(with: listed.stdoutData) as? [[String: Any]])
+        return requests.first { $0["id"] as? Int == id }?["state"] as? String
+    }
+
     private func logLength() async throws -> Int {
         try await query("SELECT count(*) AS n FROM audit.access_log").requiredFirst("count")["n"].requiredInt()
     }
@@ -330,10 +345,7 @@ final class DualControlTests: XCTestCase {
             "policy", "set", "forget", "--approvals", "1", "--reason", "CAB-1", "--database-url", database.url,
         ])
         try await waitUntil("the change waits on the access log", timeout: 30) {
-            try await self.query("""
-                SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
-                 WHERE NOT l.granted AND c.relname = 'access_log'
-                """).requiredFirst("pg_locks")["n"].requiredInt() >= 1 || !change.isRunning
+            try await self.accessLogWaiters() >= 1 || !change.isRunning
         }
         try await holder.execute("COMMIT")
         await holder.close()
@@ -405,10 +417,7 @@ final class DualControlTests: XCTestCase {
             "forget", "--user-id", userID, "--reason", "GDPR-9", "--token-key", tokenKeyPath, "--database-url", officerA,
         ], environment: ["PIIVAULT_TOKEN_KEY": nil])
         try await waitUntil("forget waits on the access log", timeout: 30) {
-            try await self.query("""
-                SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
-                 WHERE NOT l.granted AND c.relname = 'access_log'
-                """).requiredFirst("pg_locks")["n"].requiredInt() >= 1 || !run.isRunning
+            try await self.accessLogWaiters() >= 1 || !run.isRunning
         }
         try await owner.execute("COMMIT")
         await owner.close()
@@ -430,22 +439,16 @@ final class DualControlTests: XCTestCase {
         let id = try requestNumber(try piivault(forget, as: officerA), approvals: 1)
         XCTAssertEqual(try piivault(["approve", String(id), "--reason", "verified"], as: officerB).status, 0)
         let officerC = try await database.createLogin(memberOf: "piivault_compliance")
-        func waiters() async throws -> Int {
-            try await query("""
-                SELECT count(*) AS n FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
-                 WHERE NOT l.granted AND c.relname = 'access_log'
-                """).requiredFirst("pg_locks")["n"].requiredInt()
-        }
         let holder = try await database.connect()
         try await holder.execute("BEGIN")
         try await holder.execute("LOCK TABLE audit.access_log IN EXCLUSIVE MODE")
         let run = try BackgroundProcess(try piivaultBinary(), forget + ["--request", String(id), "--database-url", officerA],
                                         environment: ["PIIVAULT_TOKEN_KEY": nil])
-        try await waitUntil("the run waits on the access log", timeout: 30) { try await waiters() >= 1 || !run.isRunning }
+        try await waitUntil("the run waits on the access log", timeout: 30) { try await self.accessLogWaiters() >= 1 || !run.isRunning }
         let approval = try BackgroundProcess(try piivaultBinary(), [
             "approve", String(id), "--reason", "me too", "--database-url", officerC,
         ])
-        try await waitUntil("the approval waits too", timeout: 30) { try await waiters() >= 2 || !approval.isRunning }
+        try await waitUntil("the approval waits too", timeout: 30) { try await self.accessLogWaiters() >= 2 || !approval.isRunning }
         try await holder.execute("COMMIT")
         await holder.close()
         let runEnded = try await run.waitForExit(timeout: 60)
@@ -550,9 +553,7 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(run.status, 77, run.stderr)
         XCTAssertTrue(run.stderr.contains("request \(id) expired at"), run.stderr)
         XCTAssertTrue(run.stdout.isEmpty, "no values printed")
-        let listed = try piivault(["requests", "--format", "json"], as: officerB)
-        let requests = try XCTUnwrap(try JSONSerialization.jsonObject(with: listed.stdoutData) as? [[String: Any]])
-        XCTAssertEqual(requests.first { $0["id"] as? Int == id }?["state"] as? String, "expired")
+        XCTAssertEqual(try requestState(id, as: officerB), "expired")
     }
 
     /// An approval counts while its approver is still a compliance officer: once the owner revoked the approver's
@@ -567,9 +568,7 @@ final class DualControlTests: XCTestCase {
         XCTAssertEqual(run.status, 77, run.stderr)
         XCTAssertTrue(run.stderr.contains("request \(id) has 0 of 1 approval(s)"), run.stderr)
         XCTAssertTrue(run.stdout.isEmpty, "no values printed")
-        let listed = try piivault(["requests", "--format", "json"], as: officerA)
-        let requests = try XCTUnwrap(try JSONSerialization.jsonObject(with: listed.stdoutData) as? [[String: Any]])
-        XCTAssertEqual(requests.first { $0["id"] as? Int == id }?["state"] as? String, "pending")
+        XCTAssertEqual(try requestState(id, as: officerA), "pending")
     }
 
     // MARK: Acceptance 3: rewrap

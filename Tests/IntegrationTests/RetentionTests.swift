@@ -45,6 +45,14 @@ final class RetentionTests: XCTestCase {
     /// Every ip and device id the tests load (none may appear in any output, log entry or dump).
     private var values: Set<String> = []
 
+    /// Sessions waiting for a row another session holds locked.
+    private func rowLockWaiters() async throws -> Int {
+        try await count("""
+            SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')
+            """)
+    }
+
     /// Loads `logins` with one real ETL run from a file (one data key per run).
     private func load(_ logins: [Login], into database: ScratchDatabase? = nil) throws {
         let lines = try logins.map { login -> String in
@@ -540,10 +548,7 @@ extension RetentionTests {
             "--reason", "ERASE-C", "--user-id", "count-user",
         ], environment: ["PIIVAULT_TOKEN_KEY": nil])
         try await waitUntil("forget waits on the batch's row locks", timeout: 30) {
-            try await self.count("""
-                SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')
-                """) >= 1 || !run.isRunning
+            try await self.rowLockWaiters() >= 1 || !run.isRunning
         }
         try await batch.execute("COMMIT")
         await batch.close()
@@ -567,10 +572,7 @@ extension RetentionTests {
             "retention", "--database-url", officer, "--reason", "HELD", "--older-than", "30",
         ])
         try await waitUntil("retention waits on the held row", timeout: 30) {
-            try await self.count("""
-                SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')
-                """) >= 1 || !run.isRunning
+            try await self.rowLockWaiters() >= 1 || !run.isRunning
         }
         XCTAssertTrue(run.isRunning, "ended while the old login was still there: \(run.stdout) \(run.stderr)")
         try await holder.execute("ROLLBACK")
