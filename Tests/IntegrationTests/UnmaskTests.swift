@@ -664,6 +664,17 @@ final class UnmaskTests: XCTestCase {
         XCTAssertEqual(invalid.status, 64, invalid.stderr)
         XCTAssertFalse(invalid.stderr.contains("999.1.1.1"), "an invalid value is not echoed: \(invalid.stderr)")
 
+        // Another vault's token key of the same version: its tokens match no row. Refused (as etl and unmask refuse
+        // it), not answered "no logins involve these values"; nothing logged, as nothing was looked up.
+        let otherKeys = keys.appendingPathComponent("other-vault")
+        XCTAssertEqual(try runPiivault(["keygen", "--dir", otherKeys.path]).status, 0)
+        let wrongKey = try runPiivault(["lookup", "--database-url", compliance!, "--token-key",
+                                        otherKeys.appendingPathComponent("token.key").path, "--reason", "SAR-12-5",
+                                        "--ip", ip.canonical],
+                                       environment: ["USER": "officer-on-duty", "PIIVAULT_TOKEN_KEY": nil])
+        XCTAssertEqual(wrongKey.status, 77, wrongKey.stderr)
+        XCTAssertTrue(wrongKey.stderr.contains("this vault's version 1 tokens were made with key id"), wrongKey.stderr)
+
         let analyst = try await database.createLogin(memberOf: "piivault_analyst")
         let refused = try lookup(["--reason", "curious", "--ip", ip.canonical], login: analyst)
         XCTAssertEqual(refused.status, 77, refused.stderr)
@@ -677,7 +688,8 @@ final class UnmaskTests: XCTestCase {
             "\(officer)|officer-on-duty|lookup|SAR-12-3|tokens:\(try tokenizer.tokenize("198.51.100.250", as: .ip).token)|0|not found: no logins with these tokens",
             "\(user(of: analyst))|officer-on-duty|lookup|curious|tokens:\(ip.token)|0|refused: not permitted (login is not a member of piivault_compliance)",
         ])
-        let everything = [byIP, byDevice, unknown, invalid, refused].map { $0.stdout + $0.stderr }.joined() + logged.joined()
+        let everything = [byIP, byDevice, unknown, invalid, wrongKey, refused].map { $0.stdout + $0.stderr }.joined()
+            + logged.joined()
         assertNoPlaintext(everything, "lookup's output and log")
         XCTAssertFalse(everything.contains("198.51.100.250"))
     }

@@ -108,6 +108,7 @@ public struct LookupService: Sendable {
         }
         return try await ComplianceRunner(databaseURL: databaseURL, caller: caller, action: "lookup")
             .run(reason: request.reason) { session in
+                try await self.checkTokenKeys(session.connection)
                 let versionsWithoutKey = try await self.versionsWithoutKey(session.connection)
                 for version in versionsWithoutKey {
                     warn("the vault holds tokens of token key version \(version), but no token key of that version was given: values are not searched under it; add --token-key for version \(version), or run retokenize")
@@ -145,6 +146,24 @@ public struct LookupService: Sendable {
                     matches: matches.sorted { ($0.valueNumber, $0.createDate ?? "") < ($1.valueNumber, $1.createDate ?? "") },
                     logSeq: grant.seq, outcome: grant.outcome, versionsWithoutKey: versionsWithoutKey)
             }
+    }
+
+    /// Refuses a token key whose version the vault knows under another key id, before anything is logged: its tokens
+    /// match no row, and "no logins involve these values" would be a wrong answer to a data subject's request. A
+    /// login outside compliance may not read the registry: the request step after it records the attempt.
+    private func checkTokenKeys(_ connection: PostgresConnection) async throws {
+        for version in tokenKeys.versions {
+            guard let given = tokenKeys[version]?.keyID.description else { continue }
+            let known: (accepted: String?, others: [String])
+            do {
+                known = try await TokenKeyRegistry.known(version: version, on: connection)
+            } catch let error as PostgresError where error.isPermissionDenied {
+                return
+            }
+            if let accepted = known.accepted, accepted != given {
+                throw TokenKeyMismatch(version: version, given: given, known: accepted)
+            }
+        }
     }
 
     /// Token versions present in the vault without a key given. A login outside compliance may not ask
