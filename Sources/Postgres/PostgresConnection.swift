@@ -304,9 +304,16 @@ private func openConnection(_ connectionString: String, applicationName: String)
     guard !connectionString.utf8.contains(0) else {
         throw PostgresError(kind: .connectionFailed, message: "the connection string contains a NUL byte")
     }
-    // Keywords/values form lets us add fallback_application_name without editing the caller's string.
-    let keywords = ["dbname", "fallback_application_name", "client_encoding"]
-    let values = [connectionString, applicationName, "UTF8"]
+    // Keywords/values form lets us add fallback_application_name without editing the caller's string. A connection
+    // attempt gives up after `defaultConnectTimeout` seconds (libpq waits forever on a server that accepts and never
+    // answers): before dbname, so that a connect_timeout in the caller's string wins, and only without
+    // PGCONNECT_TIMEOUT, which an explicit value would override.
+    var keywords = ["dbname", "fallback_application_name", "client_encoding"]
+    var values = [connectionString, applicationName, "UTF8"]
+    if (ProcessInfo.processInfo.environment["PGCONNECT_TIMEOUT"] ?? "").isEmpty {
+        keywords.insert("connect_timeout", at: 0)
+        values.insert(String(PostgresConnection.defaultConnectTimeout), at: 0)
+    }
     let handle: OpaquePointer? = withCStrings(keywords) { keywordPointers in
         withCStrings(values) { valuePointers in
             PQconnectdbParams(keywordPointers, valuePointers, 1)
@@ -336,6 +343,9 @@ private func openConnection(_ connectionString: String, applicationName: String)
 }
 
 extension PostgresConnection {
+    /// Seconds a connection attempt may take, unless the connection string or PGCONNECT_TIMEOUT says otherwise.
+    public static let defaultConnectTimeout = 10
+
     /// The session settings every connection starts with (see `connect`).
     public static let sessionSettings = """
         SET bytea_output = 'hex'; SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; \

@@ -480,4 +480,33 @@ final class MigrationTests: XCTestCase {
         XCTAssertTrue(result.stderr.hasPrefix("piivault: error: cannot connect to the database"), result.stderr)
         XCTAssertFalse(result.stderr.contains("hunter2"), result.stderr)
     }
+
+    /// A server that accepts the connection and never answers (a hung database, a firewall that swallows packets):
+    /// the attempt gives up after PostgresConnection.defaultConnectTimeout seconds and exits 69, where libpq alone
+    /// waits forever; a connect_timeout in the URL still wins.
+    func testADatabaseThatNeverAnswersTimesOutWith69() async throws {
+        let listener = try BackgroundProcess("/usr/bin/env", ["python3", "-c", """
+            import socket, sys, time
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+            print(s.getsockname()[1], flush=True)
+            held = []
+            while True:
+                held.append(s.accept()[0])
+            """])
+        defer { listener.send(SIGTERM) }
+        try await waitUntil("the listener prints its port", timeout: 10) { Int(listener.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) != nil }
+        let port = listener.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let started = Date()
+        let result = try runPiivault(["runs", "--database-url", "postgresql://postgres:pw@127.0.0.1:\(port)/x?sslmode=disable"],
+                                     environment: ["PGCONNECT_TIMEOUT": nil])
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertEqual(result.status, 69, result.stderr)
+        XCTAssertTrue(result.stderr.hasPrefix("piivault: error: cannot connect to the database"), result.stderr)
+        XCTAssertLessThan(seconds, Double(PostgresConnection.defaultConnectTimeout) + 10)
+        let quick = Date()
+        let short = try runPiivault(["runs", "--database-url", "postgresql://postgres:pw@127.0.0.1:\(port)/x?sslmode=disable&connect_timeout=2"],
+                                    environment: ["PGCONNECT_TIMEOUT": nil])
+        XCTAssertEqual(short.status, 69, short.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(quick), 8, "the URL's connect_timeout wins")
+    }
 }
