@@ -11,8 +11,8 @@ struct Piivault: AsyncParsableCommand {
         discussion: """
             Exit status: 0 success; 1 failure (an audit chain that does not verify, a run that did not load \
             everything); 64 usage error; 65 bad input data or key file; 69 a service (database, SQS, KMS) is \
-            unavailable; 77 permission refused (key file mode, wrong passphrase, another vault's key, KMS refusing a \
-            wrapped key, database role). \
+            unavailable; 75 not done yet (dual control recorded a request for approval); 77 permission refused (key \
+            file mode, wrong passphrase, another vault's key, KMS refusing a wrapped key, database role). \
             `piivault unmask --help` details its own.
             """,
         version: PIIVaultInfo.version,

@@ -102,6 +102,24 @@ extension ETLTests {
         XCTAssertEqual(runs, ["interrupted"])
     }
 
+    /// No source at all, or a file and a queue both on the command line: usage errors (64), before anything runs.
+    /// (No queue was a 65, and a queue beside --from-file was ignored without a word.)
+    func testNoSourceOrTwoSourcesAreUsageErrors() throws {
+        let none = try runPiivault(["etl", "--database-url", database.url,
+                                    "--token-key", keys.appendingPathComponent("token.key").path,
+                                    "--vault-public-key", keys.appendingPathComponent("vault.pub").path],
+                                   environment: ["PIIVAULT_QUEUE_URL": nil, "PIIVAULT_QUEUE_NAME": nil])
+        XCTAssertEqual(none.status, 64, none.stderr)
+        XCTAssertTrue(none.stderr.contains("no queue given"), none.stderr)
+        let input = try sampleFile(lines: 1)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let both = try etl(["--from-file", input.path, "--queue-name", "login-queue"])
+        XCTAssertEqual(both.status, 64, both.stderr)
+        XCTAssertTrue(both.stderr.contains("give either --from-file or a queue"), both.stderr)
+        let runs = try runPiivault(["runs", "--database-url", database.url])
+        XCTAssertFalse(runs.stdout.contains("file:"), "nothing ran: \(runs.stdout)")
+    }
+
     /// `--max-duration` stops the run on a stop of its own: a SIGTERM after it (a node drain, the Job's deadline) is
     /// still a first signal, which lets the batch in hand commit, not a second one that exits at once (130) and
     /// leaves the run to be marked abandoned.

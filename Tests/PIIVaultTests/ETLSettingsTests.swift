@@ -100,6 +100,10 @@ final class ETLSettingsTests: XCTestCase {
         }
         XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": "58"]))
         XCTAssertNil(refusal(ETLFlags(), ["PIIVAULT_AWS_REFRESH_LEAD_SECONDS": ""]))
+        flags = ETLFlags()
+        flags.fromFile = "logins.ndjson"
+        flags.queueName = "login-queue"
+        XCTAssertEqual(refusal(flags)?.message, "give either --from-file or a queue (--queue-url, --queue-name), not both")
         for limit in ["0", "1e19", "inf"] {
             XCTAssertEqual(refusal(ETLFlags(), ["PIIVAULT_MAX_DURATION": limit])?.message,
                            "--max-duration must be a number of seconds above 0, at most 604800 (7 days)")

@@ -157,7 +157,7 @@ public struct ETLRun: Sendable {
             return
         }
         if let last = try await store.lastVaultKeyID(), last != actual {
-            logger.warning("vault.pub has key id \(actual), but the last run sealed to \(last); if the vault key was rotated on purpose, pass --vault-key-id \(actual) (or set PIIVAULT_VAULT_KEY_ID) to confirm it")
+            logger.warning("vault.pub has key id \(actual), but the last run sealed to \(last), and this run seals to \(actual): if the vault key was rotated on purpose, pass --vault-key-id \(actual) (or set PIIVAULT_VAULT_KEY_ID) to confirm it; if not, check which vault.pub this job was given, and pass --vault-key-id \(last) so that another key is refused")
         }
     }
 

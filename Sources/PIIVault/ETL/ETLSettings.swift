@@ -116,6 +116,9 @@ public struct ETLSettings: Sendable, Equatable {
         configuration.maxBatchAge = min(configuration.maxBatchAge, Double(visibility) / 4)
 
         let source: ETLSourceSettings
+        if flags.fromFile != nil && (flags.queueURL != nil || flags.queueName != nil) {
+            throw SettingsError("give either --from-file or a queue (--queue-url, --queue-name), not both")
+        }
         if let path = flags.fromFile {
             source = .file(path: path)
         } else {

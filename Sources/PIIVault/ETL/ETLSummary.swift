@@ -99,7 +99,6 @@ public struct ETLProgress: Sendable {
 /// Why a run could not complete. Messages hold no PII.
 public enum ETLError: PIIVaultReportableError {
     case inputFile(String)
-    case configuration(String)
     /// The database has no piivault schema (or an older one).
     case notMigrated
     /// `vault.pub` is not the key `--vault-key-id` names.
@@ -108,7 +107,7 @@ public enum ETLError: PIIVaultReportableError {
 
     public var message: String {
         switch self {
-        case .inputFile(let text), .configuration(let text): return text
+        case .inputFile(let text): return text
         case .notMigrated:
             return "the database has no piivault tables (public.etl_runs is missing); run `piivault migrate` first"
         case let .vaultKeyMismatch(expected, actual):
@@ -119,7 +118,7 @@ public enum ETLError: PIIVaultReportableError {
 
     public var exitCode: PIIVaultExitCode {
         switch self {
-        case .inputFile, .configuration, .notMigrated: return .dataError
+        case .inputFile, .notMigrated: return .dataError
         case .failed: return .failure
         case .vaultKeyMismatch: return .noPermission
         }

@@ -108,7 +108,7 @@ extension SQSMessageSource {
         credentialsProvider: (any AWSCredentialsProvider)? = nil
     ) async throws -> SQSMessageSource {
         guard queueURL != nil || queueName != nil else {
-            throw ETLError.configuration(
+            throw SettingsError(
                 "no queue given; pass --queue-url URL or --queue-name NAME (or set PIIVAULT_QUEUE_URL), or --from-file FILE")
         }
         let aws = AWSEnvironment(variables: environment,

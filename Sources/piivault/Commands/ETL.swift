@@ -18,8 +18,9 @@ struct ETL: AsyncParsableCommand {
             the run's time, the time spent working (without the final wait for an empty queue) and the rate over \
             the working time.
 
-            Exit status: 0 when every received message was loaded or quarantined; 1 when the run stopped early \
-            (messages not committed stay in the queue for the next run); 64 usage; 65 bad key file or input file; \
+            Exit status: 0 when every received message was loaded or quarantined (also when SIGTERM, SIGINT or \
+            --max-duration ended the run early: an interrupted run); 1 when the run failed (messages not committed \
+            stay in the queue for the next run); 130 on a second signal; 64 usage; 65 bad key file or input file; \
             69 database or SQS unavailable; 77 permission refused (a key file's mode or owner, a vault public key other than \
             --vault-key-id, a database privilege).
             """

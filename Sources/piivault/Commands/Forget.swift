@@ -43,7 +43,7 @@ struct Forget: AsyncParsableCommand {
     var dryRun = false
 
     @Option(help: ArgumentHelp(
-        "How long to wait for an ETL batch that holds the vault's lock, then give up (exit 69; default 10).",
+        "How long to wait for an ETL batch that holds the vault's lock, then give up (exit 69).",
         valueName: "SECONDS"))
     var lockWait: Int = ForgetRequest.defaultLockWaitSeconds
 
