@@ -46,6 +46,8 @@ extension ETLTests {
         XCTAssertEqual(process.status, 0, process.stderr)
         XCTAssertEqual(process.stderr.components(separatedBy: notice).count - 1, 1, "one line: \(process.stderr)")
         XCTAssertTrue(process.stdout.hasPrefix("interrupted: "), process.stdout)
+        // Nothing arrived: the whole run was waiting for messages, none of it working time.
+        XCTAssertTrue(process.stdout.contains("(0.00 s working), 0 messages/s"), process.stdout)
     }
 
     /// On a terminal: a progress line rewritten in place (carriage return, clear to end of line) every second.

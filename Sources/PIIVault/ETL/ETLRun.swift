@@ -120,7 +120,8 @@ public struct ETLRun: Sendable {
             throw ETLError.failed("the run stopped before loading everything it received: \(reason); messages not committed stay in the queue and a later run will load them", summary)
         }
         summary.outcome = runStop.isRequested ? "interrupted" : "completed"
-        summary.updateRate(since: started, workEnded: tracker.workEndedAt)
+        // Nothing received and nothing committed: the whole run was the wait for messages, none of it work.
+        summary.updateRate(since: started, workEnded: tracker.workEndedAt ?? started)
         await store.finishRun(runID, summary: summary)
         await recordEnd(summary)
         return summary
