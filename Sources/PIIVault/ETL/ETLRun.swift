@@ -117,7 +117,10 @@ public struct ETLRun: Sendable {
             await store.finishRun(runID, summary: summary)
             await recordEnd(summary)
             logger.debug("run failed", metadata: ["reason": "\(reason)"])
-            throw ETLError.failed("the run stopped before loading everything it received: \(reason); messages not committed stay in the queue and a later run will load them", summary)
+            let rest = source.endsWhenEmpty
+                ? "a later run of the file loads the lines not committed"
+                : "messages not committed stay in the queue and a later run will load them"
+            throw ETLError.failed("the run stopped before loading everything it received: \(reason); \(rest)", summary)
         }
         summary.outcome = runStop.isRequested ? "interrupted" : "completed"
         // Nothing received and nothing committed: the whole run was the wait for messages, none of it work.

@@ -10,9 +10,15 @@ public actor FileMessageSource: MessageSource {
     public nonisolated var endsWhenEmpty: Bool { true }
     private let handle: FileHandle
     private let sentAt: Date
+    private let path: String
     private var buffer: [UInt8] = []
     private var bufferStart = 0
     private var atEnd = false
+    /// Lines read so far, blank ones included (to name a line in an error).
+    private var lineNumber = 0
+    /// The longest line read: 1 MiB, four times SQS's largest message. A longer one is no login event, and reading it
+    /// whole could take all the memory there is (a 600 MB line did).
+    public static let maximumLineBytes = 1 << 20
     /// Fingerprints (48 bits of the digest) of the lines seen once, and occurrence counts of those seen more often.
     private var seenOnce: FingerprintSet
     private var seenMore: [UInt64: Int] = [:]
@@ -29,6 +35,7 @@ public actor FileMessageSource: MessageSource {
         }
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         self.handle = handle
+        self.path = path
         self.sentAt = (attributes?[.modificationDate] as? Date) ?? Date()
         self.label = "file:\(path)"
         // Sized for the file's lines up front (a login line is rarely under 128 bytes), so it rarely grows.
@@ -88,13 +95,17 @@ public actor FileMessageSource: MessageSource {
         while true {
             if let newline = buffer[bufferStart...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = buffer[bufferStart..<newline]
+                try checkLength(line.count)
                 bufferStart = newline + 1
+                lineNumber += 1
                 return line
             }
+            try checkLength(buffer.count - bufferStart)
             if atEnd {
                 guard bufferStart < buffer.count else { return nil }
                 let line = buffer[bufferStart...]
                 bufferStart = buffer.count
+                lineNumber += 1
                 return line
             }
             buffer.removeSubrange(0..<bufferStart)
@@ -102,6 +113,12 @@ public actor FileMessageSource: MessageSource {
             let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
             if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
         }
+    }
+
+    private func checkLength(_ count: Int) throws {
+        // A trailing \r is part of the line here; one byte over is still refused only beyond it.
+        guard count > Self.maximumLineBytes + 1 else { return }
+        throw ETLError.inputFile("line \(lineNumber + 1) of \(path) is longer than \(Self.maximumLineBytes) bytes (1 MiB; SQS's messages are at most 256 KiB), so it is no login event; remove or split it and run again (the lines loaded before it are not loaded twice)")
     }
 }
 
