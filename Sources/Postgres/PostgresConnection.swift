@@ -304,6 +304,18 @@ private func openConnection(_ connectionString: String, applicationName: String)
     guard !connectionString.utf8.contains(0) else {
         throw PostgresError(kind: .connectionFailed, message: "the connection string contains a NUL byte")
     }
+    // A string libpq cannot parse is the user's to fix, not a server that is down: said apart, before any attempt.
+    var parseError: UnsafeMutablePointer<CChar>?
+    if let options = PQconninfoParse(connectionString, &parseError) {
+        PQconninfoFree(options)
+    } else {
+        let raw = parseError.map { String(cString: $0) } ?? "cannot be parsed"
+        if let parseError { PQfreemem(parseError) }
+        let message = redactingSecrets(in: raw, connectionString: connectionString)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        throw PostgresError(kind: .malformedConnectionString,
+                            message: "the database connection string is malformed: \(message)")
+    }
     // Keywords/values form lets us add fallback_application_name without editing the caller's string. A connection
     // attempt gives up after `defaultConnectTimeout` seconds (libpq waits forever on a server that accepts and never
     // answers): before dbname, so that a connect_timeout in the caller's string wins, and only without

@@ -8,6 +8,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         /// The connection could not be made.
         case connectionFailed
+        /// The connection string itself is malformed (libpq cannot parse it): nothing was tried.
+        case malformedConnectionString
         /// The connection broke while in use.
         case connectionLost
         /// The server rejected a statement; see `sqlState`.

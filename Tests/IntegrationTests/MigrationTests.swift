@@ -481,6 +481,19 @@ final class MigrationTests: XCTestCase {
         XCTAssertFalse(result.stderr.contains("hunter2"), result.stderr)
     }
 
+    /// A connection string libpq cannot parse is a usage error (64) that says so, not "cannot connect" (69, as if the
+    /// database were down); the password in it is not printed.
+    func testAMalformedConnectionStringIsAUsageError() throws {
+        for url in ["postgresql://[bad", "postgresql://postgres:hunter2-secret@127.0.0.1:1/x?no_such_option=1",
+                    "host=127.0.0.1 password=hunter2-secret port"] {
+            let result = try runPiivault(["runs", "--database-url", url])
+            XCTAssertEqual(result.status, 64, "\(url): \(result.stderr)")
+            XCTAssertTrue(result.stderr.hasPrefix("piivault: error: the database connection string is malformed: "),
+                          result.stderr)
+            XCTAssertFalse(result.stderr.contains("hunter2"), result.stderr)
+        }
+    }
+
     /// A server that accepts the connection and never answers (a hung database, a firewall that swallows packets):
     /// the attempt gives up after PostgresConnection.defaultConnectTimeout seconds and exits 69, where libpq alone
     /// waits forever; a connect_timeout in the URL still wins.

@@ -39,6 +39,9 @@ extension PostgresError: PIIVaultReportableError {
         if isNotMigrated {
             return "\(description): the database has no piivault schema, or an older one; run `piivault migrate` first"
         }
+        if kind == .malformedConnectionString {
+            return "\(description); check --database-url (or PIIVAULT_DATABASE_URL): a libpq URI (postgresql://user@host:5432/db?sslmode=verify-full) or key=value pairs"
+        }
         // libpq's TLS verification failures (sslmode=verify-ca or verify-full) say what failed but not what to do.
         if kind == .connectionFailed,
            ["certificate", "SSL error", "SSL SYSCALL"].contains(where: { description.contains($0) }) {
@@ -48,6 +51,7 @@ extension PostgresError: PIIVaultReportableError {
     }
 
     public var exitCode: PIIVaultExitCode {
+        if kind == .malformedConnectionString { return .usage }
         if isPermissionDenied || isAuthenticationFailure { return .noPermission }
         if isConnectionError { return .unavailable }
         if isNotMigrated { return .dataError }

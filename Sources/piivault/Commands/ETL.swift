@@ -98,7 +98,7 @@ struct ETL: AsyncParsableCommand {
         let progressLine = ProgressLine()
         SignalHandlers.install(stop: stop) {
             progressLine.clear()
-            logger.notice("stopping after the batch in hand (it is loaded and deleted from the queue first); a second signal exits at once")
+            logger.notice("stopping after the batch in hand (it is loaded first, and deleted from the queue if it came from one); a second signal exits at once")
         }
         let metrics = settings.metrics.isEnabled ? ETLMetrics() : nil
         let tracker = ETLProgressTracker()
