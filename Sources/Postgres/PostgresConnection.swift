@@ -305,24 +305,37 @@ private func openConnection(_ connectionString: String, applicationName: String)
         throw PostgresError(kind: .connectionFailed, message: "the connection string contains a NUL byte")
     }
     // A string libpq cannot parse is the user's to fix, not a server that is down: said apart, before any attempt.
-    var parseError: UnsafeMutablePointer<CChar>?
-    if let options = PQconninfoParse(connectionString, &parseError) {
-        PQconninfoFree(options)
-    } else {
-        let raw = parseError.map { String(cString: $0) } ?? "cannot be parsed"
-        if let parseError { PQfreemem(parseError) }
-        let message = redactingSecrets(in: raw, connectionString: connectionString)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        throw PostgresError(kind: .malformedConnectionString,
-                            message: "the database connection string is malformed: \(message)")
+    // Only a string libpq reads as a connection string (a URI, or key=value pairs); anything else is a database name.
+    var givenKeywords: Set<String> = []
+    let isConnectionString = connectionString.contains("=")
+        || connectionString.hasPrefix("postgresql://") || connectionString.hasPrefix("postgres://")
+    if isConnectionString {
+        var parseError: UnsafeMutablePointer<CChar>?
+        if let options = PQconninfoParse(connectionString, &parseError) {
+            var option = options
+            while let keyword = option.pointee.keyword {
+                if option.pointee.val != nil { givenKeywords.insert(String(cString: keyword)) }
+                option += 1
+            }
+            PQconninfoFree(options)
+        } else {
+            let raw = parseError.map { String(cString: $0) } ?? "cannot be parsed"
+            if let parseError { PQfreemem(parseError) }
+            let message = redactingSecrets(in: raw, connectionString: connectionString)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            throw PostgresError(kind: .malformedConnectionString,
+                                message: "the database connection string is malformed: \(message)")
+        }
     }
     // Keywords/values form lets us add fallback_application_name without editing the caller's string. A connection
     // attempt gives up after `defaultConnectTimeout` seconds (libpq waits forever on a server that accepts and never
-    // answers): before dbname, so that a connect_timeout in the caller's string wins, and only without
-    // PGCONNECT_TIMEOUT, which an explicit value would override.
+    // answers): before dbname, so that a connect_timeout in the caller's string wins; and not at all when the timeout
+    // may come from elsewhere, which an explicit value would override (PGCONNECT_TIMEOUT, a service file).
     var keywords = ["dbname", "fallback_application_name", "client_encoding"]
     var values = [connectionString, applicationName, "UTF8"]
-    if (ProcessInfo.processInfo.environment["PGCONNECT_TIMEOUT"] ?? "").isEmpty {
+    let environment = ProcessInfo.processInfo.environment
+    if (environment["PGCONNECT_TIMEOUT"] ?? "").isEmpty, (environment["PGSERVICE"] ?? "").isEmpty,
+       givenKeywords.isDisjoint(with: ["connect_timeout", "service"]) {
         keywords.insert("connect_timeout", at: 0)
         values.insert(String(PostgresConnection.defaultConnectTimeout), at: 0)
     }

@@ -102,10 +102,10 @@ extension ETLTests {
         XCTAssertEqual(runs, ["interrupted"])
     }
 
-    /// A line longer than 1 MiB (four times SQS's largest message) is no login event: the run stops at it with its line number
+    /// A line longer than 2 MiB (twice SQS's largest message) is no login event: the run stops at it with its line number
     /// instead of reading it whole (a 600 MB line took 3 GB and ended in an out-of-memory error from the database),
     /// and says a later run of the file loads what was not committed (not "the queue").
-    func testALineLongerThanAMebibyteStopsTheRunNamingIt() async throws {
+    func testALineLongerThanTwoMebibytesStopsTheRunNamingIt() async throws {
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("long-\(ScratchDatabase.randomHex(4)).ndjson")
         defer { try? FileManager.default.removeItem(at: input) }
         let good = #"{"user_id": "u1", "device_type": "ios", "ip": "192.0.2.1", "device_id": "d-1"}"#
@@ -113,7 +113,7 @@ extension ETLTests {
         try (good + "\n" + long + "\n" + good + "\n").write(to: input, atomically: true, encoding: .utf8)
         let result = try etl(["--from-file", input.path], environment: ["PIIVAULT_LOG_LEVEL": "warning"])
         XCTAssertEqual(result.status, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("line 2 of \(input.path) is longer than 1048576 bytes"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("line 2 of \(input.path) is longer than 2097152 bytes"), result.stderr)
         XCTAssertTrue(result.stderr.contains("a later run of the file loads the lines not committed"), result.stderr)
         XCTAssertFalse(result.stderr.contains("queue"), result.stderr)
     }

@@ -492,6 +492,10 @@ final class MigrationTests: XCTestCase {
                           result.stderr)
             XCTAssertFalse(result.stderr.contains("hunter2"), result.stderr)
         }
+        // A bare word is a database name, as for psql: the PG* variables say where (here nowhere reachable: 69).
+        let bare = try runPiivault(["runs", "--database-url", "some_database"],
+                                   environment: ["PGHOST": "127.0.0.1", "PGPORT": "1", "PGCONNECT_TIMEOUT": "2"])
+        XCTAssertEqual(bare.status, 69, bare.stderr)
     }
 
     /// A server that accepts the connection and never answers (a hung database, a firewall that swallows packets):

@@ -177,20 +177,23 @@ REVOKE ALL ON FUNCTION vault.forget_quarantined(text, text, text, text, boolean)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.forget_quarantined(text, text, text, text, boolean) TO piivault_compliance;
 
--- Up to max_users user ids whose rows carry no subject hash (loaded before 0017, or adopted from the seed's table;
--- the partial index of 0033). The ETL records their hashes at the start of each run: it holds the token key, which
--- the database does not, and is what records the hash of every row it loads.
-CREATE OR REPLACE FUNCTION vault.users_without_subject_hash(max_users integer) RETURNS SETOF text
+-- Up to max_users user ids after after_user_id (NULL: from the first), in order, whose rows carry no subject hash
+-- (loaded before 0017, or adopted from the seed's table; the partial index of 0033). The ETL records their hashes
+-- before each run: it holds the token key, which the database does not, and is what records the hash of every row it
+-- loads. Paged by key, so that each round starts where the last ended instead of at the index's start.
+CREATE OR REPLACE FUNCTION vault.users_without_subject_hash(after_user_id text, max_users integer) RETURNS SETOF text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT DISTINCT l.user_id FROM public.user_logins AS l
      WHERE l.subject_hash IS NULL AND l.user_id IS NOT NULL
+       AND (after_user_id IS NULL OR l.user_id > after_user_id)
+     ORDER BY l.user_id
      LIMIT greatest(max_users, 0)
 $$;
-REVOKE ALL ON FUNCTION vault.users_without_subject_hash(integer)
+REVOKE ALL ON FUNCTION vault.users_without_subject_hash(text, integer)
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
-GRANT EXECUTE ON FUNCTION vault.users_without_subject_hash(integer) TO piivault_etl;
+GRANT EXECUTE ON FUNCTION vault.users_without_subject_hash(text, integer) TO piivault_etl;
 
 -- Records subject_hash hashes[i] on the rows of user user_ids[i] that carry none (a row that has one keeps it).
 -- Returns the rows updated. The ETL's, as for the rows it loads: the database can hold it only to the hash's form.

@@ -160,7 +160,8 @@ public struct LookupService: Sendable {
             } catch let error as PostgresError where error.isPermissionDenied {
                 return
             }
-            if let accepted = known.accepted, accepted != given {
+            // A key earlier runs used beside the accepted one (recorded, not accepted: 0020) still finds their rows.
+            if let accepted = known.accepted, accepted != given, !known.others.contains(given) {
                 throw TokenKeyMismatch(version: version, given: given, known: accepted)
             }
         }

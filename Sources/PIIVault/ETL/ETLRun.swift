@@ -78,11 +78,12 @@ public struct ETLRun: Sendable {
         try await checkVaultKey(store: store)
         let tokenizer = Tokenizer(key: tokenKey)
         try await store.checkTokenKey(version: tokenizer.version, keyID: tokenKey.keyID.description)
+        // Before the run's lock session opens its transaction, which would keep each round's old index entries.
+        await recordMissingSubjectHashes(store: store, stop: stop)
         let runID = try await store.beginRun(source: source.label, keys: RunKeys(
             vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
             tokenKeyVersion: tokenizer.version))
 
-        await recordMissingSubjectHashes(store: store)
         if await !store.erasureCountIsKept {
             logger.warning("the vault's erasure count is not being kept: a trigger on vault.secrets or vault.tombstones that counts erasures is switched off or missing, so every batch checks again that its users were not forgotten and its values not erased meanwhile (slower, still correct); switch them back on (ALTER TABLE vault.secrets ENABLE TRIGGER secrets_count_erasure, ENABLE TRIGGER secrets_count_truncate; ALTER TABLE vault.tombstones ENABLE TRIGGER tombstones_count_erasure), or run piivault migrate if one is missing")
         }
@@ -131,19 +132,26 @@ public struct ETLRun: Sendable {
     }
 
     /// Rows loaded before piivault recorded subject hashes get them (the token key's keyed hash of their user id),
-    /// so that forget can tie its subject to them. A failure here is a warning: the run's own work does not need it.
-    private func recordMissingSubjectHashes(store: any ETLWriteSession) async {
+    /// so that forget can tie its subject to them: for a minute at most each run (a large legacy table takes several
+    /// runs), and not once a stop is requested. A failure is a warning: the run's own work does not need it.
+    private func recordMissingSubjectHashes(store: any ETLWriteSession, stop: StopSignal) async {
         let hasher = TombstoneHasher(key: tokenKey)
+        let deadline = Date().addingTimeInterval(Self.subjectHashSeconds)
         do {
-            let recorded = try await store.recordMissingSubjectHashes { hasher.hash(userID: $0) }
-            if recorded > 0 {
-                logger.notice("recorded the subject hash of \(recorded) rows loaded before piivault recorded one (forget ties its subject to it)")
+            let (recorded, finished) = try await store.recordMissingSubjectHashes({ hasher.hash(userID: $0) }) {
+                !stop.isRequested && Date() < deadline
+            }
+            if recorded > 0 || !finished {
+                logger.notice("recorded the subject hash of \(recorded) rows loaded before piivault recorded one (forget ties its subject to it)\(finished ? "" : "; more are left, for the next run")")
             }
         } catch {
             let reason = (error as? any PIIVaultReportableError)?.message ?? String(describing: error)
             logger.warning("could not record the subject hashes of rows loaded without one: \(reason); the next run tries again")
         }
     }
+
+    /// How long a run spends recording missing subject hashes before its own work.
+    static let subjectHashSeconds: TimeInterval = 60
 
     private func recordEnd(_ summary: ETLSummary) async {
         guard let metrics else { return }

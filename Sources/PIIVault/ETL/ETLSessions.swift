@@ -17,13 +17,16 @@ protocol ETLWriteSession: Sendable {
     func storeDataKey(_ key: SealedDataKey) async throws -> Int
     /// Inserts one encoded batch in one transaction, all or nothing.
     func insert(_ batch: EncodedBatch, dataKeyID: Int) async throws -> LoadOutcome
-    /// Records the subject hash (`hash` of the user id) of rows loaded without one; returns the rows updated.
-    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String) async throws -> Int
+    /// Records the subject hash (`hash` of the user id) of rows loaded without one, round by round while `keepGoing`;
+    /// returns the rows updated and whether none is left.
+    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String, while keepGoing: @Sendable () -> Bool)
+        async throws -> (recorded: Int, finished: Bool)
 }
 
 extension ETLWriteSession {
     /// The unit tests' fakes hold no rows from before subject hashes.
-    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String) async throws -> Int { 0 }
+    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String, while keepGoing: @Sendable () -> Bool)
+        async throws -> (recorded: Int, finished: Bool) { (0, true) }
 }
 
 /// What a run needs of its read session: which users are forgotten and which values the vault holds, as committed.

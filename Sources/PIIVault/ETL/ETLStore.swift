@@ -94,22 +94,24 @@ actor ETLStore {
     /// hashes, recorded in rounds of this many users, so that forget can tie its subject to them.
     static let subjectHashRound = 10_000
 
-    func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String) async throws -> Int {
+    func recordMissingSubjectHashes(
+        _ hash: @Sendable (String) -> String, while keepGoing: @Sendable () -> Bool
+    ) async throws -> (recorded: Int, finished: Bool) {
         var recorded = 0
-        while true {
+        var after: String?
+        while keepGoing() {
             let users = try await connection.query(
-                "SELECT u FROM vault.users_without_subject_hash(\(Self.subjectHashRound)) AS u"
+                "SELECT u FROM vault.users_without_subject_hash(\(after), \(Self.subjectHashRound)) AS u"
             ).map { try $0["u"].requiredString() }
-            guard !users.isEmpty else { break }
-            let updated = try await connection.query("""
+            guard let last = users.last else { return (recorded, true) }
+            recorded += try await connection.query("""
                 SELECT vault.record_subject_hashes(\(PostgresArray.texts(users))::text[],
                                                    \(PostgresArray.texts(users.map(hash)))::text[]) AS n
                 """).requiredFirst("vault.record_subject_hashes")["n"].requiredInt()
-            recorded += updated
-            // Fewer users than asked: none left. No row updated: another session took them; stop rather than loop.
-            if users.count < Self.subjectHashRound || updated == 0 { break }
+            if users.count < Self.subjectHashRound { return (recorded, true) }
+            after = last
         }
-        return recorded
+        return (recorded, false)
     }
 
     /// Opens the lock session and its transaction (kept open, never idle-timed-out); returns the transaction's id.

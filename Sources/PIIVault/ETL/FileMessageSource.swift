@@ -16,9 +16,9 @@ public actor FileMessageSource: MessageSource {
     private var atEnd = false
     /// Lines read so far, blank ones included (to name a line in an error).
     private var lineNumber = 0
-    /// The longest line read: 1 MiB, four times SQS's largest message. A longer one is no login event, and reading it
-    /// whole could take all the memory there is (a 600 MB line did).
-    public static let maximumLineBytes = 1 << 20
+    /// The longest line read: 2 MiB, twice SQS's largest message (1 MiB). A longer one is no login event, and reading
+    /// it whole could take all the memory there is (a 600 MB line did).
+    public static let maximumLineBytes = 2 << 20
     /// Fingerprints (48 bits of the digest) of the lines seen once, and occurrence counts of those seen more often.
     private var seenOnce: FingerprintSet
     private var seenMore: [UInt64: Int] = [:]
@@ -95,12 +95,12 @@ public actor FileMessageSource: MessageSource {
         while true {
             if let newline = buffer[bufferStart...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = buffer[bufferStart..<newline]
-                try checkLength(line.count)
+                try checkLength(line)
                 bufferStart = newline + 1
                 lineNumber += 1
                 return line
             }
-            try checkLength(buffer.count - bufferStart)
+            try checkLength(buffer[bufferStart...])
             if atEnd {
                 guard bufferStart < buffer.count else { return nil }
                 let line = buffer[bufferStart...]
@@ -115,10 +115,11 @@ public actor FileMessageSource: MessageSource {
         }
     }
 
-    private func checkLength(_ count: Int) throws {
-        // A trailing \r is part of the line here; one byte over is still refused only beyond it.
-        guard count > Self.maximumLineBytes + 1 else { return }
-        throw ETLError.inputFile("line \(lineNumber + 1) of \(path) is longer than \(Self.maximumLineBytes) bytes (1 MiB; SQS's messages are at most 256 KiB), so it is no login event; remove or split it and run again (the lines loaded before it are not loaded twice)")
+    /// `line`: the line's bytes so far (without its newline; with a \r before it, which does not count).
+    private func checkLength(_ line: ArraySlice<UInt8>) throws {
+        let count = line.last == UInt8(ascii: "\r") ? line.count - 1 : line.count
+        guard count > Self.maximumLineBytes else { return }
+        throw ETLError.inputFile("line \(lineNumber + 1) of \(path) is longer than \(Self.maximumLineBytes) bytes (2 MiB; SQS's messages are at most 1 MiB), so it is no login event; remove or split it and run again (the lines loaded before it are not loaded twice)")
     }
 }
 
