@@ -78,6 +78,7 @@ DECLARE
     r        audit.approval_requests;
     n        integer;
     approved text;
+    expires  timestamptz;
 BEGIN
     IF asked !~ '^[1-9][0-9]{0,17}$' THEN
         RETURN 'the request number given is not a number';
@@ -98,9 +99,10 @@ BEGIN
     IF r.executed_seq IS NOT NULL THEN
         RETURN format('request %s was already executed (entry %s)', r.id, r.executed_seq);
     END IF;
-    IF audit.request_expiry(r.id) <= clock_timestamp() THEN
+    expires := audit.request_expiry(r.id);
+    IF expires <= clock_timestamp() THEN
         RETURN format('request %s expired at %s', r.id,
-                      to_char(audit.request_expiry(r.id) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+                      to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
     END IF;
     SELECT l.subject INTO approved FROM audit.access_log AS l WHERE l.seq = r.id;
     IF audit.request_parameters(r.action, approved) IS DISTINCT FROM audit.request_parameters(wanted_action, wanted_subject) THEN
@@ -287,14 +289,15 @@ AS $$
         SELECT r.id, r.action, r.requester, l.subject, l.reason,
                CASE WHEN r.executed_seq IS NOT NULL THEN 'executed'
                     WHEN r.denied_seq IS NOT NULL THEN 'denied'
-                    WHEN least(r.expires_at, l.at + pol.approval_window) <= clock_timestamp() THEN 'expired'
+                    WHEN x.expires <= clock_timestamp() THEN 'expired'
                     WHEN coalesce(a.n, 0) >= greatest(r.approvals_required, pol.approvals) THEN 'approved'
                     ELSE 'pending' END AS state,
                coalesce(a.n, 0)::integer, greatest(r.approvals_required, pol.approvals)::integer,
-               coalesce(a.who, ''), l.at, least(r.expires_at, l.at + pol.approval_window), r.executed_seq
+               coalesce(a.who, ''), l.at, x.expires, r.executed_seq
           FROM audit.approval_requests AS r
           JOIN audit.access_log AS l ON l.seq = r.id
           LEFT JOIN LATERAL audit.effective_policy(r.action) AS pol ON true
+          CROSS JOIN LATERAL (SELECT audit.request_expiry(r.id) AS expires) AS x
           LEFT JOIN LATERAL (
               SELECT count(*) AS n,
                      string_agg(p.approver || ' at '
