@@ -15,7 +15,9 @@ func printWarning(_ message: String) {
 /// Runs a subcommand body, turning core errors into one line on stderr and a documented exit code.
 func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
-        return try await body()
+        let result = try await body()
+        try flushStandardOutput()
+        return result
     } catch let error as ExitCode {
         throw error
     } catch let error as ValidationError {
@@ -34,6 +36,23 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
         printError(FileErrorReason.describe(error))
         throw ExitCode(PIIVaultExitCode.failure.rawValue)
     }
+}
+
+/// Standard output could not be written (a full disk, a closed pipe or terminal): what the command printed there may
+/// be short or missing, so the command must not exit 0.
+struct StandardOutputUnwritable: PIIVaultReportableError {
+    let reason: String
+    var message: String { "cannot write standard output (\(reason)); what the command printed there may be incomplete" }
+    var exitCode: PIIVaultExitCode { .failure }
+}
+
+/// Flushes standard output (every stdio stream: `stdout` itself is a C global Swift 6 will not read), and throws when
+/// writing failed: stdio keeps a failed write's error, so a flush after it fails too, and `print` cannot report one.
+func flushStandardOutput() throws {
+    errno = 0
+    guard fflush(nil) != 0 else { return }
+    let code = errno
+    throw StandardOutputUnwritable(reason: code != 0 ? String(cString: strerror(code)) : "write error")
 }
 
 /// Options every database-touching subcommand shares.

@@ -194,6 +194,26 @@ final class UnmaskTests: XCTestCase {
         XCTAssertEqual(logged, ["\(user(of: compliance))|officer-on-duty|unmask|INC-7|message_id:\(id)|1|ok"])
     }
 
+    /// Values that could not be written (standard output on a full disk) fail the command instead of exiting 0 over
+    /// a short file; the access stays logged, and the note saying so still comes.
+    func testValuesThatCannotBeWrittenFailTheCommand() async throws {
+        let userID = try completeRecord()["user_id"] as! String
+        let before = try await logLength()
+        let result = try runProcess("/bin/sh", [
+            "-c", "exec \"$0\" \"$@\" >/dev/full", try piivaultBinary(), "unmask", "--database-url", compliance!,
+            "--key-file", secretKeyPath, "--token-key", tokenKeyPath, "--reason", "SAR-2026-009", "--user-id", userID,
+            "--format", "csv",
+        ], environment: ["USER": "officer-on-duty", "PIIVAULT_VAULT_KEY": nil, "PIIVAULT_TOKEN_KEY": nil])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("piivault: access logged as entry \(before + 1)\n"), result.stderr)
+        XCTAssertTrue(result.stderr.contains(
+            "piivault: error: cannot write standard output (No space left on device); what the command printed there may be incomplete"),
+            result.stderr)
+        assertNoPlaintext(result.stderr, "standard error")
+        let length = try await logLength()
+        XCTAssertEqual(length, before + 1, "one entry")
+    }
+
     // MARK: Acceptance 2: fail closed
 
     func testNothingIsPrintedWhenTheEntryCannotBeWrittenOrCommitted() async throws {

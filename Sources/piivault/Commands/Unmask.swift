@@ -126,15 +126,18 @@ struct Unmask: AsyncParsableCommand {
             }
             if let rows = report.rows {
                 csv.print(rows, as: format)
-                logged(report.logSeq)
+                try logged(report.logSeq)
             }
             if let shortfall = report.shortfall { throw shortfall }
         }
     }
 
-    private func logged(_ seq: Int) {
-        fflush(nil)  // stdout first (the values), then the note, also when both go to one file
+    /// The note that the access is logged, after the values (also when both go to one file); it is printed even when
+    /// the values could not be written, and the command then fails.
+    private func logged(_ seq: Int) throws {
+        let written = Result { try flushStandardOutput() }
         FileHandle.standardError.write(Data("piivault: access logged as entry \(seq)\n".utf8))
+        try written.get()
     }
 
     /// Tokens from `--token-file`, one per line; blank lines and surrounding spaces ignored.
