@@ -29,6 +29,24 @@ public enum AWSResolution {
         return url
     }
 
+    /// The AWS endpoint of `service` (`sqs`, `sts`, `kms`) in `region`: `https://SERVICE.REGION.amazonaws.com`, or
+    /// `.amazonaws.com.cn` in the China regions (`cn-north-1`, `cn-northwest-1`), as botocore's endpoint rules have it.
+    ///
+    /// - Throws: ``AWSError`` (`configuration`) for a region that is not a DNS label (botocore's rule): one from a
+    ///   variable or a profile is used as given, and a space or a slash in it would make no host name.
+    public static func defaultEndpoint(service: String, region: String) throws -> URL {
+        let valid = (1...63).contains(region.utf8.count) && region.utf8.allSatisfy { byte in
+            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
+                || byte == 0x2D
+        } && region.first != "-" && region.last != "-"
+        guard valid, let url = URL(string: "https://\(service).\(region).\(region.lowercased().hasPrefix("cn-") ? "amazonaws.com.cn" : "amazonaws.com")")
+        else {
+            throw AWSError(kind: .configuration,
+                           message: "invalid AWS region \"\(region)\"; a region is letters, digits and hyphens, such as eu-west-1 (check AWS_REGION, AWS_DEFAULT_REGION and the profile's region)")
+        }
+        return url
+    }
+
     /// Whether a host is an AWS service host (as opposed to an emulator or a proxy).
     public static func isAWSHost(_ host: String) -> Bool {
         let host = host.lowercased()

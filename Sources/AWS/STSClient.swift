@@ -25,7 +25,7 @@ public struct STSClient: Sendable {
     }
 
     /// The endpoint the way the SDKs find it: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, the profile's
-    /// `endpoint_url`, else `https://sts.REGION.amazonaws.com` (regional; the global `https://sts.amazonaws.com`
+    /// `endpoint_url`, else `https://sts.REGION.amazonaws.com` (`.amazonaws.com.cn` in China; regional; the global `https://sts.amazonaws.com`
     /// with `us-east-1` when no region is known). `fallbackRegion` (e.g. from the queue URL) is used when the
     /// variables and the profile name none.
     public static func resolve(environment: AWSEnvironment, profile: AWSProfile?, fallbackRegion: String? = nil,
@@ -33,8 +33,8 @@ public struct STSClient: Sendable {
         let region = AWSResolution.region(environment: environment, profile: profile) ?? fallbackRegion
         let explicit = try AWSResolution.explicitEndpoint(serviceVariable: "STS", environment: environment,
                                                           profile: profile)
-        let endpoint = explicit ?? URL(string: region.map { "https://sts.\($0).amazonaws.com" }
-            ?? "https://sts.amazonaws.com")!
+        let endpoint = try explicit ?? region.map { try AWSResolution.defaultEndpoint(service: "sts", region: $0) }
+            ?? URL(string: "https://sts.amazonaws.com")!
         return STSClient(endpoint: endpoint, region: region ?? "us-east-1", transport: transport, logger: logger)
     }
 

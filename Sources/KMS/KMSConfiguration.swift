@@ -71,7 +71,7 @@ public struct KMSConfiguration: Sendable {
             throw AWSError(kind: .configuration,
                            message: "no AWS region for KMS: set AWS_REGION (or AWS_DEFAULT_REGION, or `region` in the profile in \(shared.configPath)), or give the KMS key as an ARN; for a local emulator, set its endpoint instead (AWS_ENDPOINT_URL_KMS), and the region defaults to us-east-1")
         }
-        let endpoint = explicit ?? URL(string: "https://kms.\(region).amazonaws.com")!
+        let endpoint = try explicit ?? AWSResolution.defaultEndpoint(service: "kms", region: region)
         let provider = credentialsProvider ?? CachingCredentialsProvider(
             DefaultCredentialsChain.standard(environment: environment, config: shared, region: region,
                                              transport: transport, logger: logger),

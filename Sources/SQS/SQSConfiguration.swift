@@ -118,7 +118,7 @@ public struct SQSConfiguration: Sendable {
             throw AWSError(kind: .configuration,
                            message: "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or `region` in the profile in \(shared.configPath)); for a local emulator, set its endpoint instead (AWS_ENDPOINT_URL_SQS), and the region defaults to us-east-1")
         }
-        let endpoint = endpointFromSettings ?? URL(string: "https://sqs.\(region).amazonaws.com")!
+        let endpoint = try endpointFromSettings ?? AWSResolution.defaultEndpoint(service: "sqs", region: region)
         let provider = credentialsProvider ?? CachingCredentialsProvider(
             DefaultCredentialsChain.standard(environment: environment, config: shared, region: region,
                                              transport: transport, logger: logger),

@@ -167,4 +167,29 @@ final class SharedConfigTests: XCTestCase {
             XCTAssertTrue(error.message.contains("AWS_SECRET_ACCESS_KEY"), error.message)
         }
     }
+
+    /// The default endpoint follows the region's partition (China's hosts end in .com.cn), and a region that is no
+    /// host-name label is a configuration error naming where regions come from, never a crash.
+    func testDefaultEndpointsFollowThePartitionAndRefuseMalformedRegions() throws {
+        XCTAssertEqual(try AWSResolution.defaultEndpoint(service: "sqs", region: "eu-west-1").absoluteString,
+                       "https://sqs.eu-west-1.amazonaws.com")
+        XCTAssertEqual(try AWSResolution.defaultEndpoint(service: "sts", region: "cn-north-1").absoluteString,
+                       "https://sts.cn-north-1.amazonaws.com.cn")
+        XCTAssertEqual(try AWSResolution.defaultEndpoint(service: "kms", region: "cn-northwest-1").absoluteString,
+                       "https://kms.cn-northwest-1.amazonaws.com.cn")
+        for region in ["us east-1", "eu-west-1/x", "", "-eu", "eu-", "eu.west", String(repeating: "a", count: 64)] {
+            XCTAssertThrowsError(try AWSResolution.defaultEndpoint(service: "sqs", region: region), region) { error in
+                XCTAssertEqual((error as? AWSError)?.kind, .configuration)
+                XCTAssertTrue((error as? AWSError)?.message.contains("invalid AWS region") ?? false, "\(error)")
+            }
+        }
+        let noIMDS = ["AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "s"]
+        XCTAssertThrowsError(try SQSConfiguration.resolve(
+            environment: noIMDS.merging(["AWS_REGION": "us east-1"]) { $1 }, homeDirectory: "/nonexistent")) { error in
+            XCTAssertEqual((error as? AWSError)?.kind, .configuration)
+        }
+        let china = try SQSConfiguration.resolve(environment: noIMDS.merging(["AWS_REGION": "cn-north-1"]) { $1 },
+                                                 homeDirectory: "/nonexistent")
+        XCTAssertEqual(china.endpoint.absoluteString, "https://sqs.cn-north-1.amazonaws.com.cn")
+    }
 }
