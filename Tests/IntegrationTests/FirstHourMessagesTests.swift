@@ -107,6 +107,18 @@ final class FirstHourMessagesTests: XCTestCase {
         XCTAssertEqual(try unmask(keyFile: key("vault.key"), databaseURL: nowhere).status, 69)
     }
 
+    /// A database name the server does not have is a setting to fix (64), not an unavailable service to retry (69).
+    func testADatabaseThatDoesNotExistIsAUsageErrorNotUnavailable() async throws {
+        let database = try await ScratchDatabase.migrated(prefix: "fh")
+        defer { Task { await database.drop() } }
+        var url = URLComponents(string: database.url)!
+        url.path = "/no_such_database_\(ScratchDatabase.randomHex(3))"
+        let result = try unmask(keyFile: key("vault.key"), databaseURL: url.string!)
+        assertVoice(result, 64, "check the database name in --database-url")
+        let migrate = try runPiivault(["migrate", "--database-url", url.string!])
+        assertVoice(migrate, 64, "create it first")
+    }
+
     /// `unmask` on a database that was never migrated says to migrate first (65), as `etl` does.
     func testUnmaskOnAnUnmigratedDatabaseSaysMigrateFirst() async throws {
         let database = try await ScratchDatabase.create(prefix: "fhempty")

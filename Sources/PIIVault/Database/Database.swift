@@ -39,6 +39,9 @@ extension PostgresError: PIIVaultReportableError {
         if isNotMigrated {
             return "\(description): the database has no piivault schema, or an older one; run `piivault migrate` first"
         }
+        if isMissingDatabase {
+            return "\(description); check the database name in --database-url (or PIIVAULT_DATABASE_URL, PGDATABASE), or create it first (createdb) and run piivault migrate"
+        }
         if kind == .malformedConnectionString {
             return "\(description); check --database-url (or PIIVAULT_DATABASE_URL): a libpq URI (postgresql://user@host:5432/db?sslmode=verify-full) or key=value pairs"
         }
@@ -51,7 +54,7 @@ extension PostgresError: PIIVaultReportableError {
     }
 
     public var exitCode: PIIVaultExitCode {
-        if kind == .malformedConnectionString { return .usage }
+        if kind == .malformedConnectionString || isMissingDatabase { return .usage }
         if isPermissionDenied || isAuthenticationFailure { return .noPermission }
         if isConnectionError { return .unavailable }
         if isNotMigrated { return .dataError }
@@ -64,6 +67,12 @@ extension PostgresError: PIIVaultReportableError {
         guard kind == .connectionFailed else { return false }
         return ["authentication failed", "no pg_hba.conf entry", "no password supplied"].contains { text.contains($0) }
             || (text.contains("role \"") && text.contains("does not exist"))
+    }
+
+    /// The server has no database of the name the connection asked for: a setting to fix, not a service to wait for
+    /// (libpq reports it as a failed connection, with no SQLSTATE).
+    var isMissingDatabase: Bool {
+        kind == .connectionFailed && text.contains("database \"") && text.contains("does not exist")
     }
 
     /// piivault's own schema, table, function or role is missing: the database was never migrated (or is older than

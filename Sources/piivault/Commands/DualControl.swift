@@ -142,7 +142,7 @@ struct Approve: DecisionCommand {
     @Argument(help: ArgumentHelp("The request number (piivault requests).", valueName: "N"))
     var requestID: Int
 
-    @Option(help: ArgumentHelp("Why you approve; logged.", valueName: "TEXT"))
+    @Option(help: ArgumentHelp("Why you approve (required); logged.", valueName: "TEXT"))
     var reason: String?
 
     func validate() throws { try validateDecision(reason: reason) }
@@ -167,7 +167,7 @@ struct Deny: DecisionCommand {
     @Argument(help: ArgumentHelp("The request number (piivault requests).", valueName: "N"))
     var requestID: Int
 
-    @Option(help: ArgumentHelp("Why you deny; logged.", valueName: "TEXT"))
+    @Option(help: ArgumentHelp("Why you deny (required); logged.", valueName: "TEXT"))
     var reason: String?
 
     func validate() throws { try validateDecision(reason: reason) }
