@@ -97,7 +97,9 @@ public struct SQSConfiguration: Sendable {
     ) throws -> SQSConfiguration {
         let shared = try AWSSharedConfig.load(environment: environment, profile: profile)
         let selected = shared.selectedProfile
-        if shared.profileIsExplicit, selected == nil, environment["AWS_ACCESS_KEY_ID"] == nil {
+        // Also beside keys in the environment, as botocore (ProfileNotFound): a mistyped AWS_PROFILE is a mistake to
+        // report, not a setting to ignore.
+        if shared.profileIsExplicit, selected == nil {
             throw AWSError(
                 kind: .configuration,
                 message: "AWS profile \"\(shared.profileName)\" not found in \(shared.filesDescription); check AWS_PROFILE or create the profile (`aws configure --profile \(shared.profileName)`)")

@@ -97,6 +97,12 @@ final class SharedConfigTests: XCTestCase {
             XCTAssertEqual((error as? AWSError)?.kind, .configuration)
             XCTAssertTrue("\(error)".contains("\"nope\""), "\(error)")
         }
+        // Keys in the environment do not excuse a profile that does not exist (botocore: ProfileNotFound).
+        XCTAssertThrowsError(try SQSConfiguration.resolve(
+            environment: ["AWS_PROFILE": "nope", "AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "s",
+                          "AWS_REGION": "eu-west-1"], homeDirectory: home.path)) { error in
+            XCTAssertEqual((error as? AWSError)?.kind, .configuration)
+        }
     }
 
     func testEndpointPrecedence() throws {
