@@ -38,7 +38,7 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     }
 }
 
-/// Standard output could not be written (a full disk, a closed pipe or terminal): what the command printed there may
+/// Standard output could not be written (a full disk, an I/O error): what the command printed there may
 /// be short or missing, so the command must not exit 0.
 struct StandardOutputUnwritable: PIIVaultReportableError {
     let reason: String
@@ -46,13 +46,27 @@ struct StandardOutputUnwritable: PIIVaultReportableError {
     var exitCode: PIIVaultExitCode { .failure }
 }
 
-/// Flushes standard output (every stdio stream: `stdout` itself is a C global Swift 6 will not read), and throws when
-/// writing failed: stdio keeps a failed write's error, so a flush after it fails too, and `print` cannot report one.
-func flushStandardOutput() throws {
+/// The first failed flush of standard output, kept until the command ends (`flushBeforeNote`).
+nonisolated(unsafe) private var earlierOutputFailure: StandardOutputUnwritable?
+
+/// Flushes standard output before a note on standard error (so that both keep their order in one file), keeping a
+/// failure for the end of the command: stdio drops the buffer of a failed write, so a later flush would succeed.
+func flushBeforeNote() {
     errno = 0
     guard fflush(nil) != 0 else { return }
     let code = errno
-    throw StandardOutputUnwritable(reason: code != 0 ? String(cString: strerror(code)) : "write error")
+    if earlierOutputFailure == nil {
+        earlierOutputFailure = StandardOutputUnwritable(reason: code != 0 ? String(cString: strerror(code)) : "write error")
+    }
+}
+
+/// Flushes standard output (every stdio stream: `stdout` itself is a C global Swift 6 will not read) and throws when
+/// this flush or an earlier one (`flushBeforeNote`) failed: `print` cannot report a failed write.
+func flushStandardOutput() throws {
+    flushBeforeNote()
+    guard let failure = earlierOutputFailure else { return }
+    earlierOutputFailure = nil
+    throw failure
 }
 
 /// Options every database-touching subcommand shares.

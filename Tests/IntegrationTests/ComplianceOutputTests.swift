@@ -58,6 +58,16 @@ final class ComplianceOutputTests: XCTestCase {
                               environment: environment)
     }
 
+    /// A lookup whose rows could not be written (standard output on a full disk) fails, although the command flushes
+    /// standard output itself before its note on standard error: the failed write's error is kept until the end.
+    func testALookupThatCannotWriteItsRowsFails() throws {
+        let lookup = ["lookup", "--database-url", officer!, "--token-key", tokenKeyPath, "--reason", "SAR-22", "--ip", ip]
+        let result = try runProcess("/bin/sh", ["-c", "exec \"$0\" \"$@\" >/dev/full", try piivaultBinary()] + lookup,
+                                    environment: environment)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("piivault: error: cannot write standard output ("), result.stderr)
+    }
+
     func testLookupGuardsFormulasWithSafeCSVAndATerminalSeesNoEscapeSequences() throws {
         let lookup = ["lookup", "--database-url", officer!, "--token-key", tokenKeyPath, "--reason", "SAR-21", "--ip", ip]
 

@@ -91,7 +91,7 @@ struct PolicySet: AsyncParsableCommand {
                 action: action, approvals: approvals, window: window.flatMap(ApprovalWindow.init(parsing:)),
                 reason: reason ?? "policy change")
             print("\(action): \(change.outcome.replacingOccurrences(of: "ok: ", with: ""))")
-            fflush(nil)
+            flushBeforeNote()
             FileHandle.standardError.write(Data("piivault: policy change logged as entry \(change.logSeq)\n".utf8))
         }
     }
@@ -118,7 +118,7 @@ extension DecisionCommand {
             } else {
                 print("request \(requestID): denied")
             }
-            fflush(nil)
+            flushBeforeNote()
             FileHandle.standardError.write(Data("piivault: logged as entry \(decision.logSeq)\n".utf8))
         }
     }

@@ -66,7 +66,7 @@ struct Forget: AsyncParsableCommand {
                     messageID: quarantined, reason: reason ?? "", dryRun: dryRun, databaseURL: database.resolved,
                     caller: approval.caller)
                 printOutput(report.text)
-                fflush(nil)
+                flushBeforeNote()
                 reportLogged(report.logSeq)
                 return
             }
@@ -76,7 +76,7 @@ struct Forget: AsyncParsableCommand {
             let report = try await ForgetService(databaseURL: database.resolved, tokenKey: key, caller: approval.caller)
                 .run(ForgetRequest(userID: userID, reason: reason ?? "", dryRun: dryRun, lockWaitSeconds: lockWait))
             printOutput(report.text)
-            fflush(nil)
+            flushBeforeNote()
             reportLogged(report.logSeq)
         }
     }

@@ -67,7 +67,7 @@ struct Lookup: AsyncParsableCommand {
             service.warn = { FileHandle.standardError.write(Data("piivault: warning: \($0)\n".utf8)) }
             let report = try await service.run(LookupRequest(values: values, reason: reason ?? "", maxRows: maxRows))
             csv.print(report, as: format)
-            fflush(nil)
+            flushBeforeNote()
             FileHandle.standardError.write(Data("piivault: access logged as entry \(report.logSeq)\n".utf8))
         }
     }

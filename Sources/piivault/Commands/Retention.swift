@@ -58,7 +58,7 @@ struct Retention: AsyncParsableCommand {
             let report = try await service.run(RetentionRequest(
                 olderThanDays: olderThan, reason: reason ?? "", dryRun: dryRun, batchSize: batchSize))
             csv.print(report, as: format)
-            fflush(nil)
+            flushBeforeNote()
             if let seq = report.logSeq {
                 FileHandle.standardError.write(Data("piivault: retention logged as entry \(seq)\n".utf8))
             } else {

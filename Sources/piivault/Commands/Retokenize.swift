@@ -60,7 +60,7 @@ struct Retokenize: AsyncParsableCommand {
             service.afterCommit = faultExitAfterCommits(environment)
             let report = try await service.run(RetokenizeRequest(reason: reason ?? "", batchSize: batchSize))
             printOutput(report.text)
-            fflush(nil)
+            flushBeforeNote()
             FileHandle.standardError.write(Data("piivault: retokenize logged as entry \(report.logSeq)\n".utf8))
         }
     }

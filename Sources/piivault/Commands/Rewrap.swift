@@ -67,7 +67,7 @@ struct Rewrap: AsyncParsableCommand {
                 RewrapRequest(oldSecretKey: oldKey, newPublicKey: newKey, reason: reason ?? "", full: full,
                               batchSize: batchSize, dryRun: dryRun))
             printOutput(report.text)
-            fflush(nil)
+            flushBeforeNote()
             if let seq = report.logSeq {
                 FileHandle.standardError.write(Data("piivault: rewrap logged as entry \(seq)\n".utf8))
             } else if dryRun {
