@@ -50,7 +50,7 @@ final class MigrationTests: XCTestCase {
             """)
         XCTAssertEqual(columns, "user_id:character varying,device_type:character varying,masked_ip:character varying,"
             + "masked_device_id:character varying,locale:character varying,app_version:integer,create_date:date,"
-            + "message_id:text,app_version_text:text,loaded_at:timestamp with time zone,subject_hash:text")
+            + "message_id:text,app_version_text:text,loaded_at:timestamp with time zone,subject_hash:text,etl_run_id:bigint")
         // The keys every load inserts compare in byte order (0023, 0027); user_id keeps the seed's varchar(128).
         let keys = try await scalar("""
             SELECT string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':'
@@ -195,6 +195,53 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(result.status, PIIVaultExitCode.failure.rawValue, "exit 1: a migration that failed (README)")
         XCTAssertTrue(result.stderr.contains("does not have the seed's columns"), result.stderr)
         XCTAssertTrue(result.stderr.hasPrefix("piivault: error: migration 0002_user_logins.sql failed"), result.stderr)
+    }
+
+    /// 0035 on an installed database: its logins stay where they were (the partition user_logins_before_partitions),
+    /// their message ids move to login_message_ids, and whoever could read or write user_logins still can, through
+    /// the parent only.
+    func testAnInstalledDatabaseKeepsItsLoginsAndGrantsWhenLoginsArePartitioned() async throws {
+        let before = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(ScratchDatabase.randomHex(4))")
+        try FileManager.default.copyItem(atPath: migrationsDirectory, toPath: before.path)
+        defer { try? FileManager.default.removeItem(at: before) }
+        try FileManager.default.removeItem(at: before.appendingPathComponent("0035_logins_partitioned_by_run.sql"))
+        let installed = try runPiivault(["migrate", "--database-url", database.url, "--migrations-dir", before.path])
+        XCTAssertEqual(installed.status, 0, installed.stderr)
+        let roleName = "Report-Reader-\(ScratchDatabase.randomHex(3))"  // a name that needs quotes
+        let reporting = "\"\(roleName)\""
+        let connection = try await database.connect()
+        try await connection.executeScript("""
+            INSERT INTO user_logins (user_id, masked_ip, create_date, message_id) VALUES
+                ('u1', 'ip.v1.a', '2026-11-01', 'm-1'), ('u2', 'ip.v1.b', '2026-11-02', 'm-2');
+            ALTER TABLE user_logins DROP CONSTRAINT user_logins_message_id_required;
+            INSERT INTO user_logins (user_id, masked_ip, create_date) VALUES ('seed', 'ip.v1.c', '2020-01-01');
+            CREATE ROLE \(reporting);
+            GRANT SELECT ON user_logins TO \(reporting);
+            GRANT UPDATE (locale) ON user_logins TO \(reporting);
+            """)
+        await connection.close()
+
+        XCTAssertEqual(try migrate().status, 0)
+        let placed = try await scalar("""
+            SELECT string_agg(tableoid::regclass::text || ':' || coalesce(message_id, '-'), ',' ORDER BY user_id)
+              FROM user_logins
+            """)
+        XCTAssertEqual(placed, "user_logins_before_partitions:-,user_logins_before_partitions:m-1,user_logins_before_partitions:m-2")
+        let ids = try await scalar("SELECT string_agg(message_id, ',' ORDER BY 1) FROM login_message_ids")
+        XCTAssertEqual(ids, "m-1,m-2")
+        let privileges = try await scalar(PostgresQuery(unsafeSQL: """
+            SELECT concat_ws(',', has_table_privilege('\(roleName)', 'public.user_logins', 'SELECT'),
+                   has_column_privilege('\(roleName)', 'public.user_logins', 'locale', 'UPDATE'),
+                   has_table_privilege('piivault_etl', 'public.user_logins', 'INSERT'),
+                   has_table_privilege('piivault_analyst', 'public.user_logins', 'SELECT'),
+                   has_table_privilege('\(roleName)', 'public.user_logins_before_partitions', 'SELECT'),
+                   has_table_privilege('piivault_analyst', 'public.user_logins_before_partitions', 'SELECT'),
+                   has_table_privilege('piivault_etl', 'public.user_logins_before_partitions', 'INSERT'))
+            """))
+        XCTAssertEqual(privileges, "t,t,t,t,f,f,f")
+        let cleanup = try await database.connect()
+        try await cleanup.executeScript("REVOKE ALL ON user_logins FROM \(reporting); REVOKE ALL ON user_logins_before_partitions FROM \(reporting); DROP ROLE \(reporting);")
+        await cleanup.close()
     }
 
     func testRefusesAnEditedAppliedMigration() async throws {

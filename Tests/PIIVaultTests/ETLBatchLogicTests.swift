@@ -254,7 +254,7 @@ final class BatchLoaderTests: XCTestCase {
             attempt.logins.contains("m5") ? serverError("22P02", column: "create_date") : nil
         }
         let (batch, quarantiner) = try await prepared(validMessages(8))
-        let outcome = try await BatchLoader(store: store).load(batch, quarantiner: quarantiner)
+        let outcome = try await BatchLoader(store: store, etlRunID: 7).load(batch, quarantiner: quarantiner)
         XCTAssertEqual(outcome.loaded, 7)
         XCTAssertEqual(outcome.quarantined, 1)
         let attempts = await store.attempts
@@ -272,7 +272,7 @@ final class BatchLoaderTests: XCTestCase {
             attempt.logins.contains("m2") || attempt.logins.contains("m7") ? serverError("23514") : nil
         }
         let (batch, quarantiner) = try await prepared(validMessages(8))
-        let outcome = try await BatchLoader(store: store).load(batch, quarantiner: quarantiner)
+        let outcome = try await BatchLoader(store: store, etlRunID: 7).load(batch, quarantiner: quarantiner)
         XCTAssertEqual(outcome.loaded, 6)
         XCTAssertEqual(outcome.quarantined, 2)
         let quarantine = await store.committedQuarantine
@@ -284,7 +284,7 @@ final class BatchLoaderTests: XCTestCase {
         let store = FakeWriteSession { _, _ in serverError("53100") }  // disk full: any batch would fail
         let (batch, quarantiner) = try await prepared(validMessages(8))
         do {
-            _ = try await BatchLoader(store: store).load(batch, quarantiner: quarantiner)
+            _ = try await BatchLoader(store: store, etlRunID: 7).load(batch, quarantiner: quarantiner)
             XCTFail("expected the error")
         } catch let error as PostgresError {
             XCTAssertEqual(error.sqlState, "53100")
@@ -297,7 +297,7 @@ final class BatchLoaderTests: XCTestCase {
         let store = FakeWriteSession { _, _ in serverError("23514") }
         let (batch, quarantiner) = try await prepared(validMessages(1))
         do {
-            _ = try await BatchLoader(store: store).load(batch, quarantiner: quarantiner)
+            _ = try await BatchLoader(store: store, etlRunID: 7).load(batch, quarantiner: quarantiner)
             XCTFail("expected the error")
         } catch let error as PostgresError {
             XCTAssertEqual(error.sqlState, "23514")
@@ -311,7 +311,7 @@ final class BatchLoaderTests: XCTestCase {
     func testADeadlockIsTriedAgain() async throws {
         let store = FakeWriteSession { _, number in number == 1 ? serverError("40P01") : nil }
         let (batch, quarantiner) = try await prepared(validMessages(4))
-        let outcome = try await BatchLoader(store: store).load(batch, quarantiner: quarantiner)
+        let outcome = try await BatchLoader(store: store, etlRunID: 7).load(batch, quarantiner: quarantiner)
         XCTAssertEqual(outcome.loaded, 4)
         let attempts = await store.attempts
         XCTAssertEqual(attempts.map(\.logins), [ids(1...4), ids(1...4)], "the same batch again, whole")
@@ -321,14 +321,14 @@ final class BatchLoaderTests: XCTestCase {
     func testASerializationFailureIsTriedTwiceAtMost() async throws {
         let twice = FakeWriteSession { _, number in number <= 2 ? serverError("40001") : nil }
         let (batch, quarantiner) = try await prepared(validMessages(4))
-        let outcome = try await BatchLoader(store: twice).load(batch, quarantiner: quarantiner)
+        let outcome = try await BatchLoader(store: twice, etlRunID: 7).load(batch, quarantiner: quarantiner)
         XCTAssertEqual(outcome.loaded, 4)
         let twiceAttempts = await twice.attempts.count
         XCTAssertEqual(twiceAttempts, 3)
 
         let always = FakeWriteSession { _, _ in serverError("40P01") }
         do {
-            _ = try await BatchLoader(store: always).load(batch, quarantiner: quarantiner)
+            _ = try await BatchLoader(store: always, etlRunID: 7).load(batch, quarantiner: quarantiner)
             XCTFail("a third conflict in a row must fail the batch")
         } catch let error as PostgresError {
             XCTAssertEqual(error.sqlState, "40P01")

@@ -48,7 +48,7 @@ final class ETLEncodingTests: XCTestCase {
             return PreparedMessage(source: SourceMessage(messageID: login.messageID, body: [], sentAt: nil, receiptHandle: nil),
                                    content: .login(login, secrets: secrets))
         }
-        let encoded = EncodedBatch(batch, dataKeyID: 123_456)
+        let encoded = EncodedBatch(batch, dataKeyID: 123_456, etlRunID: 42)
         var loginsReserved = 0, secretsReserved = 0
         for message in batch {
             guard case .login(let login, let secrets) = message.content else { continue }
@@ -58,7 +58,7 @@ final class ETLEncodingTests: XCTestCase {
         XCTAssertEqual(encoded.logins.rowCount, 50)
         XCTAssertEqual(encoded.secrets.rowCount, 100)
         XCTAssertLessThanOrEqual(encoded.logins.bytes.count, loginsReserved)
-        XCTAssertGreaterThanOrEqual(encoded.logins.bytes.count, loginsReserved - 20 * 50)
+        XCTAssertGreaterThanOrEqual(encoded.logins.bytes.count, loginsReserved - 2 * 20 * 50, "two integers")
         XCTAssertLessThanOrEqual(encoded.secrets.bytes.count, secretsReserved)
         XCTAssertEqual(encoded.secrets.bytes.count, secretsReserved - (20 - 6) * 100, "six digits of data key id")
     }

@@ -123,6 +123,173 @@ REVOKE ALL ON FUNCTION vault.vault_lock_holders()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 GRANT EXECUTE ON FUNCTION vault.vault_lock_holders() TO piivault_compliance;
 
+-- public.note_login_message_ids, public.forget_login_message_ids, public.refuse_message_id_change: the triggers on
+-- public.user_logins (0035) that keep public.login_message_ids holding exactly the message ids of its rows, the unique
+-- key a partitioned table cannot hold itself. One statement each for a whole COPY or DELETE (transition tables), not
+-- one call a row: a message already loaded fails the insert with a unique violation on login_message_ids_pkey.
+CREATE OR REPLACE FUNCTION public.note_login_message_ids() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Seed rows (adopted from the seed's table, or added by the owner) have none; every other row must (checks).
+    INSERT INTO public.login_message_ids (message_id) SELECT a.message_id FROM added AS a WHERE a.message_id IS NOT NULL;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION public.note_login_message_ids()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+
+CREATE OR REPLACE FUNCTION public.forget_login_message_ids() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE public.login_message_ids;
+    ELSE
+        DELETE FROM public.login_message_ids AS m USING removed AS r WHERE m.message_id = r.message_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION public.forget_login_message_ids()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+
+CREATE OR REPLACE FUNCTION public.refuse_message_id_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'a login''s message id does not change (public.login_message_ids keeps them)'
+        USING ERRCODE = 'feature_not_supported';
+END
+$$;
+REVOKE ALL ON FUNCTION public.refuse_message_id_change()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+
+-- public.index_logins_partition: builds the look-up indexes of a partition of user_logins (a run's, or runs merged),
+-- the same as user_logins_before_partitions has: B-trees over user_id and create_date, over 64-bit digests of the two
+-- tokens and the subject hash (0022), and the (empty) one of rows without a subject hash (0033). Built once the rows
+-- are in, which costs a sort where keeping them row by row costs a descent a row (issue 25). Idempotent.
+CREATE OR REPLACE FUNCTION public.index_logins_partition(partition text) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON public.%I (user_id)', partition || '_user_id_idx', partition);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON public.%I (pg_catalog.hashtextextended(masked_ip, 0))',
+                   partition || '_masked_ip_digest_idx', partition);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON public.%I (pg_catalog.hashtextextended(masked_device_id, 0))',
+                   partition || '_masked_device_id_digest_idx', partition);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON public.%I (pg_catalog.hashtextextended(subject_hash, 0))',
+                   partition || '_subject_hash_digest_idx', partition);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON public.%I (create_date)', partition || '_create_date_idx', partition);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON public.%I (user_id) WHERE subject_hash IS NULL',
+                   partition || '_without_subject_hash_idx', partition);
+END
+$$;
+REVOKE ALL ON FUNCTION public.index_logins_partition(text)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+
+-- public.index_run_logins: builds the look-up indexes of run `run_id`'s partition (user_logins_run_<id>), which has
+-- none while the run loads it (look-ups scan it meanwhile). Called by finish_etl_run, and by abandon_dead_etl_runs
+-- for a run that died. Does nothing for a run without a partition of its own (merged, or from before 0035).
+CREATE OR REPLACE FUNCTION public.index_run_logins(run_id bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('public.user_logins_run_' || run_id) IS NOT NULL THEN
+        PERFORM public.index_logins_partition('user_logins_run_' || run_id);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION public.index_run_logins(bigint)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+-- public.merge_run_partitions: merges the partitions of user_logins of finished runs that began before this month
+-- (UTC) into one, so that their number stays about one a month plus this month's runs: every look-up and erasure plans
+-- over, and locks, each partition and its indexes (max_locks_per_transaction). The ETL calls it before each run, in a
+-- READ COMMITTED transaction of its own. The rows are copied into a new table whose indexes are built once, then that
+-- table replaces the runs' partitions, all in one transaction that holds user_logins in EXCLUSIVE mode throughout:
+-- writes (ETL batches, forget, retention, retokenize) wait for it, reads do not, and no erasure can delete a row after
+-- the copy read it (the copy's snapshot is taken after the lock). The parent is locked first, as every other statement
+-- locks it, so the merge never deadlocks with them; the swap then holds it exclusively for a moment. Gives up without
+-- changing anything when a lock is not free within lock_timeout (a write or a long query at work on user_logins): the
+-- next run tries again. Returns how many partitions it merged: 0 when there was nothing to merge, -1 when it gave up.
+CREATE OR REPLACE FUNCTION public.merge_run_partitions() RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '5s'
+AS $$
+DECLARE
+    cutoff bigint;
+    runs bigint[];
+    lo bigint;
+    hi bigint;
+    merged text;
+    columns text;
+    sources text;
+    r bigint;
+BEGIN
+    PERFORM vault.require_read_committed();
+    -- The locks are held until the caller's transaction ends: one left open would hold user_logins against everyone.
+    PERFORM set_config('idle_in_transaction_session_timeout', '10s', true);
+    SELECT coalesce(min(e.id), (SELECT max(a.id) + 1 FROM public.etl_runs AS a))
+      INTO cutoff
+      FROM public.etl_runs AS e
+     WHERE e.started_at >= date_trunc('month', now(), 'UTC');
+    SELECT array_agg(substr(c.relname, 17)::bigint ORDER BY substr(c.relname, 17)::bigint)
+      INTO runs
+      FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'public.user_logins'::regclass AND c.relname ~ '^user_logins_run_[0-9]+$'
+       AND substr(c.relname, 17)::bigint < cutoff;
+    IF runs IS NULL OR cardinality(runs) < 2 THEN
+        RETURN 0;
+    END IF;
+    lo := runs[1];
+    hi := runs[cardinality(runs)];
+    IF EXISTS (SELECT 1 FROM public.etl_runs AS e WHERE e.id BETWEEN lo AND hi AND e.outcome = 'running') THEN
+        RETURN 0;
+    END IF;
+    merged := format('user_logins_runs_%s_%s', lo, hi);
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+      INTO columns
+      FROM pg_catalog.pg_attribute AS a
+     WHERE a.attrelid = 'public.user_logins'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+    BEGIN
+        -- EXCLUSIVE: writers and row locks wait, readers do not, and a second merge gives up.
+        LOCK TABLE public.user_logins IN EXCLUSIVE MODE;
+        IF EXISTS (SELECT 1 FROM public.etl_runs AS e WHERE e.id BETWEEN lo AND hi AND e.outcome = 'running')
+           OR EXISTS (SELECT 1 FROM unnest(runs) AS x WHERE to_regclass('public.user_logins_run_' || x) IS NULL)
+        THEN
+            RETURN 0;  -- another merge or a run's end got there first
+        END IF;
+        EXECUTE format('CREATE TABLE public.%I (LIKE public.user_logins INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                       merged);
+        EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (etl_run_id >= %s AND etl_run_id < %s), '
+                       'ADD CONSTRAINT %I CHECK (message_id IS NOT NULL)',
+                       merged, merged || '_runs', lo, hi + 1, merged || '_message_id');
+        SELECT string_agg(format('SELECT %s FROM public.%I', columns, 'user_logins_run_' || x), ' UNION ALL ')
+          INTO sources FROM unnest(runs) AS x;
+        EXECUTE format('INSERT INTO public.%I (%s) %s', merged, columns, sources);
+        PERFORM public.index_logins_partition(merged);
+        FOREACH r IN ARRAY runs LOOP
+            EXECUTE format('ALTER TABLE public.user_logins DETACH PARTITION public.%I', 'user_logins_run_' || r);
+            EXECUTE format('DROP TABLE public.%I', 'user_logins_run_' || r);
+        END LOOP;
+        EXECUTE format('ALTER TABLE public.user_logins ATTACH PARTITION public.%I FOR VALUES FROM (%s) TO (%s)',
+                       merged, lo, hi + 1);
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        RETURN -1;
+    END;
+    RETURN cardinality(runs);
+END
+$$;
+REVOKE ALL ON FUNCTION public.merge_run_partitions()
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+GRANT EXECUTE ON FUNCTION public.merge_run_partitions() TO piivault_etl;
+
 -- public.etl_run_is_live: whether the run whose row recorded live_xid still runs: its lock session's transaction is
 -- in progress. A transaction id not yet assigned when this statement began (one only a forged row could name) and one
 -- too old for the commit log to know count as ended.
@@ -154,6 +321,7 @@ DECLARE
     own numeric := pg_current_xact_id()::text::numeric;
     wanted numeric := live_xid::text::numeric;
     run_id bigint;
+    partition text;
 BEGIN
     -- pg_stat_activity is read once per transaction and kept: a caller's earlier read must not hide the lock session.
     PERFORM pg_catalog.pg_stat_clear_snapshot();
@@ -170,6 +338,15 @@ BEGIN
     INSERT INTO public.etl_runs (source, vault_key_id, token_key_id, token_key_version, live_xid)
     VALUES (source, vault_key_id, token_key_id, token_key_version, live_xid)
     RETURNING id INTO run_id;
+    -- The run's own partition of user_logins, without look-up indexes until the run ends (index_run_logins).
+    partition := 'user_logins_run_' || run_id;
+    EXECUTE format('CREATE TABLE public.%I (LIKE public.user_logins INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                   partition);
+    EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (etl_run_id = %s), '
+                   'ADD CONSTRAINT %I CHECK (message_id IS NOT NULL)',
+                   partition, partition || '_run', run_id, partition || '_message_id');
+    EXECUTE format('ALTER TABLE public.user_logins ATTACH PARTITION public.%I FOR VALUES FROM (%s) TO (%s)',
+                   partition, run_id, run_id + 1);
     RETURN run_id;
 END
 $$;
@@ -185,12 +362,19 @@ CREATE OR REPLACE FUNCTION public.abandon_dead_etl_runs() RETURNS integer
 AS $$
 DECLARE
     n integer;
+    dead record;
 BEGIN
-    UPDATE public.etl_runs AS r
-       SET outcome = 'abandoned', finished_at = clock_timestamp(),
-           error = 'the process ended without recording its end (killed, or its database connection was lost)'
-     WHERE r.outcome = 'running' AND NOT public.etl_run_is_live(r.live_xid);
-    GET DIAGNOSTICS n = ROW_COUNT;
+    n := 0;
+    FOR dead IN
+        UPDATE public.etl_runs AS r
+           SET outcome = 'abandoned', finished_at = clock_timestamp(),
+               error = 'the process ended without recording its end (killed, or its database connection was lost)'
+         WHERE r.outcome = 'running' AND NOT public.etl_run_is_live(r.live_xid)
+     RETURNING r.id
+    LOOP
+        PERFORM public.index_run_logins(dead.id);  -- what it loaded stays, and is indexed now
+        n := n + 1;
+    END LOOP;
     RETURN n;
 END
 $$;
@@ -225,6 +409,9 @@ BEGIN
      WHERE r.id = run_id AND r.outcome = 'running'
        AND (r.live_xid = pg_current_xact_id() OR NOT public.etl_run_is_live(r.live_xid));
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 1 THEN
+        PERFORM public.index_run_logins(run_id);
+    END IF;
     RETURN n = 1;
 END
 $$;

@@ -175,24 +175,35 @@ AS $$
 DECLARE
     c date := vault.retention_cutoff(grant_seq);
     n integer;
+    run bigint;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be 1 or more';
     END IF;
     FOR attempt IN 1..2 LOOP
-        WITH gone AS (
-            DELETE FROM public.user_logins AS l
-             WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM public.user_logins AS o WHERE o.create_date < c
-                                        LIMIT batch_size FOR UPDATE SKIP LOCKED))
-               AND l.create_date < c
-            RETURNING l.masked_ip, l.masked_device_id
-        ), recorded AS (
-            INSERT INTO vault.retention_pending (token)
-            SELECT DISTINCT t.token FROM gone AS g, LATERAL (VALUES (g.masked_ip), (g.masked_device_id)) AS t(token)
-             WHERE t.token IS NOT NULL
-            ON CONFLICT DO NOTHING
-        )
-        SELECT count(*)::integer INTO n FROM gone;
+        -- One run's rows a batch (0035): the run of a free old row, named as a constant so that the DELETE is planned
+        -- on that run's partition alone, where a ctid names one row (ctids repeat from one partition to the next).
+        SELECT o.etl_run_id INTO run FROM public.user_logins AS o WHERE o.create_date < c LIMIT 1 FOR UPDATE SKIP LOCKED;
+        n := 0;
+        IF run IS NOT NULL THEN
+            EXECUTE format($delete$
+                WITH gone AS (
+                    DELETE FROM public.user_logins AS l
+                     WHERE l.etl_run_id = %1$s
+                       AND l.ctid = ANY (ARRAY(SELECT o.ctid FROM public.user_logins AS o
+                                                WHERE o.etl_run_id = %1$s AND o.create_date < $1
+                                                LIMIT $2 FOR UPDATE SKIP LOCKED))
+                       AND l.create_date < $1
+                    RETURNING l.masked_ip, l.masked_device_id
+                ), recorded AS (
+                    INSERT INTO vault.retention_pending (token)
+                    SELECT DISTINCT t.token FROM gone AS g, LATERAL (VALUES (g.masked_ip), (g.masked_device_id)) AS t(token)
+                     WHERE t.token IS NOT NULL
+                    ON CONFLICT DO NOTHING
+                )
+                SELECT count(*)::integer FROM gone
+                $delete$, run) INTO n USING c, batch_size;
+        END IF;
         EXIT WHEN n > 0 OR attempt = 2
                OR NOT EXISTS (SELECT 1 FROM public.user_logins AS o WHERE o.create_date < c);
         -- Only locked rows are left: wait for one of their sessions (one row, so that this wait never holds a row

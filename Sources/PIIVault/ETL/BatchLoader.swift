@@ -48,7 +48,8 @@ struct EncodedBatch: Sendable {
     /// been sealed by a message that was then quarantined.
     let mustRecheck: Bool
 
-    init(_ batch: [PreparedMessage], dataKeyID: Int, mustRecheck: Bool = false) {
+    /// `etlRunID` is the run loading the batch: its logins go to that run's partition of user_logins.
+    init(_ batch: [PreparedMessage], dataKeyID: Int, etlRunID: Int, mustRecheck: Bool = false) {
         self.mustRecheck = mustRecheck
         // Each buffer is reserved at its final size (but for escapes, which are rare): grown by doubling, a batch's
         // COPY data took up to twice its size, and was copied at each step.
@@ -76,6 +77,7 @@ struct EncodedBatch: Sendable {
                 logins.append(login.appVersionText)
                 logins.append(login.createDate)
                 logins.append(login.subjectHash)
+                logins.append(etlRunID)
                 logins.endRow()
                 sealedValues += sealed
             case .quarantine(let entry):
@@ -103,12 +105,12 @@ struct EncodedBatch: Sendable {
 }
 
 extension EncodedBatch {
-    /// The bytes `login`'s COPY line takes, escapes aside: its values, at most 20 digits for the integer, 2 bytes for
-    /// each NULL, and the tabs and newline between and after them.
+    /// The bytes `login`'s COPY line takes, escapes aside: its values, at most 20 digits for each integer (the app
+    /// version, the run id), 2 bytes for each NULL, and the tabs and newline between and after them.
     static func encodedSize(of login: PreparedLogin) -> Int {
         login.messageID.utf8.count + login.userID.utf8.count + login.deviceType.utf8.count + login.ipToken.utf8.count
             + login.deviceToken.utf8.count + (login.locale?.utf8.count ?? 2) + 20
-            + (login.appVersionText?.utf8.count ?? 2) + login.createDate.utf8.count + login.subjectHash.utf8.count + 10
+            + (login.appVersionText?.utf8.count ?? 2) + login.createDate.utf8.count + login.subjectHash.utf8.count + 20 + 11
     }
 
     /// The bytes `secret`'s COPY line takes: token, field, at most 20 digits for the data key id, the sealed bytes in
@@ -123,10 +125,12 @@ extension EncodedBatch {
 /// is then quarantined and the rest loads.
 struct BatchLoader: Sendable {
     let store: any ETLWriteSession
+    /// The run loading the batches (``EncodedBatch``).
+    let etlRunID: Int
 
     /// Loads `batch`, whose values were sealed with `quarantiner`'s data key.
     func load(_ batch: [PreparedMessage], quarantiner: Quarantiner) async throws -> LoadOutcome {
-        try await load(batch, encoded: EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID), quarantiner: quarantiner)
+        try await load(batch, encoded: EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, etlRunID: etlRunID), quarantiner: quarantiner)
     }
 
     /// Loads `batch`, already encoded as `encoded`.
@@ -138,7 +142,7 @@ struct BatchLoader: Sendable {
                 let reason = "rejected by the database: \(error.sqlState ?? "unknown")"
                     + (error.column.map { " in column \($0)" } ?? "")
                 let entry = try quarantiner.quarantine(batch[0].source, reason: reason)
-                return try await insert(EncodedBatch([entry], dataKeyID: quarantiner.dataKeyID),
+                return try await insert(EncodedBatch([entry], dataKeyID: quarantiner.dataKeyID, etlRunID: etlRunID),
                                         dataKeyID: quarantiner.dataKeyID)
             }
             if batch.count == 1 { throw error }
@@ -148,7 +152,7 @@ struct BatchLoader: Sendable {
             // erasure count: the run's look-ups vouched for the whole batch, not for a part of it.
             var outcome = LoadOutcome()
             for half in Self.halves(of: batch) {
-                let encoded = EncodedBatch(half, dataKeyID: quarantiner.dataKeyID, mustRecheck: true)
+                let encoded = EncodedBatch(half, dataKeyID: quarantiner.dataKeyID, etlRunID: etlRunID, mustRecheck: true)
                 outcome.add(try await load(half, encoded: encoded, quarantiner: quarantiner))
             }
             outcome.tokens = Array(Set(outcome.tokens))  // a token both halves sealed counts once

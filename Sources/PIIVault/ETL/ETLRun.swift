@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Postgres
 
 /// The nightly run: receive, validate, tokenize, seal, load in batches, and delete from the source only what has
 /// committed. At-least-once in, exactly-once effect (message ids are the idempotency key).
@@ -80,6 +81,7 @@ public struct ETLRun: Sendable {
         try await store.checkTokenKey(version: tokenizer.version, keyID: tokenKey.keyID.description)
         // Before the run's lock session opens its transaction, which would keep each round's old index entries.
         await recordMissingSubjectHashes(store: store, stop: stop)
+        await mergeFinishedRunPartitions(store: store)
         let runID = try await store.beginRun(source: source.label, keys: RunKeys(
             vaultKeyID: vaultPublicKey.keyID.description, tokenKeyID: tokenKey.keyID.description,
             tokenKeyVersion: tokenizer.version))
@@ -104,7 +106,7 @@ public struct ETLRun: Sendable {
         defer { deadline?.cancel() }
         var summary = ETLSummary()
         do {
-            try await drain(store: store, lookup: lookup, tokenizer: tokenizer, stop: runStop, summary: &summary) {
+            try await drain(runID: runID, store: store, lookup: lookup, tokenizer: tokenizer, stop: runStop, summary: &summary) {
                 summary in
                 var summary = summary
                 summary.updateRate(since: started)
@@ -134,6 +136,22 @@ public struct ETLRun: Sendable {
     /// Rows loaded before piivault recorded subject hashes get them (the token key's keyed hash of their user id),
     /// so that forget can tie its subject to them: for a minute at most each run (a large legacy table takes several
     /// runs), and not once a stop is requested. A failure is a warning: the run's own work does not need it.
+    /// Housekeeping before the run: older runs' partitions of user_logins merged into one, so that their number (which
+    /// every look-up plans over) stays small. A failure costs nothing but the next run's attempt.
+    private func mergeFinishedRunPartitions(store: any ETLWriteSession) async {
+        do {
+            let merged = try await store.mergeFinishedRunPartitions()
+            if merged > 0 {
+                logger.notice("merged the user_logins partitions of \(merged) finished runs from before this month into one")
+            } else if merged < 0 {
+                logger.warning("could not merge older runs' partitions of user_logins: user_logins was busy (a write or a long query held it for 5 s); the next run tries again")
+            }
+        } catch {
+            let state = (error as? PostgresError)?.sqlState.map { " (SQLSTATE \($0))" } ?? ""
+            logger.warning("could not merge older runs' partitions of user_logins\(state); the next run tries again")
+        }
+    }
+
     private func recordMissingSubjectHashes(store: any ETLWriteSession, stop: StopSignal) async {
         let hasher = TombstoneHasher(key: tokenKey)
         let deadline = Date().addingTimeInterval(Self.subjectHashSeconds)
@@ -225,13 +243,13 @@ public struct ETLRun: Sendable {
 
     /// Receives, prepares and loads batches until the collector ends; counts into `summary`.
     private func drain(
-        store: any ETLWriteSession, lookup: any ETLReadSession, tokenizer: Tokenizer, stop: StopSignal,
+        runID: Int, store: any ETLWriteSession, lookup: any ETLReadSession, tokenizer: Tokenizer, stop: StopSignal,
         summary: inout ETLSummary, progress: (ETLSummary) async -> Void
     ) async throws {
         let collector = BatchCollector(source: CountingMessageSource(base: source, tracker: tracker),
                                        configuration: configuration)
         let preparer = MessagePreparer(tokenizer: tokenizer, tombstoneHasher: TombstoneHasher(key: tokenKey))
-        let loader = BatchLoader(store: store)
+        let loader = BatchLoader(store: store, etlRunID: runID)
         // The batch being loaded and then deleted from the source, while the next one is received and prepared: the
         // database and this process work at the same time. At most one batch is in flight, so batches commit and
         // leave the queue in order, each only after its own commit.
@@ -308,13 +326,13 @@ public struct ETLRun: Sendable {
                 // batch's commit to the next one's COPY without waiting for this process.
                 let quarantiner = preparer.quarantiner
                 var prepared = try await prepare(batch)
-                var encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
+                var encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID, etlRunID: runID)
                 try await settle()
                 if inFlightDroppedValues {
                     inFlightDroppedValues = false
                     held = nil  // the committed batch's rows, not kept beside two preparations of this one
                     prepared = try await prepare(batch)
-                    encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID)
+                    encoded = EncodedBatch(prepared, dataKeyID: quarantiner.dataKeyID, etlRunID: runID)
                 }
                 let sealing = encoded.tokens
                 // Every batch before this one has settled (committed) by now: this is batch N of the run.

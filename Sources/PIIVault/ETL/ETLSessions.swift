@@ -13,6 +13,10 @@ protocol ETLWriteSession: Sendable {
     func lastVaultKeyID() async throws -> String?
     /// Records the end of run `id`; never throws (the next run marks a run left `running` as abandoned).
     func finishRun(_ id: Int, summary: ETLSummary) async
+    /// Merges the partitions of user_logins of finished runs from before this month into one
+    /// (`public.merge_run_partitions`); returns how many it merged: 0 when there were none, -1 when it gave up (a lock
+    /// was not free).
+    func mergeFinishedRunPartitions() async throws -> Int
     /// Stores a sealed data key; returns its `vault.data_keys` id.
     func storeDataKey(_ key: SealedDataKey) async throws -> Int
     /// Inserts one encoded batch in one transaction, all or nothing.
@@ -24,6 +28,9 @@ protocol ETLWriteSession: Sendable {
 }
 
 extension ETLWriteSession {
+    /// The unit tests' fakes hold no partitions.
+    func mergeFinishedRunPartitions() async throws -> Int { 0 }
+
     /// The unit tests' fakes hold no rows from before subject hashes.
     func recordMissingSubjectHashes(_ hash: @Sendable (String) -> String, while keepGoing: @Sendable () -> Bool)
         async throws -> (recorded: Int, finished: Bool) { (0, true) }

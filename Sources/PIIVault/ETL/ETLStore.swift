@@ -80,6 +80,15 @@ actor ETLStore {
         }
     }
 
+    func mergeFinishedRunPartitions() async throws -> Int {
+        // READ COMMITTED whatever the login's default: the copy must see every erasure committed before the merge's
+        // lock was granted (a REPEATABLE READ snapshot, taken before the wait, would bring deleted rows back).
+        try await connection.transactionBegunWith(nil, isolation: "READ COMMITTED") { connection, _ in
+            try await connection.query("SELECT public.merge_run_partitions() AS n")
+                .requiredFirst("public.merge_run_partitions")["n"].requiredInt()
+        }
+    }
+
     /// Refuses a token key whose version the vault knows under another key id (and records a version it does not
     /// know yet): see `TokenKeyRegistry`.
     func checkTokenKey(version: Int, keyID: String) async throws {
@@ -237,7 +246,7 @@ actor ETLStore {
             if logins.rowCount > 0 {
                 let columns = """
                     (message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version,
-                     app_version_text, create_date, subject_hash)
+                     app_version_text, create_date, subject_hash, etl_run_id)
                     """
                 if try await Self.copyUnlessPresent(
                     PostgresQuery(unsafeSQL: "COPY public.user_logins \(columns) FROM STDIN"), data: logins.bytes,
@@ -247,15 +256,7 @@ actor ETLStore {
                 } else {
                     try await connection.copyFromStdin(
                         PostgresQuery(unsafeSQL: "COPY pg_temp.piivault_stage_logins \(columns) FROM STDIN"), data: logins.bytes)
-                    outcome.loaded = try await connection.execute("""
-                        INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
-                                                        app_version, create_date, message_id, app_version_text,
-                                                        subject_hash, loaded_at)
-                        SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date,
-                               message_id, app_version_text, subject_hash, now()
-                          FROM pg_temp.piivault_stage_logins
-                        ON CONFLICT DO NOTHING
-                        """)
+                    outcome.loaded = try await Self.insertNewLogins(connection: connection)
                 }
                 outcome.duplicates = logins.rowCount - outcome.loaded
             }
@@ -291,7 +292,8 @@ actor ETLStore {
         try await connection.executeScript("""
             CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.piivault_stage_logins (
                 message_id text, user_id text, device_type text, masked_ip text, masked_device_id text,
-                locale text, app_version integer, app_version_text text, create_date date, subject_hash text
+                locale text, app_version integer, app_version_text text, create_date date, subject_hash text,
+                etl_run_id bigint
             ) ON COMMIT DELETE ROWS;
             CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.piivault_stage_secrets (
                 token text, field text, data_key_id bigint, sealed bytea
@@ -301,6 +303,32 @@ actor ETLStore {
             ) ON COMMIT DELETE ROWS;
             """)
         stagingReady = true
+    }
+
+    /// Inserts the staged logins whose message ids are not loaded yet (public.login_message_ids, which a trigger on
+    /// user_logins keeps); returns how many. Another process may load one of the same messages between the check and
+    /// the insert: the trigger then refuses the insert (unique violation) once that process commits, and the insert is
+    /// tried again, which now skips it.
+    private static func insertNewLogins(connection: PostgresConnection) async throws -> Int {
+        for attempt in 1... {
+            do {
+                return try await connection.queryScript("""
+                    SAVEPOINT piivault_new_logins;
+                    INSERT INTO public.user_logins (user_id, device_type, masked_ip, masked_device_id, locale,
+                                                    app_version, create_date, message_id, app_version_text,
+                                                    subject_hash, etl_run_id, loaded_at)
+                    SELECT DISTINCT ON (s.message_id) s.user_id, s.device_type, s.masked_ip, s.masked_device_id,
+                           s.locale, s.app_version, s.create_date, s.message_id, s.app_version_text, s.subject_hash,
+                           s.etl_run_id, now()
+                      FROM pg_temp.piivault_stage_logins AS s
+                     WHERE NOT EXISTS (SELECT 1 FROM public.login_message_ids AS m WHERE m.message_id = s.message_id)
+                     ORDER BY s.message_id
+                    """).affectedRows
+            } catch let error as PostgresError where error.code == .uniqueViolation && attempt < 3 {
+                try await connection.execute("ROLLBACK TO SAVEPOINT piivault_new_logins")
+            }
+        }
+        preconditionFailure("unreachable")
     }
 
     /// COPYs `data` straight into its table under a savepoint, set in the same round trip as the COPY starts. Returns
