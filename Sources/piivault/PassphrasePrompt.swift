@@ -6,6 +6,20 @@ import Darwin
 import Foundation
 import PIIVault
 
+/// The signals that end a process at a prompt (Ctrl-C, Ctrl-\\, a kill, a closed terminal).
+private let terminatingSignals = [SIGINT, SIGQUIT, SIGTERM, SIGHUP]
+/// The terminal whose echo a prompt turned off (-1: none), and its settings before: read by the signal handler.
+nonisolated(unsafe) private var echoOffTerminal: Int32 = -1
+nonisolated(unsafe) private var echoOffSettings = termios()
+
+/// Puts the terminal's settings back, then ends the process by the same signal (its default action). Only
+/// async-signal-safe calls.
+private func restoreTerminalThenDie(_ number: Int32) {
+    if echoOffTerminal >= 0 { _ = tcsetattr(echoOffTerminal, TCSANOW, &echoOffSettings) }
+    signal(number, SIG_DFL)
+    raise(number)
+}
+
 /// The executable's passphrase provider: the file named by `PIIVAULT_PASSPHRASE_FILE` (automation, tests), else the
 /// controlling terminal with echo off. Read straight into guarded memory.
 enum PassphrasePrompt {
@@ -37,8 +51,17 @@ enum PassphrasePrompt {
         var quiet = saved
         quiet.c_lflag &= ~tcflag_t(ECHO)
         quiet.c_lflag |= tcflag_t(ECHONL)
+        // Ctrl-C (or a kill) while echo is off must not leave the user's shell without echo: until the settings are
+        // back, those signals put them back first, then end the process as they would have.
+        echoOffTerminal = fd
+        echoOffSettings = saved
+        let previous = terminatingSignals.map { ($0, signal($0, restoreTerminalThenDie)) }
         _ = tcsetattr(fd, TCSAFLUSH, &quiet)
-        defer { _ = tcsetattr(fd, TCSAFLUSH, &saved) }
+        defer {
+            _ = tcsetattr(fd, TCSAFLUSH, &saved)
+            for (number, handler) in previous { signal(number, handler) }
+            echoOffTerminal = -1
+        }
         _ = prompt.withCString { write(fd, $0, strlen($0)) }
 
         let maxBytes = Passphrase.maxBytes

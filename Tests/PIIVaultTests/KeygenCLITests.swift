@@ -100,4 +100,30 @@ final class KeygenCLITests: XCTestCase {
             XCTAssertEqual(($0 as? KeyFileError)?.exitCode, .noPermission)
         }
     }
+
+    /// Ctrl-C at a passphrase prompt ends the command as Ctrl-C does, with the terminal's echo back on (a pseudo-
+    /// terminal driven by Python's pty module; its settings read after the process has gone).
+    func testCtrlCAtThePassphrasePromptLeavesEchoOn() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let script = #"""
+            import os, pty, sys, termios, time
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.environ.pop("PIIVAULT_PASSPHRASE_FILE", None)
+                os.execv(sys.argv[1], [sys.argv[1], "keygen", "--passphrase", "--dir", sys.argv[2]])
+            seen, deadline = b"", time.time() + 20
+            while b"assphrase" not in seen and time.time() < deadline:
+                seen += os.read(fd, 1024)
+            time.sleep(0.2)
+            echo_at_prompt = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+            os.write(fd, b"\x03")
+            _, status = os.waitpid(pid, 0)
+            print(f"prompt_echo={echo_at_prompt} signal={os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0} "
+                  f"echo_after={bool(termios.tcgetattr(fd)[3] & termios.ECHO)}")
+            """#
+        let result = try runProcess("python3", ["-c", script, try piivaultBinary(), dir.appendingPathComponent("keys").path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "prompt_echo=False signal=2 echo_after=True", "echo off at the prompt, back on after Ctrl-C")
+    }
 }
