@@ -159,4 +159,42 @@ extension ETLTests {
         let unmerged = try await partitions()
         XCTAssertTrue(unmerged.contains { $0.name == "user_logins_run_\(fourthRun)" }, "\(unmerged)")
     }
+
+    /// Values an earlier run sealed, met again by batches that do not ask the vault (the one before found none of its
+    /// values there): each is kept once, as the earlier run sealed it, and every login's tokens are in the vault.
+    func testValuesAlreadySealedAreKeptOnceWhenABatchDoesNotAskTheVault() async throws {
+        func lines(_ prefix: String, _ range: Range<Int>, values: String) -> String {
+            range.map { i in
+                #"{"user_id": "\#(prefix)-\#(i)", "device_type": "ios", "ip": "203.0.113.\#(i % 250)", "device_id": "\#(values)-device-\#(i)"}"#
+            }.joined(separator: "\n") + "\n"
+        }
+        let first = FileManager.default.temporaryDirectory.appendingPathComponent("sealed-once-a-\(ScratchDatabase.randomHex(4)).ndjson")
+        let second = FileManager.default.temporaryDirectory.appendingPathComponent("sealed-once-b-\(ScratchDatabase.randomHex(4)).ndjson")
+        defer { try? FileManager.default.removeItem(at: first); try? FileManager.default.removeItem(at: second) }
+        try lines("early", 100..<120, values: "old").write(to: first, atomically: true, encoding: .utf8)
+        // The second run: a batch of new values (the vault holds none: the next batches do not ask), then two batches
+        // of other users with the first run's ips and device ids.
+        try (lines("new", 0..<10, values: "new") + lines("late", 100..<120, values: "old"))
+            .write(to: second, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try etl(["--from-file", first.path]).status, 0)
+        let sealedBefore = try await query("SELECT token, sealed FROM vault.secrets ORDER BY token")
+            .map { [try $0["token"].requiredString(), try $0["sealed"].requiredBytes().map { String($0) }.joined()] }
+        XCTAssertEqual(sealedBefore.count, 40)
+
+        let run = try etl(["--from-file", second.path, "--batch-size", "10", "--summary-json", "-"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let summary = try JSONSerialization.jsonObject(
+            with: Data(run.stdout.split(separator: "\n").last.map(String.init)?.utf8 ?? "".utf8)) as? [String: Any]
+        XCTAssertEqual(summary?["loaded"] as? Int, 30, run.stdout)
+        XCTAssertEqual(summary?["values_sealed"] as? Int, 20, "only the new batch's 20 values: \(run.stdout)")
+        let sealedAfter = try await query("SELECT token, sealed FROM vault.secrets ORDER BY token")
+            .map { [try $0["token"].requiredString(), try $0["sealed"].requiredBytes().map { String($0) }.joined()] }
+        XCTAssertEqual(sealedAfter.count, 60)
+        XCTAssertTrue(Set(sealedBefore).isSubset(of: Set(sealedAfter)), "the first run's sealed values kept as they were")
+        let dangling = try await count("""
+            (SELECT 1 FROM user_logins AS l WHERE NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_ip)
+                OR NOT EXISTS (SELECT 1 FROM vault.secrets AS s WHERE s.token = l.masked_device_id)) AS missing
+            """)
+        XCTAssertEqual(dangling, 0)
+    }
 }

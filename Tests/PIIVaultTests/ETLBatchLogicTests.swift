@@ -193,6 +193,39 @@ final class MessagePreparerTests: XCTestCase {
         XCTAssertEqual(lookup.vaultQueries.count, 1)
     }
 
+    /// After a batch whose new tokens the vault did not hold, the vault is asked again only every
+    /// `vaultProbeInterval`th batch (the batches between seal their new values; the insert keeps a copy the vault had);
+    /// a batch that finds values there has the next one ask too.
+    func testTheVaultIsAskedEveryEighthBatchWhileItHoldsNoneOfTheNewValues() async throws {
+        let tokenizer = Tokenizer(key: tokenKey)
+        let heldIP = try tokenizer.tokenize("198.51.100.77", as: .ip).token
+        let lookup = FakeReadSession(held: [heldIP])
+        let preparer = makePreparer()
+        func batch(_ n: Int, ip: String? = nil) async throws -> [PreparedSecret] {
+            let message = SourceMessage(messageID: "m\(n)", body: validLoginBody(ip: ip ?? "192.0.2.\(n)", device: "device-\(n)"),
+                                        sentAt: nil, receiptHandle: nil)
+            return try await prepare([message], with: preparer, lookup: lookup).flatMap { message -> [PreparedSecret] in
+                if case .login(_, let secrets) = message.content { return secrets } else { return [] }
+            }
+        }
+        for n in 1...9 { _ = try await batch(n) }
+        XCTAssertEqual(lookup.vaultQueries.count, 2, "batches 1 and 9 asked; 2 to 8 sealed without asking")
+        XCTAssertEqual(MessagePreparer.vaultProbeInterval, 8)
+        // Between probes a value the vault holds is sealed again (its primary key then keeps the vault's copy).
+        let unasked = try await batch(10, ip: "198.51.100.77")
+        XCTAssertEqual(lookup.vaultQueries.count, 2)
+        XCTAssertTrue(unasked.contains { $0.token == heldIP })
+        for n in 11...16 { _ = try await batch(n) }
+        // Batch 17 probes and finds a held value: from then on every batch asks.
+        let probed = try await batch(17, ip: "198.51.100.77")
+        XCTAssertEqual(lookup.vaultQueries.count, 3)
+        XCTAssertFalse(probed.contains { $0.token == heldIP }, "found in the vault: not sealed")
+        _ = try await batch(18)
+        XCTAssertEqual(lookup.vaultQueries.count, 4, "the batch after one that found values asks too")
+        _ = try await batch(19)
+        XCTAssertEqual(lookup.vaultQueries.count, 4, "18 found none: the next seven do not ask")
+    }
+
     func testAMessageThatBreaksTheRulesIsQuarantinedWithItsBodySealed() async throws {
         let notJSON = Array("not json at all".utf8)
         let badIP = validLoginBody(user: "u-2", ip: "999.0.2.1")

@@ -14,6 +14,14 @@ final class MessagePreparer {
     /// flat.
     private var knownTokens = Set<TokenFingerprint>()
     private let knownTokensLimit: Int
+    /// Batches to prepare before the vault is asked again about new tokens (0: ask for the next one). A run loading
+    /// values the vault has never seen asks about every token of every batch and finds none: tens of thousands of
+    /// primary-key probes a batch, beside the COPY on the same cores. So after a batch whose new tokens were all
+    /// absent, the next `vaultProbeInterval - 1` batches seal their new values without asking; a value the vault held
+    /// after all is then refused by its primary key and the insert keeps the vault's copy (`ON CONFLICT DO NOTHING`),
+    /// and the next probe finds such values and asks for every batch again.
+    private var batchesUntilVaultProbe = 0
+    static let vaultProbeInterval = 8
 
     /// How many parts a large batch is prepared in at once: the cores the process may use.
     private let parallelism: Int
@@ -114,7 +122,15 @@ final class MessagePreparer {
             if let fingerprint = TokenFingerprint(item.value.token), knownTokens.contains(fingerprint) { continue }
             unknown.insert(DigestKey(item.value.token))
         }
-        let present = unknown.isEmpty ? [] : try await vaultHolds(unknown.map(\.text))
+        var present = Set<String>()
+        if !unknown.isEmpty {
+            if batchesUntilVaultProbe == 0 {
+                present = try await vaultHolds(unknown.map(\.text))
+                batchesUntilVaultProbe = present.isEmpty ? Self.vaultProbeInterval - 1 : 0
+            } else {
+                batchesUntilVaultProbe -= 1
+            }
+        }
         var toSeal: [Pending] = []
         for item in pending {
             // Removing the token from `unknown` both tests and marks it: each value is sealed once per batch.
