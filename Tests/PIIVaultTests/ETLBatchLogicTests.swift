@@ -224,6 +224,10 @@ final class MessagePreparerTests: XCTestCase {
         XCTAssertEqual(lookup.vaultQueries.count, 4, "the batch after one that found values asks too")
         _ = try await batch(19)
         XCTAssertEqual(lookup.vaultQueries.count, 4, "18 found none: the next seven do not ask")
+        // A committed batch that inserted fewer values than it sealed (the vault held some): the next batch asks.
+        preparer.vaultHeldValuesABatchSealed()
+        _ = try await batch(20)
+        XCTAssertEqual(lookup.vaultQueries.count, 5)
     }
 
     func testAMessageThatBreaksTheRulesIsQuarantinedWithItsBodySealed() async throws {

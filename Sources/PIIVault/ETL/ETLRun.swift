@@ -283,6 +283,7 @@ public struct ETLRun: Sendable {
                 preparer.forget(Set(settled.sealing).subtracting(settled.outcome.tokens))
                 inFlightDroppedValues = true
             }
+            if settled.outcome.valuesSealed < settled.sealing.count { preparer.vaultHeldValuesABatchSealed() }
             summary.add(settled.outcome, deleteFailures: settled.deleteFailures)
             await progress(summary)
         }

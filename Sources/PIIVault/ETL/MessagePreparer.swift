@@ -17,9 +17,10 @@ final class MessagePreparer {
     /// Batches to prepare before the vault is asked again about new tokens (0: ask for the next one). A run loading
     /// values the vault has never seen asks about every token of every batch and finds none: tens of thousands of
     /// primary-key probes a batch, beside the COPY on the same cores. So after a batch whose new tokens were all
-    /// absent, the next `vaultProbeInterval - 1` batches seal their new values without asking; a value the vault held
-    /// after all is then refused by its primary key and the insert keeps the vault's copy (`ON CONFLICT DO NOTHING`),
-    /// and the next probe finds such values and asks for every batch again.
+    /// absent, the next `vaultProbeInterval - 1` batches seal their new values without asking. A value the vault held
+    /// after all is refused by its primary key and the insert keeps the vault's copy (`ON CONFLICT DO NOTHING`, a
+    /// slower path); the run then reports it (`vaultHeldValuesABatchSealed`), and the next batch asks again, as does
+    /// every batch whose probe finds values there.
     private var batchesUntilVaultProbe = 0
     static let vaultProbeInterval = 8
 
@@ -54,6 +55,12 @@ final class MessagePreparer {
     var quarantiner: Quarantiner {
         guard let sealer else { preconditionFailure("no data key: call use(_:dataKeyID:) first") }
         return Quarantiner(sealer: sealer, dataKeyID: dataKeyID)
+    }
+
+    /// A committed batch inserted fewer values than it sealed: the vault held some (or a refused message took them).
+    /// The next batch asks the vault again.
+    func vaultHeldValuesABatchSealed() {
+        batchesUntilVaultProbe = 0
     }
 
     /// Marks tokens as present in the vault, after a batch committed.
