@@ -168,6 +168,25 @@ $$;
 REVOKE ALL ON FUNCTION public.refuse_message_id_change()
     FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
 
+-- public.new_logins_partition: makes the table `partition` for the rows of runs first_run to last_run, shaped as
+-- user_logins (its columns, defaults and checks), with the checks a partition of those runs needs: its run ids (so
+-- that attaching it reads none of its rows) and a message id on every row. Not attached, no look-up indexes: the
+-- caller attaches it when its rows may be seen (begin_etl_run at once, merge_run_partitions once it is filled).
+CREATE OR REPLACE FUNCTION public.new_logins_partition(partition text, first_run bigint, last_run bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE public.%I (LIKE public.user_logins INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                   partition);
+    EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (etl_run_id >= %s AND etl_run_id < %s), '
+                   'ADD CONSTRAINT %I CHECK (message_id IS NOT NULL)',
+                   partition, partition || '_runs', first_run, last_run + 1, partition || '_message_id');
+END
+$$;
+REVOKE ALL ON FUNCTION public.new_logins_partition(text, bigint, bigint)
+    FROM PUBLIC, piivault_etl, piivault_analyst, piivault_compliance, piivault_auditor;
+
 -- public.index_logins_partition: builds the look-up indexes of a partition of user_logins (a run's, or runs merged),
 -- the same as user_logins_before_partitions has: B-trees over user_id and create_date, over 64-bit digests of the two
 -- tokens and the subject hash (0022), and the (empty) one of rows without a subject hash (0033). Built once the rows
@@ -265,11 +284,7 @@ BEGIN
         THEN
             RETURN 0;  -- another merge or a run's end got there first
         END IF;
-        EXECUTE format('CREATE TABLE public.%I (LIKE public.user_logins INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
-                       merged);
-        EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (etl_run_id >= %s AND etl_run_id < %s), '
-                       'ADD CONSTRAINT %I CHECK (message_id IS NOT NULL)',
-                       merged, merged || '_runs', lo, hi + 1, merged || '_message_id');
+        PERFORM public.new_logins_partition(merged, lo, hi);
         SELECT string_agg(format('SELECT %s FROM public.%I', columns, 'user_logins_run_' || x), ' UNION ALL ')
           INTO sources FROM unnest(runs) AS x;
         EXECUTE format('INSERT INTO public.%I (%s) %s', merged, columns, sources);
@@ -340,11 +355,7 @@ BEGIN
     RETURNING id INTO run_id;
     -- The run's own partition of user_logins, without look-up indexes until the run ends (index_run_logins).
     partition := 'user_logins_run_' || run_id;
-    EXECUTE format('CREATE TABLE public.%I (LIKE public.user_logins INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
-                   partition);
-    EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (etl_run_id = %s), '
-                   'ADD CONSTRAINT %I CHECK (message_id IS NOT NULL)',
-                   partition, partition || '_run', run_id, partition || '_message_id');
+    PERFORM public.new_logins_partition(partition, run_id, run_id);
     EXECUTE format('ALTER TABLE public.user_logins ATTACH PARTITION public.%I FOR VALUES FROM (%s) TO (%s)',
                    partition, run_id, run_id + 1);
     RETURN run_id;
