@@ -130,7 +130,8 @@ struct BatchLoader: Sendable {
 
     /// Loads `batch`, whose values were sealed with `quarantiner`'s data key.
     func load(_ batch: [PreparedMessage], quarantiner: Quarantiner) async throws -> LoadOutcome {
-        try await load(batch, encoded: EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, etlRunID: etlRunID), quarantiner: quarantiner)
+        try await load(batch, encoded: EncodedBatch(batch, dataKeyID: quarantiner.dataKeyID, etlRunID: etlRunID),
+                       quarantiner: quarantiner)
     }
 
     /// Loads `batch`, already encoded as `encoded`.

@@ -133,9 +133,6 @@ public struct ETLRun: Sendable {
         return summary
     }
 
-    /// Rows loaded before piivault recorded subject hashes get them (the token key's keyed hash of their user id),
-    /// so that forget can tie its subject to them: for a minute at most each run (a large legacy table takes several
-    /// runs), and not once a stop is requested. A failure is a warning: the run's own work does not need it.
     /// Housekeeping before the run: older runs' partitions of user_logins merged into one, so that their number (which
     /// every look-up plans over) stays small. A failure costs nothing but the next run's attempt.
     private func mergeFinishedRunPartitions(store: any ETLWriteSession) async {
@@ -152,6 +149,9 @@ public struct ETLRun: Sendable {
         }
     }
 
+    /// Rows loaded before piivault recorded subject hashes get them (the token key's keyed hash of their user id),
+    /// so that forget can tie its subject to them: for a minute at most each run (a large legacy table takes several
+    /// runs), and not once a stop is requested. A failure is a warning: the run's own work does not need it.
     private func recordMissingSubjectHashes(store: any ETLWriteSession, stop: StopSignal) async {
         let hasher = TombstoneHasher(key: tokenKey)
         let deadline = Date().addingTimeInterval(Self.subjectHashSeconds)
